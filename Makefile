@@ -1,0 +1,64 @@
+# Kosmos — every target sets up what it needs; a clean clone runs `make run` or `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+GEN_STAMP := services/kosmos/v1/.generated
+PROTOS := $(wildcard proto/kosmos/v1/*.proto)
+PLUGINS := $(wildcard plugins/*/pyproject.toml)
+# `make run` keeps its database and logs here.
+RUN_DIR ?= var
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## Show the targets.
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  \033[1m%-10s\033[0m %s\n",$$1,$$2}'
+
+$(STAMP): pyproject.toml $(PLUGINS)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]' $(foreach p,$(dir $(PLUGINS)),-e ./$(p))
+	touch $@
+
+$(GEN_STAMP): $(STAMP) $(PROTOS) tools/gen_proto.py
+	$(PY) tools/gen_proto.py
+	touch $@
+
+.PHONY: setup
+setup: $(STAMP) $(GEN_STAMP) ## Create .venv, install Kosmos and the plugins, generate code.
+
+.PHONY: proto
+proto: $(STAMP) ## Generate Python code from proto/kosmos/v1.
+	$(PY) tools/gen_proto.py
+	touch $(GEN_STAMP)
+
+.PHONY: test
+test: setup ## Run the whole test suite.
+	$(PY) -m pytest tests $(wildcard plugins/*/tests)
+
+.PHONY: run
+run: setup ## Load the demo shop and start the whole cluster on one machine (SQLite).
+	$(PY) -m kosmos.demo --dir $(RUN_DIR)
+
+.PHONY: bench
+bench: setup ## Benchmark Recommend against an empty RPC on the same server stack.
+	$(PY) tools/bench.py
+
+.PHONY: lint
+lint: setup ## ruff, mypy and buf lint.
+	$(BIN)/ruff format --check services tests tools plugins
+	$(BIN)/ruff check services tests tools plugins
+	$(BIN)/mypy services
+	cd proto && ../$(BIN)/buf lint
+
+.PHONY: fmt
+fmt: setup ## Format the code.
+	$(BIN)/ruff format services tests tools plugins
+	$(BIN)/ruff check --fix services tests tools plugins
+
+.PHONY: clean
+clean: ## Remove the virtual environment, generated code and run state.
+	rm -rf $(VENV) $(RUN_DIR) services/kosmos/v1/*_pb2*.py* $(GEN_STAMP)

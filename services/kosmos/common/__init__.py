@@ -1,0 +1,1 @@
+"""Pieces every Kosmos service shares: errors, configuration, telemetry, the server stack."""

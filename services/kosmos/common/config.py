@@ -1,0 +1,195 @@
+"""Configuration from ``KOSMOS_*`` environment variables, each a documented constant.
+
+A service's ``__main__`` reads the environment once, through these ``from_env`` methods, and
+passes the result down; nothing else touches ``os.environ``. A bad value stops startup with the
+variable's name. ``OTEL_*`` variables belong to the OpenTelemetry SDK. The README's
+configuration table lists every variable below (a test keeps the two in step).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Self, TypeVar
+
+KOSMOS_DATABASE_URL = "KOSMOS_DATABASE_URL"
+"""Where the data lives: ``sqlite:///path.db`` (embedded) or ``postgresql://...``.
+Default: ``"sqlite:///kosmos.db"``."""
+
+KOSMOS_CLUSTER_LISTEN = "KOSMOS_CLUSTER_LISTEN"
+"""Address the all-in-one process (``python -m kosmos.cluster``) binds for every service.
+Default: ``"0.0.0.0:50051"``."""
+
+KOSMOS_PROFILE_LISTEN = "KOSMOS_PROFILE_LISTEN"
+"""Address the profile service (profiles and catalog) binds. Default: ``"0.0.0.0:50061"``."""
+
+KOSMOS_FEEDBACK_LISTEN = "KOSMOS_FEEDBACK_LISTEN"
+"""Address the feedback service binds. Default: ``"0.0.0.0:50062"``."""
+
+KOSMOS_RECOMMENDATION_LISTEN = "KOSMOS_RECOMMENDATION_LISTEN"
+"""Address the recommendation service binds. Default: ``"0.0.0.0:50063"``."""
+
+KOSMOS_WORKERS = "KOSMOS_WORKERS"
+"""Threads serving RPCs in one server. Default: ``32``."""
+
+KOSMOS_GRACE_SECONDS = "KOSMOS_GRACE_SECONDS"
+"""Seconds in-flight RPCs get to finish after SIGTERM. Default: ``5``."""
+
+KOSMOS_LOG_LEVEL = "KOSMOS_LOG_LEVEL"
+"""Python logging level. Default: ``"INFO"``."""
+
+KOSMOS_ROUTING = "KOSMOS_ROUTING"
+"""The recommender chain, comma-separated, tried in order; later ones fill what earlier ones
+could not. Default: ``"popularity"``."""
+
+KOSMOS_DISABLED_RECOMMENDERS = "KOSMOS_DISABLED_RECOMMENDERS"
+"""Recommender plugins never to load, comma-separated. Default: empty."""
+
+KOSMOS_MODEL_REFRESH_SECONDS = "KOSMOS_MODEL_REFRESH_SECONDS"
+"""How often the recommendation service refits in-process models from the store. Default: ``60``."""
+
+KOSMOS_MAX_PER_CATEGORY = "KOSMOS_MAX_PER_CATEGORY"
+"""Variety: at most this many offers of one category in a page, while others are left.
+Default: ``3``."""
+
+KOSMOS_RECENT_INTERACTIONS = "KOSMOS_RECENT_INTERACTIONS"
+"""How many of a customer's latest interactions each recommendation reads. Default: ``50``."""
+
+KOSMOS_PLUGIN_PREFIX = "KOSMOS_PLUGIN__"
+"""``KOSMOS_PLUGIN__<NAME>__<SETTING>=value`` passes ``setting=value`` to plugin ``name``'s
+factory, e.g. ``KOSMOS_PLUGIN__POPULARITY__HALF_LIFE_DAYS=7``. Default: none."""
+
+KOSMOS_TARGET = "KOSMOS_TARGET"
+"""Address the ``kosmos`` command and ``make bench`` call. Default: ``"localhost:50051"``."""
+
+
+class ConfigError(ValueError):
+    """A configuration value is unusable; the message names the variable."""
+
+
+T = TypeVar("T")
+
+
+def _read(env: Mapping[str, str], name: str, default: T, parse: Callable[[str], T]) -> T:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return parse(raw.strip())
+    except ValueError as exc:
+        raise ConfigError(f"{name}={raw!r}: {exc}") from exc
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+def _address(raw: str) -> str:
+    host, sep, port = raw.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("must be host:port")
+    return raw
+
+
+def _names(raw: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in raw.split(",") if n.strip())
+    for name in names:
+        if not name.replace("-", "_").replace("_", "a").isalnum():
+            raise ValueError(f"bad recommender name {name!r}")
+    return names
+
+
+def _database_url(raw: str) -> str:
+    if not raw.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        raise ValueError("must start with sqlite:/// or postgresql://")
+    return raw
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """What every Kosmos server needs.
+
+    Attributes:
+        listen: The address to bind, ``host:port``; port 0 picks a free one.
+        database_url: See `KOSMOS_DATABASE_URL`.
+        workers: See `KOSMOS_WORKERS`.
+        grace_seconds: See `KOSMOS_GRACE_SECONDS`.
+        log_level: See `KOSMOS_LOG_LEVEL`.
+    """
+
+    listen: str
+    database_url: str = "sqlite:///kosmos.db"
+    workers: int = 32
+    grace_seconds: float = 5.0
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(
+        cls, listen_var: str, default_listen: str, env: Mapping[str, str] = os.environ
+    ) -> Self:
+        """Reads the server settings, binding the address in ``listen_var``."""
+        return cls(
+            listen=_read(env, listen_var, default_listen, _address),
+            database_url=_read(env, KOSMOS_DATABASE_URL, cls.database_url, _database_url),
+            workers=_read(env, KOSMOS_WORKERS, cls.workers, _positive_int),
+            grace_seconds=_read(env, KOSMOS_GRACE_SECONDS, cls.grace_seconds, _non_negative_float),
+            log_level=_read(env, KOSMOS_LOG_LEVEL, cls.log_level, str.upper),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RecommendationSettings:
+    """How the recommendation service picks, filters and refreshes recommenders.
+
+    Attributes:
+        routing: See `KOSMOS_ROUTING`.
+        disabled: See `KOSMOS_DISABLED_RECOMMENDERS`.
+        refresh_seconds: See `KOSMOS_MODEL_REFRESH_SECONDS`.
+        max_per_category: See `KOSMOS_MAX_PER_CATEGORY`.
+        recent_interactions: See `KOSMOS_RECENT_INTERACTIONS`.
+        plugin_settings: See `KOSMOS_PLUGIN_PREFIX`; plugin name → setting → value.
+    """
+
+    routing: tuple[str, ...] = ("popularity",)
+    disabled: frozenset[str] = frozenset()
+    refresh_seconds: float = 60.0
+    max_per_category: int = 3
+    recent_interactions: int = 50
+    plugin_settings: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Self:
+        """Reads the recommendation settings; raises ConfigError naming a bad variable."""
+        routing = _read(env, KOSMOS_ROUTING, cls.routing, _names)
+        if not routing:
+            raise ConfigError(f"{KOSMOS_ROUTING} names no recommender")
+        plugin_settings: dict[str, dict[str, str]] = {}
+        for name, value in env.items():
+            if name.startswith(KOSMOS_PLUGIN_PREFIX):
+                plugin, sep, setting = name[len(KOSMOS_PLUGIN_PREFIX) :].partition("__")
+                if not sep or not plugin or not setting:
+                    raise ConfigError(f"{name}: expected {KOSMOS_PLUGIN_PREFIX}<NAME>__<SETTING>")
+                plugin_settings.setdefault(plugin.lower(), {})[setting.lower()] = value
+        return cls(
+            routing=routing,
+            disabled=frozenset(_read(env, KOSMOS_DISABLED_RECOMMENDERS, (), _names)),
+            refresh_seconds=_read(
+                env, KOSMOS_MODEL_REFRESH_SECONDS, cls.refresh_seconds, _non_negative_float
+            ),
+            max_per_category=_read(env, KOSMOS_MAX_PER_CATEGORY, cls.max_per_category, _positive_int),
+            recent_interactions=_read(
+                env, KOSMOS_RECENT_INTERACTIONS, cls.recent_interactions, _positive_int
+            ),
+            plugin_settings=plugin_settings,
+        )

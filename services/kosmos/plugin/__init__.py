@@ -1,0 +1,38 @@
+"""The recommender plugin contract, discovery and the conformance suite (`kosmos.plugin.testing`)."""
+
+from kosmos.plugin.protocol import (
+    Capabilities,
+    Contribution,
+    ExplainQuery,
+    Interaction,
+    InteractionType,
+    NotFitted,
+    RecommendQuery,
+    Recommender,
+    RecommenderFactory,
+    Scored,
+    SimilarItemsQuery,
+    TrainingData,
+    Unsupported,
+)
+from kosmos.plugin.registry import ENTRY_POINT_GROUP, LoadedPlugin, PluginLoadError, discover
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Capabilities",
+    "Contribution",
+    "ExplainQuery",
+    "Interaction",
+    "InteractionType",
+    "LoadedPlugin",
+    "NotFitted",
+    "PluginLoadError",
+    "RecommendQuery",
+    "Recommender",
+    "RecommenderFactory",
+    "Scored",
+    "SimilarItemsQuery",
+    "TrainingData",
+    "Unsupported",
+    "discover",
+]

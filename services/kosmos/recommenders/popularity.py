@@ -1,0 +1,215 @@
+"""Popularity, recency-weighted per shop: works with no model at all and is the last fallback.
+
+Each interaction adds its weight, halved every ``half_life_days``. A customer's recent
+interactions tilt the ranking toward the categories they have been browsing, so even this
+recommender answers the very next request differently after a click.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from kosmos.plugin import (
+    Capabilities,
+    Contribution,
+    ExplainQuery,
+    Interaction,
+    NotFitted,
+    RecommendQuery,
+    Scored,
+    SimilarItemsQuery,
+    TrainingData,
+    Unsupported,
+)
+
+NAME = "popularity"
+
+
+@dataclass(frozen=True, slots=True)
+class _Model:
+    item_ids: tuple[str, ...]
+    index: dict[str, int]
+    scores: npt.NDArray[np.float64]  # recency-weighted popularity, normalised to max 1
+    raw: npt.NDArray[np.float64]  # un-normalised, so partial_fit can add to it
+    categories: tuple[str, ...]  # per item; "" when unknown
+    now: float
+
+
+class PopularityRecommender:
+    """Recency-weighted popularity with a category tilt from the customer's recent interactions.
+
+    Settings:
+        half_life_days: Days after which an interaction counts half (default 14).
+        category_boost: How strongly recent categories lift their items (default 2.0; 0 turns
+            the tilt off).
+    """
+
+    capabilities = Capabilities(cold_start=True, partial_fit=True, explain=False)
+
+    def __init__(self, half_life_days: float = 14.0, category_boost: float = 2.0) -> None:
+        if half_life_days <= 0:
+            raise ValueError("half_life_days must be positive")
+        if category_boost < 0:
+            raise ValueError("category_boost must not be negative")
+        self.half_life_seconds = half_life_days * 86400.0
+        self.category_boost = category_boost
+        self._model: _Model | None = None
+        self._lock = threading.Lock()
+
+    def _decay(self, times: npt.NDArray[np.float64], now: float) -> npt.NDArray[np.float64]:
+        age = np.maximum(now - times, 0.0)
+        return np.power(0.5, age / self.half_life_seconds)
+
+    def _build(
+        self,
+        item_ids: Sequence[str],
+        raw: npt.NDArray[np.float64],
+        categories: Sequence[str],
+        now: float,
+    ) -> _Model:
+        top = raw.max() if raw.size else 0.0
+        scores = raw / top if top > 0 else raw.copy()
+        return _Model(
+            tuple(item_ids), {i: n for n, i in enumerate(item_ids)}, scores, raw,
+            tuple(categories), now,
+        )
+
+    def fit(self, data: TrainingData) -> None:
+        item_ids = list(dict.fromkeys([*data.item_ids, *(i.item_id for i in data.interactions)]))
+        index = {item: n for n, item in enumerate(item_ids)}
+        now = data.now or max((i.time for i in data.interactions), default=0.0)
+        raw = np.zeros(len(item_ids))
+        if data.interactions:
+            rows = np.fromiter((index[i.item_id] for i in data.interactions), dtype=np.int64)
+            weights = np.fromiter((i.weight for i in data.interactions), dtype=np.float64)
+            times = np.fromiter((i.time for i in data.interactions), dtype=np.float64)
+            np.add.at(raw, rows, np.maximum(weights, 0.0) * self._decay(times, now))
+        categories = [data.item_features.get(i, {}).get("category", "") for i in item_ids]
+        self._model = self._build(item_ids, raw, categories, now)
+
+    def partial_fit(self, interactions: Sequence[Interaction]) -> None:
+        with self._lock:
+            model = self._require()
+            item_ids = list(model.item_ids)
+            categories = list(model.categories)
+            index = dict(model.index)
+            for i in interactions:
+                if i.item_id not in index:
+                    index[i.item_id] = len(item_ids)
+                    item_ids.append(i.item_id)
+                    categories.append("")
+            raw = np.zeros(len(item_ids))
+            raw[: model.raw.size] = model.raw
+            now = max([model.now, *(i.time for i in interactions)])
+            raw *= self._decay(np.array([model.now]), now)[0]  # age the old counts to `now`
+            for i in interactions:
+                raw[index[i.item_id]] += max(i.weight, 0.0) * self._decay(np.array([i.time]), now)[0]
+            self._model = self._build(item_ids, raw, categories, now)
+
+    def _require(self) -> _Model:
+        if self._model is None:
+            raise NotFitted(NAME)
+        return self._model
+
+    def _top(
+        self,
+        model: _Model,
+        scores: npt.NDArray[np.float64],
+        k: int,
+        exclude: set[str],
+    ) -> list[int]:
+        candidates = np.flatnonzero(scores > 0)
+        want = min(k + len(exclude), candidates.size)
+        if want <= 0:
+            return []
+        if want < candidates.size:
+            part = np.argpartition(-scores[candidates], want - 1)[:want]
+            candidates = candidates[part]
+        order = candidates[np.lexsort((candidates, -scores[candidates]))]
+        picked = [int(n) for n in order if model.item_ids[n] not in exclude]
+        return picked[:k]
+
+    def recommend(self, query: RecommendQuery) -> list[Scored]:
+        model = self._require()
+        exclude = set(query.exclude_item_ids)
+        if query.filter_already_seen:
+            exclude.update(i.item_id for i in query.recent_interactions)
+        affinity: dict[str, float] = {}
+        for i in query.recent_interactions:
+            n = model.index.get(i.item_id)
+            if n is not None and model.categories[n] and i.weight > 0:
+                affinity[model.categories[n]] = affinity.get(model.categories[n], 0.0) + i.weight
+        scores = model.scores
+        if affinity and self.category_boost > 0:
+            total = sum(affinity.values())
+            lift = np.array([affinity.get(c, 0.0) / total for c in model.categories])
+            scores = scores * (1.0 + self.category_boost * lift)
+        result = []
+        for n in self._top(model, scores, query.k, exclude):
+            category = model.categories[n]
+            if category in affinity:
+                reason = f"Popular in {category}, which you've been browsing"
+            else:
+                reason = "Popular with shoppers right now"
+            result.append(Scored(model.item_ids[n], float(scores[n]), reason))
+        return result
+
+    def similar_items(self, query: SimilarItemsQuery) -> list[Scored]:
+        model = self._require()
+        n = model.index.get(query.item_id)
+        if n is None or not model.categories[n]:
+            return []
+        category = model.categories[n]
+        same = np.array([c == category for c in model.categories])
+        scores = np.where(same, model.scores, 0.0)
+        exclude = set(query.exclude_item_ids) | {query.item_id}
+        return [
+            Scored(model.item_ids[m], float(scores[m]), f"Popular in {category}")
+            for m in self._top(model, scores, query.k, exclude)
+        ]
+
+    def explain(self, query: ExplainQuery) -> list[Contribution]:
+        raise Unsupported("explain", NAME)
+
+    def save(self, directory: Path) -> None:
+        model = self._require()
+        payload = {
+            "format": 1,
+            "half_life_seconds": self.half_life_seconds,
+            "category_boost": self.category_boost,
+            "item_ids": model.item_ids,
+            "raw": model.raw.tolist(),
+            "categories": model.categories,
+            "now": model.now,
+        }
+        (directory / "popularity.json").write_text(json.dumps(payload))
+
+    def load(self, directory: Path) -> None:
+        payload = json.loads((directory / "popularity.json").read_text())
+        if payload.get("format") != 1:
+            raise ValueError(f"unknown popularity model format {payload.get('format')!r}")
+        self.half_life_seconds = float(payload["half_life_seconds"])
+        self.category_boost = float(payload["category_boost"])
+        self._model = self._build(
+            payload["item_ids"], np.array(payload["raw"], dtype=np.float64),
+            payload["categories"], float(payload["now"]),
+        )
+
+
+def create(settings: Mapping[str, str]) -> PopularityRecommender:
+    """Entry point ``popularity``: builds the recommender from its settings."""
+    known = {"half_life_days", "category_boost"}
+    unknown = set(settings) - known
+    if unknown:
+        raise ValueError(f"popularity: unknown settings {sorted(unknown)}; known: {sorted(known)}")
+    return PopularityRecommender(
+        half_life_days=float(settings.get("half_life_days", 14.0)),
+        category_boost=float(settings.get("category_boost", 2.0)),
+    )

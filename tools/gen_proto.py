@@ -1,0 +1,43 @@
+"""Generate Python messages, stubs and type stubs from proto/kosmos/v1 into services/kosmos/v1.
+
+Run through `make proto`. The output is not committed: every setup regenerates it, so the code
+always matches the protos and the installed grpcio-tools.
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib import resources
+from pathlib import Path
+
+from grpc_tools import protoc
+
+ROOT = Path(__file__).resolve().parent.parent
+PROTO_ROOT = ROOT / "proto"
+OUT = ROOT / "services"
+
+
+def main() -> int:
+    protos = sorted(str(p.relative_to(PROTO_ROOT)) for p in (PROTO_ROOT / "kosmos/v1").glob("*.proto"))
+    well_known = str(resources.files("grpc_tools") / "_proto")
+    args = [
+        "protoc",
+        f"-I{PROTO_ROOT}",
+        f"-I{well_known}",
+        f"--python_out={OUT}",
+        f"--pyi_out={OUT}",
+        f"--grpc_python_out={OUT}",
+        *protos,
+    ]
+    code = protoc.main(args)
+    if code != 0:
+        print(f"protoc failed with exit code {code}", file=sys.stderr)
+        return int(code)
+    init = OUT / "kosmos/v1/__init__.py"
+    init.parent.mkdir(parents=True, exist_ok=True)
+    print(f"generated {len(protos)} protos into {init.parent.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -56,6 +56,9 @@ Default: ``3``."""
 KOSMOS_RECENT_INTERACTIONS = "KOSMOS_RECENT_INTERACTIONS"
 """How many of a customer's latest interactions each recommendation reads. Default: ``50``."""
 
+KOSMOS_REPURCHASE_COOLDOWN_HOURS = "KOSMOS_REPURCHASE_COOLDOWN_HOURS"
+"""An item bought this recently is not offered again (buying again later is fine). Default: ``24``."""
+
 KOSMOS_PLUGIN_PREFIX = "KOSMOS_PLUGIN__"
 """``KOSMOS_PLUGIN__<NAME>__<SETTING>=value`` passes ``setting=value`` to plugin ``name``'s
 factory, e.g. ``KOSMOS_PLUGIN__POPULARITY__HALF_LIFE_DAYS=7``. Default: none."""
@@ -158,6 +161,7 @@ class RecommendationSettings:
         refresh_seconds: See `KOSMOS_MODEL_REFRESH_SECONDS`.
         max_per_category: See `KOSMOS_MAX_PER_CATEGORY`.
         recent_interactions: See `KOSMOS_RECENT_INTERACTIONS`.
+        repurchase_cooldown_hours: See `KOSMOS_REPURCHASE_COOLDOWN_HOURS`.
         plugin_settings: See `KOSMOS_PLUGIN_PREFIX`; plugin name → setting → value.
     """
 
@@ -166,6 +170,7 @@ class RecommendationSettings:
     refresh_seconds: float = 60.0
     max_per_category: int = 3
     recent_interactions: int = 50
+    repurchase_cooldown_hours: float = 24.0
     plugin_settings: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     @classmethod
@@ -190,6 +195,10 @@ class RecommendationSettings:
             max_per_category=_read(env, KOSMOS_MAX_PER_CATEGORY, cls.max_per_category, _positive_int),
             recent_interactions=_read(
                 env, KOSMOS_RECENT_INTERACTIONS, cls.recent_interactions, _positive_int
+            ),
+            repurchase_cooldown_hours=_read(
+                env, KOSMOS_REPURCHASE_COOLDOWN_HOURS, cls.repurchase_cooldown_hours,
+                _non_negative_float,
             ),
             plugin_settings=plugin_settings,
         )

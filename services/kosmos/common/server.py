@@ -37,6 +37,8 @@ class Service:
 
     name: str
     register: Callable[[grpc.Server], None]
+    stop: Callable[[], None] | None = None
+    """Runs after the server has stopped (background threads, caches)."""
 
 
 def _domain(method: str) -> str:

@@ -19,6 +19,7 @@ from opentelemetry.instrumentation.grpc import (
     filters,
     server_interceptor,
 )
+from opentelemetry.instrumentation.grpc.grpcext import intercept_channel
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -62,7 +63,9 @@ def server_interceptors() -> list[grpc.ServerInterceptor]:
 
 def instrument_channel(channel: grpc.Channel) -> grpc.Channel:
     """Wraps a client channel so each call joins (or starts) the current trace."""
-    return grpc.intercept_channel(channel, client_interceptor(filter_=_traced()))
+    # The instrumentation ships its own channel wrapper for its interceptor type.
+    wrapped: grpc.Channel = intercept_channel(channel, client_interceptor(filter_=_traced()))
+    return wrapped
 
 
 def current_trace_id() -> str:

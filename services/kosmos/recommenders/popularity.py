@@ -124,8 +124,10 @@ class PopularityRecommender:
         scores: npt.NDArray[np.float64],
         k: int,
         exclude: set[str],
+        eligible: npt.NDArray[np.bool_] | None = None,
     ) -> list[int]:
-        candidates = np.flatnonzero(scores > 0)
+        """The best ``k`` items not in ``exclude``; ties (unsold items score 0) by catalog order."""
+        candidates = np.arange(scores.size) if eligible is None else np.flatnonzero(eligible)
         want = min(k + len(exclude), candidates.size)
         if want <= 0:
             return []
@@ -156,8 +158,10 @@ class PopularityRecommender:
             category = model.categories[n]
             if category in affinity:
                 reason = f"Popular in {category}, which you've been browsing"
-            else:
+            elif scores[n] > 0:
                 reason = "Popular with shoppers right now"
+            else:
+                reason = "New to discover"
             result.append(Scored(model.item_ids[n], float(scores[n]), reason))
         return result
 
@@ -168,11 +172,10 @@ class PopularityRecommender:
             return []
         category = model.categories[n]
         same = np.array([c == category for c in model.categories])
-        scores = np.where(same, model.scores, 0.0)
         exclude = set(query.exclude_item_ids) | {query.item_id}
         return [
-            Scored(model.item_ids[m], float(scores[m]), f"Popular in {category}")
-            for m in self._top(model, scores, query.k, exclude)
+            Scored(model.item_ids[m], float(model.scores[m]), f"Popular in {category}")
+            for m in self._top(model, model.scores, query.k, exclude, eligible=same)
         ]
 
     def explain(self, query: ExplainQuery) -> list[Contribution]:

@@ -1,0 +1,33 @@
+"""The Python client for Kosmos: `KosmosClient` and the typed errors it raises."""
+
+from kosmos.client._client import (
+    InteractionInput,
+    KosmosClient,
+    Recommendations,
+    interaction_type,
+)
+from kosmos.client._errors import (
+    AlreadyExistsError,
+    DeadlineExceededError,
+    FailedPreconditionError,
+    FieldViolation,
+    InvalidArgumentError,
+    KosmosRpcError,
+    NotFoundError,
+    UnavailableError,
+)
+
+__all__ = [
+    "AlreadyExistsError",
+    "DeadlineExceededError",
+    "FailedPreconditionError",
+    "FieldViolation",
+    "InteractionInput",
+    "InvalidArgumentError",
+    "KosmosClient",
+    "KosmosRpcError",
+    "NotFoundError",
+    "Recommendations",
+    "UnavailableError",
+    "interaction_type",
+]

@@ -1,0 +1,348 @@
+"""`KosmosClient`: a typed Python API over the Kosmos gRPC services."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import field_mask_pb2
+
+from kosmos.client._errors import UnavailableError, from_rpc_error
+from kosmos.common import telemetry
+from kosmos.v1 import (
+    catalog_service_pb2,
+    catalog_service_pb2_grpc,
+    common_pb2,
+    feedback_service_pb2,
+    feedback_service_pb2_grpc,
+    profile_service_pb2,
+    profile_service_pb2_grpc,
+    recommendation_service_pb2,
+    recommendation_service_pb2_grpc,
+)
+
+R = TypeVar("R")
+
+InteractionType = common_pb2.InteractionType
+ExclusionKind = common_pb2.ExclusionKind
+
+
+@dataclass(frozen=True, slots=True)
+class InteractionInput:
+    """One interaction to record.
+
+    Attributes:
+        customer_id: The customer's id in the shop.
+        item_id: The item's id in the shop's catalog.
+        type: ``"view"``, ``"click"``, ``"add_to_cart"``, ``"purchase"``, ``"rating"`` or
+            ``"dismiss"``.
+        value: The rating (0-5) or the purchase quantity.
+        event_time: When it happened; the service's clock when omitted.
+        recommendation_id: The recommendation that led to it, if any.
+    """
+
+    customer_id: str
+    item_id: str
+    type: str
+    value: float = 0.0
+    event_time: datetime | None = None
+    recommendation_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendations:
+    """A page of offers, the id to cite in feedback, and the next page's token."""
+
+    offers: list[recommendation_service_pb2.Offer]
+    recommendation_id: str
+    next_page_token: str = ""
+
+
+@dataclass(slots=True)
+class _Stubs:
+    profile: Any = field(default=None)
+    catalog: Any = field(default=None)
+    feedback: Any = field(default=None)
+    recommendation: Any = field(default=None)
+
+
+def interaction_type(name: str) -> int:
+    """``"add_to_cart"`` → ``INTERACTION_TYPE_ADD_TO_CART``; ValueError for unknown names."""
+    try:
+        return int(common_pb2.InteractionType.Value(f"INTERACTION_TYPE_{name.upper()}"))
+    except ValueError:
+        kinds = [n.removeprefix("INTERACTION_TYPE_").lower()
+                 for n in common_pb2.InteractionType.keys()][1:]
+        raise ValueError(f"unknown interaction type {name!r}; one of {kinds}") from None
+
+
+class KosmosClient:
+    """Talks to a Kosmos cluster. Thread-safe; reuse one per process.
+
+    Every call takes an optional ``timeout`` (seconds; the client's default otherwise) that
+    becomes the RPC's deadline, and raises a `KosmosRpcError` subclass on failure.
+
+    Args:
+        target: ``host:port`` of the all-in-one process, or of a gateway to every service.
+        timeout: Default deadline per call, in seconds.
+        targets: Per-service overrides: ``{"profile": ..., "feedback": ...,
+            "recommendation": ...}`` when the services run as separate processes.
+    """
+
+    def __init__(
+        self, target: str, *, timeout: float = 5.0, targets: Mapping[str, str] | None = None
+    ) -> None:
+        self.timeout = timeout
+        self._channels: dict[str, grpc.Channel] = {}
+        overrides = dict(targets or {})
+
+        def channel(service: str) -> grpc.Channel:
+            address = overrides.get(service, target)
+            if address not in self._channels:
+                self._channels[address] = telemetry.instrument_channel(
+                    grpc.insecure_channel(address)
+                )
+            return self._channels[address]
+
+        profile_channel = channel("profile")
+        self._stubs = _Stubs(
+            profile=profile_service_pb2_grpc.ProfileServiceStub(profile_channel),
+            catalog=catalog_service_pb2_grpc.CatalogServiceStub(profile_channel),
+            feedback=feedback_service_pb2_grpc.FeedbackServiceStub(channel("feedback")),
+            recommendation=recommendation_service_pb2_grpc.RecommendationServiceStub(
+                channel("recommendation")
+            ),
+        )
+
+    def close(self) -> None:
+        for ch in self._channels.values():
+            ch.close()
+
+    def __enter__(self) -> KosmosClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _call(self, method: Callable[..., R], request: Any, timeout: float | None) -> R:
+        try:
+            return method(request, timeout=self.timeout if timeout is None else timeout)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+
+    # -- shops and customers -----------------------------------------------------------------
+
+    def create_shop(self, shop_id: str, display_name: str = "", *, timeout: float | None = None
+                    ) -> common_pb2.Shop:
+        request = profile_service_pb2.CreateShopRequest(
+            shop_id=shop_id, shop=common_pb2.Shop(display_name=display_name)
+        )
+        return self._call(self._stubs.profile.CreateShop, request, timeout).shop
+
+    def get_shop(self, shop_id: str, *, timeout: float | None = None) -> common_pb2.Shop:
+        request = profile_service_pb2.GetShopRequest(name=f"shops/{shop_id}")
+        return self._call(self._stubs.profile.GetShop, request, timeout).shop
+
+    def create_customer(
+        self,
+        shop_id: str,
+        customer_id: str,
+        attributes: Mapping[str, str] | None = None,
+        exclusions: Sequence[tuple[str, str]] = (),
+        *,
+        timeout: float | None = None,
+    ) -> common_pb2.Customer:
+        """Creates a profile; ``exclusions`` are (``"item"|"category"|"brand"``, value) pairs."""
+        request = profile_service_pb2.CreateCustomerRequest(
+            parent=f"shops/{shop_id}",
+            customer_id=customer_id,
+            customer=common_pb2.Customer(
+                attributes=dict(attributes or {}), exclusions=_exclusions(exclusions)
+            ),
+        )
+        return self._call(self._stubs.profile.CreateCustomer, request, timeout).customer
+
+    def get_customer(self, shop_id: str, customer_id: str, *, timeout: float | None = None
+                     ) -> common_pb2.Customer:
+        request = profile_service_pb2.GetCustomerRequest(
+            name=f"shops/{shop_id}/customers/{customer_id}"
+        )
+        return self._call(self._stubs.profile.GetCustomer, request, timeout).customer
+
+    def update_customer(
+        self,
+        shop_id: str,
+        customer_id: str,
+        *,
+        attributes: Mapping[str, str] | None = None,
+        exclusions: Sequence[tuple[str, str]] | None = None,
+        timeout: float | None = None,
+    ) -> common_pb2.Customer:
+        """Replaces the attributes and/or exclusions given (None leaves a field as it is)."""
+        paths = [p for p, v in (("attributes", attributes), ("exclusions", exclusions)) if v is not None]
+        request = profile_service_pb2.UpdateCustomerRequest(
+            customer=common_pb2.Customer(
+                name=f"shops/{shop_id}/customers/{customer_id}",
+                attributes=dict(attributes or {}),
+                exclusions=_exclusions(exclusions or ()),
+            ),
+            update_mask=field_mask_pb2.FieldMask(paths=paths),
+        )
+        return self._call(self._stubs.profile.UpdateCustomer, request, timeout).customer
+
+    def delete_customer(self, shop_id: str, customer_id: str, *, timeout: float | None = None
+                        ) -> None:
+        request = profile_service_pb2.DeleteCustomerRequest(
+            name=f"shops/{shop_id}/customers/{customer_id}"
+        )
+        self._call(self._stubs.profile.DeleteCustomer, request, timeout)
+
+    def list_customers(self, shop_id: str, *, page_size: int = 0, timeout: float | None = None
+                       ) -> Iterator[common_pb2.Customer]:
+        """Every customer of a shop, fetching pages as the iteration goes."""
+        token = ""
+        while True:
+            response = self._call(
+                self._stubs.profile.ListCustomers,
+                profile_service_pb2.ListCustomersRequest(
+                    parent=f"shops/{shop_id}", page_size=page_size, page_token=token
+                ),
+                timeout,
+            )
+            yield from response.customers
+            token = response.next_page_token
+            if not token:
+                return
+
+    # -- catalog -----------------------------------------------------------------------------
+
+    def upsert_items(self, shop_id: str, items: Sequence[common_pb2.Item], *,
+                     timeout: float | None = None) -> list[common_pb2.Item]:
+        """Creates or replaces items; each item's ``name`` is ``shops/{shop}/items/{item}``."""
+        request = catalog_service_pb2.UpsertItemsRequest(parent=f"shops/{shop_id}", items=items)
+        return list(self._call(self._stubs.catalog.UpsertItems, request, timeout).items)
+
+    def get_item(self, shop_id: str, item_id: str, *, timeout: float | None = None
+                 ) -> common_pb2.Item:
+        request = catalog_service_pb2.GetItemRequest(name=f"shops/{shop_id}/items/{item_id}")
+        return self._call(self._stubs.catalog.GetItem, request, timeout).item
+
+    # -- feedback ----------------------------------------------------------------------------
+
+    def record_interactions(
+        self,
+        shop_id: str,
+        interactions: Sequence[InteractionInput],
+        *,
+        request_id: str | None = None,
+        retries: int = 3,
+        timeout: float | None = None,
+    ) -> list[common_pb2.Interaction]:
+        """Records a batch durably. Retries UNAVAILABLE with the same request id, which the
+        service deduplicates, so a retry never stores anything twice."""
+        messages = []
+        for i in interactions:
+            message = common_pb2.Interaction(
+                customer=f"shops/{shop_id}/customers/{i.customer_id}",
+                item_id=i.item_id,
+                type=interaction_type(i.type),
+                value=i.value,
+                recommendation_id=i.recommendation_id,
+            )
+            if i.event_time is not None:
+                message.event_time.FromDatetime(i.event_time)
+            messages.append(message)
+        request = feedback_service_pb2.RecordInteractionsRequest(
+            parent=f"shops/{shop_id}", request_id=request_id or str(uuid.uuid4()),
+            interactions=messages,
+        )
+        for attempt in range(retries + 1):
+            try:
+                response = self._call(self._stubs.feedback.RecordInteractions, request, timeout)
+                return list(response.interactions)
+            except UnavailableError:
+                if attempt == retries:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def list_interactions(self, shop_id: str, customer_id: str, *, page_size: int = 0,
+                          timeout: float | None = None) -> Iterator[common_pb2.Interaction]:
+        """A customer's interactions, newest first."""
+        token = ""
+        while True:
+            response = self._call(
+                self._stubs.feedback.ListInteractions,
+                feedback_service_pb2.ListInteractionsRequest(
+                    parent=f"shops/{shop_id}/customers/{customer_id}",
+                    page_size=page_size, page_token=token,
+                ),
+                timeout,
+            )
+            yield from response.interactions
+            token = response.next_page_token
+            if not token:
+                return
+
+    # -- recommendations ---------------------------------------------------------------------
+
+    def recommend(
+        self,
+        shop_id: str,
+        customer_id: str,
+        *,
+        page_size: int = 0,
+        page_token: str = "",
+        channel: str = "",
+        device: str = "",
+        page: str = "",
+        cart_item_ids: Sequence[str] = (),
+        timeout: float | None = None,
+    ) -> Recommendations:
+        """A page of offers for one customer in one context."""
+        request = recommendation_service_pb2.RecommendRequest(
+            customer=f"shops/{shop_id}/customers/{customer_id}",
+            context=recommendation_service_pb2.RecommendationContext(
+                channel=channel, device=device, page=page, cart_item_ids=list(cart_item_ids)
+            ),
+            page_size=page_size,
+            page_token=page_token,
+        )
+        response = self._call(self._stubs.recommendation.Recommend, request, timeout)
+        return Recommendations(list(response.offers), response.recommendation_id,
+                               response.next_page_token)
+
+    def similar_items(
+        self,
+        shop_id: str,
+        item_id: str,
+        *,
+        customer_id: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+        timeout: float | None = None,
+    ) -> Recommendations:
+        """Items like ``item_id``; with ``customer_id`` their exclusions apply."""
+        request = recommendation_service_pb2.SimilarItemsRequest(
+            item=f"shops/{shop_id}/items/{item_id}",
+            customer=f"shops/{shop_id}/customers/{customer_id}" if customer_id else "",
+            page_size=page_size,
+            page_token=page_token,
+        )
+        response = self._call(self._stubs.recommendation.SimilarItems, request, timeout)
+        return Recommendations(list(response.offers), response.recommendation_id,
+                               response.next_page_token)
+
+
+def _exclusions(pairs: Sequence[tuple[str, str]]) -> list[common_pb2.Exclusion]:
+    result = []
+    for kind, value in pairs:
+        try:
+            enum = common_pb2.ExclusionKind.Value(f"EXCLUSION_KIND_{kind.upper()}")
+        except ValueError:
+            raise ValueError(f"unknown exclusion kind {kind!r}; one of item, category, brand") from None
+        result.append(common_pb2.Exclusion(kind=enum, value=value))
+    return result

@@ -1,0 +1,19 @@
+"""Every Kosmos service in one process on one port: the embedded mode."""
+
+from __future__ import annotations
+
+from kosmos import feedback, profile, recommendation
+from kosmos.common.config import RecommendationSettings
+from kosmos.common.server import Service
+from kosmos.store import Store
+
+__all__ = ["services"]
+
+
+def services(store: Store, settings: RecommendationSettings) -> list[Service]:
+    """Profile, catalog, feedback and recommendation, built by their own factories."""
+    return [
+        *profile.services(store),
+        *feedback.services(store),
+        *recommendation.services(store, settings),
+    ]

@@ -1,0 +1,43 @@
+"""What every ``python -m kosmos.<service>`` does: read the environment once, build, serve."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable, Mapping
+
+from kosmos.common import telemetry
+from kosmos.common.config import ConfigError, ServerConfig
+from kosmos.common.server import Service, build_server, configure_logging, serve
+from kosmos.store import Store, open_store
+
+log = logging.getLogger(__name__)
+
+ServicesFactory = Callable[[Store, Mapping[str, str]], list[Service]]
+
+
+def run_service(
+    service_name: str,
+    listen_var: str,
+    default_listen: str,
+    factory: ServicesFactory,
+    env: Mapping[str, str] = os.environ,
+) -> None:
+    """Serves ``factory``'s services until SIGTERM; exits 2 on bad configuration."""
+    try:
+        config = ServerConfig.from_env(listen_var, default_listen, env)
+        configure_logging(config.log_level)
+        telemetry.configure(service_name, env)
+        store = open_store(config.database_url)
+        services = factory(store, env)
+    except (ConfigError, ValueError, RuntimeError) as exc:
+        print(f"{service_name}: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+    server, port, health = build_server(config.listen, config.workers, services)
+    server.start()
+    host = config.listen.rpartition(":")[0]
+    # Tests and scripts read this line to learn the port when they asked for port 0.
+    print(f"{service_name} listening on {host}:{port}", flush=True)
+    stops = [s.stop for s in services if s.stop is not None]
+    serve(server, health, config.grace_seconds, on_stop=[*stops, store.close])

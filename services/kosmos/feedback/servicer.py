@@ -1,0 +1,116 @@
+"""FeedbackService over gRPC: proto <-> domain and request validation."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from typing import Any
+
+from kosmos.common.errors import InvalidArgument
+from kosmos.common.names import (
+    check_resource_id,
+    customer_name,
+    decode_page_token,
+    encode_page_token,
+    interaction_name,
+    page_size,
+    parse_customer,
+    parse_shop,
+)
+from kosmos.common.timestamps import to_seconds, to_timestamp
+from kosmos.feedback.domain import Feedback
+from kosmos.store.records import Interaction, InteractionType
+from kosmos.v1 import common_pb2, feedback_service_pb2, feedback_service_pb2_grpc
+
+MAX_BATCH = 1000
+MAX_REQUEST_ID = 128
+# Clocks drift: an event up to this far in the future is accepted as "now".
+CLOCK_SKEW_SECONDS = 300.0
+MAX_RATING = 5.0
+
+
+def interaction_to_proto(i: Interaction) -> common_pb2.Interaction:
+    return common_pb2.Interaction(
+        name=interaction_name(i.shop_id, i.customer_id, i.seq),
+        customer=customer_name(i.shop_id, i.customer_id),
+        item_id=i.item_id,
+        type=int(i.type),
+        value=i.value,
+        event_time=to_timestamp(i.event_time),
+        recommendation_id=i.recommendation_id,
+    )
+
+
+def interaction_from_proto(message: Any, shop_id: str, field: str, now: float) -> Interaction:
+    customer_shop, customer_id = parse_customer(message.customer, f"{field}.customer")
+    if customer_shop != shop_id:
+        raise InvalidArgument(f"{field}.customer", "WRONG_SHOP", f"must be under shops/{shop_id}")
+    item_id = check_resource_id(message.item_id, f"{field}.item_id")
+    if message.type == common_pb2.INTERACTION_TYPE_UNSPECIFIED:
+        raise InvalidArgument(f"{field}.type", "UNSPECIFIED_ENUM", "must be set")
+    if message.type not in InteractionType._value2member_map_:
+        raise InvalidArgument(f"{field}.type", "UNKNOWN_ENUM", f"unknown value {message.type}")
+    kind = InteractionType(message.type)
+    value = message.value
+    if not math.isfinite(value) or value < 0:
+        raise InvalidArgument(f"{field}.value", "INVALID_VALUE", "must be a finite number >= 0")
+    if kind is InteractionType.RATING and value > MAX_RATING:
+        raise InvalidArgument(f"{field}.value", "INVALID_RATING", f"ratings go from 0 to {MAX_RATING:g}")
+    event_time = now
+    if message.HasField("event_time"):
+        event_time = to_seconds(message.event_time)
+        if event_time > now + CLOCK_SKEW_SECONDS:
+            raise InvalidArgument(f"{field}.event_time", "FUTURE_EVENT_TIME", "must not be in the future")
+        if event_time <= 0:
+            raise InvalidArgument(f"{field}.event_time", "INVALID_EVENT_TIME", "must be after 1970")
+    if len(message.recommendation_id) > MAX_REQUEST_ID:
+        raise InvalidArgument(
+            f"{field}.recommendation_id", "TOO_LONG", f"must be at most {MAX_REQUEST_ID} characters"
+        )
+    return Interaction(shop_id, customer_id, item_id, kind, event_time, value, message.recommendation_id)
+
+
+class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):  # type: ignore[misc]
+    def __init__(self, feedback: Feedback) -> None:
+        self.feedback = feedback
+
+    def RecordInteractions(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC's names)
+        shop_id = parse_shop(request.parent, "parent")
+        request_id = request.request_id
+        if not request_id:
+            raise InvalidArgument("request_id", "MISSING_FIELD", "is required (a UUID per request)")
+        if len(request_id) > MAX_REQUEST_ID or not request_id.isprintable():
+            raise InvalidArgument(
+                "request_id", "INVALID_REQUEST_ID", f"must be 1-{MAX_REQUEST_ID} printable characters"
+            )
+        if not request.interactions:
+            raise InvalidArgument("interactions", "MISSING_FIELD", "needs at least one interaction")
+        if len(request.interactions) > MAX_BATCH:
+            raise InvalidArgument("interactions", "TOO_MANY_ENTRIES", f"takes at most {MAX_BATCH}")
+        now = time.time()
+        interactions = [
+            interaction_from_proto(m, shop_id, f"interactions[{n}]", now)
+            for n, m in enumerate(request.interactions)
+        ]
+        # The hash of the request as sent (before defaults are filled in) tells a retry from a
+        # different request reusing the same id.
+        request_hash = hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
+        stored = self.feedback.record(shop_id, request_id, request_hash, interactions)
+        return feedback_service_pb2.RecordInteractionsResponse(
+            interactions=[interaction_to_proto(i) for i in stored]
+        )
+
+    def ListInteractions(self, request: Any, context: Any) -> Any:  # noqa: N802
+        shop_id, customer_id = parse_customer(request.parent, "parent")
+        size = page_size(request.page_size)
+        cursor = decode_page_token(request.page_token, request.parent)
+        before = int(cursor["before"]) if cursor else None
+        found = self.feedback.list(shop_id, customer_id, before, size + 1)
+        token = ""
+        if len(found) > size:
+            found = found[:size]
+            token = encode_page_token(request.parent, {"before": found[-1].seq})
+        return feedback_service_pb2.ListInteractionsResponse(
+            interactions=[interaction_to_proto(i) for i in found], next_page_token=token
+        )

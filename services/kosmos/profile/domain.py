@@ -1,0 +1,71 @@
+"""Profile rules: shops and customer profiles. Plain Python; imports no grpc."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from kosmos.common.errors import NotFound
+from kosmos.common.names import customer_name, shop_name
+from kosmos.store import Store
+from kosmos.store.records import Customer, Exclusion, Shop
+
+
+class Profiles:
+    """Creates, reads, changes and erases shops and customer profiles."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def create_shop(self, shop_id: str, display_name: str) -> Shop:
+        return self.store.create_shop(Shop(shop_id, display_name))
+
+    def get_shop(self, shop_id: str) -> Shop:
+        shop = self.store.get_shop(shop_id)
+        if shop is None:
+            raise NotFound("shop", shop_name(shop_id))
+        return shop
+
+    def create_customer(
+        self,
+        shop_id: str,
+        customer_id: str,
+        attributes: Mapping[str, str],
+        exclusions: Sequence[Exclusion],
+    ) -> Customer:
+        self.get_shop(shop_id)
+        return self.store.create_customer(
+            Customer(shop_id, customer_id, dict(attributes), tuple(exclusions))
+        )
+
+    def get_customer(self, shop_id: str, customer_id: str) -> Customer:
+        customer = self.store.get_customer(shop_id, customer_id)
+        if customer is None:
+            self.get_shop(shop_id)  # An unknown shop says so, rather than "no such customer".
+            raise NotFound("customer", customer_name(shop_id, customer_id))
+        return customer
+
+    def update_customer(
+        self,
+        shop_id: str,
+        customer_id: str,
+        attributes: Mapping[str, str] | None,
+        exclusions: Sequence[Exclusion] | None,
+    ) -> Customer:
+        current = self.get_customer(shop_id, customer_id)
+        return self.store.update_customer(
+            Customer(
+                shop_id,
+                customer_id,
+                dict(attributes) if attributes is not None else current.attributes,
+                tuple(exclusions) if exclusions is not None else current.exclusions,
+            )
+        )
+
+    def delete_customer(self, shop_id: str, customer_id: str) -> None:
+        if not self.store.delete_customer(shop_id, customer_id):
+            self.get_shop(shop_id)
+            raise NotFound("customer", customer_name(shop_id, customer_id))
+
+    def list_customers(self, shop_id: str, after: str, limit: int) -> list[Customer]:
+        self.get_shop(shop_id)
+        return self.store.list_customers(shop_id, after, limit)

@@ -1,0 +1,129 @@
+"""ProfileService over gRPC: proto <-> domain and request validation; no SQL here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kosmos.common.errors import InvalidArgument
+from kosmos.common.names import (
+    check_resource_id,
+    check_shop_id,
+    customer_name,
+    decode_page_token,
+    encode_page_token,
+    page_size,
+    parse_customer,
+    parse_shop,
+    shop_name,
+)
+from kosmos.common.timestamps import to_timestamp
+from kosmos.common.validation import check_attributes, check_count
+from kosmos.profile.domain import Profiles
+from kosmos.store.records import Customer, Exclusion, ExclusionKind, Shop
+from kosmos.v1 import common_pb2, profile_service_pb2, profile_service_pb2_grpc
+
+MAX_EXCLUSIONS = 500
+UPDATABLE = ("attributes", "exclusions")
+
+
+def shop_to_proto(shop: Shop) -> common_pb2.Shop:
+    return common_pb2.Shop(
+        name=shop_name(shop.shop_id),
+        display_name=shop.display_name,
+        create_time=to_timestamp(shop.create_time),
+    )
+
+
+def customer_to_proto(customer: Customer) -> common_pb2.Customer:
+    return common_pb2.Customer(
+        name=customer_name(customer.shop_id, customer.customer_id),
+        attributes=customer.attributes,
+        exclusions=[common_pb2.Exclusion(kind=int(e.kind), value=e.value) for e in customer.exclusions],
+        create_time=to_timestamp(customer.create_time),
+        update_time=to_timestamp(customer.update_time),
+    )
+
+
+def exclusions_from_proto(exclusions: Any, field: str) -> list[Exclusion]:
+    check_count(len(exclusions), field, MAX_EXCLUSIONS)
+    result = []
+    for n, e in enumerate(exclusions):
+        if e.kind == common_pb2.EXCLUSION_KIND_UNSPECIFIED:
+            raise InvalidArgument(f"{field}[{n}].kind", "UNSPECIFIED_ENUM", "must be set")
+        if e.kind not in ExclusionKind._value2member_map_:
+            raise InvalidArgument(f"{field}[{n}].kind", "UNKNOWN_ENUM", f"unknown value {e.kind}")
+        if not e.value:
+            raise InvalidArgument(f"{field}[{n}].value", "MISSING_FIELD", "is required")
+        result.append(Exclusion(ExclusionKind(e.kind), e.value))
+    return result
+
+
+class ProfileServicer(profile_service_pb2_grpc.ProfileServiceServicer):  # type: ignore[misc]
+    def __init__(self, profiles: Profiles) -> None:
+        self.profiles = profiles
+
+    def CreateShop(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC's method names)
+        shop_id = check_shop_id(request.shop_id, "shop_id")
+        if len(request.shop.display_name) > 200:
+            raise InvalidArgument("shop.display_name", "TOO_LONG", "must be at most 200 characters")
+        shop = self.profiles.create_shop(shop_id, request.shop.display_name)
+        return profile_service_pb2.CreateShopResponse(shop=shop_to_proto(shop))
+
+    def GetShop(self, request: Any, context: Any) -> Any:  # noqa: N802
+        shop = self.profiles.get_shop(parse_shop(request.name, "name"))
+        return profile_service_pb2.GetShopResponse(shop=shop_to_proto(shop))
+
+    def CreateCustomer(self, request: Any, context: Any) -> Any:  # noqa: N802
+        shop_id = parse_shop(request.parent, "parent")
+        customer_id = check_resource_id(request.customer_id, "customer_id")
+        attributes = check_attributes(request.customer.attributes, "customer.attributes")
+        exclusions = exclusions_from_proto(request.customer.exclusions, "customer.exclusions")
+        customer = self.profiles.create_customer(shop_id, customer_id, attributes, exclusions)
+        return profile_service_pb2.CreateCustomerResponse(customer=customer_to_proto(customer))
+
+    def GetCustomer(self, request: Any, context: Any) -> Any:  # noqa: N802
+        shop_id, customer_id = parse_customer(request.name, "name")
+        customer = self.profiles.get_customer(shop_id, customer_id)
+        return profile_service_pb2.GetCustomerResponse(customer=customer_to_proto(customer))
+
+    def UpdateCustomer(self, request: Any, context: Any) -> Any:  # noqa: N802
+        shop_id, customer_id = parse_customer(request.customer.name, "customer.name")
+        paths = list(request.update_mask.paths)
+        if not paths:
+            raise InvalidArgument("update_mask", "MISSING_FIELD", f"name fields among {UPDATABLE}")
+        for n, path in enumerate(paths):
+            if path not in UPDATABLE:
+                raise InvalidArgument(
+                    f"update_mask.paths[{n}]", "NOT_UPDATABLE", f"{path!r} is not one of {UPDATABLE}"
+                )
+        attributes = (
+            check_attributes(request.customer.attributes, "customer.attributes")
+            if "attributes" in paths
+            else None
+        )
+        exclusions = (
+            exclusions_from_proto(request.customer.exclusions, "customer.exclusions")
+            if "exclusions" in paths
+            else None
+        )
+        customer = self.profiles.update_customer(shop_id, customer_id, attributes, exclusions)
+        return profile_service_pb2.UpdateCustomerResponse(customer=customer_to_proto(customer))
+
+    def DeleteCustomer(self, request: Any, context: Any) -> Any:  # noqa: N802
+        shop_id, customer_id = parse_customer(request.name, "name")
+        self.profiles.delete_customer(shop_id, customer_id)
+        return profile_service_pb2.DeleteCustomerResponse()
+
+    def ListCustomers(self, request: Any, context: Any) -> Any:  # noqa: N802
+        shop_id = parse_shop(request.parent, "parent")
+        size = page_size(request.page_size)
+        cursor = decode_page_token(request.page_token, request.parent)
+        after = str(cursor["after"]) if cursor else ""
+        customers = self.profiles.list_customers(shop_id, after, size + 1)
+        token = ""
+        if len(customers) > size:
+            customers = customers[:size]
+            token = encode_page_token(request.parent, {"after": customers[-1].customer_id})
+        return profile_service_pb2.ListCustomersResponse(
+            customers=[customer_to_proto(c) for c in customers], next_page_token=token
+        )

@@ -1,0 +1,48 @@
+"""The recommendation service: offers from the routed chain of recommender plugins."""
+
+from __future__ import annotations
+
+import grpc
+
+from kosmos.common.config import RecommendationSettings
+from kosmos.common.server import Service
+from kosmos.plugin import discover
+from kosmos.recommendation.domain import Context, Recommendations
+from kosmos.recommendation.models import ModelHub
+from kosmos.recommendation.servicer import RecommendationServicer
+from kosmos.store import Store
+from kosmos.v1 import recommendation_service_pb2, recommendation_service_pb2_grpc
+
+SERVICE_NAME = (
+    recommendation_service_pb2.DESCRIPTOR.services_by_name["RecommendationService"].full_name
+)
+
+__all__ = ["SERVICE_NAME", "Context", "ModelHub", "Recommendations", "services"]
+
+
+def services(store: Store, settings: RecommendationSettings) -> list[Service]:
+    """The recommendation service, its plugins loaded and its model refresher started.
+
+    Raises:
+        kosmos.plugin.PluginLoadError: A routed recommender cannot be loaded.
+    """
+    plugins = discover(required=settings.routing, disabled=settings.disabled)
+    models = ModelHub(
+        store, plugins, settings.routing, settings.plugin_settings, settings.refresh_seconds
+    )
+    servicer = RecommendationServicer(
+        Recommendations(
+            store,
+            models,
+            settings.routing,
+            settings.max_per_category,
+            settings.recent_interactions,
+            settings.repurchase_cooldown_hours,
+        )
+    )
+
+    def register(server: grpc.Server) -> None:
+        recommendation_service_pb2_grpc.add_RecommendationServiceServicer_to_server(servicer, server)
+        models.start()
+
+    return [Service(SERVICE_NAME, register, stop=models.stop)]

@@ -1,0 +1,260 @@
+"""Recommendation rules: route, gather candidates, filter by the customer's own choices and the
+business rules, vary, explain. Plain Python; imports no grpc.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from opentelemetry import trace
+
+from kosmos.common import deadline
+from kosmos.common.errors import NotFound
+from kosmos.common.names import customer_name, item_name, shop_name
+from kosmos.plugin import Recommender, RecommendQuery, Scored, SimilarItemsQuery
+from kosmos.recommendation.models import ModelHub
+from kosmos.recommendation.signals import to_plugin
+from kosmos.store import Store
+from kosmos.store.records import Customer, ExclusionKind, InteractionType, Item
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
+
+# Filters drop candidates (stock, exclusions, variety): ask each recommender for this many
+# times what the page needs, plus a margin.
+OVERFETCH = 3
+OVERFETCH_MARGIN = 10
+DEFAULT_REASON = "Picked for you"
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Where the customer shops right now."""
+
+    channel: str = ""
+    device: str = ""
+    page: str = ""
+    cart_item_ids: frozenset[str] = frozenset()
+
+    def as_mapping(self) -> dict[str, str]:
+        return {k: v for k, v in (("channel", self.channel), ("device", self.device),
+                                  ("page", self.page)) if v}
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    item: Item
+    score: float
+    reason: str
+    recommender: str
+
+
+@dataclass(frozen=True, slots=True)
+class OfferPage:
+    offers: list[Offer]
+    recommendation_id: str
+    has_more: bool
+
+
+@dataclass(slots=True)
+class _Candidate:
+    scored: Scored
+    recommender: str
+
+
+@dataclass(slots=True)
+class _Gathered:
+    candidates: list[_Candidate] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+
+    def add(self, results: Sequence[Scored], recommender: str) -> None:
+        for scored in results:
+            if scored.item_id not in self.seen:
+                self.seen.add(scored.item_id)
+                self.candidates.append(_Candidate(scored, recommender))
+
+
+class Recommendations:
+    """Serves offers from the routed chain of recommenders."""
+
+    def __init__(
+        self,
+        store: Store,
+        models: ModelHub,
+        routing: Sequence[str],
+        max_per_category: int,
+        recent_interactions: int,
+        repurchase_cooldown_hours: float = 24.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.models = models
+        self.routing = tuple(routing)
+        self.max_per_category = max_per_category
+        self.recent_interactions = recent_interactions
+        self.repurchase_cooldown = repurchase_cooldown_hours * 3600.0
+        self.clock = clock
+
+    # -- public ------------------------------------------------------------------------------
+
+    def recommend(
+        self,
+        shop_id: str,
+        customer_id: str,
+        context: Context,
+        page_size: int,
+        offset: int,
+        recommendation_id: str = "",
+    ) -> OfferPage:
+        customer = self._customer(shop_id, customer_id)
+        recent = [
+            to_plugin(i)
+            for i in self.store.list_interactions(shop_id, customer_id, None, self.recent_interactions)
+        ]
+        excluded = self.store.dismissed_item_ids(shop_id, customer_id) | context.cart_item_ids
+        cooled = self.clock() - self.repurchase_cooldown
+        excluded |= {i.item_id for i in recent
+                     if i.type is InteractionType.PURCHASE and i.time >= cooled}
+        excluded |= {e.value for e in customer.exclusions if e.kind is ExclusionKind.ITEM}
+        want = offset + page_size
+        query = RecommendQuery(
+            customer_id=customer_id,
+            k=want * OVERFETCH + OVERFETCH_MARGIN,
+            exclude_item_ids=frozenset(excluded),
+            recent_interactions=recent,
+            customer_features=customer.attributes,
+            context=context.as_mapping(),
+        )
+        with tracer.start_as_current_span("recommend.candidates") as span:
+            gathered = _Gathered()
+            for name in self.routing:
+                if len(gathered.candidates) >= query.k:
+                    break
+                deadline.check("recommend.candidates")
+                gathered.add(self._ask(shop_id, name, lambda m: m.recommend(query)), name)
+            span.set_attribute("kosmos.candidates.count", len(gathered.candidates))
+        offers = self._finish(shop_id, gathered, customer, excluded, want)
+        return OfferPage(
+            offers=offers[offset:want],
+            recommendation_id=recommendation_id or uuid.uuid4().hex,
+            has_more=len(offers) > want,
+        )
+
+    def similar_items(
+        self,
+        shop_id: str,
+        item_id: str,
+        customer_id: str | None,
+        page_size: int,
+        offset: int,
+        recommendation_id: str = "",
+    ) -> OfferPage:
+        if not self.store.get_items(shop_id, [item_id]):
+            if self.store.get_shop(shop_id) is None:
+                raise NotFound("shop", shop_name(shop_id))
+            raise NotFound("item", item_name(shop_id, item_id))
+        customer = self._customer(shop_id, customer_id) if customer_id else None
+        excluded: set[str] = {item_id}
+        if customer is not None:
+            excluded |= self.store.dismissed_item_ids(shop_id, customer.customer_id)
+            excluded |= {e.value for e in customer.exclusions if e.kind is ExclusionKind.ITEM}
+        want = offset + page_size
+        query = SimilarItemsQuery(
+            item_id=item_id, k=want * OVERFETCH + OVERFETCH_MARGIN, exclude_item_ids=frozenset(excluded)
+        )
+        with tracer.start_as_current_span("recommend.candidates") as span:
+            gathered = _Gathered()
+            for name in self.routing:
+                if len(gathered.candidates) >= query.k:
+                    break
+                deadline.check("recommend.candidates")
+                gathered.add(self._ask(shop_id, name, lambda m: m.similar_items(query)), name)
+            span.set_attribute("kosmos.candidates.count", len(gathered.candidates))
+        offers = self._finish(shop_id, gathered, customer, excluded, want)
+        return OfferPage(
+            offers=offers[offset:want],
+            recommendation_id=recommendation_id or uuid.uuid4().hex,
+            has_more=len(offers) > want,
+        )
+
+    # -- steps -------------------------------------------------------------------------------
+
+    def _customer(self, shop_id: str, customer_id: str) -> Customer:
+        customer = self.store.get_customer(shop_id, customer_id)
+        if customer is None:
+            if self.store.get_shop(shop_id) is None:
+                raise NotFound("shop", shop_name(shop_id))
+            raise NotFound("customer", customer_name(shop_id, customer_id))
+        return customer
+
+    def _ask(
+        self, shop_id: str, name: str, call: Callable[[Recommender], Sequence[Scored]]
+    ) -> list[Scored]:
+        """One recommender's answer; any failure skips it for the next in the chain."""
+        model = self.models.get(shop_id, name)
+        if model is None:
+            return []
+        try:
+            return list(call(model))
+        except Exception as exc:
+            # A shopper never sees a recommender's failure: the chain moves on.
+            log.warning("recommender %r failed for shop %r: %s", name, shop_id, exc)
+            span = trace.get_current_span()
+            span.add_event("recommender.failed", {"kosmos.recommender": name,
+                                                  "exception.type": type(exc).__name__})
+            return []
+
+    def _finish(
+        self,
+        shop_id: str,
+        gathered: _Gathered,
+        customer: Customer | None,
+        excluded: set[str] | frozenset[str],
+        want: int,
+    ) -> list[Offer]:
+        deadline.check("recommend.filter")
+        with tracer.start_as_current_span("recommend.filter") as span:
+            items = self.store.get_items(shop_id, gathered.seen)
+            categories = brands = frozenset[str]()
+            if customer is not None:
+                categories = frozenset(e.value for e in customer.exclusions
+                                       if e.kind is ExclusionKind.CATEGORY)
+                brands = frozenset(e.value for e in customer.exclusions
+                                   if e.kind is ExclusionKind.BRAND)
+            kept = []
+            for c in gathered.candidates:
+                item = items.get(c.scored.item_id)
+                if (
+                    item is None
+                    or not item.available
+                    or item.item_id in excluded
+                    or (item.category and item.category in categories)
+                    or (item.brand and item.brand in brands)
+                ):
+                    continue
+                kept.append(Offer(item, c.scored.score, c.scored.reason or DEFAULT_REASON,
+                                  c.recommender))
+            span.set_attribute("kosmos.candidates.kept", len(kept))
+        with tracer.start_as_current_span("recommend.rank"):
+            return self._vary(kept, want + 1)
+
+    def _vary(self, offers: list[Offer], limit: int) -> list[Offer]:
+        """Keeps the chain's order but lets no category take more than its share of a page,
+        while other categories have offers left; then fills with the rest."""
+        chosen: list[Offer] = []
+        held: list[Offer] = []
+        per_category: dict[str, int] = {}
+        for offer in offers:
+            if len(chosen) >= limit:
+                break
+            category = offer.item.category
+            if category and per_category.get(category, 0) >= self.max_per_category:
+                held.append(offer)
+                continue
+            per_category[category] = per_category.get(category, 0) + 1
+            chosen.append(offer)
+        return (chosen + held)[:limit]

@@ -1,0 +1,104 @@
+"""RecommendationService over gRPC: proto <-> domain and request validation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kosmos.common.errors import InvalidArgument
+from kosmos.common.names import (
+    check_resource_id,
+    decode_page_token,
+    encode_page_token,
+    item_name,
+    page_size,
+    parse_customer,
+    parse_item,
+)
+from kosmos.recommendation.domain import Context, OfferPage, Recommendations
+from kosmos.v1 import recommendation_service_pb2, recommendation_service_pb2_grpc
+
+DEFAULT_PAGE_SIZE = 10
+MAX_PAGE_SIZE = 100
+# Deep paging through recommendations is a sign of a bug in the caller, not a use case.
+MAX_OFFSET = 500
+MAX_CART = 200
+MAX_CONTEXT_TEXT = 64
+
+
+def _offers(shop_id: str, page: OfferPage) -> list[recommendation_service_pb2.Offer]:
+    return [
+        recommendation_service_pb2.Offer(
+            item=item_name(shop_id, o.item.item_id),
+            title=o.item.title,
+            score=o.score,
+            reason=o.reason,
+            recommender=o.recommender,
+        )
+        for o in page.offers
+    ]
+
+
+def _cursor(token: str, scope: str) -> tuple[int, str]:
+    cursor = decode_page_token(token, scope)
+    if cursor is None:
+        return 0, ""
+    offset, rid = cursor.get("offset"), cursor.get("rid")
+    if not isinstance(offset, int) or not isinstance(rid, str) or not 0 < offset <= MAX_OFFSET:
+        raise InvalidArgument("page_token", "INVALID_PAGE_TOKEN", "is not a token this request returned")
+    return offset, rid
+
+
+def _next_token(scope: str, page: OfferPage, offset: int, size: int) -> str:
+    if not page.has_more or offset + size > MAX_OFFSET:
+        return ""
+    return encode_page_token(scope, {"offset": offset + size, "rid": page.recommendation_id})
+
+
+def _context(message: Any) -> Context:
+    for text in ("channel", "device", "page"):
+        if len(getattr(message, text)) > MAX_CONTEXT_TEXT:
+            raise InvalidArgument(
+                f"context.{text}", "TOO_LONG", f"must be at most {MAX_CONTEXT_TEXT} characters"
+            )
+    if len(message.cart_item_ids) > MAX_CART:
+        raise InvalidArgument("context.cart_item_ids", "TOO_MANY_ENTRIES", f"takes at most {MAX_CART}")
+    cart = frozenset(
+        check_resource_id(i, f"context.cart_item_ids[{n}]") for n, i in enumerate(message.cart_item_ids)
+    )
+    return Context(message.channel, message.device, message.page, cart)
+
+
+class RecommendationServicer(recommendation_service_pb2_grpc.RecommendationServiceServicer):  # type: ignore[misc]
+    def __init__(self, recommendations: Recommendations) -> None:
+        self.recommendations = recommendations
+
+    def Recommend(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC's method names)
+        shop_id, customer_id = parse_customer(request.customer, "customer")
+        size = page_size(request.page_size, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
+        ctx = _context(request.context)
+        # A token is only valid for the same customer and context it came with.
+        scope = request.customer + "|" + request.context.SerializeToString(deterministic=True).hex()
+        offset, rid = _cursor(request.page_token, scope)
+        page = self.recommendations.recommend(shop_id, customer_id, ctx, size, offset, rid)
+        return recommendation_service_pb2.RecommendResponse(
+            offers=_offers(shop_id, page),
+            recommendation_id=page.recommendation_id,
+            next_page_token=_next_token(scope, page, offset, size),
+        )
+
+    def SimilarItems(self, request: Any, context: Any) -> Any:  # noqa: N802
+        shop_id, item_id = parse_item(request.item, "item")
+        customer_id = None
+        if request.customer:
+            customer_shop, customer_id = parse_customer(request.customer, "customer")
+            if customer_shop != shop_id:
+                raise InvalidArgument("customer", "WRONG_SHOP", f"must be under shops/{shop_id}")
+        size = page_size(request.page_size, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
+        scope = request.item + "|" + request.customer
+        offset, rid = _cursor(request.page_token, scope)
+        page = self.recommendations.similar_items(shop_id, item_id, customer_id, size, offset, rid)
+        return recommendation_service_pb2.SimilarItemsResponse(
+            offers=_offers(shop_id, page),
+            recommendation_id=page.recommendation_id,
+            next_page_token=_next_token(scope, page, offset, size),
+        )

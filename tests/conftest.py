@@ -17,6 +17,7 @@ from kosmos import cluster
 from kosmos.client import KosmosClient
 from kosmos.common.config import RecommendationSettings
 from kosmos.common.server import build_server
+from kosmos.plugin import LoadedPlugin
 from kosmos.store import SQLiteStore
 
 _EXPORTER = InMemorySpanExporter()
@@ -53,9 +54,15 @@ class Cluster:
     channel: grpc.Channel
 
 
-def start_cluster(store: SQLiteStore, settings: RecommendationSettings | None = None) -> Cluster:
+def start_cluster(
+    store: SQLiteStore,
+    settings: RecommendationSettings | None = None,
+    plugins: dict[str, LoadedPlugin] | None = None,
+) -> Cluster:
     settings = settings or RecommendationSettings(refresh_seconds=0)
-    server, port, _health = build_server("127.0.0.1:0", 8, cluster.services(store, settings))
+    server, port, _health = build_server(
+        "127.0.0.1:0", 8, cluster.services(store, settings, plugins)
+    )
     server.start()
     address = f"127.0.0.1:{port}"
     channel = grpc.insecure_channel(address)

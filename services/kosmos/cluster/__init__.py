@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from kosmos import feedback, profile, recommendation
 from kosmos.common.config import RecommendationSettings
 from kosmos.common.server import Service
+from kosmos.plugin import LoadedPlugin
 from kosmos.store import Store
 
 __all__ = ["services"]
 
 
-def services(store: Store, settings: RecommendationSettings) -> list[Service]:
+def services(
+    store: Store,
+    settings: RecommendationSettings,
+    plugins: Mapping[str, LoadedPlugin] | None = None,
+) -> list[Service]:
     """Profile, catalog, feedback and recommendation, built by their own factories."""
     return [
         *profile.services(store),
         *feedback.services(store),
-        *recommendation.services(store, settings),
+        *recommendation.services(store, settings, plugins),
     ]

@@ -142,12 +142,15 @@ class ServerConfig:
         cls, listen_var: str, default_listen: str, env: Mapping[str, str] = os.environ
     ) -> Self:
         """Reads the server settings, binding the address in ``listen_var``."""
+        defaults = cls(listen=default_listen)
         return cls(
             listen=_read(env, listen_var, default_listen, _address),
-            database_url=_read(env, KOSMOS_DATABASE_URL, cls.database_url, _database_url),
-            workers=_read(env, KOSMOS_WORKERS, cls.workers, _positive_int),
-            grace_seconds=_read(env, KOSMOS_GRACE_SECONDS, cls.grace_seconds, _non_negative_float),
-            log_level=_read(env, KOSMOS_LOG_LEVEL, cls.log_level, str.upper),
+            database_url=_read(env, KOSMOS_DATABASE_URL, defaults.database_url, _database_url),
+            workers=_read(env, KOSMOS_WORKERS, defaults.workers, _positive_int),
+            grace_seconds=_read(
+                env, KOSMOS_GRACE_SECONDS, defaults.grace_seconds, _non_negative_float
+            ),
+            log_level=_read(env, KOSMOS_LOG_LEVEL, defaults.log_level, str.upper),
         )
 
 
@@ -176,7 +179,8 @@ class RecommendationSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Self:
         """Reads the recommendation settings; raises ConfigError naming a bad variable."""
-        routing = _read(env, KOSMOS_ROUTING, cls.routing, _names)
+        defaults = cls()
+        routing = _read(env, KOSMOS_ROUTING, defaults.routing, _names)
         if not routing:
             raise ConfigError(f"{KOSMOS_ROUTING} names no recommender")
         plugin_settings: dict[str, dict[str, str]] = {}
@@ -190,14 +194,14 @@ class RecommendationSettings:
             routing=routing,
             disabled=frozenset(_read(env, KOSMOS_DISABLED_RECOMMENDERS, (), _names)),
             refresh_seconds=_read(
-                env, KOSMOS_MODEL_REFRESH_SECONDS, cls.refresh_seconds, _non_negative_float
+                env, KOSMOS_MODEL_REFRESH_SECONDS, defaults.refresh_seconds, _non_negative_float
             ),
-            max_per_category=_read(env, KOSMOS_MAX_PER_CATEGORY, cls.max_per_category, _positive_int),
+            max_per_category=_read(env, KOSMOS_MAX_PER_CATEGORY, defaults.max_per_category, _positive_int),
             recent_interactions=_read(
-                env, KOSMOS_RECENT_INTERACTIONS, cls.recent_interactions, _positive_int
+                env, KOSMOS_RECENT_INTERACTIONS, defaults.recent_interactions, _positive_int
             ),
             repurchase_cooldown_hours=_read(
-                env, KOSMOS_REPURCHASE_COOLDOWN_HOURS, cls.repurchase_cooldown_hours,
+                env, KOSMOS_REPURCHASE_COOLDOWN_HOURS, defaults.repurchase_cooldown_hours,
                 _non_negative_float,
             ),
             plugin_settings=plugin_settings,

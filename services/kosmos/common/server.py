@@ -167,7 +167,10 @@ def build_server(
     reflection.enable_server_reflection(
         (*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(listen)
+    try:
+        port = server.add_insecure_port(listen)
+    except RuntimeError as exc:  # grpcio raises on some versions, returns 0 on others
+        raise RuntimeError(f"cannot bind {listen}: {exc}") from None
     if port == 0:
         raise RuntimeError(f"cannot bind {listen}")
     for name in ("", *names):

@@ -5,8 +5,10 @@ from __future__ import annotations
 import grpc
 
 from kosmos.common.config import RecommendationSettings
+from collections.abc import Mapping
+
 from kosmos.common.server import Service
-from kosmos.plugin import discover
+from kosmos.plugin import LoadedPlugin, discover
 from kosmos.recommendation.domain import Context, Recommendations
 from kosmos.recommendation.models import ModelHub
 from kosmos.recommendation.servicer import RecommendationServicer
@@ -20,13 +22,23 @@ SERVICE_NAME = (
 __all__ = ["SERVICE_NAME", "Context", "ModelHub", "Recommendations", "services"]
 
 
-def services(store: Store, settings: RecommendationSettings) -> list[Service]:
+def services(
+    store: Store,
+    settings: RecommendationSettings,
+    plugins: Mapping[str, LoadedPlugin] | None = None,
+) -> list[Service]:
     """The recommendation service, its plugins loaded and its model refresher started.
+
+    Args:
+        store: Where profiles, the catalog and interactions live.
+        settings: Routing, filtering and refresh settings.
+        plugins: The recommenders to route to; those installed (entry points) by default.
 
     Raises:
         kosmos.plugin.PluginLoadError: A routed recommender cannot be loaded.
     """
-    plugins = discover(required=settings.routing, disabled=settings.disabled)
+    if plugins is None:
+        plugins = discover(required=settings.routing, disabled=settings.disabled)
     models = ModelHub(
         store, plugins, settings.routing, settings.plugin_settings, settings.refresh_seconds
     )

@@ -20,10 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-import scipy.sparse as sp
-from lightfm import LightFM  # type: ignore[import-untyped]
-from opentelemetry import trace
-
+import scipy.sparse as sp  # type: ignore[import-untyped]
 from kosmos.plugin import (
     Capabilities,
     Contribution,
@@ -36,6 +33,9 @@ from kosmos.plugin import (
     TrainingData,
     Unsupported,
 )
+from lightfm import LightFM  # type: ignore[import-untyped]
+from opentelemetry import trace
+
 from kosmos_lightfm._settings import NAME, LightFMSettings
 
 tracer = trace.get_tracer(__name__)
@@ -47,6 +47,9 @@ WARM_REASON = "Picked for your taste"
 COLD_REASON = "Popular with shoppers like you"
 FALLBACK_REASON = "Popular with shoppers right now"
 SIMILAR_REASON = "Liked by the same shoppers"
+
+COLD_CACHE_SIZE = 4096
+"""Feature combinations whose customer vector is kept between requests."""
 
 Floats = npt.NDArray[np.float32]
 Ints = npt.NDArray[np.int64]
@@ -95,6 +98,7 @@ class _Model:
     user_identity_bias_mean: float
     fallback: Floats  # (d + 1,) the mean warm customer: embedding | 1
     fallback_bias: float
+    cold_cache: dict[tuple[int, ...], tuple[Floats, float]]  # feature rows → vector, bias
 
     @property
     def dim(self) -> int:
@@ -118,7 +122,7 @@ class _Model:
         fallback: Floats,
         fallback_bias: float,
     ) -> _Model:
-        items = np.ascontiguousarray(items, dtype=np.float32)
+        items = _own(items)
         norms = np.linalg.norm(items[:, :-1], axis=1)
         inv_norm = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
         return cls(
@@ -127,38 +131,80 @@ class _Model:
             items=items,
             item_inv_norm=inv_norm.astype(np.float32),
             customer_index={c: n for n, c in enumerate(customer_ids)},
-            users=np.ascontiguousarray(users, dtype=np.float32),
-            user_bias=np.ascontiguousarray(user_bias, dtype=np.float32),
+            users=_own(users),
+            user_bias=_own(user_bias),
             seen_indptr=np.asarray(seen_indptr, dtype=np.int64),
             seen_indices=np.asarray(seen_indices, dtype=np.int64),
             feature_index={f: n for n, f in enumerate(feature_names)},
-            user_features=np.ascontiguousarray(user_features, dtype=np.float32),
-            user_feature_bias=np.ascontiguousarray(user_feature_bias, dtype=np.float32),
-            user_identity_mean=np.ascontiguousarray(user_identity_mean, dtype=np.float32),
+            user_features=_own(user_features),
+            user_feature_bias=_own(user_feature_bias),
+            user_identity_mean=_own(user_identity_mean),
             user_identity_bias_mean=float(user_identity_bias_mean),
-            fallback=np.ascontiguousarray(fallback, dtype=np.float32),
+            fallback=_own(fallback),
             fallback_bias=float(fallback_bias),
+            cold_cache={},
+        )
+
+    @classmethod
+    def empty(cls, dim: int, customer_ids: Sequence[str]) -> _Model:
+        """A model with nothing to recommend: the training data had no positive interaction."""
+        zeros = np.zeros(dim, dtype=np.float32)
+        return cls.build(
+            item_ids=(),
+            items=np.zeros((0, dim + 1), dtype=np.float32),
+            customer_ids=customer_ids,
+            users=np.zeros((0, dim + 1), dtype=np.float32),
+            user_bias=np.zeros(0, dtype=np.float32),
+            seen_indptr=np.zeros(len(customer_ids) + 1, dtype=np.int64),
+            seen_indices=np.zeros(0, dtype=np.int64),
+            feature_names=(),
+            user_features=np.zeros((0, dim), dtype=np.float32),
+            user_feature_bias=np.zeros(0, dtype=np.float32),
+            user_identity_mean=zeros,
+            user_identity_bias_mean=0.0,
+            fallback=np.append(zeros, np.float32(1.0)),
+            fallback_bias=0.0,
         )
 
     def cold_user(self, features: Mapping[str, str]) -> tuple[Floats, float, str]:
         """A customer's vector, bias and reason from features; the mean customer without any."""
-        rows = [
-            n
-            for n in (self.feature_index.get(_feature(k, v)) for k, v in features.items())
-            if n is not None
-        ]
+        rows = tuple(
+            sorted(
+                n
+                for n in (self.feature_index.get(_feature(k, v)) for k, v in features.items())
+                if n is not None
+            )
+        )
         if not rows:
             return self.fallback, self.fallback_bias, FALLBACK_REASON
+        cached = self.cold_cache.get(rows)
+        if cached is None:
+            cached = self._cold_vector(rows)
+            # Cold customers share few feature combinations (a country, an age band): keep the
+            # vectors, within a bound. Dict operations are atomic, so threads need no lock.
+            if len(self.cold_cache) >= COLD_CACHE_SIZE:
+                self.cold_cache.clear()
+            self.cold_cache[rows] = cached
+        return cached[0], cached[1], COLD_REASON
+
+    def _cold_vector(self, rows: tuple[int, ...]) -> tuple[Floats, float]:
         share = 1.0 / (len(rows) + 1)  # the missing id counts as one more feature of the row
+        picked = list(rows)
         vector = np.empty(self.dim + 1, dtype=np.float32)
-        vector[:-1] = (self.user_identity_mean + self.user_features[rows].sum(axis=0)) * share
+        vector[:-1] = (self.user_identity_mean + self.user_features[picked].sum(axis=0)) * share
         vector[-1] = 1.0
-        bias = (self.user_identity_bias_mean + float(self.user_feature_bias[rows].sum())) * share
-        return vector, bias, COLD_REASON
+        bias = (self.user_identity_bias_mean + float(self.user_feature_bias[picked].sum())) * share
+        vector.flags.writeable = False  # shared between requests
+        return vector, bias
 
     def indices(self, item_ids: Iterable[str]) -> list[int]:
         index = self.item_index
         return [n for n in (index.get(i) for i in item_ids) if n is not None]
+
+
+def _own(array: npt.ArrayLike) -> Floats:
+    """A float32, C-contiguous copy: serving must not pin LightFM's training arrays."""
+    return np.array(array, dtype=np.float32, order="C")
 
 
 def _feature(name: str, value: str) -> str:
@@ -262,22 +308,15 @@ class LightFMRecommender:
         warm_users = list(dict.fromkeys(c for c, _ in strength))
         warm_item_set = {item for _, item in strength}
         warm_items = [item for item in catalog if item in warm_item_set]
-        # Customers whose every interaction weighs nothing have no row to train, but their
-        # interactions still count as seen.
-        customers = warm_users + [c for c in seen if c not in set(warm_users)]
         user_row = {c: n for n, c in enumerate(warm_users)}
         item_col = {item: n for n, item in enumerate(warm_items)}
+        # Customers whose every interaction weighs nothing have no row to train, but their
+        # interactions still count as seen.
+        customers = warm_users + [c for c in seen if c not in user_row]
         d = s.no_components
 
         if not strength:
-            empty = np.zeros((0, d + 1), dtype=np.float32)
-            zeros = np.zeros(d, dtype=np.float32)
-            return _Model.build(
-                (), empty, list(seen), empty, np.zeros(0, np.float32),
-                np.zeros(len(seen) + 1, np.int64), np.zeros(0, np.int64), (),
-                np.zeros((0, d), np.float32), np.zeros(0, np.float32), zeros, 0.0,
-                np.append(zeros, np.float32(1.0)), 0.0,
-            )  # fmt: skip
+            return _Model.empty(d, customers)
 
         rows = np.fromiter((user_row[c] for c, _ in strength), dtype=np.int32, count=len(strength))
         cols = np.fromiter((item_col[i] for _, i in strength), dtype=np.int32, count=len(strength))
@@ -318,9 +357,14 @@ class LightFMRecommender:
         )
         if self.keep_training_state:
             self.training_state = TrainingState(
-                model, interactions, sample_weight, user_features, item_features,
-                tuple(warm_users), tuple(warm_items),
-            )  # fmt: skip
+                model,
+                interactions,
+                sample_weight,
+                user_features,
+                item_features,
+                tuple(warm_users),
+                tuple(warm_items),
+            )
 
         # Items: the warm ones as LightFM represents them, then unsold ones from known features.
         item_bias, item_emb = model.get_item_representations(item_features)
@@ -411,7 +455,8 @@ class LightFMRecommender:
             scores[model.indices(query.exclude_item_ids)] = -np.inf
         picked, values = _top(scores, query.k)
         return [
-            Scored(model.item_ids[m], v, SIMILAR_REASON) for m, v in zip(picked, values, strict=True)
+            Scored(model.item_ids[m], v, SIMILAR_REASON)
+            for m, v in zip(picked, values, strict=True)
         ]
 
     def explain(self, query: ExplainQuery) -> list[Contribution]:

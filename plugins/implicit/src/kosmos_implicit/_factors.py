@@ -1,0 +1,310 @@
+"""Matrix-factorisation recommenders over implicit's CPU models: ALS and BPR.
+
+implicit fits; serving is plain numpy on cached float32 factors: one ``item_factors @ user``
+and one argpartition per request, with exclusions written into the score vector as ``-inf``.
+That is as fast as scoring gets without an index, and lets a request fold in clicks the model
+has not seen (ALS) without calling into implicit for the ranking.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+from implicit.cpu.als import AlternatingLeastSquares  # type: ignore[import-untyped]
+from implicit.cpu.bpr import BayesianPersonalizedRanking  # type: ignore[import-untyped]
+
+from kosmos.plugin import (
+    Capabilities,
+    Contribution,
+    ExplainQuery,
+    Interaction,
+    NotFitted,
+    RecommendQuery,
+    Scored,
+    SimilarItemsQuery,
+    TrainingData,
+    Unsupported,
+)
+from kosmos_implicit._common import (
+    REASON_RECENT,
+    REASON_SIMILAR,
+    REASON_TASTE,
+    load_model,
+    save_model,
+    single_threaded_blas,
+)
+from kosmos_implicit._matrix import Matrix
+from kosmos_implicit._ranking import columns, top_k
+
+Factors = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, slots=True)
+class _State:
+    """Everything one request reads; replaced whole, never changed in place."""
+
+    matrix: Matrix
+    user_factors: Factors  # one row per matrix row
+    item_factors: Factors  # C-contiguous, one row per column
+    item_unit: Factors  # item factors scaled to length 1 (similar_items); 0 for dead items
+    dead: npt.NDArray[np.int32]  # columns nobody had interacted with at fit time
+    als: AlternatingLeastSquares | None  # ALS only: fold-in, partial_fit and explain
+
+
+class _FactorRecommender:
+    """What ALS and BPR share: fitting through implicit, serving from numpy."""
+
+    name: ClassVar[str]
+    capabilities: Capabilities
+
+    def __init__(self, settings: Mapping[str, Any]) -> None:
+        self.settings = dict(settings)
+        self._state: _State | None = None
+        self._lock = threading.Lock()  # serialises writers; readers take `_state` as it is
+
+    # -- to be provided by each model ------------------------------------------------------
+
+    def _new_model(self) -> Any:
+        raise NotImplementedError
+
+    def _similarity_factors(self, item_factors: Factors) -> Factors:
+        """The part of the item factors that says what an item is like."""
+        return item_factors
+
+    # -- fitting ---------------------------------------------------------------------------
+
+    def fit(self, data: TrainingData) -> None:
+        """Fits from scratch; the fixed ``random_state`` makes two fits on one data alike."""
+        matrix = Matrix.build(data)
+        with single_threaded_blas():
+            model = self._new_model()
+            if matrix.user_items.nnz:
+                model.fit(matrix.user_items, show_progress=False)
+                user_factors, item_factors = model.user_factors, model.item_factors
+            else:  # nothing to learn from: every item is dead and every answer empty
+                width = self._width()
+                user_factors = np.zeros((0, width), dtype=np.float32)
+                item_factors = np.zeros((matrix.n_items, width), dtype=np.float32)
+        support = np.bincount(matrix.user_items.indices, minlength=matrix.n_items)
+        dead = np.flatnonzero(support == 0).astype(np.int32)
+        state = self._make_state(matrix, user_factors, item_factors, dead, model)
+        with self._lock:
+            self._state = state
+
+    def _width(self) -> int:
+        return int(self.settings["factors"])
+
+    def _make_state(
+        self,
+        matrix: Matrix,
+        user_factors: Factors,
+        item_factors: Factors,
+        dead: npt.NDArray[np.int32],
+        model: Any,
+    ) -> _State:
+        item_factors = np.ascontiguousarray(item_factors, dtype=np.float32)
+        user_factors = np.ascontiguousarray(user_factors, dtype=np.float32)
+        features = self._similarity_factors(item_factors)
+        norms = np.linalg.norm(features, axis=1, keepdims=True)
+        unit = np.divide(features, norms, out=np.zeros_like(features), where=norms > 0)
+        unit[dead] = 0.0
+        als = None
+        if isinstance(model, AlternatingLeastSquares):
+            model.user_factors, model.item_factors = user_factors, item_factors
+            _ = model.YtY  # cache it now rather than racing to on the first request
+            als = model
+        return _State(matrix, user_factors, item_factors, np.ascontiguousarray(unit), dead, als)
+
+    def _require(self) -> _State:
+        state = self._state
+        if state is None:
+            raise NotFitted(self.name)
+        return state
+
+    def partial_fit(self, interactions: Sequence[Interaction]) -> None:
+        raise Unsupported("partial_fit", self.name)
+
+    # -- serving ---------------------------------------------------------------------------
+
+    def _user_vector(
+        self, state: _State, row: int | None, new: Mapping[int, float]
+    ) -> npt.NDArray[np.float32] | None:
+        """The customer's vector: their fitted one; models that can, fold in ``new`` as well."""
+        return state.user_factors[row] if row is not None else None
+
+    def recommend(self, query: RecommendQuery) -> list[Scored]:
+        state = self._require()
+        matrix = state.matrix
+        row = matrix.customers.get(query.customer_id)
+        new = matrix.unseen(row, query.recent_interactions) if query.recent_interactions else {}
+        vector = self._user_vector(state, row, new)
+        if vector is None:
+            return []
+        reason = REASON_RECENT if new and state.als is not None else REASON_TASTE
+        scores = state.item_factors @ vector
+        if state.dead.size:
+            scores[state.dead] = -np.inf
+        if query.exclude_item_ids:
+            scores[columns(matrix.items, query.exclude_item_ids)] = -np.inf
+        if query.filter_already_seen:
+            if row is not None:
+                scores[matrix.row(row)[0]] = -np.inf
+            recent = (i.item_id for i in query.recent_interactions)
+            scores[columns(matrix.items, recent)] = -np.inf
+        return top_k(scores, query.k, matrix.item_ids, reason)
+
+    def similar_items(self, query: SimilarItemsQuery) -> list[Scored]:
+        state = self._require()
+        column = state.matrix.items.get(query.item_id)
+        if column is None:
+            return []
+        scores = state.item_unit @ state.item_unit[column]
+        scores[column] = -np.inf
+        if query.exclude_item_ids:
+            scores[columns(state.matrix.items, query.exclude_item_ids)] = -np.inf
+        # Cosine <= 0 is no likeness at all; a dead item has no neighbours.
+        return top_k(scores, query.k, state.matrix.item_ids, REASON_SIMILAR, floor=0.0)
+
+    def explain(self, query: ExplainQuery) -> list[Contribution]:
+        raise Unsupported("explain", self.name)
+
+    # -- persistence -----------------------------------------------------------------------
+
+    def save(self, directory: Path) -> None:
+        state = self._require()
+        arrays = {
+            "user_factors": state.user_factors,
+            "item_factors": state.item_factors,
+            "dead": state.dead,
+        }
+        save_model(directory, self.name, self.settings, state.matrix, arrays)
+
+    def load(self, directory: Path) -> None:
+        settings, matrix, arrays = load_model(directory, self.name)
+        # The saved hyperparameters describe the factors; threads are this process's business.
+        self.settings = {**settings, "num_threads": self.settings["num_threads"]}
+        with single_threaded_blas():
+            model = self._new_model()
+        state = self._make_state(
+            matrix, arrays["user_factors"], arrays["item_factors"],
+            arrays["dead"].astype(np.int32), model,
+        )
+        if state.user_factors.shape[0] != len(matrix.customer_ids):
+            raise ValueError("saved model is inconsistent: user factors do not match customers")
+        with self._lock:
+            self._state = state
+
+
+class ALSRecommender(_FactorRecommender):
+    """implicit's alternating least squares, with request-time fold-in of new interactions.
+
+    A request whose ``recent_interactions`` hold interactions newer than the customer's fitted
+    row gets a vector solved afresh from that row plus them (implicit's exact per-user least
+    squares against the cached item factors), so a click shapes the very next answer; an
+    unknown customer with recent interactions is folded in the same way. ``partial_fit`` moves
+    interactions into the rows for good (implicit's ``partial_fit_users``). Items unseen at fit
+    time have no factors until the next ``fit`` and are ignored by both.
+    """
+
+    name = "als"
+    capabilities = Capabilities(cold_start=False, partial_fit=True, explain=True)
+
+    def _new_model(self) -> AlternatingLeastSquares:
+        s = self.settings
+        return AlternatingLeastSquares(
+            factors=int(s["factors"]),
+            regularization=float(s["regularization"]),
+            alpha=float(s["alpha"]),
+            iterations=int(s["iterations"]),
+            random_state=int(s["random_state"]),
+            num_threads=int(s["num_threads"]),
+            dtype=np.float32,
+        )
+
+    def _user_vector(
+        self, state: _State, row: int | None, new: Mapping[int, float]
+    ) -> npt.NDArray[np.float32] | None:
+        if not new:
+            return state.user_factors[row] if row is not None else None
+        assert state.als is not None
+        vector: npt.NDArray[np.float32] = state.als.recalculate_user(
+            0, state.matrix.merged(row, new)
+        )
+        return vector
+
+    def partial_fit(self, interactions: Sequence[Interaction]) -> None:
+        """Adds ``interactions`` to their customers' rows and re-solves those customers.
+
+        Item factors stay as fitted; interactions with items unseen at fit time are ignored
+        until the next ``fit``. Copy-on-write: requests in flight keep the arrays they read.
+        """
+        with self._lock:
+            state = self._require()
+            matrix, changed = state.matrix.updated(interactions)
+            assert state.als is not None
+            model = copy.copy(state.als)  # shares the item factors and YtY, which stay
+            model.user_factors = state.user_factors.copy()
+            if changed.size:
+                with single_threaded_blas():
+                    model.partial_fit_users(changed, matrix.user_items[changed])
+            self._state = replace(
+                state,
+                matrix=matrix,
+                user_factors=np.ascontiguousarray(model.user_factors, dtype=np.float32),
+                als=model,
+            )
+
+    def explain(self, query: ExplainQuery) -> list[Contribution]:
+        """Each interacted item's share of the score (implicit's ``explain``), largest first."""
+        state = self._require()
+        matrix = state.matrix
+        column = matrix.items.get(query.item_id)
+        row = matrix.customers.get(query.customer_id)
+        new = matrix.unseen(row, query.recent_interactions)
+        if column is None or (row is None and not new):
+            return []
+        user_items = matrix.merged(row, new)
+        assert state.als is not None
+        _, contributions, _ = state.als.explain(0, user_items, column, N=user_items.nnz)
+        return [Contribution(matrix.item_ids[c], float(w)) for c, w in contributions]
+
+
+class BPRRecommender(_FactorRecommender):
+    """implicit's Bayesian personalised ranking.
+
+    BPR has no closed-form per-user solve, so it neither folds in new interactions nor
+    supports ``partial_fit``: a customer is served from their fitted vector (recent
+    interactions still count for ``filter_already_seen``) and an unknown customer gets [].
+    SGD with more than one thread is not reproducible; keep ``num_threads=1`` (the default)
+    where fitting twice must give the same model.
+    """
+
+    name = "bpr"
+    capabilities = Capabilities(cold_start=False, partial_fit=False, explain=False)
+
+    def _new_model(self) -> BayesianPersonalizedRanking:
+        s = self.settings
+        return BayesianPersonalizedRanking(
+            factors=int(s["factors"]),
+            learning_rate=float(s["learning_rate"]),
+            regularization=float(s["regularization"]),
+            iterations=int(s["iterations"]),
+            random_state=int(s["random_state"]),
+            num_threads=int(s["num_threads"]),
+            dtype=np.float32,
+        )
+
+    def _width(self) -> int:
+        return int(self.settings["factors"]) + 1  # implicit appends a bias column
+
+    def _similarity_factors(self, item_factors: Factors) -> Factors:
+        # implicit's BPR keeps each item's bias (its popularity) in the last column and a
+        # constant 1 in the users'; likeness is in the other columns.
+        return np.ascontiguousarray(item_factors[:, :-1])

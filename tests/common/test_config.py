@@ -1,0 +1,67 @@
+"""Configuration from the environment: defaults, bad values named, the README in step."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from kosmos.common import config
+from kosmos.common.config import ConfigError, RecommendationSettings, ServerConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_defaults():
+    c = ServerConfig.from_env(config.KOSMOS_FEEDBACK_LISTEN, "0.0.0.0:50062", {})
+    assert (c.listen, c.database_url, c.workers, c.grace_seconds) == (
+        "0.0.0.0:50062", "sqlite:///kosmos.db", 32, 5.0)
+    r = RecommendationSettings.from_env({})
+    assert r.routing == ("popularity",) and r.max_per_category == 3
+
+
+def test_values_are_read():
+    env = {"KOSMOS_FEEDBACK_LISTEN": "127.0.0.1:9", "KOSMOS_WORKERS": "4",
+           "KOSMOS_ROUTING": "als, popularity", "KOSMOS_DISABLED_RECOMMENDERS": "bpr",
+           "KOSMOS_PLUGIN__ALS__FACTORS": "32"}
+    c = ServerConfig.from_env(config.KOSMOS_FEEDBACK_LISTEN, "x:1", env)
+    r = RecommendationSettings.from_env(env)
+    assert (c.listen, c.workers) == ("127.0.0.1:9", 4)
+    assert r.routing == ("als", "popularity") and r.disabled == {"bpr"}
+    assert r.plugin_settings == {"als": {"factors": "32"}}
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"KOSMOS_WORKERS": "zero"}, "KOSMOS_WORKERS"),
+        ({"KOSMOS_WORKERS": "-1"}, "KOSMOS_WORKERS"),
+        ({"KOSMOS_GRACE_SECONDS": "-2"}, "KOSMOS_GRACE_SECONDS"),
+        ({"KOSMOS_FEEDBACK_LISTEN": "nowhere"}, "KOSMOS_FEEDBACK_LISTEN"),
+        ({"KOSMOS_DATABASE_URL": "mysql://x"}, "KOSMOS_DATABASE_URL"),
+    ],
+)
+def test_bad_server_values_name_the_variable(env, variable):
+    with pytest.raises(ConfigError, match=variable):
+        ServerConfig.from_env(config.KOSMOS_FEEDBACK_LISTEN, "0.0.0.0:1", env)
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"KOSMOS_ROUTING": " , "}, "KOSMOS_ROUTING"),
+        ({"KOSMOS_ROUTING": "a b"}, "KOSMOS_ROUTING"),
+        ({"KOSMOS_MAX_PER_CATEGORY": "0"}, "KOSMOS_MAX_PER_CATEGORY"),
+        ({"KOSMOS_PLUGIN__ALS": "1"}, "KOSMOS_PLUGIN__ALS"),
+    ],
+)
+def test_bad_recommendation_values_name_the_variable(env, variable):
+    with pytest.raises(ConfigError, match=variable):
+        RecommendationSettings.from_env(env)
+
+
+def test_the_readme_documents_every_variable():
+    documented = set(re.findall(r"`(KOSMOS_[A-Z_]+?)(?:<|`)", (ROOT / "README.md").read_text()))
+    declared = {v for k, v in vars(config).items() if k.startswith("KOSMOS_") and isinstance(v, str)}
+    assert declared - documented == set(), "add these to the README's configuration table"

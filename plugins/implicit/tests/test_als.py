@@ -3,6 +3,7 @@
 import threading
 
 import implicit.utils
+import kosmos_implicit
 import numpy as np
 import pytest
 from implicit.cpu.als import AlternatingLeastSquares
@@ -15,11 +16,9 @@ from kosmos.plugin import (
     TrainingData,
 )
 from kosmos.plugin.testing import checkerboard, history
-from threadpoolctl import threadpool_info, threadpool_limits
-
-import kosmos_implicit
 from kosmos_implicit._common import REASON_RECENT, REASON_TASTE, single_threaded_blas
 from kosmos_implicit._matrix import Matrix
+from threadpoolctl import threadpool_info, threadpool_limits
 
 B_ITEMS = [f"b-i{n}" for n in range(8)]
 
@@ -54,7 +53,9 @@ def test_a_click_shapes_the_very_next_recommendation(als, data):
     before = als.recommend(RecommendQuery(c, k=8, recent_interactions=history(data, c)))
     recent = clicks(data, c, B_ITEMS[:4]) + history(data, c)
     after = als.recommend(RecommendQuery(c, k=8, recent_interactions=recent))
-    assert sum(x.startswith("b-") for x in ids(after)) > sum(x.startswith("b-") for x in ids(before))
+    assert sum(x.startswith("b-") for x in ids(after)) > sum(
+        x.startswith("b-") for x in ids(before)
+    )
     assert {s.reason for s in before} == {REASON_TASTE}
     assert {s.reason for s in after} == {REASON_RECENT}
 
@@ -140,7 +141,9 @@ def test_save_and_load_after_partial_fit_serve_alike(als, data, tmp_path):
     for q in (
         RecommendQuery("a-c6", k=10),
         RecommendQuery("newcomer", k=5, filter_already_seen=True),
-        RecommendQuery("a-c1", k=6, recent_interactions=recent, exclude_item_ids=frozenset({"a-i1"})),
+        RecommendQuery(
+            "a-c1", k=6, recent_interactions=recent, exclude_item_ids=frozenset({"a-i1"})
+        ),
     ):
         assert loaded.recommend(q) == als.recommend(q)
     sq = SimilarItemsQuery("a-i2", k=5)

@@ -1,8 +1,7 @@
 """The shared conformance suite, run against every model this package registers."""
 
-from kosmos.plugin.testing import RecommenderContract
-
 import kosmos_implicit
+from kosmos.plugin.testing import RecommenderContract
 
 
 class TestALS(RecommenderContract):

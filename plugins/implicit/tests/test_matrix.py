@@ -1,9 +1,7 @@
 """The customer × item matrix and its id maps."""
 
 import numpy as np
-
 from kosmos.plugin import Interaction, InteractionType, TrainingData
-
 from kosmos_implicit._matrix import Matrix
 
 BUY, VIEW, DISMISS = InteractionType.PURCHASE, InteractionType.VIEW, InteractionType.DISMISS
@@ -27,7 +25,7 @@ def test_weights_are_summed_and_dismissals_left_out():
     assert m.folded_until.tolist() == [50.0, 50.0]
 
 
-def test_unseen_picks_only_what_the_row_does_not_hold():
+def test_scan_picks_only_what_the_row_does_not_hold():
     data = TrainingData([Interaction("c1", "x", BUY, 1.0, 100.0)], item_ids=["x", "y"])
     m = Matrix.build(data)
     recent = [
@@ -36,8 +34,11 @@ def test_unseen_picks_only_what_the_row_does_not_hold():
         Interaction("c1", "nope", VIEW, 1.0, 150.0),  # an item the model does not know
         Interaction("c1", "x", BUY, 1.0, 100.0),  # already in the row
     ]
-    assert m.unseen(0, recent) == {1: 1.0}
-    assert m.unseen(None, recent) == {1: 1.0, 0: 1.0}
+    assert m.scan(0, recent) == {1: 1.0}
+    assert m.scan(None, recent) == {1: 1.0, 0: 1.0}
+    touched = []
+    m.scan(0, recent, touched)
+    assert touched == [1, 1, 0]  # every known item, new or not, for filter_already_seen
 
 
 def test_updated_copies_on_write_and_moves_the_fold_in_time():

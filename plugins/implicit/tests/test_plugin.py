@@ -2,11 +2,9 @@
 
 from importlib.metadata import entry_points
 
-import pytest
-
-from kosmos.plugin import Recommender, discover
-
 import kosmos_implicit
+import pytest
+from kosmos.plugin import Recommender, discover
 
 
 def test_entry_points_are_registered():
@@ -63,11 +61,17 @@ def test_settings_come_from_env_names_in_any_case():
 def test_defaults():
     als = kosmos_implicit.create_als({}).settings
     assert (als["factors"], als["regularization"], als["alpha"], als["iterations"]) == (
-        64, 0.01, 1.0, 15,
+        64,
+        0.01,
+        1.0,
+        15,
     )
     bpr = kosmos_implicit.create_bpr({}).settings
     assert (bpr["factors"], bpr["learning_rate"], bpr["regularization"], bpr["iterations"]) == (
-        64, 0.005, 0.01, 100,
+        64,
+        0.005,
+        0.01,
+        100,
     )
     item_item = kosmos_implicit.create_item_item({}).settings
     assert (item_item["k"], item_item["similarity"]) == (50, "cosine")

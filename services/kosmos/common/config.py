@@ -54,7 +54,7 @@ KOSMOS_MAX_PER_CATEGORY = "KOSMOS_MAX_PER_CATEGORY"
 Default: ``3``."""
 
 KOSMOS_RECENT_INTERACTIONS = "KOSMOS_RECENT_INTERACTIONS"
-"""How many of a customer's latest interactions each recommendation reads. Default: ``50``."""
+"""How many of a customer's latest interactions each recommendation reads. Default: ``25``."""
 
 KOSMOS_REPURCHASE_COOLDOWN_HOURS = "KOSMOS_REPURCHASE_COOLDOWN_HOURS"
 """An item bought this recently is not offered again (buying again later is fine). Default: ``24``."""
@@ -172,7 +172,7 @@ class RecommendationSettings:
     disabled: frozenset[str] = frozenset()
     refresh_seconds: float = 60.0
     max_per_category: int = 3
-    recent_interactions: int = 50
+    recent_interactions: int = 25
     repurchase_cooldown_hours: float = 24.0
     plugin_settings: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 

@@ -16,6 +16,7 @@ from kosmos.common import deadline
 from kosmos.common.errors import NotFound
 from kosmos.common.names import customer_name, item_name, shop_name
 from kosmos.plugin import Recommender, RecommendQuery, Scored, SimilarItemsQuery
+from kosmos.recommendation.catalog_cache import CatalogCache
 from kosmos.recommendation.models import ModelHub
 from kosmos.recommendation.signals import to_plugin
 from kosmos.store import Store
@@ -26,7 +27,7 @@ tracer = trace.get_tracer(__name__)
 
 # Filters drop candidates (stock, exclusions, variety): ask each recommender for this many
 # times what the page needs, plus a margin.
-OVERFETCH = 3
+OVERFETCH = 2
 OVERFETCH_MARGIN = 10
 DEFAULT_REASON = "Picked for you"
 
@@ -98,6 +99,7 @@ class Recommendations:
         self.recent_interactions = recent_interactions
         self.repurchase_cooldown = repurchase_cooldown_hours * 3600.0
         self.clock = clock
+        self.catalog = CatalogCache(store)
 
     # -- public ------------------------------------------------------------------------------
 
@@ -153,9 +155,7 @@ class Recommendations:
         offset: int,
         recommendation_id: str = "",
     ) -> OfferPage:
-        if not self.store.get_items(shop_id, [item_id]):
-            if self.store.get_shop(shop_id) is None:
-                raise NotFound("shop", shop_name(shop_id))
+        if item_id not in self.catalog.items(shop_id):
             raise NotFound("item", item_name(shop_id, item_id))
         customer = self._customer(shop_id, customer_id) if customer_id else None
         excluded: set[str] = {item_id}
@@ -218,7 +218,7 @@ class Recommendations:
     ) -> list[Offer]:
         deadline.check("recommend.filter")
         with tracer.start_as_current_span("recommend.filter") as span:
-            items = self.store.get_items(shop_id, gathered.seen)
+            items = self.catalog.items(shop_id)
             categories = brands = frozenset[str]()
             if customer is not None:
                 categories = frozenset(e.value for e in customer.exclusions

@@ -25,11 +25,6 @@ def weight(kind: InteractionType, value: float) -> float:
 
 
 def to_plugin(i: Interaction) -> PluginInteraction:
-    return PluginInteraction(
-        customer_id=i.customer_id,
-        item_id=i.item_id,
-        type=i.type,
-        weight=weight(i.type, i.value),
-        time=i.event_time,
-        value=i.value,
-    )
+    # Positional: this runs for every recent interaction of every request.
+    w = i.value if i.type is InteractionType.RATING else WEIGHTS[i.type]
+    return PluginInteraction(i.customer_id, i.item_id, i.type, w, i.event_time, i.value)

@@ -39,6 +39,8 @@ class _Model:
     scores: npt.NDArray[np.float64]  # recency-weighted popularity, normalised to max 1
     raw: npt.NDArray[np.float64]  # un-normalised, so partial_fit can add to it
     categories: tuple[str, ...]  # per item; "" when unknown
+    category_codes: npt.NDArray[np.int64]  # per item, index into category_names
+    category_names: dict[str, int]
     now: float
 
 
@@ -76,9 +78,11 @@ class PopularityRecommender:
     ) -> _Model:
         top = raw.max() if raw.size else 0.0
         scores = raw / top if top > 0 else raw.copy()
+        names: dict[str, int] = {}
+        codes = np.array([names.setdefault(c, len(names)) for c in categories], dtype=np.int64)
         return _Model(
             tuple(item_ids), {i: n for n, i in enumerate(item_ids)}, scores, raw,
-            tuple(categories), now,
+            tuple(categories), codes, names, now,
         )
 
     def fit(self, data: TrainingData) -> None:
@@ -151,8 +155,10 @@ class PopularityRecommender:
         scores = model.scores
         if affinity and self.category_boost > 0:
             total = sum(affinity.values())
-            lift = np.array([affinity.get(c, 0.0) / total for c in model.categories])
-            scores = scores * (1.0 + self.category_boost * lift)
+            per_category = np.zeros(len(model.category_names))
+            for category, weight in affinity.items():
+                per_category[model.category_names[category]] = weight / total
+            scores = scores * (1.0 + self.category_boost * per_category[model.category_codes])
         result = []
         for n in self._top(model, scores, query.k, exclude):
             category = model.categories[n]
@@ -171,7 +177,7 @@ class PopularityRecommender:
         if n is None or not model.categories[n]:
             return []
         category = model.categories[n]
-        same = np.array([c == category for c in model.categories])
+        same = model.category_codes == model.category_names[category]
         exclude = set(query.exclude_item_ids) | {query.item_id}
         return [
             Scored(model.item_ids[m], float(model.scores[m]), f"Popular in {category}")

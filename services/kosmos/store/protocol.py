@@ -48,6 +48,10 @@ class Store(Protocol):
         """Creates or replaces items (all of one shop), stamping ``update_time``."""
         ...
 
+    def catalog_version(self, shop_id: str) -> int | None:
+        """A number that changes whenever the shop's catalog does; None for an unknown shop."""
+        ...
+
     def get_items(self, shop_id: str, item_ids: Iterable[str]) -> dict[str, Item]:
         """The items among ``item_ids`` that exist, by id."""
         ...

@@ -67,17 +67,16 @@ def _item(row: sqlite3.Row) -> Item:
     )
 
 
+# Interactions are read on every recommendation: select columns in this order and build
+# records positionally (name lookups on sqlite3.Row cost more than the query).
+_INTERACTION_COLUMNS = (
+    "shop_id, customer_id, item_id, type, event_time, value, recommendation_id, seq"
+)
+_TYPES = {t.value: t for t in InteractionType}
+
+
 def _interaction(row: sqlite3.Row) -> Interaction:
-    return Interaction(
-        shop_id=row["shop_id"],
-        customer_id=row["customer_id"],
-        item_id=row["item_id"],
-        type=InteractionType(row["type"]),
-        event_time=row["event_time"],
-        value=row["value"],
-        recommendation_id=row["recommendation_id"],
-        seq=row["seq"],
-    )
+    return Interaction(row[0], row[1], row[2], _TYPES[row[3]], row[4], row[5], row[6], row[7])
 
 
 class SQLiteStore:
@@ -170,7 +169,7 @@ class SQLiteStore:
         try:
             with self._write() as conn:
                 conn.execute(
-                    "INSERT INTO shops VALUES (?, ?, ?)",
+                    "INSERT INTO shops (shop_id, display_name, create_time) VALUES (?, ?, ?)",
                     (created.shop_id, created.display_name, created.create_time),
                 )
         except sqlite3.IntegrityError:
@@ -191,7 +190,8 @@ class SQLiteStore:
         try:
             with self._write() as conn:
                 conn.execute(
-                    "INSERT INTO customers VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO customers (shop_id, customer_id, attributes, exclusions, create_time,"
+                    " update_time) VALUES (?, ?, ?, ?, ?, ?)",
                     (
                         customer.shop_id,
                         customer.customer_id,
@@ -271,7 +271,8 @@ class SQLiteStore:
         now = time.time()
         with self._write() as conn:
             conn.executemany(
-                "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                "INSERT INTO items (shop_id, item_id, title, category, brand, price, available,"
+                " attributes, update_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (shop_id, item_id) DO UPDATE SET title = excluded.title,"
                 " category = excluded.category, brand = excluded.brand, price = excluded.price,"
                 " available = excluded.available, attributes = excluded.attributes,"
@@ -291,11 +292,20 @@ class SQLiteStore:
                     for i in items
                 ],
             )
+            for shop_id in {i.shop_id for i in items}:
+                conn.execute(
+                    "UPDATE shops SET catalog_version = catalog_version + 1 WHERE shop_id = ?",
+                    (shop_id,),
+                )
         return [
             Item(i.shop_id, i.item_id, i.title, i.category, i.brand, i.price, i.available,
                  dict(i.attributes), now)
             for i in items
         ]
+
+    def catalog_version(self, shop_id: str) -> int | None:
+        rows = self._query("SELECT catalog_version FROM shops WHERE shop_id = ?", (shop_id,))
+        return int(rows[0][0]) if rows else None
 
     def get_items(self, shop_id: str, item_ids: Iterable[str]) -> dict[str, Item]:
         found: dict[str, Item] = {}
@@ -331,12 +341,14 @@ class SQLiteStore:
                         f"request_id {request_id!r} was already used for a different request",
                     )
                 rows = conn.execute(
-                    "SELECT * FROM interactions WHERE shop_id = ? AND request_id = ? ORDER BY seq",
+                    f"SELECT {_INTERACTION_COLUMNS} FROM interactions"
+                    " WHERE shop_id = ? AND request_id = ? ORDER BY seq",
                     (shop_id, request_id),
                 ).fetchall()
                 return [_interaction(r) for r in rows], True
             conn.execute(
-                "INSERT INTO feedback_requests VALUES (?, ?, ?, ?)",
+                "INSERT INTO feedback_requests (shop_id, request_id, request_hash, create_time)"
+                " VALUES (?, ?, ?, ?)",
                 (shop_id, request_id, request_hash, time.time()),
             )
             stored = []
@@ -365,8 +377,8 @@ class SQLiteStore:
         self, shop_id: str, customer_id: str, before_seq: int | None, limit: int
     ) -> list[Interaction]:
         rows = self._query(
-            "SELECT * FROM interactions WHERE shop_id = ? AND customer_id = ? AND seq < ?"
-            " ORDER BY seq DESC LIMIT ?",
+            f"SELECT {_INTERACTION_COLUMNS} FROM interactions"
+            " WHERE shop_id = ? AND customer_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
             (shop_id, customer_id, before_seq if before_seq is not None else 2**62, limit),
         )
         return [_interaction(row) for row in rows]
@@ -383,11 +395,12 @@ class SQLiteStore:
         after = 0
         while True:
             rows = self._query(
-                "SELECT * FROM interactions WHERE shop_id = ? AND seq > ? ORDER BY seq LIMIT 5000",
+                f"SELECT {_INTERACTION_COLUMNS} FROM interactions"
+                " WHERE shop_id = ? AND seq > ? ORDER BY seq LIMIT 5000",
                 (shop_id, after),
             )
             if not rows:
                 return
             for row in rows:
                 yield _interaction(row)
-            after = rows[-1]["seq"]
+            after = rows[-1][7]

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import threadpoolctl
+import threadpoolctl  # type: ignore[import-untyped]
 
 from kosmos_implicit._matrix import Matrix
 
@@ -19,7 +19,7 @@ META_FILE = "kosmos_implicit.json"
 ARRAYS_FILE = "kosmos_implicit.npz"
 
 REASON_TASTE = "Picked for your taste"
-REASON_RECENT = "Picked for you from what you just looked at"
+REASON_RECENT = "Picked with your latest activity in mind"
 REASON_NEIGHBOURS = "Goes well with items you've chosen"
 REASON_SIMILAR = "Often chosen together with this item"
 
@@ -46,8 +46,9 @@ def save_model(
     """Writes the id maps and settings as JSON and every array into one ``.npz``."""
     meta = {"format": FORMAT, "model": model, "settings": dict(settings), **matrix.ids()}
     (directory / META_FILE).write_text(json.dumps(meta))
+    payload: dict[str, Any] = {**matrix.arrays(), **arrays}
     with (directory / ARRAYS_FILE).open("wb") as f:
-        np.savez(f, **matrix.arrays(), **arrays)
+        np.savez(f, **payload)
 
 
 def load_model(

@@ -19,7 +19,6 @@ import numpy as np
 import numpy.typing as npt
 from implicit.cpu.als import AlternatingLeastSquares  # type: ignore[import-untyped]
 from implicit.cpu.bpr import BayesianPersonalizedRanking  # type: ignore[import-untyped]
-
 from kosmos.plugin import (
     Capabilities,
     Contribution,
@@ -32,6 +31,7 @@ from kosmos.plugin import (
     TrainingData,
     Unsupported,
 )
+
 from kosmos_implicit._common import (
     REASON_RECENT,
     REASON_SIMILAR,
@@ -143,7 +143,9 @@ class _FactorRecommender:
         state = self._require()
         matrix = state.matrix
         row = matrix.customers.get(query.customer_id)
-        new = matrix.unseen(row, query.recent_interactions) if query.recent_interactions else {}
+        seen: list[int] | None = [] if query.filter_already_seen else None
+        recent = query.recent_interactions
+        new = matrix.scan(row, recent, seen) if recent else {}
         vector = self._user_vector(state, row, new)
         if vector is None:
             return []
@@ -153,11 +155,11 @@ class _FactorRecommender:
             scores[state.dead] = -np.inf
         if query.exclude_item_ids:
             scores[columns(matrix.items, query.exclude_item_ids)] = -np.inf
-        if query.filter_already_seen:
+        if seen is not None:
             if row is not None:
                 scores[matrix.row(row)[0]] = -np.inf
-            recent = (i.item_id for i in query.recent_interactions)
-            scores[columns(matrix.items, recent)] = -np.inf
+            if seen:
+                scores[seen] = -np.inf
         return top_k(scores, query.k, matrix.item_ids, reason)
 
     def similar_items(self, query: SimilarItemsQuery) -> list[Scored]:
@@ -193,8 +195,11 @@ class _FactorRecommender:
         with single_threaded_blas():
             model = self._new_model()
         state = self._make_state(
-            matrix, arrays["user_factors"], arrays["item_factors"],
-            arrays["dead"].astype(np.int32), model,
+            matrix,
+            arrays["user_factors"],
+            arrays["item_factors"],
+            arrays["dead"].astype(np.int32),
+            model,
         )
         if state.user_factors.shape[0] != len(matrix.customer_ids):
             raise ValueError("saved model is inconsistent: user factors do not match customers")
@@ -267,7 +272,7 @@ class ALSRecommender(_FactorRecommender):
         matrix = state.matrix
         column = matrix.items.get(query.item_id)
         row = matrix.customers.get(query.customer_id)
-        new = matrix.unseen(row, query.recent_interactions)
+        new = matrix.scan(row, query.recent_interactions)
         if column is None or (row is None and not new):
             return []
         user_items = matrix.merged(row, new)

@@ -21,7 +21,6 @@ from implicit.nearest_neighbours import (  # type: ignore[import-untyped]
     ItemItemRecommender as _ImplicitItemItem,
 )
 from implicit.nearest_neighbours import NearestNeighboursScorer, bm25_weight, normalize
-
 from kosmos.plugin import (
     Capabilities,
     Contribution,
@@ -33,6 +32,7 @@ from kosmos.plugin import (
     SimilarItemsQuery,
     TrainingData,
 )
+
 from kosmos_implicit._common import (
     REASON_NEIGHBOURS,
     REASON_RECENT,
@@ -136,21 +136,18 @@ class ItemItemRecommender:
         state = self._require()
         matrix = state.matrix
         row = matrix.customers.get(query.customer_id)
-        new = matrix.unseen(row, query.recent_interactions) if query.recent_interactions else {}
+        seen: list[int] | None = [] if query.filter_already_seen else None
+        recent = query.recent_interactions
+        new = matrix.scan(row, recent, seen) if recent else {}
         user = self._user_row(state, row, new)
         if user is None or query.k <= 0:
             return []
-        indptr, indices, data = user
         banned = {c for c in map(matrix.items.get, query.exclude_item_ids) if c is not None}
-        if query.filter_already_seen:
-            banned.update(indices[indptr[0] : indptr[1]].tolist())
-            banned.update(
-                c for c in (matrix.items.get(i.item_id) for i in query.recent_interactions)
-                if c is not None
-            )
-        want = min(query.k + len(banned), matrix.n_items)
+        banned.update(seen or ())
+        # The scorer zeroes the row's own items when asked (filter_already_seen), and scores
+        # <= 0 are dropped below, so only the other banned items can take a place in its top K.
         ids, scores = state.scorer.recommend(
-            indptr, indices, data, K=want, remove_own_likes=False
+            *user, K=min(query.k + len(banned), matrix.n_items), remove_own_likes=seen is not None
         )
         reason = REASON_RECENT if new else REASON_NEIGHBOURS
         picked = [
@@ -171,7 +168,9 @@ class ItemItemRecommender:
         excluded = {c for c in map(state.matrix.items.get, query.exclude_item_ids) if c is not None}
         picked = [
             (c, s)
-            for c, s in zip(sim.indices[start:end].tolist(), sim.data[start:end].tolist(), strict=True)
+            for c, s in zip(
+                sim.indices[start:end].tolist(), sim.data[start:end].tolist(), strict=True
+            )
             if c not in excluded
         ]
         picked.sort(key=lambda cs: (-cs[1], cs[0]))
@@ -183,7 +182,7 @@ class ItemItemRecommender:
         matrix = state.matrix
         column = matrix.items.get(query.item_id)
         row = matrix.customers.get(query.customer_id)
-        user = self._user_row(state, row, matrix.unseen(row, query.recent_interactions))
+        user = self._user_row(state, row, matrix.scan(row, query.recent_interactions))
         if column is None or user is None:
             return []
         indptr, indices, data = user

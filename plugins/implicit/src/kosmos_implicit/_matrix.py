@@ -18,8 +18,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import scipy.sparse as sp
-
+import scipy.sparse as sp  # type: ignore[import-untyped]
 from kosmos.plugin import Interaction, TrainingData
 
 Int32s = npt.NDArray[np.int32]
@@ -58,7 +57,11 @@ class Matrix:
         until = max((i.time for i in data.interactions), default=-np.inf)
         user_items = _csr(rows, cols, weights, (len(customers), len(item_ids)))
         return cls(
-            tuple(customers), customers, tuple(item_ids), items, user_items,
+            tuple(customers),
+            customers,
+            tuple(item_ids),
+            items,
+            user_items,
             np.full(len(customers), until, dtype=np.float64),
         )
 
@@ -67,15 +70,26 @@ class Matrix:
         start, end = self.user_items.indptr[r], self.user_items.indptr[r + 1]
         return self.user_items.indices[start:end], self.user_items.data[start:end]
 
-    def unseen(self, r: int | None, recent: Sequence[Interaction]) -> dict[int, float]:
-        """The positive interactions in ``recent`` that row ``r`` does not contain yet."""
-        until = self.folded_until[r] if r is not None else -np.inf
+    def scan(
+        self, r: int | None, recent: Sequence[Interaction], touched: list[int] | None = None
+    ) -> dict[int, float]:
+        """The positive interactions in ``recent`` that row ``r`` does not contain yet.
+
+        Returns column → summed weight. ``touched``, when given, receives the column of every
+        known item in ``recent`` (for ``filter_already_seen``). Items unseen at fit time have
+        no column and are skipped.
+        """
+        until = float(self.folded_until[r]) if r is not None else -np.inf
+        items = self.items
         new: dict[int, float] = {}
         for i in recent:
+            col = items.get(i.item_id)
+            if col is None:
+                continue
+            if touched is not None:
+                touched.append(col)
             if i.time > until and i.weight > 0:
-                col = self.items.get(i.item_id)
-                if col is not None:  # items unseen at fit time have no column: ignored
-                    new[col] = new.get(col, 0.0) + i.weight
+                new[col] = new.get(col, 0.0) + i.weight
         return new
 
     def merged(self, r: int | None, new: Mapping[int, float]) -> sp.csr_matrix:
@@ -163,9 +177,12 @@ class Matrix:
         if folded_until.shape != (len(customer_ids),):
             raise ValueError("saved model is inconsistent: folded_until does not match customers")
         return cls(
-            customer_ids, {c: n for n, c in enumerate(customer_ids)},
-            item_ids, {i: n for n, i in enumerate(item_ids)},
-            user_items, folded_until,
+            customer_ids,
+            {c: n for n, c in enumerate(customer_ids)},
+            item_ids,
+            {i: n for n, i in enumerate(item_ids)},
+            user_items,
+            folded_until,
         )
 
 

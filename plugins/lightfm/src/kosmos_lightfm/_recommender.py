@@ -48,6 +48,7 @@ COLD_REASON = "Popular with shoppers like you"
 FALLBACK_REASON = "Popular with shoppers right now"
 SIMILAR_REASON = "Liked by the same shoppers"
 
+NORMALIZE = True
 COLD_CACHE_SIZE = 4096
 """Feature combinations whose customer vector is kept between requests."""
 
@@ -188,7 +189,7 @@ class _Model:
         return cached[0], cached[1], COLD_REASON
 
     def _cold_vector(self, rows: tuple[int, ...]) -> tuple[Floats, float]:
-        share = 1.0 / (len(rows) + 1)  # the missing id counts as one more feature of the row
+        share = 1.0 / (len(rows) + 1) if NORMALIZE else 1.0  # the missing id counts as one more feature of the row
         picked = list(rows)
         vector = np.empty(self.dim + 1, dtype=np.float32)
         vector[:-1] = (self.user_identity_mean + self.user_features[picked].sum(axis=0)) * share
@@ -203,8 +204,11 @@ class _Model:
 
 
 def _own(array: npt.ArrayLike) -> Floats:
-    """A float32, C-contiguous copy: serving must not pin LightFM's training arrays."""
-    return np.array(array, dtype=np.float32, order="C")
+    """A read-only float32, C-contiguous copy: serving must not pin LightFM's training arrays,
+    and requests share it."""
+    owned = np.array(array, dtype=np.float32, order="C")
+    owned.flags.writeable = False
+    return owned
 
 
 def _feature(name: str, value: str) -> str:
@@ -248,7 +252,7 @@ def _feature_rows(
             if col is not None:
                 cols.append(offset + col)
         indices.extend(cols)
-        data.extend([1.0 / len(cols)] * len(cols) if cols else [])
+        data.extend([1.0 / len(cols) if NORMALIZE else 1.0] * len(cols) if cols else [])
         indptr.append(len(indices))
     return sp.csr_matrix(
         (np.array(data, dtype=np.float32), np.array(indices, dtype=np.int32), np.array(indptr)),
@@ -379,8 +383,8 @@ class LightFMRecommender:
         cold.data = np.ones_like(cold.data)
         feature_emb = model.item_embeddings[n_items:]
         feature_bias = model.item_biases[n_items:]
-        cold_emb = (cold @ feature_emb + id_emb) / (counts + 1)
-        cold_bias = (cold @ feature_bias + id_bias) / (counts[:, 0] + 1)
+        cold_emb = (cold @ feature_emb + id_emb) / ((counts + 1) if NORMALIZE else 1)
+        cold_bias = (cold @ feature_bias + id_bias) / ((counts[:, 0] + 1) if NORMALIZE else 1)
         item_ids = warm_items + [item for item, k in zip(cold_items, known, strict=True) if k]
         items = np.hstack(
             [np.vstack([item_emb, cold_emb]), np.concatenate([item_bias, cold_bias])[:, None]]

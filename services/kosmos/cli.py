@@ -1,0 +1,152 @@
+"""``kosmos``: the command line for people. It talks gRPC like any frontend would."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping, Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from kosmos.client import InteractionInput, KosmosClient, KosmosRpcError
+from kosmos.common.config import KOSMOS_TARGET
+from kosmos.v1 import common_pb2
+
+DEFAULT_TARGET = "localhost:50051"
+
+
+def _tail(name: str) -> str:
+    return name.rsplit("/", 1)[-1]
+
+
+def _enum(value: int, enum: object, prefix: str) -> str:
+    return enum.Name(value).removeprefix(prefix).lower()  # type: ignore[attr-defined]
+
+
+def _offers_table(title: str, offers: Sequence[object]) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("#", justify="right", style="dim")
+    table.add_column("item")
+    table.add_column("title")
+    table.add_column("score", justify="right")
+    table.add_column("why")
+    table.add_column("by", style="dim")
+    for n, o in enumerate(offers, 1):
+        table.add_row(str(n), _tail(o.item), o.title, f"{o.score:.3f}", o.reason, o.recommender)  # type: ignore[attr-defined]
+    return table
+
+
+def cmd_recommend(client: KosmosClient, args: argparse.Namespace, out: Console) -> None:
+    result = client.recommend(
+        args.shop, args.customer, page_size=args.n, channel=args.channel, device=args.device,
+        page=args.page, cart_item_ids=args.cart or (),
+    )
+    out.print(_offers_table(f"Offers for {args.customer} in {args.shop}", result.offers))
+    out.print(f"recommendation_id: {result.recommendation_id}", style="dim")
+
+
+def cmd_similar(client: KosmosClient, args: argparse.Namespace, out: Console) -> None:
+    result = client.similar_items(args.shop, args.item, customer_id=args.customer or "",
+                                  page_size=args.n)
+    out.print(_offers_table(f"Like {args.item} in {args.shop}", result.offers))
+    out.print(f"recommendation_id: {result.recommendation_id}", style="dim")
+
+
+def cmd_feedback(client: KosmosClient, args: argparse.Namespace, out: Console) -> None:
+    (stored,) = client.record_interactions(args.shop, [InteractionInput(
+        args.customer, args.item, args.type, value=args.value,
+        recommendation_id=args.recommendation_id or "",
+    )])
+    out.print(f"recorded {stored.name}")
+
+
+def cmd_profile(client: KosmosClient, args: argparse.Namespace, out: Console) -> None:
+    customer = client.get_customer(args.shop, args.customer)
+    table = Table(title=f"Profile of {args.customer} in {args.shop}", title_justify="left",
+                  show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in sorted(customer.attributes.items()):
+        table.add_row(key, value)
+    for e in customer.exclusions:
+        table.add_row("never show", f"{_enum(e.kind, common_pb2.ExclusionKind, 'EXCLUSION_KIND_')} "
+                                    f"{e.value}")
+    table.add_row("since", customer.create_time.ToDatetime().strftime("%Y-%m-%d %H:%M UTC"))
+    out.print(table)
+    recent = Table(title="Latest interactions", title_justify="left")
+    for column in ("when", "what", "item", "value"):
+        recent.add_column(column)
+    for n, i in enumerate(client.list_interactions(args.shop, args.customer, page_size=args.n)):
+        if n >= args.n:
+            break
+        recent.add_row(i.event_time.ToDatetime().strftime("%Y-%m-%d %H:%M"),
+                       _enum(i.type, common_pb2.InteractionType, "INTERACTION_TYPE_"),
+                       i.item_id, f"{i.value:g}" if i.value else "")
+    out.print(recent)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kosmos", description="Talk to a Kosmos cluster.")
+    p.add_argument("--target", help=f"host:port of the cluster (env {KOSMOS_TARGET}, "
+                                    f"default {DEFAULT_TARGET})")
+    p.add_argument("--timeout", type=float, default=10.0, help="deadline per call, seconds")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("recommend", help="offers for a customer")
+    r.add_argument("shop")
+    r.add_argument("customer")
+    r.add_argument("-n", type=int, default=10, help="how many offers")
+    r.add_argument("--channel", default="", help="web, app, email, ...")
+    r.add_argument("--device", default="", help="mobile, desktop, ...")
+    r.add_argument("--page", default="", help="home, cart, product, ...")
+    r.add_argument("--cart", nargs="*", metavar="ITEM", help="item ids in the cart")
+    r.set_defaults(run=cmd_recommend)
+
+    s = sub.add_parser("similar", help="items like an item")
+    s.add_argument("shop")
+    s.add_argument("item")
+    s.add_argument("-n", type=int, default=10)
+    s.add_argument("--customer", help="apply this customer's exclusions")
+    s.set_defaults(run=cmd_similar)
+
+    f = sub.add_parser("feedback", help="record one interaction")
+    f.add_argument("shop")
+    f.add_argument("customer")
+    f.add_argument("item")
+    f.add_argument("type", choices=["view", "click", "add_to_cart", "purchase", "rating", "dismiss"])
+    f.add_argument("--value", type=float, default=0.0, help="rating (0-5) or quantity")
+    f.add_argument("--recommendation-id", help="the recommendation that led here")
+    f.set_defaults(run=cmd_feedback)
+
+    pr = sub.add_parser("profile", help="a customer's profile and latest interactions")
+    pr.add_argument("shop")
+    pr.add_argument("customer")
+    pr.add_argument("-n", type=int, default=10, help="how many interactions")
+    pr.set_defaults(run=cmd_profile)
+    return p
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ) -> int:
+    args = parser().parse_args(argv)
+    out = Console()
+    target = args.target or env.get(KOSMOS_TARGET) or DEFAULT_TARGET
+    try:
+        with KosmosClient(target, timeout=args.timeout) as client:
+            args.run(client, args, out)
+    except KosmosRpcError as error:
+        err = Console(stderr=True)
+        err.print(f"[red]error[/red]: {error.code.name}: {error.message}"
+                  + (f" ({error.reason})" if error.reason else ""), highlight=False)
+        for v in error.field_violations:
+            err.print(f"  {v.field}: {v.description}", highlight=False)
+        return 1
+    except ValueError as error:
+        Console(stderr=True).print(f"[red]error[/red]: {error}", highlight=False)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""The `kosmos` command against a real in-process cluster."""
+
+from __future__ import annotations
+
+from kosmos.cli import main
+from tests.helpers import small_shop
+
+
+def run(kosmos, capsys, *args):
+    code = main(["--target", kosmos.address, *args], env={})
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_recommend_feedback_profile_similar(kosmos, capsys):
+    small_shop(kosmos.client)
+    code, out, _ = run(kosmos, capsys, "feedback", "acme", "alice", "i05", "purchase", "--value", "2")
+    assert code == 0 and "recorded shops/acme/customers/alice/interactions/1" in out
+    code, out, _ = run(kosmos, capsys, "recommend", "acme", "alice", "-n", "3")
+    assert code == 0 and "Offers for alice" in out and "popularity" in out
+    assert "recommendation_id:" in out
+    code, out, _ = run(kosmos, capsys, "profile", "acme", "alice")
+    assert code == 0 and "country" in out and "purchase" in out and "i05" in out
+    code, out, _ = run(kosmos, capsys, "similar", "acme", "i05", "-n", "2")
+    assert code == 0 and "Like i05" in out
+
+
+def test_errors_are_one_readable_line(kosmos, capsys):
+    small_shop(kosmos.client)
+    code, _, err = run(kosmos, capsys, "recommend", "acme", "nobody")
+    assert code == 1
+    assert "NOT_FOUND" in err and "CUSTOMER_NOT_FOUND" in err and "Traceback" not in err
+    code, _, err = run(kosmos, capsys, "feedback", "acme", "alice", "bad item!", "view")
+    assert code == 1 and "interactions[0].item_id" in err

@@ -11,22 +11,40 @@ from kosmos.client import KosmosClient
 from kosmos.v1 import common_pb2
 
 
-def item(shop: str, item_id: str, category: str = "Kitchen", brand: str = "Acme",
-         available: bool = True, price: float = 9.5, title: str = "") -> common_pb2.Item:
+def item(
+    shop: str,
+    item_id: str,
+    category: str = "Kitchen",
+    brand: str = "Acme",
+    available: bool = True,
+    price: float = 9.5,
+    title: str = "",
+) -> common_pb2.Item:
     return common_pb2.Item(
-        name=f"shops/{shop}/items/{item_id}", title=title or f"Item {item_id}",
-        category=category, brand=brand, price=price, available=available,
+        name=f"shops/{shop}/items/{item_id}",
+        title=title or f"Item {item_id}",
+        category=category,
+        brand=brand,
+        price=price,
+        available=available,
     )
 
 
-def small_shop(client: KosmosClient, shop: str = "acme", items: int = 24,
-               categories: tuple[str, ...] = ("Kitchen", "Garden", "Toys", "Books")) -> None:
+def small_shop(
+    client: KosmosClient,
+    shop: str = "acme",
+    items: int = 24,
+    categories: tuple[str, ...] = ("Kitchen", "Garden", "Toys", "Books"),
+) -> None:
     """A shop with ``items`` items spread over ``categories`` and customers alice and bob."""
     client.create_shop(shop, "Acme")
-    client.upsert_items(shop, [
-        item(shop, f"i{n:02d}", category=categories[n % len(categories)],
-             brand=f"B{n % 3}") for n in range(items)
-    ])
+    client.upsert_items(
+        shop,
+        [
+            item(shop, f"i{n:02d}", category=categories[n % len(categories)], brand=f"B{n % 3}")
+            for n in range(items)
+        ],
+    )
     client.create_customer(shop, "alice", {"country": "UK"})
     client.create_customer(shop, "bob", {"country": "DE"})
 

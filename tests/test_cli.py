@@ -14,7 +14,9 @@ def run(kosmos, capsys, *args):
 
 def test_recommend_feedback_profile_similar(kosmos, capsys):
     small_shop(kosmos.client)
-    code, out, _ = run(kosmos, capsys, "feedback", "acme", "alice", "i05", "purchase", "--value", "2")
+    code, out, _ = run(
+        kosmos, capsys, "feedback", "acme", "alice", "i05", "purchase", "--value", "2"
+    )
     assert code == 0 and "recorded shops/acme/customers/alice/interactions/1" in out
     code, out, _ = run(kosmos, capsys, "recommend", "acme", "alice", "-n", "3")
     assert code == 0 and "Offers for alice" in out and "popularity" in out

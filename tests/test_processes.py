@@ -15,10 +15,20 @@ from kosmos.client import KosmosClient
 
 
 def start(module: str, listen_var: str, tmp_path, **extra: str) -> tuple[subprocess.Popen, str]:
-    env = {**os.environ, listen_var: "127.0.0.1:0",
-           "KOSMOS_DATABASE_URL": f"sqlite:///{tmp_path}/k.db", "KOSMOS_GRACE_SECONDS": "5", **extra}
-    proc = subprocess.Popen([sys.executable, "-m", module], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    env = {
+        **os.environ,
+        listen_var: "127.0.0.1:0",
+        "KOSMOS_DATABASE_URL": f"sqlite:///{tmp_path}/k.db",
+        "KOSMOS_GRACE_SECONDS": "5",
+        **extra,
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     line = proc.stdout.readline()  # "<service> listening on 127.0.0.1:PORT", or EOF on failure
     if "listening on" not in line:
         proc.kill()
@@ -32,7 +42,11 @@ def start(module: str, listen_var: str, tmp_path, **extra: str) -> tuple[subproc
     [
         ("kosmos.profile", "KOSMOS_PROFILE_LISTEN", "kosmos.v1.ProfileService"),
         ("kosmos.feedback", "KOSMOS_FEEDBACK_LISTEN", "kosmos.v1.FeedbackService"),
-        ("kosmos.recommendation", "KOSMOS_RECOMMENDATION_LISTEN", "kosmos.v1.RecommendationService"),
+        (
+            "kosmos.recommendation",
+            "KOSMOS_RECOMMENDATION_LISTEN",
+            "kosmos.v1.RecommendationService",
+        ),
     ],
 )
 def test_each_service_runs_alone_and_stops_on_sigterm(module, listen_var, service, tmp_path):
@@ -74,9 +88,18 @@ def test_the_cluster_process_serves_every_service(tmp_path):
     ],
 )
 def test_bad_configuration_stops_startup_naming_it(tmp_path, extra, message):
-    env = {**os.environ, "KOSMOS_CLUSTER_LISTEN": "127.0.0.1:0",
-           "KOSMOS_DATABASE_URL": f"sqlite:///{tmp_path}/k.db", **extra}
-    result = subprocess.run([sys.executable, "-m", "kosmos.cluster"], env=env,
-                            capture_output=True, text=True, timeout=60)
+    env = {
+        **os.environ,
+        "KOSMOS_CLUSTER_LISTEN": "127.0.0.1:0",
+        "KOSMOS_DATABASE_URL": f"sqlite:///{tmp_path}/k.db",
+        **extra,
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "kosmos.cluster"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr

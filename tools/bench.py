@@ -28,7 +28,8 @@ from rich.table import Table
 from kosmos.client import KosmosClient
 from kosmos.datasets import generate
 from kosmos.demo import SHOP, load
-from kosmos.v1 import recommendation_service_pb2 as rpb, recommendation_service_pb2_grpc as rgrpc
+from kosmos.v1 import recommendation_service_pb2 as rpb
+from kosmos.v1 import recommendation_service_pb2_grpc as rgrpc
 
 
 @dataclass
@@ -68,8 +69,9 @@ def _worker(args: tuple[str, str, int, int, list[str], int]) -> list[float]:
                 health.Check(request, timeout=5)
             else:
                 customer = rng.choice(customers)
-                request = rpb.RecommendRequest(customer=f"shops/{SHOP}/customers/{customer}",
-                                               page_size=10)
+                request = rpb.RecommendRequest(
+                    customer=f"shops/{SHOP}/customers/{customer}", page_size=10
+                )
                 started = time.perf_counter()
                 recs.Recommend(request, timeout=5)
             mine.append(time.perf_counter() - started)
@@ -85,14 +87,21 @@ def _worker(args: tuple[str, str, int, int, list[str], int]) -> list[float]:
     return out
 
 
-def measure(pool: mp.pool.Pool, address: str, kind: str, concurrency: int, requests: int,
-            customers: list[str]) -> Result:
+def measure(
+    pool: mp.pool.Pool,
+    address: str,
+    kind: str,
+    concurrency: int,
+    requests: int,
+    customers: list[str],
+) -> Result:
     procs = min(concurrency, 4)
     threads = concurrency // procs
     per_thread = max(1, requests // concurrency)
     started = time.perf_counter()
-    parts = pool.map(_worker, [(address, kind, threads, per_thread, customers, s)
-                               for s in range(procs)])
+    parts = pool.map(
+        _worker, [(address, kind, threads, per_thread, customers, s) for s in range(procs)]
+    )
     seconds = time.perf_counter() - started
     return Result(kind, concurrency, np.array([x for p in parts for x in p]), seconds)
 
@@ -107,22 +116,32 @@ def main() -> int:
     console = Console()
 
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "KOSMOS_CLUSTER_LISTEN": "127.0.0.1:0",
-               "KOSMOS_DATABASE_URL": f"sqlite:///{tmp}/bench.db", "KOSMOS_LOG_LEVEL": "WARNING"}
-        server = subprocess.Popen([sys.executable, "-m", "kosmos.cluster"], env=env,
-                                  stdout=subprocess.PIPE, text=True)
+        env = {
+            **os.environ,
+            "KOSMOS_CLUSTER_LISTEN": "127.0.0.1:0",
+            "KOSMOS_DATABASE_URL": f"sqlite:///{tmp}/bench.db",
+            "KOSMOS_LOG_LEVEL": "WARNING",
+        }
+        server = subprocess.Popen(
+            [sys.executable, "-m", "kosmos.cluster"], env=env, stdout=subprocess.PIPE, text=True
+        )
         try:
             line = server.stdout.readline()
             address = line.strip().rsplit(" ", 1)[-1]
-            console.print(f"cluster at {address}; loading a synthetic shop "
-                          f"({args.customers} customers, {args.items} items)")
+            console.print(
+                f"cluster at {address}; loading a synthetic shop "
+                f"({args.customers} customers, {args.items} items)"
+            )
             shop = generate(customers=args.customers, items=args.items, end_time=time.time())
             with KosmosClient(address, timeout=60) as client:
                 load(client, shop, console)
                 client.recommend(SHOP, shop.customers[0].customer_id)  # fit the models
             customers = [c.customer_id for c in shop.customers]
-            table = Table(title=f"make bench — {len(shop.interactions)} interactions, "
-                                f"{os.cpu_count()} cores, loopback", title_justify="left")
+            table = Table(
+                title=f"make bench — {len(shop.interactions)} interactions, "
+                f"{os.cpu_count()} cores, loopback",
+                title_justify="left",
+            )
             for column in ("RPC", "clients", "requests", "req/s", "p50 ms", "p99 ms"):
                 table.add_column(column, justify="right" if column != "RPC" else "left")
             ratios = []
@@ -132,18 +151,35 @@ def main() -> int:
                     floor = measure(pool, address, "floor", c, args.requests, customers)
                     rec = measure(pool, address, "recommend", c, args.requests, customers)
                     for r, label in ((floor, "Health/Check (floor)"), (rec, "Recommend")):
-                        table.add_row(label, str(c), str(len(r.latencies)), f"{r.rps:,.0f}",
-                                      f"{r.p(50):.2f}", f"{r.p(99):.2f}")
-                    ratios.append((c, rec.rps / floor.rps, rec.p(50) / floor.p(50),
-                                   rec.p(99) / floor.p(99), rec.p(99)))
+                        table.add_row(
+                            label,
+                            str(c),
+                            str(len(r.latencies)),
+                            f"{r.rps:,.0f}",
+                            f"{r.p(50):.2f}",
+                            f"{r.p(99):.2f}",
+                        )
+                    ratios.append(
+                        (
+                            c,
+                            rec.rps / floor.rps,
+                            rec.p(50) / floor.p(50),
+                            rec.p(99) / floor.p(99),
+                            rec.p(99),
+                        )
+                    )
             console.print(table)
             summary = Table(title="Recommend against the floor, same run", title_justify="left")
-            for column in ("clients", "throughput ratio", "p50 ratio", "p99 ratio",
-                           "Recommend p99 ms (goal ≤ 3 at 16)"):
+            for column in (
+                "clients",
+                "throughput ratio",
+                "p50 ratio",
+                "p99 ratio",
+                "Recommend p99 ms (goal ≤ 3 at 16)",
+            ):
                 summary.add_column(column, justify="right")
             for c, tput, p50, p99, abs99 in ratios:
-                summary.add_row(str(c), f"{tput:.0%}", f"{p50:.2f}×", f"{p99:.2f}×",
-                                f"{abs99:.2f}")
+                summary.add_row(str(c), f"{tput:.0%}", f"{p50:.2f}×", f"{p99:.2f}×", f"{abs99:.2f}")
             console.print(summary)
         finally:
             server.terminate()

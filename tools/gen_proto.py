@@ -18,7 +18,9 @@ OUT = ROOT / "services"
 
 
 def main() -> int:
-    protos = sorted(str(p.relative_to(PROTO_ROOT)) for p in (PROTO_ROOT / "kosmos/v1").glob("*.proto"))
+    protos = sorted(
+        str(p.relative_to(PROTO_ROOT)) for p in (PROTO_ROOT / "kosmos/v1").glob("*.proto")
+    )
     well_known = str(resources.files("grpc_tools") / "_proto")
     args = [
         "protoc",

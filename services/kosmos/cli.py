@@ -40,39 +40,55 @@ def _offers_table(title: str, offers: Sequence[object]) -> Table:
 
 def cmd_recommend(client: KosmosClient, args: argparse.Namespace, out: Console) -> None:
     result = client.recommend(
-        args.shop, args.customer, page_size=args.n, channel=args.channel, device=args.device,
-        page=args.page, cart_item_ids=args.cart or (),
+        args.shop,
+        args.customer,
+        page_size=args.n,
+        channel=args.channel,
+        device=args.device,
+        page=args.page,
+        cart_item_ids=args.cart or (),
     )
     out.print(_offers_table(f"Offers for {args.customer} in {args.shop}", result.offers))
     out.print(f"recommendation_id: {result.recommendation_id}", style="dim")
 
 
 def cmd_similar(client: KosmosClient, args: argparse.Namespace, out: Console) -> None:
-    result = client.similar_items(args.shop, args.item, customer_id=args.customer or "",
-                                  page_size=args.n)
+    result = client.similar_items(
+        args.shop, args.item, customer_id=args.customer or "", page_size=args.n
+    )
     out.print(_offers_table(f"Like {args.item} in {args.shop}", result.offers))
     out.print(f"recommendation_id: {result.recommendation_id}", style="dim")
 
 
 def cmd_feedback(client: KosmosClient, args: argparse.Namespace, out: Console) -> None:
-    (stored,) = client.record_interactions(args.shop, [InteractionInput(
-        args.customer, args.item, args.type, value=args.value,
-        recommendation_id=args.recommendation_id or "",
-    )])
+    (stored,) = client.record_interactions(
+        args.shop,
+        [
+            InteractionInput(
+                args.customer,
+                args.item,
+                args.type,
+                value=args.value,
+                recommendation_id=args.recommendation_id or "",
+            )
+        ],
+    )
     out.print(f"recorded {stored.name}")
 
 
 def cmd_profile(client: KosmosClient, args: argparse.Namespace, out: Console) -> None:
     customer = client.get_customer(args.shop, args.customer)
-    table = Table(title=f"Profile of {args.customer} in {args.shop}", title_justify="left",
-                  show_header=False)
+    table = Table(
+        title=f"Profile of {args.customer} in {args.shop}", title_justify="left", show_header=False
+    )
     table.add_column(style="bold")
     table.add_column()
     for key, value in sorted(customer.attributes.items()):
         table.add_row(key, value)
     for e in customer.exclusions:
-        table.add_row("never show", f"{_enum(e.kind, common_pb2.ExclusionKind, 'EXCLUSION_KIND_')} "
-                                    f"{e.value}")
+        table.add_row(
+            "never show", f"{_enum(e.kind, common_pb2.ExclusionKind, 'EXCLUSION_KIND_')} {e.value}"
+        )
     table.add_row("since", customer.create_time.ToDatetime().strftime("%Y-%m-%d %H:%M UTC"))
     out.print(table)
     recent = Table(title="Latest interactions", title_justify="left")
@@ -81,16 +97,20 @@ def cmd_profile(client: KosmosClient, args: argparse.Namespace, out: Console) ->
     for n, i in enumerate(client.list_interactions(args.shop, args.customer, page_size=args.n)):
         if n >= args.n:
             break
-        recent.add_row(i.event_time.ToDatetime().strftime("%Y-%m-%d %H:%M"),
-                       _enum(i.type, common_pb2.InteractionType, "INTERACTION_TYPE_"),
-                       i.item_id, f"{i.value:g}" if i.value else "")
+        recent.add_row(
+            i.event_time.ToDatetime().strftime("%Y-%m-%d %H:%M"),
+            _enum(i.type, common_pb2.InteractionType, "INTERACTION_TYPE_"),
+            i.item_id,
+            f"{i.value:g}" if i.value else "",
+        )
     out.print(recent)
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kosmos", description="Talk to a Kosmos cluster.")
-    p.add_argument("--target", help=f"host:port of the cluster (env {KOSMOS_TARGET}, "
-                                    f"default {DEFAULT_TARGET})")
+    p.add_argument(
+        "--target", help=f"host:port of the cluster (env {KOSMOS_TARGET}, default {DEFAULT_TARGET})"
+    )
     p.add_argument("--timeout", type=float, default=10.0, help="deadline per call, seconds")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -115,7 +135,9 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("shop")
     f.add_argument("customer")
     f.add_argument("item")
-    f.add_argument("type", choices=["view", "click", "add_to_cart", "purchase", "rating", "dismiss"])
+    f.add_argument(
+        "type", choices=["view", "click", "add_to_cart", "purchase", "rating", "dismiss"]
+    )
     f.add_argument("--value", type=float, default=0.0, help="rating (0-5) or quantity")
     f.add_argument("--recommendation-id", help="the recommendation that led here")
     f.set_defaults(run=cmd_feedback)
@@ -137,8 +159,11 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
             args.run(client, args, out)
     except KosmosRpcError as error:
         err = Console(stderr=True)
-        err.print(f"[red]error[/red]: {error.code.name}: {error.message}"
-                  + (f" ({error.reason})" if error.reason else ""), highlight=False)
+        err.print(
+            f"[red]error[/red]: {error.code.name}: {error.message}"
+            + (f" ({error.reason})" if error.reason else ""),
+            highlight=False,
+        )
         for v in error.field_violations:
             err.print(f"  {v.field}: {v.description}", highlight=False)
         return 1

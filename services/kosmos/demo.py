@@ -41,12 +41,21 @@ def load(client: KosmosClient, shop: SyntheticShop, console: Console) -> None:
         task = progress.add_task("catalog", total=len(shop.items))
         for start in range(0, len(shop.items), BATCH):
             batch = shop.items[start : start + BATCH]
-            client.upsert_items(SHOP, [
-                common_pb2.Item(name=f"shops/{SHOP}/items/{i.item_id}", title=i.title,
-                                category=i.category, brand=i.brand, price=i.price,
-                                available=i.available, attributes=i.attributes)
-                for i in batch
-            ])
+            client.upsert_items(
+                SHOP,
+                [
+                    common_pb2.Item(
+                        name=f"shops/{SHOP}/items/{i.item_id}",
+                        title=i.title,
+                        category=i.category,
+                        brand=i.brand,
+                        price=i.price,
+                        available=i.available,
+                        attributes=i.attributes,
+                    )
+                    for i in batch
+                ],
+            )
             progress.advance(task, len(batch))
         task = progress.add_task("customers", total=len(shop.customers))
         for c in shop.customers:
@@ -55,11 +64,20 @@ def load(client: KosmosClient, shop: SyntheticShop, console: Console) -> None:
         task = progress.add_task("interactions", total=len(shop.interactions))
         for start in range(0, len(shop.interactions), BATCH):
             batch = shop.interactions[start : start + BATCH]
-            client.record_interactions(SHOP, [
-                InteractionInput(i.customer_id, i.item_id, i.type.name.lower(), value=i.value,
-                                 event_time=_utc(i.time))
-                for i in batch
-            ], request_id=f"demo-load-{start}")
+            client.record_interactions(
+                SHOP,
+                [
+                    InteractionInput(
+                        i.customer_id,
+                        i.item_id,
+                        i.type.name.lower(),
+                        value=i.value,
+                        event_time=_utc(i.time),
+                    )
+                    for i in batch
+                ],
+                request_id=f"demo-load-{start}",
+            )
             progress.advance(task, len(batch))
 
 
@@ -83,7 +101,8 @@ Ask for offers with the command-line client (in another terminal, from this fold
 
 Or with grpcurl, like any frontend (reflection is on):
   .venv/bin/grpcurl -plaintext {target} list
-  .venv/bin/grpcurl -plaintext -d '{{"customer": "shops/demo/customers/c-00001", "page_size": 5}}' \\
+  .venv/bin/grpcurl -plaintext \\
+      -d '{{"customer": "shops/demo/customers/c-00001", "page_size": 5}}' \\
       {target} kosmos.v1.RecommendationService/Recommend
 
 Ctrl-C (or SIGTERM) stops it gracefully.
@@ -105,8 +124,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
     console = Console()
     store = SQLiteStore(Path(args.dir) / "kosmos.db")
     settings = RecommendationSettings.from_env(env)
-    server, port, health = build_server(config.listen, config.workers,
-                                        cluster.services(store, settings))
+    server, port, health = build_server(
+        config.listen, config.workers, cluster.services(store, settings)
+    )
     server.start()
     address = f"{config.listen.rpartition(':')[0]}:{port}"
     with KosmosClient(f"127.0.0.1:{port}", timeout=60) as client:
@@ -115,12 +135,20 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
             console.print(f"Reusing the demo shop in {args.dir}/kosmos.db")
         except NotFoundError:
             started = time.perf_counter()
-            shop = generate(customers=args.customers, items=args.items, days=args.days,
-                            seed=args.seed, end_time=time.time(), progress=True)
+            shop = generate(
+                customers=args.customers,
+                items=args.items,
+                days=args.days,
+                seed=args.seed,
+                end_time=time.time(),
+                progress=True,
+            )
             load(client, shop, console)
-            console.print(f"Loaded {len(shop.customers)} customers, {len(shop.items)} items and "
-                          f"{len(shop.interactions)} interactions in "
-                          f"{time.perf_counter() - started:.1f}s")
+            console.print(
+                f"Loaded {len(shop.customers)} customers, {len(shop.items)} items and "
+                f"{len(shop.interactions)} interactions in "
+                f"{time.perf_counter() - started:.1f}s"
+            )
         client.recommend(SHOP, "c-00001", page_size=1)  # fits the demo shop's models now
     console.print(instructions(address))
     serve(server, health, config.grace_seconds, on_stop=[store.close])

@@ -6,7 +6,8 @@ import grpc
 import pytest
 
 from kosmos.client import NotFoundError
-from kosmos.v1 import catalog_service_pb2 as pb, catalog_service_pb2_grpc, common_pb2
+from kosmos.v1 import catalog_service_pb2 as pb
+from kosmos.v1 import catalog_service_pb2_grpc, common_pb2
 from tests.helpers import assert_code, assert_invalid, item
 
 
@@ -24,8 +25,9 @@ def test_upsert_get_list(client, stub):
     page = stub.ListItems(pb.ListItemsRequest(parent="shops/acme", page_size=2))
     names = [i.name for i in page.items]
     while page.next_page_token:
-        page = stub.ListItems(pb.ListItemsRequest(parent="shops/acme", page_size=2,
-                                                  page_token=page.next_page_token))
+        page = stub.ListItems(
+            pb.ListItemsRequest(parent="shops/acme", page_size=2, page_token=page.next_page_token)
+        )
         names += [i.name for i in page.items]
     assert names == [f"shops/acme/items/i{n}" for n in range(5)]
 
@@ -44,21 +46,42 @@ def test_unknown_item_and_shop(client):
     ("method", "request_", "field"),
     [
         ("UpsertItems", pb.UpsertItemsRequest(parent="shops/acme"), "items"),
-        ("UpsertItems", pb.UpsertItemsRequest(parent="shops/acme", items=[common_pb2.Item()]),
-         "items[0].name"),
-        ("UpsertItems", pb.UpsertItemsRequest(parent="shops/acme", items=[item("other", "x")]),
-         "items[0].name"),
-        ("UpsertItems", pb.UpsertItemsRequest(parent="shops/acme",
-                                              items=[item("acme", "x", price=-1)]), "items[0].price"),
-        ("UpsertItems", pb.UpsertItemsRequest(parent="shops/acme",
-                                              items=[item("acme", "x", price=float("nan"))]),
-         "items[0].price"),
-        ("UpsertItems", pb.UpsertItemsRequest(parent="shops/acme",
-                                              items=[item("acme", "x"), item("acme", "x")]),
-         "items[1].name"),
-        ("UpsertItems", pb.UpsertItemsRequest(parent="shops/acme",
-                                              items=[item("acme", f"i{n}") for n in range(1001)]),
-         "items"),
+        (
+            "UpsertItems",
+            pb.UpsertItemsRequest(parent="shops/acme", items=[common_pb2.Item()]),
+            "items[0].name",
+        ),
+        (
+            "UpsertItems",
+            pb.UpsertItemsRequest(parent="shops/acme", items=[item("other", "x")]),
+            "items[0].name",
+        ),
+        (
+            "UpsertItems",
+            pb.UpsertItemsRequest(parent="shops/acme", items=[item("acme", "x", price=-1)]),
+            "items[0].price",
+        ),
+        (
+            "UpsertItems",
+            pb.UpsertItemsRequest(
+                parent="shops/acme", items=[item("acme", "x", price=float("nan"))]
+            ),
+            "items[0].price",
+        ),
+        (
+            "UpsertItems",
+            pb.UpsertItemsRequest(
+                parent="shops/acme", items=[item("acme", "x"), item("acme", "x")]
+            ),
+            "items[1].name",
+        ),
+        (
+            "UpsertItems",
+            pb.UpsertItemsRequest(
+                parent="shops/acme", items=[item("acme", f"i{n}") for n in range(1001)]
+            ),
+            "items",
+        ),
         ("UpsertItems", pb.UpsertItemsRequest(items=[item("acme", "x")]), "parent"),
         ("GetItem", pb.GetItemRequest(name="shops/acme/items/"), "name"),
         ("ListItems", pb.ListItemsRequest(parent="shops/acme", page_size=-5), "page_size"),
@@ -70,5 +93,9 @@ def test_every_rpc_rejects_bad_input(stub, method, request_, field):
 
 
 def test_list_items_of_unknown_shop(stub):
-    assert_code(stub.ListItems, pb.ListItemsRequest(parent="shops/nope"),
-                grpc.StatusCode.NOT_FOUND, "SHOP_NOT_FOUND")
+    assert_code(
+        stub.ListItems,
+        pb.ListItemsRequest(parent="shops/nope"),
+        grpc.StatusCode.NOT_FOUND,
+        "SHOP_NOT_FOUND",
+    )

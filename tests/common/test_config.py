@@ -16,15 +16,23 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_defaults():
     c = ServerConfig.from_env(config.KOSMOS_FEEDBACK_LISTEN, "0.0.0.0:50062", {})
     assert (c.listen, c.database_url, c.workers, c.grace_seconds) == (
-        "0.0.0.0:50062", "sqlite:///kosmos.db", 32, 5.0)
+        "0.0.0.0:50062",
+        "sqlite:///kosmos.db",
+        32,
+        5.0,
+    )
     r = RecommendationSettings.from_env({})
     assert r.routing == ("popularity",) and r.max_per_category == 3
 
 
 def test_values_are_read():
-    env = {"KOSMOS_FEEDBACK_LISTEN": "127.0.0.1:9", "KOSMOS_WORKERS": "4",
-           "KOSMOS_ROUTING": "als, popularity", "KOSMOS_DISABLED_RECOMMENDERS": "bpr",
-           "KOSMOS_PLUGIN__ALS__FACTORS": "32"}
+    env = {
+        "KOSMOS_FEEDBACK_LISTEN": "127.0.0.1:9",
+        "KOSMOS_WORKERS": "4",
+        "KOSMOS_ROUTING": "als, popularity",
+        "KOSMOS_DISABLED_RECOMMENDERS": "bpr",
+        "KOSMOS_PLUGIN__ALS__FACTORS": "32",
+    }
     c = ServerConfig.from_env(config.KOSMOS_FEEDBACK_LISTEN, "x:1", env)
     r = RecommendationSettings.from_env(env)
     assert (c.listen, c.workers) == ("127.0.0.1:9", 4)
@@ -63,5 +71,7 @@ def test_bad_recommendation_values_name_the_variable(env, variable):
 
 def test_the_readme_documents_every_variable():
     documented = set(re.findall(r"`(KOSMOS_[A-Z_]+?)(?:<|`)", (ROOT / "README.md").read_text()))
-    declared = {v for k, v in vars(config).items() if k.startswith("KOSMOS_") and isinstance(v, str)}
+    declared = {
+        v for k, v in vars(config).items() if k.startswith("KOSMOS_") and isinstance(v, str)
+    }
     assert declared - documented == set(), "add these to the README's configuration table"

@@ -8,19 +8,23 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-
-from kosmos.client import KosmosRpcError, NotFoundError
-from kosmos.common.config import RecommendationSettings
-from kosmos.common.server import build_server
-from kosmos import feedback
 from opentelemetry.trace import SpanKind
+
+from kosmos import feedback
+from kosmos.client import KosmosRpcError, NotFoundError
+from kosmos.common.server import build_server
 from tests.helpers import small_shop
 
 
 def test_health_reports_every_service(kosmos):
     stub = health_pb2_grpc.HealthStub(kosmos.channel)
-    for service in ("", "kosmos.v1.ProfileService", "kosmos.v1.CatalogService",
-                    "kosmos.v1.FeedbackService", "kosmos.v1.RecommendationService"):
+    for service in (
+        "",
+        "kosmos.v1.ProfileService",
+        "kosmos.v1.CatalogService",
+        "kosmos.v1.FeedbackService",
+        "kosmos.v1.RecommendationService",
+    ):
         response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
         assert response.status == health_pb2.HealthCheckResponse.SERVING, service
     with pytest.raises(grpc.RpcError) as caught:
@@ -34,8 +38,13 @@ def test_reflection_lists_every_service(kosmos):
         iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
     )
     names = {s.name for r in responses for s in r.list_services_response.service}
-    assert {"kosmos.v1.ProfileService", "kosmos.v1.CatalogService", "kosmos.v1.FeedbackService",
-            "kosmos.v1.RecommendationService", "grpc.health.v1.Health"} <= names
+    assert {
+        "kosmos.v1.ProfileService",
+        "kosmos.v1.CatalogService",
+        "kosmos.v1.FeedbackService",
+        "kosmos.v1.RecommendationService",
+        "grpc.health.v1.Health",
+    } <= names
 
 
 def test_an_internal_failure_is_internal_with_a_trace_id_and_no_traceback(kosmos, spans):
@@ -73,9 +82,15 @@ def test_one_trace_across_client_server_and_recommendation_steps(client, spans):
 def test_errors_keep_their_status_under_tracing(client, spans):
     with pytest.raises(NotFoundError):
         client.get_shop("ghost")
-    server = [s for s in spans.get_finished_spans()
-              if s.name == "/kosmos.v1.ProfileService/GetShop" and s.kind == SpanKind.SERVER]
-    assert server and server[0].attributes["rpc.grpc.status_code"] == grpc.StatusCode.NOT_FOUND.value[0]
+    server = [
+        s
+        for s in spans.get_finished_spans()
+        if s.name == "/kosmos.v1.ProfileService/GetShop" and s.kind == SpanKind.SERVER
+    ]
+    assert (
+        server
+        and server[0].attributes["rpc.grpc.status_code"] == grpc.StatusCode.NOT_FOUND.value[0]
+    )
 
 
 def test_binding_a_taken_port_fails_loudly(store):

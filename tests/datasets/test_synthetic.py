@@ -29,10 +29,13 @@ def test_sizes_and_time_order(shop):
 
 def test_funnel_repeat_purchases_and_dismissals(shop):
     kinds = Counter(i.type for i in shop.interactions)
-    assert kinds[InteractionType.VIEW] > kinds[InteractionType.CLICK] > kinds[InteractionType.PURCHASE]
+    assert (
+        kinds[InteractionType.VIEW] > kinds[InteractionType.CLICK] > kinds[InteractionType.PURCHASE]
+    )
     assert kinds[InteractionType.DISMISS] > 0
-    bought = Counter((i.customer_id, i.item_id) for i in shop.interactions
-                     if i.type is InteractionType.PURCHASE)
+    bought = Counter(
+        (i.customer_id, i.item_id) for i in shop.interactions if i.type is InteractionType.PURCHASE
+    )
     assert any(n > 1 for n in bought.values()), "no repeat purchases"
 
 

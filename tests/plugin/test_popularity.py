@@ -1,7 +1,8 @@
-from kosmos.plugin.testing import RecommenderContract, TrainingData, checkerboard
-from kosmos.plugin import Interaction, InteractionType, RecommendQuery
-from kosmos.recommenders.popularity import PopularityRecommender, create
 import pytest
+
+from kosmos.plugin import Interaction, InteractionType, RecommendQuery
+from kosmos.plugin.testing import RecommenderContract, TrainingData, checkerboard
+from kosmos.recommenders.popularity import PopularityRecommender, create
 
 
 class TestPopularityContract(RecommenderContract):

@@ -24,8 +24,11 @@ def eps(*pairs):
 
 
 def test_a_partner_plugin_loads_like_a_builtin(partner_module):
-    found = discover(entry_points=eps(("acme", "acme_recs:create"),
-                                      ("popularity", "kosmos.recommenders.popularity:create")))
+    found = discover(
+        entry_points=eps(
+            ("acme", "acme_recs:create"), ("popularity", "kosmos.recommenders.popularity:create")
+        )
+    )
     assert set(found) == {"acme", "popularity"}
     assert found["acme"].factory({}) == ("acme", {})
 
@@ -50,7 +53,9 @@ def test_disabled_plugins_are_not_loaded(partner_module):
     found = discover(disabled={"acme"}, entry_points=eps(("acme", "acme_recs:create")))
     assert found == {}
     with pytest.raises(PluginLoadError, match="disabled"):
-        discover(required=["acme"], disabled={"acme"}, entry_points=eps(("acme", "acme_recs:create")))
+        discover(
+            required=["acme"], disabled={"acme"}, entry_points=eps(("acme", "acme_recs:create"))
+        )
 
 
 def test_popularity_is_registered_by_the_installed_package():

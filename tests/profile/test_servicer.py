@@ -7,7 +7,8 @@ import pytest
 from google.protobuf import field_mask_pb2
 
 from kosmos.client import AlreadyExistsError, InvalidArgumentError, NotFoundError
-from kosmos.v1 import common_pb2, profile_service_pb2 as pb, profile_service_pb2_grpc
+from kosmos.v1 import common_pb2, profile_service_pb2_grpc
+from kosmos.v1 import profile_service_pb2 as pb
 from tests.helpers import assert_code, assert_invalid
 
 
@@ -87,40 +88,76 @@ def test_bad_input_names_the_field(client):
     [
         ("CreateShop", pb.CreateShopRequest(), "shop_id"),
         ("CreateShop", pb.CreateShopRequest(shop_id="9lives"), "shop_id"),
-        ("CreateShop", pb.CreateShopRequest(shop_id="ok", shop=common_pb2.Shop(display_name="x" * 201)),
-         "shop.display_name"),
+        (
+            "CreateShop",
+            pb.CreateShopRequest(shop_id="ok", shop=common_pb2.Shop(display_name="x" * 201)),
+            "shop.display_name",
+        ),
         ("GetShop", pb.GetShopRequest(name="acme"), "name"),
         ("GetShop", pb.GetShopRequest(), "name"),
         ("CreateCustomer", pb.CreateCustomerRequest(parent="shops/acme"), "customer_id"),
         ("CreateCustomer", pb.CreateCustomerRequest(parent="acme", customer_id="a"), "parent"),
-        ("CreateCustomer", pb.CreateCustomerRequest(parent="shops/acme", customer_id="a b"),
-         "customer_id"),
-        ("CreateCustomer", pb.CreateCustomerRequest(
-            parent="shops/acme", customer_id="a",
-            customer=common_pb2.Customer(exclusions=[common_pb2.Exclusion(value="x")])),
-         "customer.exclusions[0].kind"),
-        ("CreateCustomer", pb.CreateCustomerRequest(
-            parent="shops/acme", customer_id="a",
-            customer=common_pb2.Customer(exclusions=[
-                common_pb2.Exclusion(kind=common_pb2.EXCLUSION_KIND_BRAND)])),
-         "customer.exclusions[0].value"),
-        ("CreateCustomer", pb.CreateCustomerRequest(
-            parent="shops/acme", customer_id="a",
-            customer=common_pb2.Customer(attributes={"k": "v" * 2000})),
-         "customer.attributes['k']"),
+        (
+            "CreateCustomer",
+            pb.CreateCustomerRequest(parent="shops/acme", customer_id="a b"),
+            "customer_id",
+        ),
+        (
+            "CreateCustomer",
+            pb.CreateCustomerRequest(
+                parent="shops/acme",
+                customer_id="a",
+                customer=common_pb2.Customer(exclusions=[common_pb2.Exclusion(value="x")]),
+            ),
+            "customer.exclusions[0].kind",
+        ),
+        (
+            "CreateCustomer",
+            pb.CreateCustomerRequest(
+                parent="shops/acme",
+                customer_id="a",
+                customer=common_pb2.Customer(
+                    exclusions=[common_pb2.Exclusion(kind=common_pb2.EXCLUSION_KIND_BRAND)]
+                ),
+            ),
+            "customer.exclusions[0].value",
+        ),
+        (
+            "CreateCustomer",
+            pb.CreateCustomerRequest(
+                parent="shops/acme",
+                customer_id="a",
+                customer=common_pb2.Customer(attributes={"k": "v" * 2000}),
+            ),
+            "customer.attributes['k']",
+        ),
         ("GetCustomer", pb.GetCustomerRequest(name="shops/acme/customers"), "name"),
         ("GetCustomer", pb.GetCustomerRequest(name="shops/acme/items/x"), "name"),
-        ("UpdateCustomer", pb.UpdateCustomerRequest(
-            customer=common_pb2.Customer(name="shops/acme/customers/a")), "update_mask"),
-        ("UpdateCustomer", pb.UpdateCustomerRequest(
-            customer=common_pb2.Customer(name="shops/acme/customers/a"),
-            update_mask=field_mask_pb2.FieldMask(paths=["create_time"])), "update_mask.paths[0]"),
-        ("UpdateCustomer", pb.UpdateCustomerRequest(
-            update_mask=field_mask_pb2.FieldMask(paths=["attributes"])), "customer.name"),
+        (
+            "UpdateCustomer",
+            pb.UpdateCustomerRequest(customer=common_pb2.Customer(name="shops/acme/customers/a")),
+            "update_mask",
+        ),
+        (
+            "UpdateCustomer",
+            pb.UpdateCustomerRequest(
+                customer=common_pb2.Customer(name="shops/acme/customers/a"),
+                update_mask=field_mask_pb2.FieldMask(paths=["create_time"]),
+            ),
+            "update_mask.paths[0]",
+        ),
+        (
+            "UpdateCustomer",
+            pb.UpdateCustomerRequest(update_mask=field_mask_pb2.FieldMask(paths=["attributes"])),
+            "customer.name",
+        ),
         ("DeleteCustomer", pb.DeleteCustomerRequest(name=""), "name"),
         ("ListCustomers", pb.ListCustomersRequest(parent="shops/acme", page_size=-1), "page_size"),
-        ("ListCustomers", pb.ListCustomersRequest(parent="shops/acme", page_token="garbage"),
-         "page_token"),
+        (
+            "ListCustomers",
+            pb.ListCustomersRequest(parent="shops/acme", page_token="garbage"),
+            "page_token",
+        ),
     ],
 )
 def test_every_rpc_rejects_bad_input(stub, method, request_, field):
@@ -134,8 +171,11 @@ def test_page_token_of_another_shop_is_rejected(client, stub):
             client.create_customer(shop, f"c{n}")
     first = stub.ListCustomers(pb.ListCustomersRequest(parent="shops/one", page_size=1))
     assert first.next_page_token
-    assert_invalid(stub.ListCustomers, pb.ListCustomersRequest(
-        parent="shops/two", page_token=first.next_page_token), "page_token")
+    assert_invalid(
+        stub.ListCustomers,
+        pb.ListCustomersRequest(parent="shops/two", page_token=first.next_page_token),
+        "page_token",
+    )
 
 
 @pytest.mark.parametrize(
@@ -145,9 +185,13 @@ def test_page_token_of_another_shop_is_rejected(client, stub):
         ("GetCustomer", pb.GetCustomerRequest(name="shops/nope/customers/a")),
         ("DeleteCustomer", pb.DeleteCustomerRequest(name="shops/nope/customers/a")),
         ("ListCustomers", pb.ListCustomersRequest(parent="shops/nope")),
-        ("UpdateCustomer", pb.UpdateCustomerRequest(
-            customer=common_pb2.Customer(name="shops/nope/customers/a"),
-            update_mask=field_mask_pb2.FieldMask(paths=["attributes"]))),
+        (
+            "UpdateCustomer",
+            pb.UpdateCustomerRequest(
+                customer=common_pb2.Customer(name="shops/nope/customers/a"),
+                update_mask=field_mask_pb2.FieldMask(paths=["attributes"]),
+            ),
+        ),
     ],
 )
 def test_every_rpc_says_not_found(stub, method, request_):

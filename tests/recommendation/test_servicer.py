@@ -13,9 +13,10 @@ from kosmos.common import deadline
 from kosmos.common.config import RecommendationSettings
 from kosmos.plugin import Capabilities, LoadedPlugin, RecommendQuery, Scored, Unsupported
 from kosmos.recommenders.popularity import create as popularity
-from kosmos.v1 import recommendation_service_pb2 as pb, recommendation_service_pb2_grpc
+from kosmos.v1 import recommendation_service_pb2 as pb
+from kosmos.v1 import recommendation_service_pb2_grpc
 from tests.conftest import start_cluster
-from tests.helpers import assert_code, assert_invalid, item, small_shop
+from tests.helpers import assert_invalid, item, small_shop
 
 
 @pytest.fixture
@@ -27,7 +28,9 @@ def stub(kosmos):
 def shop(client):
     small_shop(client)
     # Make i00..i05 best sellers, in that order.
-    events = [InteractionInput("bob", f"i{n:02d}", "purchase") for n in range(6) for _ in range(6 - n)]
+    events = [
+        InteractionInput("bob", f"i{n:02d}", "purchase") for n in range(6) for _ in range(6 - n)
+    ]
     client.record_interactions("acme", events)
     return "acme"
 
@@ -54,8 +57,9 @@ def test_the_very_next_recommendation_follows_a_click(client, shop):
 
     before = client.recommend(shop, "alice", page_size=8)
     assert not is_garden(item_ids(before)[0])
-    client.record_interactions(shop, [InteractionInput("alice", "i13", "click"),
-                                      InteractionInput("alice", "i17", "view")])
+    client.record_interactions(
+        shop, [InteractionInput("alice", "i13", "click"), InteractionInput("alice", "i17", "view")]
+    )
     after = client.recommend(shop, "alice", page_size=8)
     assert is_garden(item_ids(after)[0])
     assert "browsing" in after.offers[0].reason
@@ -63,8 +67,9 @@ def test_the_very_next_recommendation_follows_a_click(client, shop):
 
 def test_customer_choices_and_business_rules_filter_offers(client, shop):
     client.upsert_items(shop, [item(shop, "i00", available=False)])
-    client.update_customer(shop, "alice", exclusions=[("category", "Toys"), ("brand", "B1"),
-                                                      ("item", "i04")])
+    client.update_customer(
+        shop, "alice", exclusions=[("category", "Toys"), ("brand", "B1"), ("item", "i04")]
+    )
     client.record_interactions(shop, [InteractionInput("alice", "i03", "dismiss")])
     result = client.recommend(shop, "alice", page_size=20, cart_item_ids=["i08"])
     ids = item_ids(result)
@@ -127,13 +132,24 @@ def test_unknown_customer_shop_and_item(client, shop):
         (pb.RecommendRequest(), "customer"),
         (pb.RecommendRequest(customer="shops/acme/alice"), "customer"),
         (pb.RecommendRequest(customer="shops/acme/customers/alice", page_size=-1), "page_size"),
-        (pb.RecommendRequest(customer="shops/acme/customers/alice", page_token="nope"),
-         "page_token"),
-        (pb.RecommendRequest(customer="shops/acme/customers/alice",
-                             context=pb.RecommendationContext(cart_item_ids=["ok", ""])),
-         "context.cart_item_ids[1]"),
-        (pb.RecommendRequest(customer="shops/acme/customers/alice",
-                             context=pb.RecommendationContext(channel="x" * 65)), "context.channel"),
+        (
+            pb.RecommendRequest(customer="shops/acme/customers/alice", page_token="nope"),
+            "page_token",
+        ),
+        (
+            pb.RecommendRequest(
+                customer="shops/acme/customers/alice",
+                context=pb.RecommendationContext(cart_item_ids=["ok", ""]),
+            ),
+            "context.cart_item_ids[1]",
+        ),
+        (
+            pb.RecommendRequest(
+                customer="shops/acme/customers/alice",
+                context=pb.RecommendationContext(channel="x" * 65),
+            ),
+            "context.channel",
+        ),
     ],
 )
 def test_recommend_rejects_bad_input(stub, request_, field):
@@ -145,8 +161,10 @@ def test_recommend_rejects_bad_input(stub, request_, field):
     [
         (pb.SimilarItemsRequest(), "item"),
         (pb.SimilarItemsRequest(item="shops/acme/customers/x"), "item"),
-        (pb.SimilarItemsRequest(item="shops/acme/items/x", customer="shops/other/customers/a"),
-         "customer"),
+        (
+            pb.SimilarItemsRequest(item="shops/acme/items/x", customer="shops/other/customers/a"),
+            "customer",
+        ),
         (pb.SimilarItemsRequest(item="shops/acme/items/x", page_size=-3), "page_size"),
     ],
 )

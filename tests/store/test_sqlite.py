@@ -10,13 +10,22 @@ import pytest
 from kosmos.common.deadline import deadline_scope
 from kosmos.common.errors import AlreadyExists, DeadlineExceeded
 from kosmos.store import SQLiteStore, open_store
-from kosmos.store.records import Customer, Exclusion, ExclusionKind, Interaction, InteractionType, Item, Shop
+from kosmos.store.records import (
+    Customer,
+    Exclusion,
+    ExclusionKind,
+    Interaction,
+    InteractionType,
+    Item,
+    Shop,
+)
 
 
 def seed(store):
     store.create_shop(Shop("acme"))
-    store.create_customer(Customer("acme", "alice", {"a": "1"},
-                                   (Exclusion(ExclusionKind.BRAND, "X"),)))
+    store.create_customer(
+        Customer("acme", "alice", {"a": "1"}, (Exclusion(ExclusionKind.BRAND, "X"),))
+    )
     store.upsert_items([Item("acme", f"i{n}", category="c") for n in range(3)])
 
 
@@ -91,8 +100,10 @@ def test_an_expired_deadline_aborts_a_query(store):
     seed(store)
     with deadline_scope(-1.0), pytest.raises(DeadlineExceeded):
         # A query long enough to reach the progress handler.
-        store._query("WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n"
-                     " WHERE x < 1000000) SELECT count(*) FROM n")
+        store._query(
+            "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n"
+            " WHERE x < 1000000) SELECT count(*) FROM n"
+        )
     assert store.get_shop("acme") is not None  # the connection still works afterwards
 
 

@@ -43,7 +43,9 @@ def item_from_proto(message: Any, shop_id: str, field: str) -> Item:
         raise InvalidArgument(f"{field}.name", "WRONG_SHOP", f"must be under shops/{shop_id}")
     for text in ("title", "category", "brand"):
         if len(getattr(message, text)) > MAX_TEXT:
-            raise InvalidArgument(f"{field}.{text}", "TOO_LONG", f"must be at most {MAX_TEXT} characters")
+            raise InvalidArgument(
+                f"{field}.{text}", "TOO_LONG", f"must be at most {MAX_TEXT} characters"
+            )
     if not math.isfinite(message.price) or message.price < 0:
         raise InvalidArgument(f"{field}.price", "INVALID_PRICE", "must be a finite number >= 0")
     return Item(
@@ -78,7 +80,9 @@ class CatalogServicer(catalog_service_pb2_grpc.CatalogServiceServicer):  # type:
 
     def GetItem(self, request: Any, context: Any) -> Any:  # noqa: N802
         shop_id, item_id = parse_item(request.name, "name")
-        return catalog_service_pb2.GetItemResponse(item=item_to_proto(self.catalog.get(shop_id, item_id)))
+        return catalog_service_pb2.GetItemResponse(
+            item=item_to_proto(self.catalog.get(shop_id, item_id))
+        )
 
     def ListItems(self, request: Any, context: Any) -> Any:  # noqa: N802
         shop_id = parse_shop(request.parent, "parent")

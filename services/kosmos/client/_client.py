@@ -75,8 +75,9 @@ def interaction_type(name: str) -> int:
     try:
         return int(common_pb2.InteractionType.Value(f"INTERACTION_TYPE_{name.upper()}"))
     except ValueError:
-        kinds = [n.removeprefix("INTERACTION_TYPE_").lower()
-                 for n in common_pb2.InteractionType.keys()][1:]
+        kinds = [
+            n.removeprefix("INTERACTION_TYPE_").lower() for n in common_pb2.InteractionType.keys()
+        ][1:]
         raise ValueError(f"unknown interaction type {name!r}; one of {kinds}") from None
 
 
@@ -136,8 +137,9 @@ class KosmosClient:
 
     # -- shops and customers -----------------------------------------------------------------
 
-    def create_shop(self, shop_id: str, display_name: str = "", *, timeout: float | None = None
-                    ) -> common_pb2.Shop:
+    def create_shop(
+        self, shop_id: str, display_name: str = "", *, timeout: float | None = None
+    ) -> common_pb2.Shop:
         request = profile_service_pb2.CreateShopRequest(
             shop_id=shop_id, shop=common_pb2.Shop(display_name=display_name)
         )
@@ -166,8 +168,9 @@ class KosmosClient:
         )
         return self._call(self._stubs.profile.CreateCustomer, request, timeout).customer
 
-    def get_customer(self, shop_id: str, customer_id: str, *, timeout: float | None = None
-                     ) -> common_pb2.Customer:
+    def get_customer(
+        self, shop_id: str, customer_id: str, *, timeout: float | None = None
+    ) -> common_pb2.Customer:
         request = profile_service_pb2.GetCustomerRequest(
             name=f"shops/{shop_id}/customers/{customer_id}"
         )
@@ -183,7 +186,9 @@ class KosmosClient:
         timeout: float | None = None,
     ) -> common_pb2.Customer:
         """Replaces the attributes and/or exclusions given (None leaves a field as it is)."""
-        paths = [p for p, v in (("attributes", attributes), ("exclusions", exclusions)) if v is not None]
+        paths = [
+            p for p, v in (("attributes", attributes), ("exclusions", exclusions)) if v is not None
+        ]
         request = profile_service_pb2.UpdateCustomerRequest(
             customer=common_pb2.Customer(
                 name=f"shops/{shop_id}/customers/{customer_id}",
@@ -194,15 +199,17 @@ class KosmosClient:
         )
         return self._call(self._stubs.profile.UpdateCustomer, request, timeout).customer
 
-    def delete_customer(self, shop_id: str, customer_id: str, *, timeout: float | None = None
-                        ) -> None:
+    def delete_customer(
+        self, shop_id: str, customer_id: str, *, timeout: float | None = None
+    ) -> None:
         request = profile_service_pb2.DeleteCustomerRequest(
             name=f"shops/{shop_id}/customers/{customer_id}"
         )
         self._call(self._stubs.profile.DeleteCustomer, request, timeout)
 
-    def list_customers(self, shop_id: str, *, page_size: int = 0, timeout: float | None = None
-                       ) -> Iterator[common_pb2.Customer]:
+    def list_customers(
+        self, shop_id: str, *, page_size: int = 0, timeout: float | None = None
+    ) -> Iterator[common_pb2.Customer]:
         """Every customer of a shop, fetching pages as the iteration goes."""
         token = ""
         while True:
@@ -220,14 +227,16 @@ class KosmosClient:
 
     # -- catalog -----------------------------------------------------------------------------
 
-    def upsert_items(self, shop_id: str, items: Sequence[common_pb2.Item], *,
-                     timeout: float | None = None) -> list[common_pb2.Item]:
+    def upsert_items(
+        self, shop_id: str, items: Sequence[common_pb2.Item], *, timeout: float | None = None
+    ) -> list[common_pb2.Item]:
         """Creates or replaces items; each item's ``name`` is ``shops/{shop}/items/{item}``."""
         request = catalog_service_pb2.UpsertItemsRequest(parent=f"shops/{shop_id}", items=items)
         return list(self._call(self._stubs.catalog.UpsertItems, request, timeout).items)
 
-    def get_item(self, shop_id: str, item_id: str, *, timeout: float | None = None
-                 ) -> common_pb2.Item:
+    def get_item(
+        self, shop_id: str, item_id: str, *, timeout: float | None = None
+    ) -> common_pb2.Item:
         request = catalog_service_pb2.GetItemRequest(name=f"shops/{shop_id}/items/{item_id}")
         return self._call(self._stubs.catalog.GetItem, request, timeout).item
 
@@ -257,7 +266,8 @@ class KosmosClient:
                 message.event_time.FromDatetime(i.event_time)
             messages.append(message)
         request = feedback_service_pb2.RecordInteractionsRequest(
-            parent=f"shops/{shop_id}", request_id=request_id or str(uuid.uuid4()),
+            parent=f"shops/{shop_id}",
+            request_id=request_id or str(uuid.uuid4()),
             interactions=messages,
         )
         for attempt in range(retries + 1):
@@ -269,8 +279,9 @@ class KosmosClient:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def list_interactions(self, shop_id: str, customer_id: str, *, page_size: int = 0,
-                          timeout: float | None = None) -> Iterator[common_pb2.Interaction]:
+    def list_interactions(
+        self, shop_id: str, customer_id: str, *, page_size: int = 0, timeout: float | None = None
+    ) -> Iterator[common_pb2.Interaction]:
         """A customer's interactions, newest first."""
         token = ""
         while True:
@@ -278,7 +289,8 @@ class KosmosClient:
                 self._stubs.feedback.ListInteractions,
                 feedback_service_pb2.ListInteractionsRequest(
                     parent=f"shops/{shop_id}/customers/{customer_id}",
-                    page_size=page_size, page_token=token,
+                    page_size=page_size,
+                    page_token=token,
                 ),
                 timeout,
             )
@@ -312,8 +324,9 @@ class KosmosClient:
             page_token=page_token,
         )
         response = self._call(self._stubs.recommendation.Recommend, request, timeout)
-        return Recommendations(list(response.offers), response.recommendation_id,
-                               response.next_page_token)
+        return Recommendations(
+            list(response.offers), response.recommendation_id, response.next_page_token
+        )
 
     def similar_items(
         self,
@@ -333,8 +346,9 @@ class KosmosClient:
             page_token=page_token,
         )
         response = self._call(self._stubs.recommendation.SimilarItems, request, timeout)
-        return Recommendations(list(response.offers), response.recommendation_id,
-                               response.next_page_token)
+        return Recommendations(
+            list(response.offers), response.recommendation_id, response.next_page_token
+        )
 
 
 def _exclusions(pairs: Sequence[tuple[str, str]]) -> list[common_pb2.Exclusion]:
@@ -343,6 +357,8 @@ def _exclusions(pairs: Sequence[tuple[str, str]]) -> list[common_pb2.Exclusion]:
         try:
             enum = common_pb2.ExclusionKind.Value(f"EXCLUSION_KIND_{kind.upper()}")
         except ValueError:
-            raise ValueError(f"unknown exclusion kind {kind!r}; one of item, category, brand") from None
+            raise ValueError(
+                f"unknown exclusion kind {kind!r}; one of item, category, brand"
+            ) from None
         result.append(common_pb2.Exclusion(kind=enum, value=value))
     return result

@@ -92,6 +92,8 @@ def from_rpc_error(error: grpc.RpcError) -> KosmosRpcError:
             elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
                 bad = error_details_pb2.BadRequest()
                 detail.Unpack(bad)
-                violations.extend(FieldViolation(v.field, v.description) for v in bad.field_violations)
+                violations.extend(
+                    FieldViolation(v.field, v.description) for v in bad.field_violations
+                )
     cls = _BY_CODE.get(code, KosmosRpcError)
     return cls(code, message, reason, domain, tuple(violations))

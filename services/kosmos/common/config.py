@@ -57,7 +57,8 @@ KOSMOS_RECENT_INTERACTIONS = "KOSMOS_RECENT_INTERACTIONS"
 """How many of a customer's latest interactions each recommendation reads. Default: ``25``."""
 
 KOSMOS_REPURCHASE_COOLDOWN_HOURS = "KOSMOS_REPURCHASE_COOLDOWN_HOURS"
-"""An item bought this recently is not offered again (buying again later is fine). Default: ``24``."""
+"""Hours during which a bought item is not offered again (buying again later is fine).
+Default: ``24``."""
 
 KOSMOS_PLUGIN_PREFIX = "KOSMOS_PLUGIN__"
 """``KOSMOS_PLUGIN__<NAME>__<SETTING>=value`` passes ``setting=value`` to plugin ``name``'s
@@ -196,12 +197,16 @@ class RecommendationSettings:
             refresh_seconds=_read(
                 env, KOSMOS_MODEL_REFRESH_SECONDS, defaults.refresh_seconds, _non_negative_float
             ),
-            max_per_category=_read(env, KOSMOS_MAX_PER_CATEGORY, defaults.max_per_category, _positive_int),
+            max_per_category=_read(
+                env, KOSMOS_MAX_PER_CATEGORY, defaults.max_per_category, _positive_int
+            ),
             recent_interactions=_read(
                 env, KOSMOS_RECENT_INTERACTIONS, defaults.recent_interactions, _positive_int
             ),
             repurchase_cooldown_hours=_read(
-                env, KOSMOS_REPURCHASE_COOLDOWN_HOURS, defaults.repurchase_cooldown_hours,
+                env,
+                KOSMOS_REPURCHASE_COOLDOWN_HOURS,
+                defaults.repurchase_cooldown_hours,
                 _non_negative_float,
             ),
             plugin_settings=plugin_settings,

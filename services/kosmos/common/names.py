@@ -49,9 +49,7 @@ def _parts(name: str, field: str, pattern: tuple[str, ...]) -> list[str]:
         raise InvalidArgument(field, "MISSING_FIELD", "is required")
     parts = name.split("/")
     expected = "/".join(f"{p}/{{{p[:-1]}}}" for p in pattern)
-    if len(parts) != 2 * len(pattern) or any(
-        parts[2 * i] != p for i, p in enumerate(pattern)
-    ):
+    if len(parts) != 2 * len(pattern) or any(parts[2 * i] != p for i, p in enumerate(pattern)):
         raise InvalidArgument(field, "INVALID_NAME", f"must look like {expected}")
     ids = parts[1::2]
     check_shop_id(ids[0], field)
@@ -93,8 +91,13 @@ def interaction_name(shop: str, customer: str, seq: int) -> str:
     return f"shops/{shop}/customers/{customer}/interactions/{seq}"
 
 
-def page_size(value: int, field: str = "page_size", *, default: int = DEFAULT_PAGE_SIZE,
-              maximum: int = MAX_PAGE_SIZE) -> int:
+def page_size(
+    value: int,
+    field: str = "page_size",
+    *,
+    default: int = DEFAULT_PAGE_SIZE,
+    maximum: int = MAX_PAGE_SIZE,
+) -> int:
     """AIP-158: 0 → ``default``, negative → INVALID_ARGUMENT, above ``maximum`` → ``maximum``."""
     if value < 0:
         raise InvalidArgument(field, "NEGATIVE_PAGE_SIZE", "must not be negative")

@@ -18,11 +18,15 @@ def check_attributes(attributes: Mapping[str, str], field: str) -> dict[str, str
     for key, value in attributes.items():
         if not key or len(key) > MAX_ATTRIBUTE_KEY:
             raise InvalidArgument(
-                f"{field}[{key!r}]", "INVALID_ATTRIBUTE_KEY", f"keys must be 1-{MAX_ATTRIBUTE_KEY} characters"
+                f"{field}[{key!r}]",
+                "INVALID_ATTRIBUTE_KEY",
+                f"keys must be 1-{MAX_ATTRIBUTE_KEY} characters",
             )
         if len(value) > MAX_ATTRIBUTE_VALUE:
             raise InvalidArgument(
-                f"{field}[{key!r}]", "ATTRIBUTE_TOO_LONG", f"values must be at most {MAX_ATTRIBUTE_VALUE} characters"
+                f"{field}[{key!r}]",
+                "ATTRIBUTE_TOO_LONG",
+                f"values must be at most {MAX_ATTRIBUTE_VALUE} characters",
             )
     return dict(attributes)
 

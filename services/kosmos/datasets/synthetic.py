@@ -34,10 +34,31 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
     "Stationery": ("Notebook", "Fountain Pen", "Sticky Notes", "Planner", "Watercolours"),
     "Home": ("Candle", "Cushion", "Picture Frame", "Vase", "Throw Blanket"),
 }
-ADJECTIVES = ("Classic", "Vintage", "Eco", "Deluxe", "Mini", "Bright", "Cosy", "Pro", "Rustic", "Nordic")
+ADJECTIVES = (
+    "Classic",
+    "Vintage",
+    "Eco",
+    "Deluxe",
+    "Mini",
+    "Bright",
+    "Cosy",
+    "Pro",
+    "Rustic",
+    "Nordic",
+)
 CONSUMABLE = {"Beauty", "Pets", "Kitchen", "Stationery"}
-BASE_PRICE = {"Kitchen": 18, "Garden": 15, "Toys": 20, "Books": 12, "Beauty": 9, "Sports": 16,
-              "Electronics": 40, "Pets": 8, "Stationery": 6, "Home": 22}
+BASE_PRICE = {
+    "Kitchen": 18,
+    "Garden": 15,
+    "Toys": 20,
+    "Books": 12,
+    "Beauty": 9,
+    "Sports": 16,
+    "Electronics": 40,
+    "Pets": 8,
+    "Stationery": 6,
+    "Home": 22,
+}
 COUNTRIES = ("UK", "DE", "FR", "NL", "ES")
 AGE_BANDS = ("18-24", "25-34", "35-49", "50-64", "65+")
 DAY = 86400.0
@@ -117,11 +138,17 @@ def generate(
         adjective = ADJECTIVES[int(rng.integers(len(ADJECTIVES)))]
         brand = f"{category[:3].upper()}-{'ABC'[int(rng.integers(3))]}"
         price = round(float(BASE_PRICE[category] * rng.lognormal(0.0, 0.4)), 2)
-        catalog.append(SyntheticItem(
-            item_id=f"sku-{n:05d}", title=f"{adjective} {noun}", category=category, brand=brand,
-            price=price, available=bool(rng.random() > 0.05),
-            attributes={"price_band": "low" if price < 10 else "mid" if price < 30 else "high"},
-        ))
+        catalog.append(
+            SyntheticItem(
+                item_id=f"sku-{n:05d}",
+                title=f"{adjective} {noun}",
+                category=category,
+                brand=brand,
+                price=price,
+                available=bool(rng.random() > 0.05),
+                attributes={"price_band": "low" if price < 10 else "mid" if price < 30 else "high"},
+            )
+        )
     by_category = {c: [i for i, item in enumerate(catalog) if item.category == c] for c in names}
     # A few best sellers per category (Zipf), and a companion item for co-purchases.
     appeal = np.array([1.0 / (1 + (k // n_cat)) ** 1.1 for k in range(items)])
@@ -134,9 +161,9 @@ def generate(
     tastes = np.empty((customers, n_cat))
     for n in range(customers):
         c, a = int(rng.integers(len(COUNTRIES))), int(rng.integers(len(AGE_BANDS)))
-        people.append(SyntheticCustomer(
-            f"c-{n:05d}", {"country": COUNTRIES[c], "age_band": AGE_BANDS[a]}
-        ))
+        people.append(
+            SyntheticCustomer(f"c-{n:05d}", {"country": COUNTRIES[c], "age_band": AGE_BANDS[a]})
+        )
         own = rng.dirichlet(np.full(n_cat, 0.3))
         tastes[n] = 0.35 * country_lean[c] + 0.35 * age_lean[a] + 0.3 * own
 
@@ -150,9 +177,21 @@ def generate(
             return track(values, total=total, description="generating interactions")
 
     for n in bar(range(customers), customers):
-        events.extend(_customer_events(rng, people[n].customer_id, tastes[n], catalog, names,
-                                       by_category, appeal, companion, start, days,
-                                       sessions_per_customer))
+        events.extend(
+            _customer_events(
+                rng,
+                people[n].customer_id,
+                tastes[n],
+                catalog,
+                names,
+                by_category,
+                appeal,
+                companion,
+                start,
+                days,
+                sessions_per_customer,
+            )
+        )
     events = [e for e in events if e.time <= end_time]  # nothing from the future
     events.sort(key=lambda e: (e.time, e.customer_id, e.item_id))
     return SyntheticShop(people, catalog, events, start, end_time)
@@ -186,7 +225,9 @@ def _customer_events(
             yield SyntheticInteraction(customer_id, catalog[item].item_id, InteractionType.VIEW, t)
             if rng.random() < 0.5:
                 t += float(rng.uniform(5, 60))
-                yield SyntheticInteraction(customer_id, catalog[item].item_id, InteractionType.CLICK, t)
+                yield SyntheticInteraction(
+                    customer_id, catalog[item].item_id, InteractionType.CLICK, t
+                )
                 if rng.random() < 0.45:
                     t += float(rng.uniform(5, 120))
                     yield SyntheticInteraction(
@@ -200,13 +241,19 @@ def _customer_events(
                         bought.append(item)
                         if rng.random() < 0.3:
                             yield SyntheticInteraction(
-                                customer_id, catalog[companion[item]].item_id,
-                                InteractionType.PURCHASE, t + 1.0, 1.0,
+                                customer_id,
+                                catalog[companion[item]].item_id,
+                                InteractionType.PURCHASE,
+                                t + 1.0,
+                                1.0,
                             )
                         if rng.random() < 0.15:
                             yield SyntheticInteraction(
-                                customer_id, catalog[item].item_id, InteractionType.RATING,
-                                t + DAY, float(rng.integers(3, 6)),
+                                customer_id,
+                                catalog[item].item_id,
+                                InteractionType.RATING,
+                                t + DAY,
+                                float(rng.integers(3, 6)),
                             )
         # Consumables run out: buy one again now and then.
         for item in list(bought):

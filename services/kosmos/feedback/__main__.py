@@ -6,5 +6,8 @@ from kosmos.feedback import services
 
 if __name__ == "__main__":
     run_service(
-        "kosmos-feedback", KOSMOS_FEEDBACK_LISTEN, "0.0.0.0:50062", lambda store, _env: services(store)
+        "kosmos-feedback",
+        KOSMOS_FEEDBACK_LISTEN,
+        "0.0.0.0:50062",
+        lambda store, _env: services(store),
     )

@@ -56,19 +56,25 @@ def interaction_from_proto(message: Any, shop_id: str, field: str, now: float) -
     if not math.isfinite(value) or value < 0:
         raise InvalidArgument(f"{field}.value", "INVALID_VALUE", "must be a finite number >= 0")
     if kind is InteractionType.RATING and value > MAX_RATING:
-        raise InvalidArgument(f"{field}.value", "INVALID_RATING", f"ratings go from 0 to {MAX_RATING:g}")
+        raise InvalidArgument(
+            f"{field}.value", "INVALID_RATING", f"ratings go from 0 to {MAX_RATING:g}"
+        )
     event_time = now
     if message.HasField("event_time"):
         event_time = to_seconds(message.event_time)
         if event_time > now + CLOCK_SKEW_SECONDS:
-            raise InvalidArgument(f"{field}.event_time", "FUTURE_EVENT_TIME", "must not be in the future")
+            raise InvalidArgument(
+                f"{field}.event_time", "FUTURE_EVENT_TIME", "must not be in the future"
+            )
         if event_time <= 0:
             raise InvalidArgument(f"{field}.event_time", "INVALID_EVENT_TIME", "must be after 1970")
     if len(message.recommendation_id) > MAX_REQUEST_ID:
         raise InvalidArgument(
             f"{field}.recommendation_id", "TOO_LONG", f"must be at most {MAX_REQUEST_ID} characters"
         )
-    return Interaction(shop_id, customer_id, item_id, kind, event_time, value, message.recommendation_id)
+    return Interaction(
+        shop_id, customer_id, item_id, kind, event_time, value, message.recommendation_id
+    )
 
 
 class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):  # type: ignore[misc]
@@ -82,7 +88,9 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):  # ty
             raise InvalidArgument("request_id", "MISSING_FIELD", "is required (a UUID per request)")
         if len(request_id) > MAX_REQUEST_ID or not request_id.isprintable():
             raise InvalidArgument(
-                "request_id", "INVALID_REQUEST_ID", f"must be 1-{MAX_REQUEST_ID} printable characters"
+                "request_id",
+                "INVALID_REQUEST_ID",
+                f"must be 1-{MAX_REQUEST_ID} printable characters",
             )
         if not request.interactions:
             raise InvalidArgument("interactions", "MISSING_FIELD", "needs at least one interaction")

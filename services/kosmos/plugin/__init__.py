@@ -1,4 +1,5 @@
-"""The recommender plugin contract, discovery and the conformance suite (`kosmos.plugin.testing`)."""
+"""The recommender plugin contract, its discovery, and the conformance suite
+(`kosmos.plugin.testing`)."""
 
 from kosmos.plugin.protocol import (
     Capabilities,
@@ -7,9 +8,9 @@ from kosmos.plugin.protocol import (
     Interaction,
     InteractionType,
     NotFitted,
-    RecommendQuery,
     Recommender,
     RecommenderFactory,
+    RecommendQuery,
     Scored,
     SimilarItemsQuery,
     TrainingData,

@@ -62,8 +62,9 @@ def checkerboard() -> TrainingData:
                     continue
                 t += 60
                 interactions.append(
-                    Interaction(customer(group, c), item(group, i), InteractionType.PURCHASE,
-                                1.0, t)
+                    Interaction(
+                        customer(group, c), item(group, i), InteractionType.PURCHASE, 1.0, t
+                    )
                 )
     items = [item(g, i) for g in ("a", "b") for i in range(ITEMS_PER_GROUP)] + ["unsold"]
     return TrainingData(
@@ -73,8 +74,11 @@ def checkerboard() -> TrainingData:
             customer(g, c): {"group": g} for g in ("a", "b") for c in range(GROUP_SIZE)
         },
         item_features={
-            **{item(g, i): {"category": f"cat-{g}", "group": g}
-               for g in ("a", "b") for i in range(ITEMS_PER_GROUP)},
+            **{
+                item(g, i): {"category": f"cat-{g}", "group": g}
+                for g in ("a", "b")
+                for i in range(ITEMS_PER_GROUP)
+            },
             "unsold": {"category": "other"},
         },
         now=t,
@@ -109,7 +113,9 @@ class RecommenderContract:
         model.fit(data)
         return model
 
-    def query(self, data: TrainingData, customer_id: str, k: int = 5, **kw: object) -> RecommendQuery:
+    def query(
+        self, data: TrainingData, customer_id: str, k: int = 5, **kw: object
+    ) -> RecommendQuery:
         return RecommendQuery(
             customer_id=customer_id,
             k=k,
@@ -131,7 +137,9 @@ class RecommenderContract:
         with pytest.raises(NotFitted):
             self.make_recommender().recommend(RecommendQuery(customer_id="a-c0", k=3))
 
-    def test_k_is_respected_and_scores_descend(self, fitted: Recommender, data: TrainingData) -> None:
+    def test_k_is_respected_and_scores_descend(
+        self, fitted: Recommender, data: TrainingData
+    ) -> None:
         for k in (1, 3, 7):
             result = fitted.recommend(self.query(data, customer("a", 1), k=k))
             assert 0 < len(result) <= k
@@ -228,8 +236,9 @@ class RecommenderContract:
 
     def test_explain(self, fitted: Recommender, data: TrainingData) -> None:
         c = customer("a", 1)
-        q = ExplainQuery(customer_id=c, item_id=item("a", withheld(1)),
-                         recent_interactions=history(data, c))
+        q = ExplainQuery(
+            customer_id=c, item_id=item("a", withheld(1)), recent_interactions=history(data, c)
+        )
         if not fitted.capabilities.explain:
             with pytest.raises(Unsupported):
                 fitted.explain(q)

@@ -5,4 +5,9 @@ from kosmos.common.runner import run_service
 from kosmos.profile import services
 
 if __name__ == "__main__":
-    run_service("kosmos-profile", KOSMOS_PROFILE_LISTEN, "0.0.0.0:50061", lambda store, _env: services(store))
+    run_service(
+        "kosmos-profile",
+        KOSMOS_PROFILE_LISTEN,
+        "0.0.0.0:50061",
+        lambda store, _env: services(store),
+    )

@@ -38,7 +38,9 @@ def customer_to_proto(customer: Customer) -> common_pb2.Customer:
     return common_pb2.Customer(
         name=customer_name(customer.shop_id, customer.customer_id),
         attributes=customer.attributes,
-        exclusions=[common_pb2.Exclusion(kind=int(e.kind), value=e.value) for e in customer.exclusions],
+        exclusions=[
+            common_pb2.Exclusion(kind=int(e.kind), value=e.value) for e in customer.exclusions
+        ],
         create_time=to_timestamp(customer.create_time),
         update_time=to_timestamp(customer.update_time),
     )
@@ -94,7 +96,9 @@ class ProfileServicer(profile_service_pb2_grpc.ProfileServiceServicer):  # type:
         for n, path in enumerate(paths):
             if path not in UPDATABLE:
                 raise InvalidArgument(
-                    f"update_mask.paths[{n}]", "NOT_UPDATABLE", f"{path!r} is not one of {UPDATABLE}"
+                    f"update_mask.paths[{n}]",
+                    "NOT_UPDATABLE",
+                    f"{path!r} is not one of {UPDATABLE}",
                 )
         attributes = (
             check_attributes(request.customer.attributes, "customer.attributes")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import grpc
 
 from kosmos.common.config import RecommendationSettings
-from collections.abc import Mapping
-
 from kosmos.common.server import Service
 from kosmos.plugin import LoadedPlugin, discover
 from kosmos.recommendation.domain import Context, Recommendations
@@ -15,9 +15,9 @@ from kosmos.recommendation.servicer import RecommendationServicer
 from kosmos.store import Store
 from kosmos.v1 import recommendation_service_pb2, recommendation_service_pb2_grpc
 
-SERVICE_NAME = (
-    recommendation_service_pb2.DESCRIPTOR.services_by_name["RecommendationService"].full_name
-)
+SERVICE_NAME = recommendation_service_pb2.DESCRIPTOR.services_by_name[
+    "RecommendationService"
+].full_name
 
 __all__ = ["SERVICE_NAME", "Context", "ModelHub", "Recommendations", "services"]
 
@@ -54,7 +54,9 @@ def services(
     )
 
     def register(server: grpc.Server) -> None:
-        recommendation_service_pb2_grpc.add_RecommendationServiceServicer_to_server(servicer, server)
+        recommendation_service_pb2_grpc.add_RecommendationServiceServicer_to_server(
+            servicer, server
+        )
         models.start()
 
     return [Service(SERVICE_NAME, register, stop=models.stop)]

@@ -42,8 +42,11 @@ class Context:
     cart_item_ids: frozenset[str] = frozenset()
 
     def as_mapping(self) -> dict[str, str]:
-        return {k: v for k, v in (("channel", self.channel), ("device", self.device),
-                                  ("page", self.page)) if v}
+        return {
+            k: v
+            for k, v in (("channel", self.channel), ("device", self.device), ("page", self.page))
+            if v
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,12 +118,15 @@ class Recommendations:
         customer = self._customer(shop_id, customer_id)
         recent = [
             to_plugin(i)
-            for i in self.store.list_interactions(shop_id, customer_id, None, self.recent_interactions)
+            for i in self.store.list_interactions(
+                shop_id, customer_id, None, self.recent_interactions
+            )
         ]
         excluded = self.store.dismissed_item_ids(shop_id, customer_id) | context.cart_item_ids
         cooled = self.clock() - self.repurchase_cooldown
-        excluded |= {i.item_id for i in recent
-                     if i.type is InteractionType.PURCHASE and i.time >= cooled}
+        excluded |= {
+            i.item_id for i in recent if i.type is InteractionType.PURCHASE and i.time >= cooled
+        }
         excluded |= {e.value for e in customer.exclusions if e.kind is ExclusionKind.ITEM}
         want = offset + page_size
         query = RecommendQuery(
@@ -164,7 +170,9 @@ class Recommendations:
             excluded |= {e.value for e in customer.exclusions if e.kind is ExclusionKind.ITEM}
         want = offset + page_size
         query = SimilarItemsQuery(
-            item_id=item_id, k=want * OVERFETCH + OVERFETCH_MARGIN, exclude_item_ids=frozenset(excluded)
+            item_id=item_id,
+            k=want * OVERFETCH + OVERFETCH_MARGIN,
+            exclude_item_ids=frozenset(excluded),
         )
         with tracer.start_as_current_span("recommend.candidates") as span:
             gathered = _Gathered()
@@ -204,8 +212,10 @@ class Recommendations:
             # A shopper never sees a recommender's failure: the chain moves on.
             log.warning("recommender %r failed for shop %r: %s", name, shop_id, exc)
             span = trace.get_current_span()
-            span.add_event("recommender.failed", {"kosmos.recommender": name,
-                                                  "exception.type": type(exc).__name__})
+            span.add_event(
+                "recommender.failed",
+                {"kosmos.recommender": name, "exception.type": type(exc).__name__},
+            )
             return []
 
     def _finish(
@@ -221,10 +231,12 @@ class Recommendations:
             items = self.catalog.items(shop_id)
             categories = brands = frozenset[str]()
             if customer is not None:
-                categories = frozenset(e.value for e in customer.exclusions
-                                       if e.kind is ExclusionKind.CATEGORY)
-                brands = frozenset(e.value for e in customer.exclusions
-                                   if e.kind is ExclusionKind.BRAND)
+                categories = frozenset(
+                    e.value for e in customer.exclusions if e.kind is ExclusionKind.CATEGORY
+                )
+                brands = frozenset(
+                    e.value for e in customer.exclusions if e.kind is ExclusionKind.BRAND
+                )
             kept = []
             for c in gathered.candidates:
                 item = items.get(c.scored.item_id)
@@ -236,8 +248,9 @@ class Recommendations:
                     or (item.brand and item.brand in brands)
                 ):
                     continue
-                kept.append(Offer(item, c.scored.score, c.scored.reason or DEFAULT_REASON,
-                                  c.recommender))
+                kept.append(
+                    Offer(item, c.scored.score, c.scored.reason or DEFAULT_REASON, c.recommender)
+                )
             span.set_attribute("kosmos.candidates.kept", len(kept))
         with tracer.start_as_current_span("recommend.rank"):
             return self._vary(kept, want + 1)

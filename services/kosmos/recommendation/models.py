@@ -105,7 +105,10 @@ class ModelHub:
                 self._models[(shop_id, name)] = model
                 log.info(
                     "fitted %r for shop %r on %d interactions in %.2fs",
-                    name, shop_id, len(data.interactions), time.perf_counter() - started,
+                    name,
+                    shop_id,
+                    len(data.interactions),
+                    time.perf_counter() - started,
                 )
             self._fitted_shops.add(shop_id)
 

@@ -44,7 +44,9 @@ def _cursor(token: str, scope: str) -> tuple[int, str]:
         return 0, ""
     offset, rid = cursor.get("offset"), cursor.get("rid")
     if not isinstance(offset, int) or not isinstance(rid, str) or not 0 < offset <= MAX_OFFSET:
-        raise InvalidArgument("page_token", "INVALID_PAGE_TOKEN", "is not a token this request returned")
+        raise InvalidArgument(
+            "page_token", "INVALID_PAGE_TOKEN", "is not a token this request returned"
+        )
     return offset, rid
 
 
@@ -61,9 +63,12 @@ def _context(message: Any) -> Context:
                 f"context.{text}", "TOO_LONG", f"must be at most {MAX_CONTEXT_TEXT} characters"
             )
     if len(message.cart_item_ids) > MAX_CART:
-        raise InvalidArgument("context.cart_item_ids", "TOO_MANY_ENTRIES", f"takes at most {MAX_CART}")
+        raise InvalidArgument(
+            "context.cart_item_ids", "TOO_MANY_ENTRIES", f"takes at most {MAX_CART}"
+        )
     cart = frozenset(
-        check_resource_id(i, f"context.cart_item_ids[{n}]") for n, i in enumerate(message.cart_item_ids)
+        check_resource_id(i, f"context.cart_item_ids[{n}]")
+        for n, i in enumerate(message.cart_item_ids)
     )
     return Context(message.channel, message.device, message.page, cart)
 

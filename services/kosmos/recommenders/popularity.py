@@ -81,8 +81,14 @@ class PopularityRecommender:
         names: dict[str, int] = {}
         codes = np.array([names.setdefault(c, len(names)) for c in categories], dtype=np.int64)
         return _Model(
-            tuple(item_ids), {i: n for n, i in enumerate(item_ids)}, scores, raw,
-            tuple(categories), codes, names, now,
+            tuple(item_ids),
+            {i: n for n, i in enumerate(item_ids)},
+            scores,
+            raw,
+            tuple(categories),
+            codes,
+            names,
+            now,
         )
 
     def fit(self, data: TrainingData) -> None:
@@ -114,7 +120,9 @@ class PopularityRecommender:
             now = max([model.now, *(i.time for i in interactions)])
             raw *= self._decay(np.array([model.now]), now)[0]  # age the old counts to `now`
             for i in interactions:
-                raw[index[i.item_id]] += max(i.weight, 0.0) * self._decay(np.array([i.time]), now)[0]
+                raw[index[i.item_id]] += (
+                    max(i.weight, 0.0) * self._decay(np.array([i.time]), now)[0]
+                )
             self._model = self._build(item_ids, raw, categories, now)
 
     def _require(self) -> _Model:
@@ -207,8 +215,10 @@ class PopularityRecommender:
         self.half_life_seconds = float(payload["half_life_seconds"])
         self.category_boost = float(payload["category_boost"])
         self._model = self._build(
-            payload["item_ids"], np.array(payload["raw"], dtype=np.float64),
-            payload["categories"], float(payload["now"]),
+            payload["item_ids"],
+            np.array(payload["raw"], dtype=np.float64),
+            payload["categories"],
+            float(payload["now"]),
         )
 
 

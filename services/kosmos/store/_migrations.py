@@ -23,5 +23,7 @@ def load(dialect: str) -> list[Migration]:
             found.append(Migration(int(version), rest.removesuffix(".sql"), entry.read_text()))
     found.sort(key=lambda m: m.version)
     if [m.version for m in found] != list(range(1, len(found) + 1)):
-        raise RuntimeError(f"{dialect} migrations are not numbered 1..n: {[m.version for m in found]}")
+        raise RuntimeError(
+            f"{dialect} migrations are not numbered 1..n: {[m.version for m in found]}"
+        )
     return found

@@ -178,7 +178,11 @@ class SQLiteStore:
 
     def get_shop(self, shop_id: str) -> Shop | None:
         rows = self._query("SELECT * FROM shops WHERE shop_id = ?", (shop_id,))
-        return Shop(rows[0]["shop_id"], rows[0]["display_name"], rows[0]["create_time"]) if rows else None
+        return (
+            Shop(rows[0]["shop_id"], rows[0]["display_name"], rows[0]["create_time"])
+            if rows
+            else None
+        )
 
     def list_shop_ids(self) -> list[str]:
         return [row[0] for row in self._query("SELECT shop_id FROM shops ORDER BY shop_id")]
@@ -190,8 +194,8 @@ class SQLiteStore:
         try:
             with self._write() as conn:
                 conn.execute(
-                    "INSERT INTO customers (shop_id, customer_id, attributes, exclusions, create_time,"
-                    " update_time) VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO customers (shop_id, customer_id, attributes, exclusions,"
+                    " create_time, update_time) VALUES (?, ?, ?, ?, ?, ?)",
                     (
                         customer.shop_id,
                         customer.customer_id,
@@ -298,8 +302,17 @@ class SQLiteStore:
                     (shop_id,),
                 )
         return [
-            Item(i.shop_id, i.item_id, i.title, i.category, i.brand, i.price, i.available,
-                 dict(i.attributes), now)
+            Item(
+                i.shop_id,
+                i.item_id,
+                i.title,
+                i.category,
+                i.brand,
+                i.price,
+                i.available,
+                dict(i.attributes),
+                now,
+            )
             for i in items
         ]
 
@@ -368,8 +381,16 @@ class SQLiteStore:
                     ),
                 )
                 stored.append(
-                    Interaction(shop_id, i.customer_id, i.item_id, i.type, i.event_time, i.value,
-                                i.recommendation_id, int(cursor.lastrowid or 0))
+                    Interaction(
+                        shop_id,
+                        i.customer_id,
+                        i.item_id,
+                        i.type,
+                        i.event_time,
+                        i.value,
+                        i.recommendation_id,
+                        int(cursor.lastrowid or 0),
+                    )
                 )
         return stored, False
 

@@ -22,13 +22,18 @@ def main() -> int:
         str(p.relative_to(PROTO_ROOT)) for p in (PROTO_ROOT / "kosmos/v1").glob("*.proto")
     )
     well_known = str(resources.files("grpc_tools") / "_proto")
+    bin_dir = Path(sys.executable).parent
     args = [
         "protoc",
         f"-I{PROTO_ROOT}",
         f"-I{well_known}",
         f"--python_out={OUT}",
-        f"--pyi_out={OUT}",
         f"--grpc_python_out={OUT}",
+        # mypy-protobuf's stubs type both the messages and the gRPC stubs and servicers.
+        f"--plugin=protoc-gen-mypy={bin_dir / 'protoc-gen-mypy'}",
+        f"--plugin=protoc-gen-mypy_grpc={bin_dir / 'protoc-gen-mypy_grpc'}",
+        f"--mypy_out={OUT}",
+        f"--mypy_grpc_out={OUT}",
         *protos,
     ]
     code = protoc.main(args)

@@ -22,7 +22,7 @@ def _tail(name: str) -> str:
 
 
 def _enum(value: int, enum: object, prefix: str) -> str:
-    return enum.Name(value).removeprefix(prefix).lower()  # type: ignore[attr-defined]
+    return str(enum.Name(value)).removeprefix(prefix).lower()  # type: ignore[attr-defined]
 
 
 def _offers_table(title: str, offers: Sequence[object]) -> Table:

@@ -7,6 +7,7 @@ public API (exactly as a shop's backend would); later runs reuse the database.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import os
 import time
@@ -63,7 +64,7 @@ def load(client: KosmosClient, shop: SyntheticShop, console: Console) -> None:
             progress.advance(task)
         task = progress.add_task("interactions", total=len(shop.interactions))
         for start in range(0, len(shop.interactions), BATCH):
-            batch = shop.interactions[start : start + BATCH]
+            events = shop.interactions[start : start + BATCH]
             client.record_interactions(
                 SHOP,
                 [
@@ -74,16 +75,14 @@ def load(client: KosmosClient, shop: SyntheticShop, console: Console) -> None:
                         value=i.value,
                         event_time=_utc(i.time),
                     )
-                    for i in batch
+                    for i in events
                 ],
                 request_id=f"demo-load-{start}",
             )
-            progress.advance(task, len(batch))
+            progress.advance(task, len(events))
 
 
-def _utc(seconds: float):  # noqa: ANN202 (datetime, imported lazily for speed of --help)
-    import datetime as dt
-
+def _utc(seconds: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(seconds, tz=dt.UTC)
 
 

@@ -60,7 +60,7 @@ def item_from_proto(message: Any, shop_id: str, field: str) -> Item:
     )
 
 
-class CatalogServicer(catalog_service_pb2_grpc.CatalogServiceServicer):  # type: ignore[misc]
+class CatalogServicer(catalog_service_pb2_grpc.CatalogServiceServicer):
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
 

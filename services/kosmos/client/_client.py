@@ -70,10 +70,10 @@ class _Stubs:
     recommendation: Any = field(default=None)
 
 
-def interaction_type(name: str) -> int:
+def interaction_type(name: str) -> common_pb2.InteractionType.ValueType:
     """``"add_to_cart"`` → ``INTERACTION_TYPE_ADD_TO_CART``; ValueError for unknown names."""
     try:
-        return int(common_pb2.InteractionType.Value(f"INTERACTION_TYPE_{name.upper()}"))
+        return common_pb2.InteractionType.Value(f"INTERACTION_TYPE_{name.upper()}")
     except ValueError:
         kinds = [
             n.removeprefix("INTERACTION_TYPE_").lower() for n in common_pb2.InteractionType.keys()
@@ -143,11 +143,15 @@ class KosmosClient:
         request = profile_service_pb2.CreateShopRequest(
             shop_id=shop_id, shop=common_pb2.Shop(display_name=display_name)
         )
-        return self._call(self._stubs.profile.CreateShop, request, timeout).shop
+        response = self._call(self._stubs.profile.CreateShop, request, timeout)
+        result: common_pb2.Shop = response.shop
+        return result
 
     def get_shop(self, shop_id: str, *, timeout: float | None = None) -> common_pb2.Shop:
         request = profile_service_pb2.GetShopRequest(name=f"shops/{shop_id}")
-        return self._call(self._stubs.profile.GetShop, request, timeout).shop
+        response = self._call(self._stubs.profile.GetShop, request, timeout)
+        result: common_pb2.Shop = response.shop
+        return result
 
     def create_customer(
         self,
@@ -166,7 +170,9 @@ class KosmosClient:
                 attributes=dict(attributes or {}), exclusions=_exclusions(exclusions)
             ),
         )
-        return self._call(self._stubs.profile.CreateCustomer, request, timeout).customer
+        response = self._call(self._stubs.profile.CreateCustomer, request, timeout)
+        result: common_pb2.Customer = response.customer
+        return result
 
     def get_customer(
         self, shop_id: str, customer_id: str, *, timeout: float | None = None
@@ -174,7 +180,9 @@ class KosmosClient:
         request = profile_service_pb2.GetCustomerRequest(
             name=f"shops/{shop_id}/customers/{customer_id}"
         )
-        return self._call(self._stubs.profile.GetCustomer, request, timeout).customer
+        response = self._call(self._stubs.profile.GetCustomer, request, timeout)
+        result: common_pb2.Customer = response.customer
+        return result
 
     def update_customer(
         self,
@@ -197,7 +205,9 @@ class KosmosClient:
             ),
             update_mask=field_mask_pb2.FieldMask(paths=paths),
         )
-        return self._call(self._stubs.profile.UpdateCustomer, request, timeout).customer
+        response = self._call(self._stubs.profile.UpdateCustomer, request, timeout)
+        result: common_pb2.Customer = response.customer
+        return result
 
     def delete_customer(
         self, shop_id: str, customer_id: str, *, timeout: float | None = None
@@ -238,7 +248,9 @@ class KosmosClient:
         self, shop_id: str, item_id: str, *, timeout: float | None = None
     ) -> common_pb2.Item:
         request = catalog_service_pb2.GetItemRequest(name=f"shops/{shop_id}/items/{item_id}")
-        return self._call(self._stubs.catalog.GetItem, request, timeout).item
+        response = self._call(self._stubs.catalog.GetItem, request, timeout)
+        result: common_pb2.Item = response.item
+        return result
 
     # -- feedback ----------------------------------------------------------------------------
 

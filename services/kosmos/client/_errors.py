@@ -78,11 +78,11 @@ _BY_CODE: dict[grpc.StatusCode, type[KosmosRpcError]] = {
 
 def from_rpc_error(error: grpc.RpcError) -> KosmosRpcError:
     """The typed exception for a failed call."""
-    code: grpc.StatusCode = error.code()  # type: ignore[attr-defined]
-    message: str = error.details() or ""  # type: ignore[attr-defined]
+    code: grpc.StatusCode = error.code()
+    message: str = error.details() or ""
     reason = domain = ""
     violations: list[FieldViolation] = []
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     if status is not None:
         for detail in status.details:
             if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):

@@ -73,6 +73,7 @@ class ConfigError(ValueError):
 
 
 T = TypeVar("T")
+_NONE: tuple[str, ...] = ()
 
 
 def _read(env: Mapping[str, str], name: str, default: T, parse: Callable[[str], T]) -> T:
@@ -193,7 +194,7 @@ class RecommendationSettings:
                 plugin_settings.setdefault(plugin.lower(), {})[setting.lower()] = value
         return cls(
             routing=routing,
-            disabled=frozenset(_read(env, KOSMOS_DISABLED_RECOMMENDERS, (), _names)),
+            disabled=frozenset(_read(env, KOSMOS_DISABLED_RECOMMENDERS, _NONE, _names)),
             refresh_seconds=_read(
                 env, KOSMOS_MODEL_REFRESH_SECONDS, defaults.refresh_seconds, _non_negative_float
             ),

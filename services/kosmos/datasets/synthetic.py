@@ -101,10 +101,6 @@ class SyntheticShop:
     end_time: float
 
 
-def _identity(values: Iterable[T], _total: int) -> Iterable[T]:
-    return values
-
-
 def generate(
     customers: int = 200,
     items: int = 120,
@@ -169,14 +165,12 @@ def generate(
 
     start = end_time - days * DAY
     events: list[SyntheticInteraction] = []
-    bar = _identity
+    rows: Iterable[int] = range(customers)
     if progress:
         from rich.progress import track
 
-        def bar(values: Iterable[T], total: int) -> Iterable[T]:
-            return track(values, total=total, description="generating interactions")
-
-    for n in bar(range(customers), customers):
+        rows = track(rows, total=customers, description="generating interactions")
+    for n in rows:
         events.extend(
             _customer_events(
                 rng,

@@ -35,7 +35,7 @@ def interaction_to_proto(i: Interaction) -> common_pb2.Interaction:
         name=interaction_name(i.shop_id, i.customer_id, i.seq),
         customer=customer_name(i.shop_id, i.customer_id),
         item_id=i.item_id,
-        type=int(i.type),
+        type=common_pb2.InteractionType.ValueType(i.type),
         value=i.value,
         event_time=to_timestamp(i.event_time),
         recommendation_id=i.recommendation_id,
@@ -77,7 +77,7 @@ def interaction_from_proto(message: Any, shop_id: str, field: str, now: float) -
     )
 
 
-class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):  # type: ignore[misc]
+class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
     def __init__(self, feedback: Feedback) -> None:
         self.feedback = feedback
 

@@ -39,7 +39,8 @@ def customer_to_proto(customer: Customer) -> common_pb2.Customer:
         name=customer_name(customer.shop_id, customer.customer_id),
         attributes=customer.attributes,
         exclusions=[
-            common_pb2.Exclusion(kind=int(e.kind), value=e.value) for e in customer.exclusions
+            common_pb2.Exclusion(kind=common_pb2.ExclusionKind.ValueType(e.kind), value=e.value)
+            for e in customer.exclusions
         ],
         create_time=to_timestamp(customer.create_time),
         update_time=to_timestamp(customer.update_time),
@@ -60,7 +61,7 @@ def exclusions_from_proto(exclusions: Any, field: str) -> list[Exclusion]:
     return result
 
 
-class ProfileServicer(profile_service_pb2_grpc.ProfileServiceServicer):  # type: ignore[misc]
+class ProfileServicer(profile_service_pb2_grpc.ProfileServiceServicer):
     def __init__(self, profiles: Profiles) -> None:
         self.profiles = profiles
 

@@ -73,7 +73,7 @@ def _context(message: Any) -> Context:
     return Context(message.channel, message.device, message.page, cart)
 
 
-class RecommendationServicer(recommendation_service_pb2_grpc.RecommendationServiceServicer):  # type: ignore[misc]
+class RecommendationServicer(recommendation_service_pb2_grpc.RecommendationServiceServicer):
     def __init__(self, recommendations: Recommendations) -> None:
         self.recommendations = recommendations
 

@@ -28,8 +28,9 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-from kosmos.plugin import Interaction, InteractionType, RecommendQuery, TrainingData
 from kosmos_lightfm import LightFMRecommender, LightFMSettings
+
+from kosmos.plugin import Interaction, InteractionType, RecommendQuery, TrainingData
 
 RETAIL = Path("/work/shared/data/online-retail/online_retail.csv.gz")
 K = 10

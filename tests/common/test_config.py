@@ -22,7 +22,8 @@ def test_defaults():
         5.0,
     )
     r = RecommendationSettings.from_env({})
-    assert r.routing == ("popularity",) and r.max_per_category == 3
+    assert r.routing.chain(True) == ("popularity",) == r.routing.chain(False)
+    assert r.max_per_category == 3
 
 
 def test_values_are_read():
@@ -36,7 +37,8 @@ def test_values_are_read():
     c = ServerConfig.from_env(config.KOSMOS_FEEDBACK_LISTEN, "x:1", env)
     r = RecommendationSettings.from_env(env)
     assert (c.listen, c.workers) == ("127.0.0.1:9", 4)
-    assert r.routing == ("als", "popularity") and r.disabled == {"bpr"}
+    assert r.routing.warm == ("als", "popularity") == r.routing.cold
+    assert r.disabled == {"bpr"}
     assert r.plugin_settings == {"als": {"factors": "32"}}
 
 
@@ -60,6 +62,8 @@ def test_bad_server_values_name_the_variable(env, variable):
     [
         ({"KOSMOS_ROUTING": " , "}, "KOSMOS_ROUTING"),
         ({"KOSMOS_ROUTING": "a b"}, "KOSMOS_ROUTING"),
+        ({"KOSMOS_ROUTING": "warm=als"}, "KOSMOS_ROUTING"),
+        ({"KOSMOS_ROUTING": "hot=als;cold=lightfm"}, "KOSMOS_ROUTING"),
         ({"KOSMOS_MAX_PER_CATEGORY": "0"}, "KOSMOS_MAX_PER_CATEGORY"),
         ({"KOSMOS_PLUGIN__ALS": "1"}, "KOSMOS_PLUGIN__ALS"),
     ],

@@ -12,6 +12,7 @@ from kosmos.client import InteractionInput, InvalidArgumentError, NotFoundError
 from kosmos.common import deadline
 from kosmos.common.config import RecommendationSettings
 from kosmos.plugin import Capabilities, LoadedPlugin, RecommendQuery, Scored, Unsupported
+from kosmos.plugin.routing import Routing
 from kosmos.recommenders.popularity import create as popularity
 from kosmos.v1 import recommendation_service_pb2 as pb
 from kosmos.v1 import recommendation_service_pb2_grpc
@@ -219,7 +220,7 @@ def plugins(**factories):
 
 
 def test_a_failing_recommender_is_skipped_for_the_next(store):
-    settings = RecommendationSettings(routing=("broken", "popularity"), refresh_seconds=0)
+    settings = RecommendationSettings(routing=Routing.parse("broken,popularity"), refresh_seconds=0)
     c = start_cluster(store, settings, plugins(broken=lambda s: Broken()))
     try:
         small_shop(c.client)
@@ -231,7 +232,9 @@ def test_a_failing_recommender_is_skipped_for_the_next(store):
 
 
 def test_the_callers_deadline_reaches_the_recommender(store):
-    settings = RecommendationSettings(routing=("watcher", "popularity"), refresh_seconds=0)
+    settings = RecommendationSettings(
+        routing=Routing.parse("watcher,popularity"), refresh_seconds=0
+    )
     DeadlineWatcher.seen = []
     c = start_cluster(store, settings, plugins(watcher=lambda s: DeadlineWatcher()))
     try:
@@ -259,7 +262,9 @@ class Blocking(Broken):
 
 
 def test_an_expired_deadline_is_deadline_exceeded(store):
-    settings = RecommendationSettings(routing=("blocking", "popularity"), refresh_seconds=0)
+    settings = RecommendationSettings(
+        routing=Routing.parse("blocking,popularity"), refresh_seconds=0
+    )
     c = start_cluster(store, settings, plugins(blocking=lambda s: Blocking()))
     try:
         small_shop(c.client)
@@ -272,5 +277,28 @@ def test_an_expired_deadline_is_deadline_exceeded(store):
         assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     finally:
         Blocking.release.set()
+        c.client.close()
+        c.server.stop(None).wait()
+
+
+class Fixed(Broken):
+    """Always proposes the same item, so its offers are easy to recognise."""
+
+    def recommend(self, query):
+        return [Scored("i21", 5.0, "Because you are new here")]
+
+
+def test_cold_and_warm_customers_are_routed_to_their_own_chains(store):
+    routing = Routing.parse("warm=popularity;cold=fixed,popularity")
+    settings = RecommendationSettings(routing=routing, refresh_seconds=0)
+    c = start_cluster(store, settings, plugins(fixed=lambda s: Fixed()))
+    try:
+        small_shop(c.client)
+        cold = c.client.recommend("acme", "alice", page_size=3)
+        assert cold.offers[0].recommender == "fixed"
+        c.client.record_interactions("acme", [InteractionInput("alice", "i02", "view")])
+        warm = c.client.recommend("acme", "alice", page_size=3)
+        assert {o.recommender for o in warm.offers} == {"popularity"}
+    finally:
         c.client.close()
         c.server.stop(None).wait()

@@ -5,6 +5,7 @@ each class below, so the fixed seed is not a lucky one.
 """
 
 import kosmos_lightfm
+
 from kosmos.plugin.testing import RecommenderContract
 
 SMALL = {"no_components": "8", "epochs": "20", "random_state": "42", "num_threads": "1"}

@@ -7,6 +7,14 @@ from dataclasses import replace
 import kosmos_lightfm
 import numpy as np
 import pytest
+from kosmos_lightfm import (
+    COLD_REASON,
+    FALLBACK_REASON,
+    WARM_REASON,
+    LightFMRecommender,
+    LightFMSettings,
+)
+
 from kosmos.plugin import (
     ENTRY_POINT_GROUP,
     Interaction,
@@ -24,13 +32,6 @@ from kosmos.plugin.testing import (
     history,
     item,
     withheld,
-)
-from kosmos_lightfm import (
-    COLD_REASON,
-    FALLBACK_REASON,
-    WARM_REASON,
-    LightFMRecommender,
-    LightFMSettings,
 )
 
 SETTINGS = LightFMSettings(no_components=8, epochs=20)

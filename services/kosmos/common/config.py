@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Self, TypeVar
 
+from kosmos.plugin.routing import Routing
+
 KOSMOS_DATABASE_URL = "KOSMOS_DATABASE_URL"
 """Where the data lives: ``sqlite:///path.db`` (embedded) or ``postgresql://...``.
 Default: ``"sqlite:///kosmos.db"``."""
@@ -41,7 +43,8 @@ KOSMOS_LOG_LEVEL = "KOSMOS_LOG_LEVEL"
 
 KOSMOS_ROUTING = "KOSMOS_ROUTING"
 """The recommender chain, comma-separated, tried in order; later ones fill what earlier ones
-could not. Default: ``"popularity"``."""
+could not. One chain per segment: ``warm=als,popularity;cold=lightfm,popularity`` (cold: no
+interactions yet). Default: ``"popularity"``."""
 
 KOSMOS_DISABLED_RECOMMENDERS = "KOSMOS_DISABLED_RECOMMENDERS"
 """Recommender plugins never to load, comma-separated. Default: empty."""
@@ -107,6 +110,10 @@ def _address(raw: str) -> str:
     return raw
 
 
+def _routing(raw: str) -> Routing:
+    return Routing.parse(raw)
+
+
 def _names(raw: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in raw.split(",") if n.strip())
     for name in names:
@@ -170,7 +177,7 @@ class RecommendationSettings:
         plugin_settings: See `KOSMOS_PLUGIN_PREFIX`; plugin name → setting → value.
     """
 
-    routing: tuple[str, ...] = ("popularity",)
+    routing: Routing = field(default_factory=Routing)
     disabled: frozenset[str] = frozenset()
     refresh_seconds: float = 60.0
     max_per_category: int = 3
@@ -182,9 +189,7 @@ class RecommendationSettings:
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Self:
         """Reads the recommendation settings; raises ConfigError naming a bad variable."""
         defaults = cls()
-        routing = _read(env, KOSMOS_ROUTING, defaults.routing, _names)
-        if not routing:
-            raise ConfigError(f"{KOSMOS_ROUTING} names no recommender")
+        routing = _read(env, KOSMOS_ROUTING, defaults.routing, _routing)
         plugin_settings: dict[str, dict[str, str]] = {}
         for name, value in env.items():
             if name.startswith(KOSMOS_PLUGIN_PREFIX):

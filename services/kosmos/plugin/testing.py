@@ -159,6 +159,15 @@ class RecommenderContract:
         result = fitted.recommend(self.query(data, c, k=5, filter_already_seen=True))
         assert result and not seen & set(self.ids(result))
 
+    def test_already_seen_at_fit_time_is_filtered_without_recent_interactions(
+        self, fitted: Recommender, data: TrainingData
+    ) -> None:
+        # The service may pass few or no recent interactions: the model must remember.
+        c = customer("a", 5)
+        seen = {i.item_id for i in history(data, c)}
+        result = fitted.recommend(RecommendQuery(customer_id=c, k=5, filter_already_seen=True))
+        assert result and not seen & set(self.ids(result))
+
     def test_withheld_item_ranks_first(self, fitted: Recommender, data: TrainingData) -> None:
         if not self.personalized:
             pytest.skip("not a personalized recommender")

@@ -38,9 +38,9 @@ def services(
         kosmos.plugin.PluginLoadError: A routed recommender cannot be loaded.
     """
     if plugins is None:
-        plugins = discover(required=settings.routing, disabled=settings.disabled)
+        plugins = discover(required=settings.routing.names, disabled=settings.disabled)
     models = ModelHub(
-        store, plugins, settings.routing, settings.plugin_settings, settings.refresh_seconds
+        store, plugins, settings.routing.names, settings.plugin_settings, settings.refresh_seconds
     )
     servicer = RecommendationServicer(
         Recommendations(

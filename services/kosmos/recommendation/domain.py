@@ -18,6 +18,7 @@ from kosmos.common.names import customer_name, item_name, shop_name
 from kosmos.plugin import Recommender, RecommendQuery, Scored, SimilarItemsQuery
 from kosmos.recommendation.catalog_cache import CatalogCache
 from kosmos.recommendation.models import ModelHub
+from kosmos.plugin.routing import Candidate, Routing, run_chain
 from kosmos.recommendation.signals import to_plugin
 from kosmos.store import Store
 from kosmos.store.records import Customer, ExclusionKind, InteractionType, Item
@@ -64,24 +65,6 @@ class OfferPage:
     has_more: bool
 
 
-@dataclass(slots=True)
-class _Candidate:
-    scored: Scored
-    recommender: str
-
-
-@dataclass(slots=True)
-class _Gathered:
-    candidates: list[_Candidate] = field(default_factory=list)
-    seen: set[str] = field(default_factory=set)
-
-    def add(self, results: Sequence[Scored], recommender: str) -> None:
-        for scored in results:
-            if scored.item_id not in self.seen:
-                self.seen.add(scored.item_id)
-                self.candidates.append(_Candidate(scored, recommender))
-
-
 class Recommendations:
     """Serves offers from the routed chain of recommenders."""
 
@@ -89,7 +72,7 @@ class Recommendations:
         self,
         store: Store,
         models: ModelHub,
-        routing: Sequence[str],
+        routing: Routing,
         max_per_category: int,
         recent_interactions: int,
         repurchase_cooldown_hours: float = 24.0,
@@ -97,7 +80,7 @@ class Recommendations:
     ) -> None:
         self.store = store
         self.models = models
-        self.routing = tuple(routing)
+        self.routing = routing
         self.max_per_category = max_per_category
         self.recent_interactions = recent_interactions
         self.repurchase_cooldown = repurchase_cooldown_hours * 3600.0
@@ -137,15 +120,9 @@ class Recommendations:
             customer_features=customer.attributes,
             context=context.as_mapping(),
         )
-        with tracer.start_as_current_span("recommend.candidates") as span:
-            gathered = _Gathered()
-            for name in self.routing:
-                if len(gathered.candidates) >= query.k:
-                    break
-                deadline.check("recommend.candidates")
-                gathered.add(self._ask(shop_id, name, lambda m: m.recommend(query)), name)
-            span.set_attribute("kosmos.candidates.count", len(gathered.candidates))
-        offers = self._finish(shop_id, gathered, customer, excluded, want)
+        chain = self.routing.chain(has_history=bool(recent))
+        candidates = self._gather(shop_id, chain, query.k, lambda m: m.recommend(query))
+        offers = self._finish(shop_id, candidates, customer, excluded, want)
         return OfferPage(
             offers=offers[offset:want],
             recommendation_id=recommendation_id or uuid.uuid4().hex,
@@ -174,15 +151,10 @@ class Recommendations:
             k=want * OVERFETCH + OVERFETCH_MARGIN,
             exclude_item_ids=frozenset(excluded),
         )
-        with tracer.start_as_current_span("recommend.candidates") as span:
-            gathered = _Gathered()
-            for name in self.routing:
-                if len(gathered.candidates) >= query.k:
-                    break
-                deadline.check("recommend.candidates")
-                gathered.add(self._ask(shop_id, name, lambda m: m.similar_items(query)), name)
-            span.set_attribute("kosmos.candidates.count", len(gathered.candidates))
-        offers = self._finish(shop_id, gathered, customer, excluded, want)
+        candidates = self._gather(
+            shop_id, self.routing.warm, query.k, lambda m: m.similar_items(query)
+        )
+        offers = self._finish(shop_id, candidates, customer, excluded, want)
         return OfferPage(
             offers=offers[offset:want],
             recommendation_id=recommendation_id or uuid.uuid4().hex,
@@ -199,29 +171,29 @@ class Recommendations:
             raise NotFound("customer", customer_name(shop_id, customer_id))
         return customer
 
-    def _ask(
-        self, shop_id: str, name: str, call: Callable[[Recommender], Sequence[Scored]]
-    ) -> list[Scored]:
-        """One recommender's answer; any failure skips it for the next in the chain."""
-        model = self.models.get(shop_id, name)
-        if model is None:
-            return []
-        try:
-            return list(call(model))
-        except Exception as exc:
-            # A shopper never sees a recommender's failure: the chain moves on.
-            log.warning("recommender %r failed for shop %r: %s", name, shop_id, exc)
-            span = trace.get_current_span()
-            span.add_event(
-                "recommender.failed",
-                {"kosmos.recommender": name, "exception.type": type(exc).__name__},
+    def _gather(
+        self,
+        shop_id: str,
+        chain: Sequence[str],
+        k: int,
+        call: Callable[[Recommender], Sequence[Scored]],
+    ) -> list[Candidate]:
+        def ask(name: str) -> Sequence[Scored] | None:
+            model = self.models.get(shop_id, name)
+            return None if model is None else call(model)
+
+        with tracer.start_as_current_span("recommend.candidates") as span:
+            span.set_attribute("kosmos.routing.chain", ",".join(chain))
+            candidates = run_chain(
+                chain, ask, k, before_each=lambda: deadline.check("recommend.candidates")
             )
-            return []
+            span.set_attribute("kosmos.candidates.count", len(candidates))
+        return candidates
 
     def _finish(
         self,
         shop_id: str,
-        gathered: _Gathered,
+        candidates: list[Candidate],
         customer: Customer | None,
         excluded: set[str] | frozenset[str],
         want: int,
@@ -238,7 +210,7 @@ class Recommendations:
                     e.value for e in customer.exclusions if e.kind is ExclusionKind.BRAND
                 )
             kept = []
-            for c in gathered.candidates:
+            for c in candidates:
                 item = items.get(c.scored.item_id)
                 if (
                     item is None

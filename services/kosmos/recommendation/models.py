@@ -58,14 +58,14 @@ class ModelHub:
         self,
         store: Store,
         plugins: Mapping[str, LoadedPlugin],
-        routing: tuple[str, ...],
+        names: tuple[str, ...],
         plugin_settings: Mapping[str, Mapping[str, str]],
         refresh_seconds: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.plugins = plugins
-        self.routing = routing
+        self.names = names
         self.plugin_settings = plugin_settings
         self.refresh_seconds = refresh_seconds
         self.clock = clock
@@ -93,7 +93,7 @@ class ModelHub:
             span.set_attribute("kosmos.shop", shop_id)
             data = training_data(self.store, shop_id, self.clock())
             span.set_attribute("kosmos.interactions.count", len(data.interactions))
-            for name in self.routing:
+            for name in self.names:
                 started = time.perf_counter()
                 model = self.create(name)
                 try:

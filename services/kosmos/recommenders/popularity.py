@@ -41,6 +41,7 @@ class _Model:
     categories: tuple[str, ...]  # per item; "" when unknown
     category_codes: npt.NDArray[np.int64]  # per item, index into category_names
     category_names: dict[str, int]
+    seen: dict[str, frozenset[str]]  # customer → items they interacted with at fit time
     now: float
 
 
@@ -74,6 +75,7 @@ class PopularityRecommender:
         item_ids: Sequence[str],
         raw: npt.NDArray[np.float64],
         categories: Sequence[str],
+        seen: dict[str, frozenset[str]],
         now: float,
     ) -> _Model:
         top = raw.max() if raw.size else 0.0
@@ -88,6 +90,7 @@ class PopularityRecommender:
             tuple(categories),
             codes,
             names,
+            seen,
             now,
         )
 
@@ -102,7 +105,11 @@ class PopularityRecommender:
             times = np.fromiter((i.time for i in data.interactions), dtype=np.float64)
             np.add.at(raw, rows, np.maximum(weights, 0.0) * self._decay(times, now))
         categories = [data.item_features.get(i, {}).get("category", "") for i in item_ids]
-        self._model = self._build(item_ids, raw, categories, now)
+        seen: dict[str, set[str]] = {}
+        for i in data.interactions:
+            seen.setdefault(i.customer_id, set()).add(i.item_id)
+        frozen = {c: frozenset(items) for c, items in seen.items()}
+        self._model = self._build(item_ids, raw, categories, frozen, now)
 
     def partial_fit(self, interactions: Sequence[Interaction]) -> None:
         with self._lock:
@@ -119,11 +126,13 @@ class PopularityRecommender:
             raw[: model.raw.size] = model.raw
             now = max([model.now, *(i.time for i in interactions)])
             raw *= self._decay(np.array([model.now]), now)[0]  # age the old counts to `now`
+            seen = dict(model.seen)
             for i in interactions:
                 raw[index[i.item_id]] += (
                     max(i.weight, 0.0) * self._decay(np.array([i.time]), now)[0]
                 )
-            self._model = self._build(item_ids, raw, categories, now)
+                seen[i.customer_id] = seen.get(i.customer_id, frozenset()) | {i.item_id}
+            self._model = self._build(item_ids, raw, categories, seen, now)
 
     def _require(self) -> _Model:
         if self._model is None:
@@ -155,6 +164,7 @@ class PopularityRecommender:
         exclude = set(query.exclude_item_ids)
         if query.filter_already_seen:
             exclude.update(i.item_id for i in query.recent_interactions)
+            exclude.update(model.seen.get(query.customer_id, ()))
         affinity: dict[str, float] = {}
         for i in query.recent_interactions:
             n = model.index.get(i.item_id)
@@ -204,6 +214,7 @@ class PopularityRecommender:
             "item_ids": model.item_ids,
             "raw": model.raw.tolist(),
             "categories": model.categories,
+            "seen": {c: sorted(items) for c, items in model.seen.items()},
             "now": model.now,
         }
         (directory / "popularity.json").write_text(json.dumps(payload))
@@ -218,6 +229,7 @@ class PopularityRecommender:
             payload["item_ids"],
             np.array(payload["raw"], dtype=np.float64),
             payload["categories"],
+            {c: frozenset(items) for c, items in payload["seen"].items()},
             float(payload["now"]),
         )
 

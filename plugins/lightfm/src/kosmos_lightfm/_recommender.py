@@ -1,10 +1,13 @@
 """LightFM as a Kosmos recommender: a hybrid model trained by LightFM, served by plain numpy.
 
-Training builds one row per customer and item: its own id (so a known customer or item gets its
-own embedding) plus one-hot ``name=value`` features, each row normalised to sum 1 as LightFM's
-``Dataset`` does. After the fit, every representation the service needs is computed once and
-kept as float32 arrays: scoring one customer is then a single ``items @ user`` and an
-``argpartition``, not LightFM's per-pair ``predict``.
+Training builds one row per customer and item: its own id, weighing 1, so a known customer or
+item gets its own embedding, plus one-hot ``name=value`` features that together weigh 1. (LightFM's
+``Dataset`` normalises the whole row instead; that dilutes the id and, on Online Retail, cost a
+quarter of the warm customers' NDCG@10 at 30 epochs.)
+
+After the fit, every representation the service needs is computed once and kept as float32
+arrays: scoring one customer is then a single ``items @ user`` and an ``argpartition``, not
+LightFM's per-pair ``predict``.
 
 Unseen customers and unsold items get what a row with their features would give, with the id
 embedding they lack replaced by the mean id embedding of the known ones.
@@ -20,7 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-import scipy.sparse as sp  # type: ignore[import-untyped]
+import scipy.sparse as sp
+from lightfm import LightFM
+from opentelemetry import trace
+
 from kosmos.plugin import (
     Capabilities,
     Contribution,
@@ -33,9 +39,6 @@ from kosmos.plugin import (
     TrainingData,
     Unsupported,
 )
-from lightfm import LightFM  # type: ignore[import-untyped]
-from opentelemetry import trace
-
 from kosmos_lightfm._settings import NAME, LightFMSettings
 
 tracer = trace.get_tracer(__name__)
@@ -48,7 +51,6 @@ COLD_REASON = "Popular with shoppers like you"
 FALLBACK_REASON = "Popular with shoppers right now"
 SIMILAR_REASON = "Liked by the same shoppers"
 
-NORMALIZE = True
 COLD_CACHE_SIZE = 4096
 """Feature combinations whose customer vector is kept between requests."""
 
@@ -189,12 +191,11 @@ class _Model:
         return cached[0], cached[1], COLD_REASON
 
     def _cold_vector(self, rows: tuple[int, ...]) -> tuple[Floats, float]:
-        share = 1.0 / (len(rows) + 1) if NORMALIZE else 1.0  # the missing id counts as one more feature of the row
         picked = list(rows)
         vector = np.empty(self.dim + 1, dtype=np.float32)
-        vector[:-1] = (self.user_identity_mean + self.user_features[picked].sum(axis=0)) * share
+        vector[:-1] = self.user_identity_mean + self.user_features[picked].mean(axis=0)
         vector[-1] = 1.0
-        bias = (self.user_identity_bias_mean + float(self.user_feature_bias[picked].sum())) * share
+        bias = self.user_identity_bias_mean + float(self.user_feature_bias[picked].mean())
         vector.flags.writeable = False  # shared between requests
         return vector, bias
 
@@ -237,7 +238,7 @@ def _feature_rows(
     vocabulary: Mapping[str, int],
     identity: bool,
 ) -> sp.csr_matrix:
-    """One row per id: its id column (when ``identity``) and its known features, summing to 1.
+    """One row per id: its id column weighing 1 (when ``identity``), its known features 1 in all.
 
     Columns are the ids first (row n has column n), then ``vocabulary`` offset by their count.
     """
@@ -246,13 +247,16 @@ def _feature_rows(
     indices: list[int] = []
     data: list[float] = []
     for n, entity in enumerate(ids):
-        cols = [n] if identity else []
-        for name, value in features.get(entity, {}).items():
-            col = vocabulary.get(_feature(name, value))
-            if col is not None:
-                cols.append(offset + col)
+        cols = [
+            offset + col
+            for col in (vocabulary.get(_feature(k, v)) for k, v in features.get(entity, {}).items())
+            if col is not None
+        ]
+        if identity:
+            indices.append(n)
+            data.append(1.0)
         indices.extend(cols)
-        data.extend([1.0 / len(cols) if NORMALIZE else 1.0] * len(cols) if cols else [])
+        data.extend([1.0 / len(cols)] * len(cols) if cols else [])
         indptr.append(len(indices))
     return sp.csr_matrix(
         (np.array(data, dtype=np.float32), np.array(indices, dtype=np.int32), np.array(indptr)),
@@ -300,6 +304,7 @@ class LightFMRecommender:
 
     def _fit(self, data: TrainingData) -> _Model:
         s = self.settings
+        self.training_state = None
         catalog = list(dict.fromkeys([*data.item_ids, *(i.item_id for i in data.interactions)]))
         strength: dict[tuple[str, str], float] = {}
         seen: dict[str, dict[str, None]] = {}
@@ -378,13 +383,9 @@ class LightFMRecommender:
         cold_items = [item for item in catalog if item not in warm_item_set]
         cold = _feature_rows(cold_items, data.item_features, item_vocab, identity=False)
         known = np.diff(cold.indptr) > 0
-        counts = np.diff(cold.indptr)[known].astype(np.float32)[:, None]
         cold = cold[known]
-        cold.data = np.ones_like(cold.data)
-        feature_emb = model.item_embeddings[n_items:]
-        feature_bias = model.item_biases[n_items:]
-        cold_emb = (cold @ feature_emb + id_emb) / ((counts + 1) if NORMALIZE else 1)
-        cold_bias = (cold @ feature_bias + id_bias) / ((counts[:, 0] + 1) if NORMALIZE else 1)
+        cold_emb = cold @ model.item_embeddings[n_items:] + id_emb
+        cold_bias = cold @ model.item_biases[n_items:] + id_bias
         item_ids = warm_items + [item for item, k in zip(cold_items, known, strict=True) if k]
         items = np.hstack(
             [np.vstack([item_emb, cold_emb]), np.concatenate([item_bias, cold_bias])[:, None]]

@@ -1,0 +1,119 @@
+"""Which recommenders serve which customer, and how a chain falls back.
+
+``KOSMOS_ROUTING`` is either one chain for everyone (``als,popularity``) or a chain per segment:
+``warm=als,popularity;cold=lightfm,popularity``. A customer is *cold* when they have no
+interactions yet and *warm* otherwise. A chain is tried in order: each recommender adds the
+items the earlier ones did not give, until there are enough; one that fails or has no model is
+skipped. The service and ``kosmos evaluate`` both route through `run_chain`, so offline figures
+describe what the service does.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from kosmos.plugin import Scored
+
+log = logging.getLogger(__name__)
+
+SEGMENTS = ("warm", "cold")
+
+
+def _chain(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise ValueError("a chain names no recommender")
+    for name in names:
+        if not name.replace("-", "_").replace("_", "a").isalnum():
+            raise ValueError(f"bad recommender name {name!r}")
+    return names
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """The chain for customers with history (``warm``) and without (``cold``)."""
+
+    warm: tuple[str, ...] = ("popularity",)
+    cold: tuple[str, ...] = ("popularity",)
+
+    @classmethod
+    def parse(cls, text: str) -> Routing:
+        """Reads ``a,b`` or ``warm=a,b;cold=c,b``; raises ValueError on anything else."""
+        if "=" not in text:
+            chain = _chain(text)
+            return cls(chain, chain)
+        chains: dict[str, tuple[str, ...]] = {}
+        for part in text.split(";"):
+            if not part.strip():
+                continue
+            segment, sep, names = part.partition("=")
+            segment = segment.strip()
+            if not sep or segment not in SEGMENTS:
+                raise ValueError(f"expected warm=... and cold=..., got {part.strip()!r}")
+            chains[segment] = _chain(names)
+        missing = [s for s in SEGMENTS if s not in chains]
+        if missing:
+            raise ValueError(f"no chain for {' and '.join(missing)} customers")
+        return cls(chains["warm"], chains["cold"])
+
+    def chain(self, has_history: bool) -> tuple[str, ...]:
+        return self.warm if has_history else self.cold
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every recommender routed to, once, in first-mention order."""
+        return tuple(dict.fromkeys((*self.warm, *self.cold)))
+
+    def __str__(self) -> str:
+        if self.warm == self.cold:
+            return ",".join(self.warm)
+        return f"warm={','.join(self.warm)};cold={','.join(self.cold)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """An item a recommender proposed, with the recommender's name."""
+
+    scored: Scored
+    recommender: str
+
+
+def run_chain(
+    chain: Sequence[str],
+    ask: Callable[[str], Sequence[Scored] | None],
+    k: int,
+    before_each: Callable[[], None] = lambda: None,
+) -> list[Candidate]:
+    """Runs a chain until it has ``k`` distinct items.
+
+    Args:
+        chain: Recommender names, in order.
+        ask: Asks one recommender; None when it has no model. An exception skips it.
+        k: How many distinct items are wanted.
+        before_each: Runs before each recommender (the service checks its deadline here).
+    """
+    candidates: list[Candidate] = []
+    seen: set[str] = set()
+    for name in chain:
+        if len(candidates) >= k:
+            break
+        before_each()
+        try:
+            results = ask(name)
+        except Exception as exc:
+            # A shopper never sees a recommender's failure: the chain moves on.
+            log.warning("recommender %r failed: %s: %s", name, type(exc).__name__, exc)
+            from opentelemetry import trace  # the API only; cheap after the first import
+
+            trace.get_current_span().add_event(
+                "recommender.failed",
+                {"kosmos.recommender": name, "exception.type": type(exc).__name__},
+            )
+            continue
+        for scored in results or ():
+            if scored.item_id not in seen:
+                seen.add(scored.item_id)
+                candidates.append(Candidate(scored, name))
+    return candidates

@@ -7,18 +7,18 @@ import kosmos_implicit
 import numpy as np
 import pytest
 from implicit.cpu.als import AlternatingLeastSquares
+from kosmos_implicit._common import REASON_RECENT, REASON_TASTE, single_threaded_blas
+from kosmos_implicit._matrix import Matrix
+from threadpoolctl import threadpool_info, threadpool_limits
+
 from kosmos.plugin import (
     ExplainQuery,
     Interaction,
     InteractionType,
     RecommendQuery,
     SimilarItemsQuery,
-    TrainingData,
 )
 from kosmos.plugin.testing import checkerboard, history
-from kosmos_implicit._common import REASON_RECENT, REASON_TASTE, single_threaded_blas
-from kosmos_implicit._matrix import Matrix
-from threadpoolctl import threadpool_info, threadpool_limits
 
 B_ITEMS = [f"b-i{n}" for n in range(8)]
 
@@ -156,13 +156,6 @@ def test_load_refuses_another_model(als, tmp_path):
     als.save(tmp_path)
     with pytest.raises(ValueError, match="als"):
         kosmos_implicit.create_bpr({}).load(tmp_path)
-
-
-def test_no_interactions_means_empty_answers():
-    model = kosmos_implicit.create_als({})
-    model.fit(TrainingData(interactions=[], item_ids=["x", "y"]))
-    assert model.recommend(RecommendQuery("anyone", k=3)) == []
-    assert model.similar_items(SimilarItemsQuery("x", k=3)) == []
 
 
 def test_fitting_limits_blas_threads_instead_of_warning(data, monkeypatch):

@@ -2,6 +2,7 @@
 
 import kosmos_implicit
 import numpy as np
+
 from kosmos.plugin import Interaction, InteractionType, RecommendQuery
 from kosmos.plugin.testing import checkerboard
 

@@ -1,6 +1,7 @@
 """The shared conformance suite, run against every model this package registers."""
 
 import kosmos_implicit
+
 from kosmos.plugin.testing import RecommenderContract
 
 

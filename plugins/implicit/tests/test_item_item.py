@@ -2,6 +2,8 @@
 
 import kosmos_implicit
 import pytest
+from kosmos_implicit._common import REASON_NEIGHBOURS, REASON_RECENT
+
 from kosmos.plugin import (
     ExplainQuery,
     Interaction,
@@ -10,7 +12,6 @@ from kosmos.plugin import (
     SimilarItemsQuery,
 )
 from kosmos.plugin.testing import checkerboard, history
-from kosmos_implicit._common import REASON_NEIGHBOURS, REASON_RECENT
 
 
 def ids(scored):

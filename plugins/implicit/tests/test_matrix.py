@@ -1,8 +1,9 @@
 """The customer × item matrix and its id maps."""
 
 import numpy as np
-from kosmos.plugin import Interaction, InteractionType, TrainingData
 from kosmos_implicit._matrix import Matrix
+
+from kosmos.plugin import Interaction, InteractionType, TrainingData
 
 BUY, VIEW, DISMISS = InteractionType.PURCHASE, InteractionType.VIEW, InteractionType.DISMISS
 
@@ -38,7 +39,7 @@ def test_scan_picks_only_what_the_row_does_not_hold():
     assert m.scan(None, recent) == {1: 1.0, 0: 1.0}
     touched = []
     m.scan(0, recent, touched)
-    assert touched == [1, 1, 0]  # every known item, new or not, for filter_already_seen
+    assert touched == [1, 1]  # the new view and the old dismissal; x is in the row already
 
 
 def test_updated_copies_on_write_and_moves_the_fold_in_time():

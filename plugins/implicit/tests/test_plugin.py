@@ -4,7 +4,16 @@ from importlib.metadata import entry_points
 
 import kosmos_implicit
 import pytest
-from kosmos.plugin import Recommender, discover
+
+from kosmos.plugin import (
+    Interaction,
+    InteractionType,
+    Recommender,
+    RecommendQuery,
+    SimilarItemsQuery,
+    TrainingData,
+    discover,
+)
 
 
 def test_entry_points_are_registered():
@@ -76,3 +85,15 @@ def test_defaults():
     item_item = kosmos_implicit.create_item_item({}).settings
     assert (item_item["k"], item_item["similarity"]) == (50, "cosine")
     assert als["random_state"] == bpr["random_state"] == 42
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [kosmos_implicit.create_als, kosmos_implicit.create_bpr, kosmos_implicit.create_item_item],
+)
+def test_no_interactions_means_empty_answers(factory):
+    model = factory({})
+    model.fit(TrainingData(interactions=[], item_ids=["x", "y"]))
+    recent = [Interaction("anyone", "x", InteractionType.VIEW, 1.0, 5.0)]
+    assert model.recommend(RecommendQuery("anyone", k=3, recent_interactions=recent)) == []
+    assert model.similar_items(SimilarItemsQuery("x", k=3)) == []

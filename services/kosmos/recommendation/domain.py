@@ -8,7 +8,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from opentelemetry import trace
 
@@ -16,9 +16,9 @@ from kosmos.common import deadline
 from kosmos.common.errors import NotFound
 from kosmos.common.names import customer_name, item_name, shop_name
 from kosmos.plugin import Recommender, RecommendQuery, Scored, SimilarItemsQuery
+from kosmos.plugin.routing import Candidate, Routing, run_chain
 from kosmos.recommendation.catalog_cache import CatalogCache
 from kosmos.recommendation.models import ModelHub
-from kosmos.plugin.routing import Candidate, Routing, run_chain
 from kosmos.recommendation.signals import to_plugin
 from kosmos.store import Store
 from kosmos.store.records import Customer, ExclusionKind, InteractionType, Item

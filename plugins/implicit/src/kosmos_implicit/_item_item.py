@@ -16,11 +16,12 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import scipy.sparse as sp  # type: ignore[import-untyped]
-from implicit.nearest_neighbours import (  # type: ignore[import-untyped]
+import scipy.sparse as sp
+from implicit.nearest_neighbours import (
     ItemItemRecommender as _ImplicitItemItem,
 )
 from implicit.nearest_neighbours import NearestNeighboursScorer, bm25_weight, normalize
+
 from kosmos.plugin import (
     Capabilities,
     Contribution,
@@ -32,7 +33,6 @@ from kosmos.plugin import (
     SimilarItemsQuery,
     TrainingData,
 )
-
 from kosmos_implicit._common import (
     REASON_NEIGHBOURS,
     REASON_RECENT,
@@ -125,8 +125,8 @@ class ItemItemRecommender:
     ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32], npt.NDArray[np.float32]] | None:
         """indptr, indices and data of the customer's current row, for implicit's scorer."""
         if new:
-            merged = state.matrix.merged(row, new)
-            return merged.indptr, merged.indices, merged.data
+            cols, weights = state.matrix.merged(row, new)
+            return np.array([0, cols.size], dtype=np.int32), cols, weights
         if row is None:
             return None
         m = state.matrix.user_items

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import scipy.sparse as sp  # type: ignore[import-untyped]
+import scipy.sparse as sp
+
 from kosmos.plugin import Interaction, TrainingData
 
 Int32s = npt.NDArray[np.int32]
@@ -75,14 +76,17 @@ class Matrix:
     ) -> dict[int, float]:
         """The positive interactions in ``recent`` that row ``r`` does not contain yet.
 
-        Returns column → summed weight. ``touched``, when given, receives the column of every
-        known item in ``recent`` (for ``filter_already_seen``). Items unseen at fit time have
-        no column and are skipped.
+        Returns column → summed weight. ``touched``, when given, receives the columns that
+        ``filter_already_seen`` must add to the row's own: every item of a new interaction and
+        of an old one with no weight (a dismissal is never in the row); an old positive one is
+        in the row already. Items unseen at fit time have no column and are skipped.
         """
         until = float(self.folded_until[r]) if r is not None else -np.inf
         items = self.items
         new: dict[int, float] = {}
         for i in recent:
+            if i.time <= until and (touched is None or i.weight > 0):
+                continue  # in the row already: this is the common case, so it goes first
             col = items.get(i.item_id)
             if col is None:
                 continue
@@ -92,15 +96,33 @@ class Matrix:
                 new[col] = new.get(col, 0.0) + i.weight
         return new
 
-    def merged(self, r: int | None, new: Mapping[int, float]) -> sp.csr_matrix:
-        """A one-row CSR matrix: row ``r`` (none for an unknown customer) plus ``new``."""
-        cols = np.fromiter(new.keys(), dtype=np.int32, count=len(new))
-        weights = np.fromiter(new.values(), dtype=np.float32, count=len(new))
-        if r is not None:
-            old_cols, old_weights = self.row(r)
-            cols = np.concatenate([old_cols, cols])
-            weights = np.concatenate([old_weights, weights])
-        return _csr(np.zeros(cols.size, dtype=np.int32), cols, weights, (1, self.n_items))
+    def merged(self, r: int | None, new: Mapping[int, float]) -> tuple[Int32s, Float32s]:
+        """Row ``r`` (none for an unknown customer) plus ``new``: columns (unique) and weights.
+
+        Plain numpy: this runs on the request path whenever a customer has new interactions.
+        """
+        new_cols = np.fromiter(new.keys(), dtype=np.int32, count=len(new))
+        new_weights = np.fromiter(new.values(), dtype=np.float32, count=len(new))
+        if r is None:
+            return new_cols, new_weights
+        cols, weights = self.row(r)
+        if cols.size == 0:
+            return new_cols, new_weights
+        at = np.minimum(np.searchsorted(cols, new_cols), cols.size - 1)
+        known = cols[at] == new_cols  # row columns are sorted and unique
+        weights = weights.copy()
+        weights[at[known]] += new_weights[known]
+        fresh = ~known
+        return (
+            np.concatenate([cols, new_cols[fresh]]),
+            np.concatenate([weights, new_weights[fresh]]),
+        )
+
+    def merged_csr(self, r: int | None, new: Mapping[int, float]) -> sp.csr_matrix:
+        """`merged` as a one-row CSR matrix, for implicit."""
+        cols, weights = self.merged(r, new)
+        indptr = np.array([0, cols.size], dtype=np.int32)
+        return sp.csr_matrix((weights, cols, indptr), shape=(1, self.n_items))
 
     def updated(self, interactions: Iterable[Interaction]) -> tuple[Matrix, Int32s]:
         """This matrix with ``interactions`` added, and the rows that changed (sorted).

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 import numpy.typing as npt
+
 from kosmos.plugin import Scored
 
 Scores = npt.NDArray[np.floating]

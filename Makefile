@@ -39,9 +39,13 @@ proto: $(STAMP) ## Generate Python code from proto/kosmos/v1.
 test: setup ## Run the whole test suite.
 	$(PY) -m pytest tests $(wildcard plugins/*/tests)
 
+# make run routes customers with history to ALS and new ones to LightFM (from their features),
+# popularity filling in behind both; override with KOSMOS_ROUTING=... make run.
+DEMO_ROUTING := warm=als,popularity;cold=lightfm,popularity
+
 .PHONY: run
-run: setup ## Load the demo shop and start the whole cluster on one machine (SQLite).
-	$(PY) -m kosmos.demo --dir $(RUN_DIR)
+run: setup ## Load the demo shop, train, and start the whole cluster on one machine (SQLite).
+	KOSMOS_ROUTING="$${KOSMOS_ROUTING:-$(DEMO_ROUTING)}" $(PY) -m kosmos.demo --dir $(RUN_DIR)
 
 .PHONY: bench
 bench: setup ## Benchmark Recommend against an empty RPC on the same server stack.

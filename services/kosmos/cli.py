@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Mapping, Sequence
 
 from rich.console import Console
 from rich.table import Table
 
 from kosmos.client import InteractionInput, KosmosClient, KosmosRpcError
-from kosmos.common.config import KOSMOS_TARGET
+from kosmos.common.config import KOSMOS_MODEL_DIR, KOSMOS_TARGET
+from kosmos.training.artifacts import ArtifactError, Artifacts
 from kosmos.v1 import common_pb2
 
 DEFAULT_TARGET = "localhost:50051"
@@ -106,6 +108,44 @@ def cmd_profile(client: KosmosClient, args: argparse.Namespace, out: Console) ->
     out.print(recent)
 
 
+def cmd_models_list(_client: None, args: argparse.Namespace, out: Console) -> None:
+    artifacts = Artifacts(args.model_dir)
+    table = Table(title=f"Model versions in {args.model_dir}", title_justify="left")
+    for column in (
+        "shop",
+        "recommender",
+        "version",
+        "created (UTC)",
+        "interactions",
+        "fit s",
+        "serving",
+    ):
+        table.add_column(column, no_wrap=column == "version")
+    for shop in [args.shop] if args.shop else artifacts.shops():
+        for name in artifacts.recommenders(shop):
+            current = artifacts.current(shop, name)
+            for v in artifacts.versions(shop, name):
+                created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(v.create_time))
+                table.add_row(
+                    shop,
+                    name,
+                    v.version,
+                    created,
+                    f"{v.interactions:,}",
+                    f"{v.fit_seconds:.2f}",
+                    "●" if v.version == current else "",
+                )
+    out.print(table)
+
+
+def cmd_models_rollback(_client: None, args: argparse.Namespace, out: Console) -> None:
+    version = Artifacts(args.model_dir).rollback(args.shop, args.recommender, args.to)
+    out.print(
+        f"{args.shop}/{args.recommender} now serves {version}; replicas swap it in within "
+        f"KOSMOS_MODEL_POLL_SECONDS"
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kosmos", description="Talk to a Kosmos cluster.")
     p.add_argument(
@@ -147,12 +187,39 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("customer")
     pr.add_argument("-n", type=int, default=10, help="how many interactions")
     pr.set_defaults(run=cmd_profile)
+    m = sub.add_parser("models", help="list model versions, roll back (reads the model dir)")
+    m.add_argument("--model-dir", help=f"the artifact directory (env {KOSMOS_MODEL_DIR})")
+    msub = m.add_subparsers(dest="models_command", required=True)
+    ml = msub.add_parser("list", help="every version, the serving one marked")
+    ml.add_argument("--shop")
+    ml.set_defaults(run=cmd_models_list, offline=True)
+    mr = msub.add_parser("rollback", help="serve an older version")
+    mr.add_argument("shop")
+    mr.add_argument("recommender")
+    mr.add_argument("--to", help="the version to serve (default: the one before the current)")
+    mr.set_defaults(run=cmd_models_rollback, offline=True)
+    from kosmos.evaluation.cli import add_parser as add_evaluate
+
+    add_evaluate(sub)
     return p
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ) -> int:
     args = parser().parse_args(argv)
     out = Console()
+    if getattr(args, "offline", False):
+        if hasattr(args, "model_dir"):
+            args.model_dir = args.model_dir or env.get(KOSMOS_MODEL_DIR, "")
+            if not args.model_dir:
+                Console(stderr=True).print(
+                    f"[red]error[/red]: give --model-dir or set {KOSMOS_MODEL_DIR}"
+                )
+                return 2
+        try:
+            return int(args.run(None, args, out) or 0)
+        except ArtifactError as error:
+            Console(stderr=True).print(f"[red]error[/red]: {error}", highlight=False)
+            return 1
     target = args.target or env.get(KOSMOS_TARGET) or DEFAULT_TARGET
     try:
         with KosmosClient(target, timeout=args.timeout) as client:

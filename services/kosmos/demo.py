@@ -7,6 +7,7 @@ public API (exactly as a shop's backend would); later runs reuse the database.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -27,7 +28,10 @@ from kosmos.common.config import (
 )
 from kosmos.common.server import build_server, configure_logging, serve
 from kosmos.datasets import SyntheticShop, generate
+from kosmos.recommendation import load_plugins
 from kosmos.store import SQLiteStore
+from kosmos.training.artifacts import Artifacts
+from kosmos.training.trainer import results_table, train
 from kosmos.v1 import common_pb2
 
 SHOP = "demo"
@@ -86,7 +90,7 @@ def _utc(seconds: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(seconds, tz=dt.UTC)
 
 
-def instructions(address: str) -> str:
+def instructions(address: str, model_dir: str) -> str:
     host, _, port = address.rpartition(":")
     target = f"localhost:{port}" if host in ("0.0.0.0", "[::]", "") else address
     return f"""
@@ -104,6 +108,9 @@ Or with grpcurl, like any frontend (reflection is on):
       -d '{{"customer": "shops/demo/customers/c-00001", "page_size": 5}}' \\
       {target} kosmos.v1.RecommendationService/Recommend
 
+Model versions (trained before serving; `make run` again reuses them):
+  .venv/bin/kosmos models --model-dir {model_dir} list
+
 Ctrl-C (or SIGTERM) stops it gracefully.
 """
 
@@ -115,6 +122,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
     p.add_argument("--items", type=int, default=300)
     p.add_argument("--days", type=int, default=60)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--retrain", action="store_true", help="train again even if models exist")
     args = p.parse_args(argv)
 
     config = ServerConfig.from_env(KOSMOS_CLUSTER_LISTEN, "0.0.0.0:50051", env)
@@ -123,6 +131,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
     console = Console()
     store = SQLiteStore(Path(args.dir) / "kosmos.db")
     settings = RecommendationSettings.from_env(env)
+    if not settings.model_dir:
+        settings = dataclasses.replace(settings, model_dir=str(Path(args.dir) / "models"))
     server, port, health = build_server(
         config.listen, config.workers, cluster.services(store, settings)
     )
@@ -148,8 +158,25 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
                 f"{len(shop.interactions)} interactions in "
                 f"{time.perf_counter() - started:.1f}s"
             )
-        client.recommend(SHOP, "c-00001", page_size=1)  # fits the demo shop's models now
-    console.print(instructions(address))
+        artifacts = Artifacts(settings.model_dir)
+        if args.retrain or any(artifacts.current(SHOP, n) is None for n in settings.routing.names):
+            plugins = load_plugins(settings)
+            names = list(settings.routing.names)
+            with Progress(console=console) as progress:
+                task = progress.add_task("training " + ", ".join(names), total=len(names))
+                results = train(
+                    store,
+                    artifacts,
+                    plugins,
+                    names,
+                    settings.plugin_settings,
+                    [SHOP],
+                    settings.model_keep,
+                    on_step=lambda _r: progress.advance(task),
+                )
+            console.print(results_table(results))
+        client.recommend(SHOP, "c-00001", page_size=1)  # loads the demo shop's models now
+    console.print(instructions(address, settings.model_dir))
     serve(server, health, config.grace_seconds, on_stop=[store.close])
 
 

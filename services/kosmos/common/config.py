@@ -63,6 +63,27 @@ KOSMOS_REPURCHASE_COOLDOWN_HOURS = "KOSMOS_REPURCHASE_COOLDOWN_HOURS"
 """Hours during which a bought item is not offered again (buying again later is fine).
 Default: ``24``."""
 
+KOSMOS_MODEL_DIR = "KOSMOS_MODEL_DIR"
+"""Where the trainer writes versioned model artifacts and recommendation replicas load them.
+Empty: every routed recommender is fitted inside the recommendation process. Default: empty."""
+
+KOSMOS_MODEL_POLL_SECONDS = "KOSMOS_MODEL_POLL_SECONDS"
+"""How often a recommendation replica looks for a new current model version. Default: ``5``."""
+
+KOSMOS_FIT_IN_PROCESS = "KOSMOS_FIT_IN_PROCESS"
+"""With ``KOSMOS_MODEL_DIR`` set: recommenders fitted in process while they have no artifact
+(cheap ones only). Default: ``"popularity"``."""
+
+KOSMOS_MODEL_KEEP = "KOSMOS_MODEL_KEEP"
+"""How many versions per shop and recommender the trainer keeps. Default: ``5``."""
+
+KOSMOS_REMOTE_RECOMMENDERS = "KOSMOS_REMOTE_RECOMMENDERS"
+"""Out-of-process plugins, ``name=host:port,...``, routed to like installed ones. Default: empty."""
+
+KOSMOS_REMOTE_TIMEOUT_MS = "KOSMOS_REMOTE_TIMEOUT_MS"
+"""The most one call to an out-of-process plugin may take (less if the caller has less left).
+Default: ``250``."""
+
 KOSMOS_PLUGIN_PREFIX = "KOSMOS_PLUGIN__"
 """``KOSMOS_PLUGIN__<NAME>__<SETTING>=value`` passes ``setting=value`` to plugin ``name``'s
 factory, e.g. ``KOSMOS_PLUGIN__POPULARITY__HALF_LIFE_DAYS=7``. Default: none."""
@@ -101,6 +122,29 @@ def _non_negative_float(raw: str) -> float:
     if value < 0:
         raise ValueError("must not be negative")
     return value
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0:
+        raise ValueError("must be a positive number")
+    return value
+
+
+_NO_REMOTES: dict[str, str] = {}
+
+
+def _remotes(raw: str) -> dict[str, str]:
+    remotes = {}
+    for part in raw.split(","):
+        if not part.strip():
+            continue
+        name, sep, address = part.partition("=")
+        if not sep:
+            raise ValueError(f"expected name=host:port, got {part.strip()!r}")
+        (name,) = _names(name)
+        remotes[name] = _address(address.strip())
+    return remotes
 
 
 def _address(raw: str) -> str:
@@ -174,6 +218,12 @@ class RecommendationSettings:
         max_per_category: See `KOSMOS_MAX_PER_CATEGORY`.
         recent_interactions: See `KOSMOS_RECENT_INTERACTIONS`.
         repurchase_cooldown_hours: See `KOSMOS_REPURCHASE_COOLDOWN_HOURS`.
+        model_dir: See `KOSMOS_MODEL_DIR`.
+        model_poll_seconds: See `KOSMOS_MODEL_POLL_SECONDS`.
+        fit_in_process: See `KOSMOS_FIT_IN_PROCESS`.
+        model_keep: See `KOSMOS_MODEL_KEEP`.
+        remote: See `KOSMOS_REMOTE_RECOMMENDERS`; name → ``host:port``.
+        remote_timeout_ms: See `KOSMOS_REMOTE_TIMEOUT_MS`.
         plugin_settings: See `KOSMOS_PLUGIN_PREFIX`; plugin name → setting → value.
     """
 
@@ -183,6 +233,12 @@ class RecommendationSettings:
     max_per_category: int = 3
     recent_interactions: int = 25
     repurchase_cooldown_hours: float = 24.0
+    model_dir: str = ""
+    model_poll_seconds: float = 5.0
+    fit_in_process: frozenset[str] = frozenset({"popularity"})
+    model_keep: int = 5
+    remote: Mapping[str, str] = field(default_factory=dict)
+    remote_timeout_ms: float = 250.0
     plugin_settings: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     @classmethod
@@ -214,6 +270,18 @@ class RecommendationSettings:
                 KOSMOS_REPURCHASE_COOLDOWN_HOURS,
                 defaults.repurchase_cooldown_hours,
                 _non_negative_float,
+            ),
+            model_dir=env.get(KOSMOS_MODEL_DIR, "").strip(),
+            model_poll_seconds=_read(
+                env, KOSMOS_MODEL_POLL_SECONDS, defaults.model_poll_seconds, _positive_float
+            ),
+            fit_in_process=frozenset(
+                _read(env, KOSMOS_FIT_IN_PROCESS, tuple(defaults.fit_in_process), _names)
+            ),
+            model_keep=_read(env, KOSMOS_MODEL_KEEP, defaults.model_keep, _positive_int),
+            remote=_read(env, KOSMOS_REMOTE_RECOMMENDERS, _NO_REMOTES, _remotes),
+            remote_timeout_ms=_read(
+                env, KOSMOS_REMOTE_TIMEOUT_MS, defaults.remote_timeout_ms, _positive_float
             ),
             plugin_settings=plugin_settings,
         )

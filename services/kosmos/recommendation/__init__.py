@@ -13,6 +13,7 @@ from kosmos.recommendation.domain import Context, Recommendations
 from kosmos.recommendation.models import ModelHub
 from kosmos.recommendation.servicer import RecommendationServicer
 from kosmos.store import Store
+from kosmos.training.artifacts import Artifacts
 from kosmos.v1 import recommendation_service_pb2, recommendation_service_pb2_grpc
 
 SERVICE_NAME = recommendation_service_pb2.DESCRIPTOR.services_by_name[
@@ -20,6 +21,24 @@ SERVICE_NAME = recommendation_service_pb2.DESCRIPTOR.services_by_name[
 ].full_name
 
 __all__ = ["SERVICE_NAME", "Context", "ModelHub", "Recommendations", "services"]
+
+
+def load_plugins(settings: RecommendationSettings) -> dict[str, LoadedPlugin]:
+    """Installed plugins (entry points) and out-of-process ones (``KOSMOS_REMOTE_RECOMMENDERS``).
+
+    Raises:
+        kosmos.plugin.PluginLoadError: A routed recommender cannot be loaded.
+    """
+    remote: dict[str, LoadedPlugin] = {}
+    if settings.remote:
+        from kosmos.plugin.remote import remote_plugins  # noqa: PLC0415 (only when configured)
+
+        remote = remote_plugins(settings.remote, settings.remote_timeout_ms / 1000.0)
+    local = discover(
+        required=[n for n in settings.routing.names if n not in remote],
+        disabled=settings.disabled | set(remote),
+    )
+    return {**local, **remote}
 
 
 def services(
@@ -38,9 +57,16 @@ def services(
         kosmos.plugin.PluginLoadError: A routed recommender cannot be loaded.
     """
     if plugins is None:
-        plugins = discover(required=settings.routing.names, disabled=settings.disabled)
+        plugins = load_plugins(settings)
     models = ModelHub(
-        store, plugins, settings.routing.names, settings.plugin_settings, settings.refresh_seconds
+        store,
+        plugins,
+        settings.routing.names,
+        settings.plugin_settings,
+        settings.refresh_seconds,
+        artifacts=Artifacts(settings.model_dir) if settings.model_dir else None,
+        fit_in_process=settings.fit_in_process,
+        poll_seconds=settings.model_poll_seconds,
     )
     servicer = RecommendationServicer(
         Recommendations(

@@ -19,7 +19,7 @@ from kosmos.plugin import Recommender, RecommendQuery, Scored, SimilarItemsQuery
 from kosmos.plugin.routing import Candidate, Routing, run_chain
 from kosmos.recommendation.catalog_cache import CatalogCache
 from kosmos.recommendation.models import ModelHub
-from kosmos.recommendation.signals import to_plugin
+from kosmos.plugin.signals import to_plugin
 from kosmos.store import Store
 from kosmos.store.records import Customer, ExclusionKind, InteractionType, Item
 

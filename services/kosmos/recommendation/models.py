@@ -1,8 +1,15 @@
-"""The fitted recommenders of every shop, and how they are refreshed.
+"""The serving model of each (shop, recommender), where it comes from, and how it is swapped.
 
-Each (shop, recommender) pair is fitted on a fresh instance and swapped in whole, so requests
-never see a half-fitted model. A shop is fitted on first use and then every
-``KOSMOS_MODEL_REFRESH_SECONDS`` in a background thread.
+Two sources:
+- **artifacts** (``KOSMOS_MODEL_DIR``): the trainer publishes versions; a replica loads the
+  current one, looks for a new current version every ``KOSMOS_MODEL_POLL_SECONDS`` and swaps it
+  in. Rolling back is the trainer's ``CURRENT`` pointing at an older version.
+- **in process**: recommenders without artifacts (all of them when no model directory is set;
+  otherwise those in ``KOSMOS_FIT_IN_PROCESS``) are fitted here on first use and refitted every
+  ``KOSMOS_MODEL_REFRESH_SECONDS``.
+
+Either way a new model is built on a fresh instance and swapped in with one assignment:
+requests in flight keep the model they started with, none is dropped or sees half a model.
 """
 
 from __future__ import annotations
@@ -10,49 +17,30 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 
 from opentelemetry import trace
 
-from kosmos.plugin import LoadedPlugin, Recommender, TrainingData
-from kosmos.recommendation.signals import to_plugin
+from kosmos.plugin import LoadedPlugin, Recommender
 from kosmos.store import Store
+from kosmos.training.artifacts import Artifacts
+from kosmos.training.data import training_data
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
-PAGE = 1000
 
+@dataclass(frozen=True, slots=True)
+class Serving:
+    """A model in service and where it came from: an artifact version, or "in-process"."""
 
-def training_data(store: Store, shop_id: str, now: float) -> TrainingData:
-    """Everything a recommender fits on for one shop, read from the store."""
-    items: dict[str, dict[str, str]] = {}
-    after = ""
-    while batch := store.list_items(shop_id, after, PAGE):
-        for item in batch:
-            features = dict(item.attributes)
-            for key in ("category", "brand"):
-                if getattr(item, key):
-                    features[key] = getattr(item, key)
-            items[item.item_id] = features
-        after = batch[-1].item_id
-    customers: dict[str, dict[str, str]] = {}
-    after = ""
-    while page := store.list_customers(shop_id, after, PAGE):
-        customers.update((c.customer_id, dict(c.attributes)) for c in page)
-        after = page[-1].customer_id
-    interactions = [to_plugin(i) for i in store.iter_interactions(shop_id)]
-    return TrainingData(
-        interactions=interactions,
-        item_ids=list(items),
-        customer_features=customers,
-        item_features=items,
-        now=now,
-    )
+    model: Recommender
+    version: str
 
 
 class ModelHub:
-    """Holds the serving instance of each routed recommender for each shop."""
+    """Holds the serving model of each routed recommender for each shop."""
 
     def __init__(
         self,
@@ -61,6 +49,9 @@ class ModelHub:
         names: tuple[str, ...],
         plugin_settings: Mapping[str, Mapping[str, str]],
         refresh_seconds: float,
+        artifacts: Artifacts | None = None,
+        fit_in_process: Collection[str] = ("popularity",),
+        poll_seconds: float = 5.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -68,10 +59,15 @@ class ModelHub:
         self.names = names
         self.plugin_settings = plugin_settings
         self.refresh_seconds = refresh_seconds
+        self.artifacts = artifacts
+        # Without artifacts, everything is fitted here.
+        self.fit_in_process = frozenset(names if artifacts is None else fit_in_process)
+        self.poll_seconds = poll_seconds
         self.clock = clock
-        self._models: dict[tuple[str, str], Recommender] = {}
+        self._serving: dict[tuple[str, str], Serving] = {}
         self._fitted_shops: set[str] = set()
         self._fit_lock = threading.Lock()
+        self._load_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -80,56 +76,120 @@ class ModelHub:
         return self.plugins[name].factory(self.plugin_settings.get(name, {}))
 
     def get(self, shop_id: str, name: str) -> Recommender | None:
-        """The serving model, fitting the shop first if it never was."""
-        if shop_id not in self._fitted_shops:
+        """The serving model; loads or fits the shop's models first if it never was."""
+        serving = self._serving.get((shop_id, name))
+        if serving is None and shop_id not in self._fitted_shops:
+            self.load_artifacts(shop_id)
             self.refresh_shop(shop_id, only_if_missing=True)
-        return self._models.get((shop_id, name))
+            serving = self._serving.get((shop_id, name))
+        return None if serving is None else serving.model
+
+    def version(self, shop_id: str, name: str) -> str | None:
+        serving = self._serving.get((shop_id, name))
+        return None if serving is None else serving.version
+
+    # -- artifacts ---------------------------------------------------------------------------
+
+    def load_artifacts(self, shop_id: str) -> list[str]:
+        """Swaps in every current artifact version of the shop not yet serving; returns names."""
+        if self.artifacts is None:
+            return []
+        swapped = []
+        with self._load_lock:
+            for name in self.names:
+                current = self.artifacts.current(shop_id, name)
+                serving = self._serving.get((shop_id, name))
+                if current is None or (serving is not None and serving.version == current):
+                    continue
+                with tracer.start_as_current_span("models.load") as span:
+                    span.set_attribute("kosmos.shop", shop_id)
+                    span.set_attribute("kosmos.recommender", name)
+                    span.set_attribute("kosmos.model.version", current)
+                    model = self.create(name)
+                    try:
+                        model.load(self.artifacts.folder(shop_id, name, current))
+                    except Exception:
+                        log.exception(
+                            "loading %s/%s version %s failed; keeping %s",
+                            shop_id,
+                            name,
+                            current,
+                            serving.version if serving else "nothing",
+                        )
+                        continue
+                self._serving[(shop_id, name)] = Serving(model, current)
+                swapped.append(name)
+                log.info("serving %s/%s version %s", shop_id, name, current)
+        return swapped
+
+    def poll(self) -> None:
+        """Looks for new current versions of every shop seen so far."""
+        for shop_id in {shop for shop, _ in self._serving} | self._fitted_shops:
+            self.load_artifacts(shop_id)
+
+    # -- in-process fitting ------------------------------------------------------------------
 
     def refresh_shop(self, shop_id: str, *, only_if_missing: bool = False) -> None:
-        """Refits every routed recommender of one shop and swaps the new models in."""
+        """Refits the shop's in-process recommenders and swaps the new models in."""
         with self._fit_lock, tracer.start_as_current_span("models.refresh") as span:
             if only_if_missing and shop_id in self._fitted_shops:
                 return  # Another request fitted it while this one waited for the lock.
             span.set_attribute("kosmos.shop", shop_id)
-            data = training_data(self.store, shop_id, self.clock())
-            span.set_attribute("kosmos.interactions.count", len(data.interactions))
-            for name in self.names:
-                started = time.perf_counter()
-                model = self.create(name)
-                try:
-                    model.fit(data)
-                except Exception:
-                    # One failing recommender leaves the previous model serving.
-                    log.exception("fitting %r for shop %r failed", name, shop_id)
-                    continue
-                self._models[(shop_id, name)] = model
-                log.info(
-                    "fitted %r for shop %r on %d interactions in %.2fs",
-                    name,
-                    shop_id,
-                    len(data.interactions),
-                    time.perf_counter() - started,
-                )
+            names = [
+                n
+                for n in self.names
+                if n in self.fit_in_process
+                and not (self.artifacts and self.artifacts.current(shop_id, n))
+            ]
+            if names:
+                data = training_data(self.store, shop_id, self.clock())
+                span.set_attribute("kosmos.interactions.count", len(data.interactions))
+                for name in names:
+                    started = time.perf_counter()
+                    model = self.create(name)
+                    try:
+                        model.fit(data)
+                    except Exception:
+                        # One failing recommender leaves the previous model serving.
+                        log.exception("fitting %r for shop %r failed", name, shop_id)
+                        continue
+                    self._serving[(shop_id, name)] = Serving(model, "in-process")
+                    log.info(
+                        "fitted %r for shop %r on %d interactions in %.2fs",
+                        name,
+                        shop_id,
+                        len(data.interactions),
+                        time.perf_counter() - started,
+                    )
             self._fitted_shops.add(shop_id)
 
     def refresh_all(self) -> None:
         for shop_id in self.store.list_shop_ids():
+            self.load_artifacts(shop_id)
             self.refresh_shop(shop_id)
 
+    # -- background --------------------------------------------------------------------------
+
     def start(self) -> None:
-        """Fits every shop now and again every ``refresh_seconds`` (0 turns refreshing off)."""
-        if self.refresh_seconds <= 0 or self._thread is not None:
+        """Loads or fits every shop now, then keeps models fresh in a background thread."""
+        if self._thread is not None or (self.refresh_seconds <= 0 and self.artifacts is None):
             return
         self._thread = threading.Thread(target=self._loop, name="kosmos-models", daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
+        next_refit = 0.0
         while not self._stop.is_set():
             try:
-                self.refresh_all()
+                if self.refresh_seconds > 0 and time.monotonic() >= next_refit:
+                    self.refresh_all()
+                    next_refit = time.monotonic() + self.refresh_seconds
+                else:
+                    self.poll()
             except Exception:
                 log.exception("model refresh failed; serving the previous models")
-            self._stop.wait(self.refresh_seconds)
+            wait = self.poll_seconds if self.artifacts is not None else self.refresh_seconds
+            self._stop.wait(wait)
 
     def stop(self) -> None:
         self._stop.set()

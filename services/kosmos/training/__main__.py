@@ -1,0 +1,70 @@
+"""``python -m kosmos.training``: fit every routed recommender and publish new versions.
+
+Reads the same environment as the recommendation service (``KOSMOS_DATABASE_URL``,
+``KOSMOS_ROUTING``, ``KOSMOS_MODEL_DIR``, ``KOSMOS_PLUGIN__*``), so what it trains is what the
+service routes to. Exits 1 if any recommender failed to train.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from rich.console import Console
+from rich.progress import Progress
+
+from kosmos.common import telemetry
+from kosmos.common.config import (
+    KOSMOS_MODEL_DIR,
+    ConfigError,
+    RecommendationSettings,
+    ServerConfig,
+)
+from kosmos.common.server import configure_logging
+from kosmos.plugin import PluginLoadError
+from kosmos.recommendation import load_plugins
+from kosmos.store import open_store
+from kosmos.training.artifacts import Artifacts
+from kosmos.training.trainer import results_table, train
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m kosmos.training", description=__doc__)
+    p.add_argument("--shop", action="append", help="train this shop only (repeatable)")
+    args = p.parse_args(argv)
+    env = os.environ
+    console = Console(stderr=True)
+    try:
+        server = ServerConfig.from_env("KOSMOS_TRAINER_UNUSED", "127.0.0.1:0", env)
+        settings = RecommendationSettings.from_env(env)
+        if not settings.model_dir:
+            raise ConfigError(f"{KOSMOS_MODEL_DIR} must name the artifact directory")
+        configure_logging(server.log_level)
+        telemetry.configure("kosmos-trainer", env)
+        store = open_store(server.database_url)
+        plugins = load_plugins(settings)
+    except (ConfigError, PluginLoadError, ValueError) as exc:
+        console.print(f"[red]configuration error[/red]: {exc}")
+        return 2
+    names = list(settings.routing.names)
+    shops = args.shop or store.list_shop_ids()
+    with Progress(console=console) as progress:
+        task = progress.add_task("training", total=len(shops) * len(names))
+        results = train(
+            store,
+            Artifacts(settings.model_dir),
+            plugins,
+            names,
+            settings.plugin_settings,
+            shops,
+            settings.model_keep,
+            on_step=lambda _r: progress.advance(task),
+        )
+    store.close()
+    Console().print(results_table(results))
+    return 1 if any(r.error for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""Versioned model artifacts on a filesystem (a volume in the cluster).
+
+Layout, one folder per version, and a ``CURRENT`` file naming the one that serves::
+
+    {root}/{shop}/{recommender}/20261122T234501Z-3f2a/manifest.json   + the plugin's own files
+    {root}/{shop}/{recommender}/CURRENT
+
+A version folder appears whole (written under a temporary name, then renamed) and ``CURRENT``
+changes by an atomic rename, so a reader never sees half a model. Rolling back is pointing
+``CURRENT`` at an older version; recommendation replicas notice and swap it in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+MANIFEST = "manifest.json"
+CURRENT = "CURRENT"
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """One stored model version, as its manifest describes it."""
+
+    shop: str
+    recommender: str
+    version: str
+    create_time: float
+    interactions: int
+    fit_seconds: float
+    distribution: str
+    settings: Mapping[str, str]
+
+
+class ArtifactError(RuntimeError):
+    """A version is missing or unreadable."""
+
+
+class Artifacts:
+    """Model versions under one root directory."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def _dir(self, shop: str, recommender: str) -> Path:
+        return self.root / shop / recommender
+
+    def publish(
+        self,
+        shop: str,
+        recommender: str,
+        save: Callable[[Path], None],
+        *,
+        interactions: int,
+        fit_seconds: float,
+        distribution: str,
+        settings: Mapping[str, str],
+        make_current: bool = True,
+    ) -> Version:
+        """Writes a new version with ``save(folder)`` and (by default) makes it current."""
+        now = time.time()
+        name = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)) + "-" + uuid.uuid4().hex[:6]
+        base = self._dir(shop, recommender)
+        base.mkdir(parents=True, exist_ok=True)
+        tmp = base / f".{name}.tmp"
+        tmp.mkdir()
+        try:
+            save(tmp)
+            version = Version(
+                shop,
+                recommender,
+                name,
+                now,
+                interactions,
+                fit_seconds,
+                distribution,
+                dict(settings),
+            )
+            (tmp / MANIFEST).write_text(json.dumps(asdict(version), indent=2))
+            tmp.rename(base / name)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if make_current:
+            self.set_current(shop, recommender, name)
+        return version
+
+    def set_current(self, shop: str, recommender: str, version: str) -> None:
+        """Points ``CURRENT`` at ``version`` atomically. Raises ArtifactError if it is missing."""
+        base = self._dir(shop, recommender)
+        if not (base / version / MANIFEST).is_file():
+            raise ArtifactError(f"no version {version!r} of {recommender!r} for shop {shop!r}")
+        tmp = base / f".{CURRENT}.{uuid.uuid4().hex}"
+        tmp.write_text(version + "\n")
+        os.replace(tmp, base / CURRENT)
+
+    def current(self, shop: str, recommender: str) -> str | None:
+        try:
+            return (self._dir(shop, recommender) / CURRENT).read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def versions(self, shop: str, recommender: str) -> list[Version]:
+        """Every complete version, oldest first."""
+        base = self._dir(shop, recommender)
+        if not base.is_dir():
+            return []
+        found = []
+        for folder in base.iterdir():
+            manifest = folder / MANIFEST
+            if folder.name.startswith(".") or not manifest.is_file():
+                continue
+            found.append(Version(**json.loads(manifest.read_text())))
+        return sorted(found, key=lambda v: (v.create_time, v.version))
+
+    def folder(self, shop: str, recommender: str, version: str) -> Path:
+        return self._dir(shop, recommender) / version
+
+    def shops(self) -> list[str]:
+        return (
+            sorted(p.name for p in self.root.iterdir() if p.is_dir()) if self.root.is_dir() else []
+        )
+
+    def recommenders(self, shop: str) -> list[str]:
+        base = self.root / shop
+        return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+
+    def rollback(self, shop: str, recommender: str, version: str | None = None) -> str:
+        """Makes ``version`` (default: the one before the current) current; returns it."""
+        if version is None:
+            names = [v.version for v in self.versions(shop, recommender)]
+            current = self.current(shop, recommender)
+            if current not in names or names.index(current) == 0:
+                raise ArtifactError(
+                    f"no version before {current!r} of {recommender!r} for shop {shop!r}"
+                )
+            version = names[names.index(current) - 1]
+        self.set_current(shop, recommender, version)
+        return version
+
+    def prune(self, shop: str, recommender: str, keep: int) -> list[str]:
+        """Deletes all but the newest ``keep`` versions, never the current one."""
+        current = self.current(shop, recommender)
+        old = [v.version for v in self.versions(shop, recommender)][:-keep] if keep > 0 else []
+        removed = [v for v in old if v != current]
+        for name in removed:
+            shutil.rmtree(self.folder(shop, recommender, name), ignore_errors=True)
+        return removed

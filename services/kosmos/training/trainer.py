@@ -1,0 +1,110 @@
+"""The trainer: fits every routed recommender of every shop and publishes a new version.
+
+Run as ``python -m kosmos.trainer`` (a CronJob in the cluster). Recommendation replicas pick
+the new version up on their own (``KOSMOS_MODEL_POLL_SECONDS``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from opentelemetry import trace
+from rich.table import Table
+
+from kosmos.plugin import LoadedPlugin
+from kosmos.training.data import training_data
+from kosmos.store import Store
+from kosmos.training.artifacts import Artifacts
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class TrainResult:
+    """What happened to one (shop, recommender)."""
+
+    shop: str
+    recommender: str
+    version: str | None
+    interactions: int
+    fit_seconds: float
+    error: str = ""
+
+
+def train(
+    store: Store,
+    artifacts: Artifacts,
+    plugins: Mapping[str, LoadedPlugin],
+    names: Sequence[str],
+    plugin_settings: Mapping[str, Mapping[str, str]],
+    shops: Iterable[str] | None = None,
+    keep: int = 5,
+    on_step: Callable[[TrainResult], None] | None = None,
+) -> list[TrainResult]:
+    """Fits ``names`` for each shop and publishes each model as the new current version.
+
+    A recommender that fails to fit is reported and leaves the current version serving.
+
+    Args:
+        on_step: Called after each (shop, recommender) with its result (progress display).
+    """
+    results = []
+    for shop in shops if shops is not None else store.list_shop_ids():
+        with tracer.start_as_current_span("train.shop") as span:
+            span.set_attribute("kosmos.shop", shop)
+            data = training_data(store, shop, time.time())
+            for name in names:
+                plugin = plugins[name]
+                settings = dict(plugin_settings.get(name, {}))
+                started = time.perf_counter()
+                try:
+                    model = plugin.factory(settings)
+                    model.fit(data)
+                    seconds = time.perf_counter() - started
+                    version = artifacts.publish(
+                        shop,
+                        name,
+                        model.save,
+                        interactions=len(data.interactions),
+                        fit_seconds=seconds,
+                        distribution=plugin.distribution,
+                        settings=settings,
+                    )
+                    artifacts.prune(shop, name, keep)
+                    result = TrainResult(
+                        shop, name, version.version, len(data.interactions), seconds
+                    )
+                except Exception as exc:  # One plugin's failure must not stop the others.
+                    log.exception("training %r for shop %r failed", name, shop)
+                    result = TrainResult(
+                        shop,
+                        name,
+                        None,
+                        len(data.interactions),
+                        time.perf_counter() - started,
+                        f"{type(exc).__name__}: {exc}",
+                    )
+                results.append(result)
+                if on_step is not None:
+                    on_step(result)
+    return results
+
+
+def results_table(results: list[TrainResult]) -> Table:
+    table = Table(title="Training", title_justify="left")
+    for column in ("shop", "recommender", "version", "interactions", "fit s", "error"):
+        table.add_column(column, justify="right" if column in ("interactions", "fit s") else "left")
+    for r in results:
+        table.add_row(
+            r.shop,
+            r.recommender,
+            r.version or "-",
+            f"{r.interactions:,}",
+            f"{r.fit_seconds:.2f}",
+            r.error,
+        )
+    return table

@@ -1,0 +1,195 @@
+"""Versioned artifacts, the trainer, hot swap in the service, list and rollback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from kosmos.cli import main as kosmos_cli
+from kosmos.client import InteractionInput
+from kosmos.common.config import RecommendationSettings
+from kosmos.plugin import LoadedPlugin, RecommendQuery
+from kosmos.plugin.routing import Routing
+from kosmos.recommendation.models import ModelHub
+from kosmos.recommenders.popularity import create as popularity
+from kosmos.training import ArtifactError, Artifacts, train
+from tests.conftest import start_cluster
+from tests.helpers import small_shop
+
+PLUGINS = {"popularity": LoadedPlugin("popularity", popularity, "kosmos")}
+
+
+def test_publish_current_versions_rollback_prune(tmp_path):
+    artifacts = Artifacts(tmp_path)
+    published = []
+    for n in range(4):
+        v = artifacts.publish(
+            "acme",
+            "pop",
+            lambda d, n=n: (d / "m.txt").write_text(str(n)),
+            interactions=n,
+            fit_seconds=0.1,
+            distribution="t",
+            settings={},
+        )
+        published.append(v.version)
+    assert [v.version for v in artifacts.versions("acme", "pop")] == published
+    assert artifacts.current("acme", "pop") == published[-1]
+    assert artifacts.rollback("acme", "pop") == published[-2]
+    assert artifacts.current("acme", "pop") == published[-2]
+    artifacts.rollback("acme", "pop", published[0])
+    assert (artifacts.folder("acme", "pop", published[0]) / "m.txt").read_text() == "0"
+    with pytest.raises(ArtifactError):
+        artifacts.rollback("acme", "pop")  # nothing before the oldest
+    with pytest.raises(ArtifactError):
+        artifacts.set_current("acme", "pop", "no-such-version")
+    removed = artifacts.prune("acme", "pop", keep=2)
+    assert published[0] not in removed  # the current one is never pruned
+    assert set(removed) == {published[1]}
+
+
+def test_a_failed_save_leaves_no_half_version(tmp_path):
+    artifacts = Artifacts(tmp_path)
+
+    def broken(folder):
+        (folder / "half").write_text("x")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        artifacts.publish(
+            "acme", "pop", broken, interactions=0, fit_seconds=0, distribution="t", settings={}
+        )
+    assert artifacts.versions("acme", "pop") == [] and artifacts.current("acme", "pop") is None
+    assert list((tmp_path / "acme" / "pop").iterdir()) == []
+
+
+def _shop_with_bestseller(kosmos, item):
+    kosmos.client.record_interactions(
+        "acme", [InteractionInput("bob", item, "purchase") for _ in range(5)]
+    )
+
+
+def test_trainer_publishes_and_the_service_swaps_without_dropping_requests(store, tmp_path):
+    artifacts = Artifacts(tmp_path / "models")
+    settings = RecommendationSettings(
+        refresh_seconds=0, model_dir=str(tmp_path / "models"), fit_in_process=frozenset()
+    )
+    c = start_cluster(store, settings, PLUGINS)
+    try:
+        small_shop(c.client)
+        _shop_with_bestseller(c, "i07")
+        (first,) = train(store, artifacts, PLUGINS, ["popularity"], {})
+        assert first.version and not first.error
+        assert c.client.recommend("acme", "alice", page_size=1).offers[0].item.endswith("i07")
+
+        # A hub like the service's, hammered by readers while versions change under it.
+        hub = ModelHub(
+            store, PLUGINS, ("popularity",), {}, 0, artifacts=artifacts, fit_in_process=()
+        )
+        assert hub.version("acme", "popularity") is None
+        hub.get("acme", "popularity")
+        assert hub.version("acme", "popularity") == first.version
+        _shop_with_bestseller(c, "i11")
+        _shop_with_bestseller(c, "i11")
+        (second,) = train(store, artifacts, PLUGINS, ["popularity"], {})
+        errors, answers, stop = [], [], threading.Event()
+
+        def reader():
+            while not stop.is_set():
+                try:
+                    model = hub.get("acme", "popularity")
+                    answers.append(model.recommend(RecommendQuery("alice", k=1))[0].item_id)
+                except Exception as exc:  # any failure is a dropped request
+                    errors.append(exc)
+
+        threads = [threading.Thread(target=reader) for _ in range(4)]
+        for t in threads:
+            t.start()
+        try:
+            for _ in range(20):
+                hub.poll()
+                assert hub.version("acme", "popularity") == second.version
+                artifacts.rollback("acme", "popularity")
+                hub.poll()
+                assert hub.version("acme", "popularity") == first.version
+                artifacts.set_current("acme", "popularity", second.version)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        assert errors == []
+        assert set(answers) <= {"i07", "i11"} and answers
+    finally:
+        c.client.close()
+        c.server.stop(None).wait()
+
+
+def test_the_trainer_process_and_the_models_commands(tmp_path, store, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # tables wider than a test's 80 columns
+    c = start_cluster(store)
+    small_shop(c.client)
+    c.client.close()
+    c.server.stop(None).wait()
+    env = {
+        **os.environ,
+        "KOSMOS_DATABASE_URL": f"sqlite:///{store.path}",
+        "KOSMOS_MODEL_DIR": str(tmp_path / "models"),
+        "KOSMOS_ROUTING": "popularity",
+    }
+    for _ in range(2):
+        result = subprocess.run(
+            [sys.executable, "-m", "kosmos.training"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "acme" in result.stdout and "popularity" in result.stdout
+    versions = Artifacts(tmp_path / "models").versions("acme", "popularity")
+    assert len(versions) == 2
+
+    assert kosmos_cli(["models", "--model-dir", str(tmp_path / "models"), "list"], env={}) == 0
+    listed = capsys.readouterr().out
+    assert versions[0].version in listed and versions[1].version in listed
+    assert (
+        kosmos_cli(
+            ["models", "rollback", "acme", "popularity"],
+            env={"KOSMOS_MODEL_DIR": str(tmp_path / "models")},
+        )
+        == 0
+    )
+    assert Artifacts(tmp_path / "models").current("acme", "popularity") == versions[0].version
+    assert (
+        kosmos_cli(
+            ["models", "rollback", "acme", "popularity"],
+            env={"KOSMOS_MODEL_DIR": str(tmp_path / "models")},
+        )
+        == 1
+    )
+    assert "no version before" in capsys.readouterr().err
+
+
+def test_the_trainer_refuses_to_run_without_a_model_dir(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "KOSMOS_MODEL_DIR"}
+    env["KOSMOS_DATABASE_URL"] = f"sqlite:///{tmp_path}/k.db"
+    result = subprocess.run(
+        [sys.executable, "-m", "kosmos.training"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and "KOSMOS_MODEL_DIR" in result.stderr
+
+
+def test_routing_names_the_recommenders_the_trainer_fits():
+    assert Routing.parse("warm=als,popularity;cold=lightfm,popularity").names == (
+        "als",
+        "popularity",
+        "lightfm",
+    )

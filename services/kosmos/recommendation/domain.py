@@ -17,9 +17,9 @@ from kosmos.common.errors import NotFound
 from kosmos.common.names import customer_name, item_name, shop_name
 from kosmos.plugin import Recommender, RecommendQuery, Scored, SimilarItemsQuery
 from kosmos.plugin.routing import Candidate, Routing, run_chain
+from kosmos.plugin.signals import to_plugin
 from kosmos.recommendation.catalog_cache import CatalogCache
 from kosmos.recommendation.models import ModelHub
-from kosmos.plugin.signals import to_plugin
 from kosmos.store import Store
 from kosmos.store.records import Customer, ExclusionKind, InteractionType, Item
 

@@ -15,9 +15,9 @@ from opentelemetry import trace
 from rich.table import Table
 
 from kosmos.plugin import LoadedPlugin
-from kosmos.training.data import training_data
 from kosmos.store import Store
 from kosmos.training.artifacts import Artifacts
+from kosmos.training.data import training_data
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)

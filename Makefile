@@ -27,8 +27,18 @@ $(GEN_STAMP): $(STAMP) $(PROTOS) tools/gen_proto.py
 	$(PY) tools/gen_proto.py
 	touch $@
 
+# The Node.js example plugin (plugins/node-example): its tests run the conformance suite over
+# gRPC. Without npm its tests skip, except under CI=true, where they fail.
+NODE_PLUGIN := plugins/node-example
+NODE_STAMP := $(NODE_PLUGIN)/node_modules/.installed
+
+$(NODE_STAMP): $(NODE_PLUGIN)/package-lock.json
+	@if command -v npm >/dev/null; then \
+	  echo "npm ci --prefix $(NODE_PLUGIN)" && npm ci --prefix $(NODE_PLUGIN) --no-audit --no-fund && touch $@; \
+	else echo "npm not found: $(NODE_PLUGIN) is not installed and its tests will skip"; fi
+
 .PHONY: setup
-setup: $(STAMP) $(GEN_STAMP) ## Create .venv, install Kosmos and the plugins, generate code.
+setup: $(STAMP) $(GEN_STAMP) $(NODE_STAMP) ## Create .venv, install Kosmos and the plugins, generate code.
 
 .PHONY: proto
 proto: $(STAMP) ## Generate Python code from proto/kosmos/v1.

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from opentelemetry import trace
 
+from kosmos.common.deadline import deadline_scope
 from kosmos.plugin import LoadedPlugin, Recommender
 from kosmos.store import Store
 from kosmos.training.artifacts import Artifacts
@@ -79,8 +80,11 @@ class ModelHub:
         """The serving model; loads or fits the shop's models first if it never was."""
         serving = self._serving.get((shop_id, name))
         if serving is None and shop_id not in self._fitted_shops:
-            self.load_artifacts(shop_id)
-            self.refresh_shop(shop_id, only_if_missing=True)
+            # A model outlives the request that first needed it: fitting or loading it is not
+            # bounded by that shopper's deadline (the shopper's request still is).
+            with deadline_scope(None):
+                self.load_artifacts(shop_id)
+                self.refresh_shop(shop_id, only_if_missing=True)
             serving = self._serving.get((shop_id, name))
         return None if serving is None else serving.model
 

@@ -57,7 +57,7 @@ def test_each_service_runs_alone_and_stops_on_sigterm(module, listen_var, servic
             status = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
             assert status == health_pb2.HealthCheckResponse.SERVING
         proc.send_signal(signal.SIGTERM)
-        _out, err = proc.communicate(timeout=20)
+        _out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0
         assert "received SIGTERM, shutting down" in err
     finally:
@@ -73,7 +73,7 @@ def test_the_cluster_process_serves_every_service(tmp_path):
             client.create_customer("acme", "alice")
             assert client.recommend("acme", "alice").offers == []  # empty catalog, no error
         proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=20)
+        proc.communicate(timeout=60)
         assert proc.returncode == 0
     finally:
         proc.kill()

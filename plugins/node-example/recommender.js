@@ -9,7 +9,8 @@
  * (the catalog first), and that order breaks ties, so the same data always gives the same
  * answer.
  *
- * This file knows nothing of gRPC: replace it with your own model and keep server.js.
+ * This file knows nothing of gRPC or shops: server.js keeps one instance per shop. Replace it
+ * with your own model and keep server.js.
  * Node runs one callback at a time, so partialFit never races a recommend.
  */
 
@@ -20,7 +21,7 @@ const REASON_NEW = 'New to discover';
 /** Items per customer that count for co-occurrence: keeps fitting linear for heavy users. */
 const MAX_PAIRED_ITEMS = 200;
 
-/** Asked before the first fit: the server answers FAILED_PRECONDITION. */
+/** Asked before the shop's first fit: the server answers FAILED_PRECONDITION. */
 class NotFitted extends Error {}
 
 /** A bad request: the server answers INVALID_ARGUMENT naming the field. */

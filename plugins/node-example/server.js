@@ -9,9 +9,13 @@
  * NOT_SERVING, lets calls in flight finish (at most 5 s) and exits 0.
  *
  * The gRPC plumbing lives here; the model lives in recommender.js. The contract, in short:
- * - Fit streams the shop's data in chunks; build a new model and swap it in only when the
- *   stream ends, so requests never see half a model and a failed fit keeps the old one.
- * - Before the first Fit, Recommend/SimilarItems/Explain/PartialFit answer FAILED_PRECONDITION.
+ * - One model per shop. Every call names its shop (`shops/{shop}`; '' is the default shop), and
+ *   a shop's calls must only ever see that shop's model.
+ * - Fit streams the shop's data in chunks (the shop on the first); build a new model and swap it
+ *   in for that shop only when the stream ends, so requests never see half a model and a failed
+ *   fit keeps the old one.
+ * - Before a shop's first Fit, its Recommend/SimilarItems/Explain/PartialFit answer
+ *   FAILED_PRECONDITION.
  * - A call outside your capabilities answers UNIMPLEMENTED.
  * - The recommendation service calls with a deadline (250 ms by default) and skips a plugin
  *   that errors or runs late, so answer fast and let the next recommender fill in.
@@ -100,11 +104,12 @@ function positiveK(k) {
   return k;
 }
 
-/** RecommenderPluginService over one CoOccurrence model, swapped whole by each Fit. */
+/** RecommenderPluginService over one CoOccurrence model per shop, each swapped whole by a Fit. */
 function pluginService() {
-  let model = null;
-  const fitted = () => {
-    if (model === null) throw new NotFitted(`${NAME} has not been fitted`);
+  const models = new Map(); // request's shop ('shops/{shop}', '' the default) → its model
+  const fitted = (shop) => {
+    const model = models.get(shop);
+    if (model === undefined) throw new NotFitted(`${NAME} has not been fitted for shop '${shop}'`);
     return model;
   };
   return {
@@ -112,8 +117,10 @@ function pluginService() {
 
     Fit(call, callback) {
       const next = new CoOccurrence();
+      let shop = null; // from the first chunk
       let failed = null;
       call.on('data', (chunk) => {
+        if (shop === null) shop = chunk.shop;
         if (failed) return;
         try {
           for (const id of chunk.item_ids) next.item(id); // the catalog first: stable numbering
@@ -124,14 +131,14 @@ function pluginService() {
       });
       call.on('end', () => {
         if (failed) return callback(toStatus(failed));
-        model = next;
+        models.set(shop || '', next); // No chunk at all: an empty model for the default shop.
         callback(null, {});
       });
       call.on('error', () => {}); // Cancelled or past its deadline: the old model keeps serving.
     },
 
     PartialFit: unary((request) => {
-      const m = fitted();
+      const m = fitted(request.shop);
       for (const i of request.interactions) m.add(i.customer_id, i.item_id, i.weight);
       return {};
     }),
@@ -139,7 +146,7 @@ function pluginService() {
     Recommend: unary((request) => {
       if (!request.customer_id) throw new InvalidArgument('customer_id', 'is required');
       const k = positiveK(request.k);
-      const items = fitted().recommend({
+      const items = fitted(request.shop).recommend({
         customerId: request.customer_id,
         k,
         exclude: request.exclude_item_ids,
@@ -152,11 +159,11 @@ function pluginService() {
     SimilarItems: unary((request) => {
       if (!request.item_id) throw new InvalidArgument('item_id', 'is required');
       const k = positiveK(request.k);
-      return { items: fitted().similarItems({ itemId: request.item_id, k, exclude: request.exclude_item_ids }) };
+      return { items: fitted(request.shop).similarItems({ itemId: request.item_id, k, exclude: request.exclude_item_ids }) };
     }),
 
     Explain: unary((request) => ({
-      contributions: fitted().explain({
+      contributions: fitted(request.shop).explain({
         customerId: request.customer_id,
         itemId: request.item_id,
         recent: request.recent_interactions,

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -30,7 +31,9 @@ from kosmos.plugin import (
     Interaction,
     InteractionType,
     LoadedPlugin,
+    NotFitted,
     RecommendQuery,
+    SimilarItemsQuery,
     TrainingData,
 )
 from kosmos.plugin.remote import (
@@ -42,7 +45,7 @@ from kosmos.plugin.remote import (
 )
 from kosmos.plugin.routing import Routing
 from kosmos.plugin.serve import build_plugin_server
-from kosmos.plugin.testing import RecommenderContract, checkerboard
+from kosmos.plugin.testing import T0, RecommenderContract, checkerboard
 from kosmos.recommenders.popularity import PopularityRecommender
 from kosmos.recommenders.popularity import create as popularity
 from tests.conftest import start_cluster
@@ -57,8 +60,10 @@ STARTUP_SECONDS = 15.0
 class PluginServer:
     """A recommender served in this process over RecommenderPluginService on a free port."""
 
-    def __init__(self, recommender) -> None:
-        self.server, self.port, _health = build_plugin_server(recommender, "127.0.0.1:0", 4)
+    def __init__(self, recommender, factory=None) -> None:
+        self.server, self.port, _health = build_plugin_server(
+            recommender, "127.0.0.1:0", 4, factory=factory
+        )
         self.server.start()
         self.target = f"127.0.0.1:{self.port}"
         self.channel = grpc.insecure_channel(self.target)
@@ -173,6 +178,93 @@ class TestNodePlugin(RecommenderContract):
         return remote
 
 
+# -- one model per shop ---------------------------------------------------------------------
+
+
+def shop_data(shop_id: str) -> TrainingData:
+    """The checkerboard for ``shop_id``: its item ids prefixed by the shop, so two shops share
+    customer ids but no item."""
+    data = checkerboard()
+    prefixed = f"{shop_id}-{{}}".format
+    return TrainingData(
+        interactions=[replace(i, item_id=prefixed(i.item_id)) for i in data.interactions],
+        item_ids=[prefixed(i) for i in data.item_ids],
+        customer_features=data.customer_features,
+        item_features={prefixed(i): f for i, f in data.item_features.items()},
+        now=data.now,
+        shop_id=shop_id,
+    )
+
+
+@pytest.fixture(params=["python", "node"])
+def one_process(request):
+    """(target, channel) of one plugin process that serves every shop: popularity behind
+    `build_plugin_server` with a factory, or the Node.js example."""
+    if request.param == "python":
+        server = PluginServer(popularity({}), factory=lambda: popularity({}))
+        yield server.target, server.channel
+        server.stop()
+    else:
+        plugin = NodePlugin(node_or_skip())
+        yield plugin.target, plugin.channel
+        plugin.stop()
+
+
+def test_two_shops_keep_separate_models(one_process, tmp_path):
+    target, channel = one_process
+    remotes = {
+        shop: RemoteRecommender(target, timeout=5.0, channel=channel) for shop in ("ann", "bob")
+    }
+    for shop, remote in remotes.items():
+        remote.fit(shop_data(shop))  # bob's Fit comes last, and must not replace ann's model
+        assert remote.shop == f"shops/{shop}"
+    for shop, remote in remotes.items():
+        for customer in ("a-c0", "b-c3"):  # the same customer ids in both shops
+            items = remote.recommend(RecommendQuery(customer_id=customer, k=5))
+            assert len(items) == 5
+            assert all(s.item_id.startswith(f"{shop}-") for s in items), (shop, items)
+        similar = remote.similar_items(SimilarItemsQuery(item_id=f"{shop}-a-i0", k=3))
+        assert similar and all(s.item_id.startswith(f"{shop}-") for s in similar)
+        other = "bob" if shop == "ann" else "ann"
+        assert remote.similar_items(SimilarItemsQuery(item_id=f"{other}-a-i0", k=3)) == []
+
+    remotes["ann"].save(tmp_path)
+    loaded = RemoteRecommender(target, timeout=5.0, channel=channel)
+    loaded.load(tmp_path)  # An artifact-loaded instance knows its shop.
+    items = loaded.recommend(RecommendQuery(customer_id="a-c0", k=5))
+    assert items and all(s.item_id.startswith("ann-") for s in items)
+
+    with pytest.raises(ValueError, match="shops/ann"):
+        remotes["ann"].fit(shop_data("bob"))  # Never one shop's data into another's model.
+    never = RemoteRecommender(target, timeout=5.0, channel=channel, shop="shops/cid")
+    with pytest.raises(NotFitted):
+        never.recommend(RecommendQuery(customer_id="a-c0", k=5))
+    with pytest.raises(NotFitted):  # The default shop, as an older caller sends, is no exception.
+        RemoteRecommender(target, timeout=5.0, channel=channel).recommend(
+            RecommendQuery(customer_id="a-c0", k=5)
+        )
+
+
+def test_the_python_plugin_server_passes_on_the_shop_and_reference_time():
+    fitted: list[TrainingData] = []
+
+    class Recording(PopularityRecommender):
+        def fit(self, data):
+            fitted.append(data)
+            super().fit(data)
+
+    server = PluginServer(Recording(), factory=Recording)
+    try:
+        remote = RemoteRecommender(server.target, timeout=5.0, channel=server.channel)
+        data = replace(shop_data("ann"), now=T0 + 10**6)
+        remote.fit(data)
+        assert (fitted[-1].shop_id, fitted[-1].now) == ("ann", T0 + 10**6)
+        remote.fit(replace(data, now=0.0))  # No reference time: the newest interaction's.
+        assert fitted[-1].now == max(i.time for i in data.interactions)
+    finally:
+        server.stop()
+
+
 def test_the_node_plugin_reports_health_and_exits_cleanly_on_sigterm():
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -282,9 +374,13 @@ def test_fit_streams_chunks_with_the_shop_on_the_first():
         Interaction(f"c{n}", f"i{n % 7}", InteractionType.VIEW, 1.0, 1.7e9 + n)
         for n in range(2 * CHUNK_INTERACTIONS + 1)
     ]
-    data = TrainingData(interactions, item_ids=["i0", "i1"], item_features={"i0": {"k": "v"}})
+    data = TrainingData(
+        interactions, item_ids=["i0", "i1"], item_features={"i0": {"k": "v"}}, now=T0
+    )
     chunks = list(fit_chunks(data, "shops/acme"))
     assert [c.shop for c in chunks] == ["shops/acme"] + [""] * (len(chunks) - 1)
+    assert [c.HasField("now_time") for c in chunks] == [True] + [False] * (len(chunks) - 1)
+    assert chunks[0].now_time.seconds == T0
     assert list(chunks[0].item_ids) == ["i0", "i1"]
     sizes = [len(c.interactions) for c in chunks if c.interactions]
     assert sizes == [CHUNK_INTERACTIONS, CHUNK_INTERACTIONS, 1]

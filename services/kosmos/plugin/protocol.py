@@ -99,6 +99,7 @@ class TrainingData:
         customer_features: Customer id → feature name → value.
         item_features: Item id → feature name → value (``category``, ``brand``, ...).
         now: The fit's reference time, seconds since the epoch (recency weighting).
+        shop_id: The shop this data belongs to; remote plugins keep one model per shop.
     """
 
     interactions: Sequence[Interaction]
@@ -106,6 +107,7 @@ class TrainingData:
     customer_features: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     item_features: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     now: float = 0.0
+    shop_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

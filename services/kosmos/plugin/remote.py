@@ -12,9 +12,11 @@ Statuses map back onto the contract: ``UNIMPLEMENTED`` is `Unsupported`, ``FAILE
 is `NotFitted`, a deadline that was the caller's is `DeadlineExceeded`, and anything else
 (the plugin's own budget running out, ``UNAVAILABLE``, ``INTERNAL``...) is `RemotePluginError`.
 
-The remote service owns its model state: `save` writes only where the model lives (the
-target), and `load` points the instance at that target again. A remote that restarts has lost
-its model and answers ``FAILED_PRECONDITION`` until it is fitted again.
+The remote service owns its model state, one model per shop: every call names the instance's
+shop (``shops/{shop}``, learned from `TrainingData.shop_id` at `fit`). `save` writes only where
+the model lives (the target and the shop), and `load` points the instance at them again. A
+remote that restarts has lost its models and answers ``FAILED_PRECONDITION`` until it is fitted
+again.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import grpc
 
 from kosmos.common import deadline, telemetry
 from kosmos.common.errors import DeadlineExceeded, Unavailable
+from kosmos.common.names import shop_name
 from kosmos.common.timestamps import to_timestamp
 from kosmos.plugin.protocol import (
     Capabilities,
@@ -124,7 +127,7 @@ def fit_chunks(data: TrainingData, shop: str = "") -> Iterator[pb.FitRequest]:
     Chunks are built while the stream is sent, so a large shop is never held twice in memory.
 
     Args:
-        data: What to train on.
+        data: What to train on; ``data.now``, when set, is the first chunk's ``now_time``.
         shop: ``shops/{shop}``, carried by the first chunk; empty when the caller has no shop.
     """
     chunks = chain(
@@ -146,6 +149,8 @@ def fit_chunks(data: TrainingData, shop: str = "") -> Iterator[pb.FitRequest]:
     if first is None:
         first = pb.FitRequest()  # No data at all still fits (an empty model).
     first.shop = shop
+    if data.now:
+        first.now_time.CopyFrom(to_timestamp(data.now))
     yield first
     yield from chunks
 
@@ -167,7 +172,8 @@ class RemoteRecommender:
             calls go through the OpenTelemetry client interceptor, so they join the trace.
         fit_timeout: Seconds `fit` may take, likewise capped by the caller's deadline.
         name: The name the plugin is routed by, for messages; the target when empty.
-        shop: ``shops/{shop}`` sent with `fit`; the Python contract itself carries no shop.
+        shop: ``shops/{shop}``, the shop whose model the remote keeps for this instance, sent
+            with every call; when empty, `fit` learns it from `TrainingData.shop_id`.
 
     Raises:
         ValueError: A timeout is not positive.
@@ -273,11 +279,22 @@ class RemoteRecommender:
         self._capabilities = value
 
     def fit(self, data: TrainingData) -> None:
-        """Streams ``data`` to the remote, which replaces its model (``Fit``)."""
+        """Streams ``data`` to the remote, which replaces the shop's model (``Fit``).
+
+        Raises:
+            ValueError: ``data`` is another shop's than the one this instance was made for.
+        """
+        if data.shop_id:
+            shop = shop_name(data.shop_id)
+            if self.shop and self.shop != shop:  # Never train one shop's model on another's data.
+                raise ValueError(f"recommender {self._label} serves {self.shop}, not {shop}")
+            self.shop = shop
         self._call("fit", self._stub.Fit, fit_chunks(data, self.shop), self.fit_timeout)
 
     def partial_fit(self, interactions: Sequence[Interaction]) -> None:
-        request = pb.PartialFitRequest(interactions=[_to_pb(i) for i in interactions])
+        request = pb.PartialFitRequest(
+            interactions=[_to_pb(i) for i in interactions], shop=self.shop
+        )
         self._call("partial_fit", self._stub.PartialFit, request, self.timeout)
 
     def recommend(self, query: RecommendQuery) -> list[Scored]:
@@ -289,13 +306,17 @@ class RemoteRecommender:
             recent_interactions=[_to_pb(i) for i in query.recent_interactions],
             customer_features=dict(query.customer_features),
             context=dict(query.context),
+            shop=self.shop,
         )
         response = self._call("recommend", self._stub.Recommend, request, self.timeout)
         return _scored(response.items)
 
     def similar_items(self, query: SimilarItemsQuery) -> list[Scored]:
         request = pb.RecommenderPluginServiceSimilarItemsRequest(
-            item_id=query.item_id, k=query.k, exclude_item_ids=sorted(query.exclude_item_ids)
+            item_id=query.item_id,
+            k=query.k,
+            exclude_item_ids=sorted(query.exclude_item_ids),
+            shop=self.shop,
         )
         response = self._call("similar_items", self._stub.SimilarItems, request, self.timeout)
         return _scored(response.items)
@@ -305,6 +326,7 @@ class RemoteRecommender:
             customer_id=query.customer_id,
             item_id=query.item_id,
             recent_interactions=[_to_pb(i) for i in query.recent_interactions],
+            shop=self.shop,
         )
         response = self._call("explain", self._stub.Explain, request, self.timeout)
         return [Contribution(c.item_id, c.weight) for c in response.contributions]
@@ -312,12 +334,12 @@ class RemoteRecommender:
     # -- persistence -------------------------------------------------------------------------
 
     def save(self, directory: Path) -> None:
-        """Writes ``remote.json`` naming the target: the model itself stays in the remote."""
+        """Writes ``remote.json`` naming the target and the shop: the model stays in the remote."""
         payload = {"format": SAVED_FORMAT, "target": self.target, "shop": self.shop}
         (directory / SAVED_FILE).write_text(json.dumps(payload))
 
     def load(self, directory: Path) -> None:
-        """Points this instance at the target `save` wrote (the remote holds the model)."""
+        """Points this instance at the target and shop `save` wrote (the remote holds the model)."""
         payload = json.loads((directory / SAVED_FILE).read_text())
         if payload.get("format") != SAVED_FORMAT:
             raise ValueError(f"unknown remote recommender format {payload.get('format')!r}")

@@ -9,6 +9,10 @@ The first line on stdout is ``<name> plugin listening on HOST:PORT`` (scripts an
 port from it when they asked for port 0); SIGTERM turns health NOT_SERVING, lets in-flight calls
 finish, and exits. Settings come from ``KOSMOS_PLUGIN__<NAME>__<SETTING>`` as in the service.
 
+Models are per shop: each ``Fit`` builds a fresh instance for its shop and swaps it in for that
+shop only, and a query for a shop never fitted is ``FAILED_PRECONDITION``. An empty ``shop`` on
+the wire is the default shop, so older callers keep working.
+
 The server is `kosmos.common.server.build_server`'s, so health, reflection, tracing, the
 caller's deadline (`kosmos.common.deadline.remaining`) and error mapping come with it:
 `Unsupported` is ``UNIMPLEMENTED`` and `NotFitted` is ``FAILED_PRECONDITION``, exactly what
@@ -30,12 +34,14 @@ from grpc_health.v1.health import HealthServicer
 from kosmos.common import telemetry
 from kosmos.common.config import KOSMOS_PLUGIN_PREFIX
 from kosmos.common.errors import InvalidArgument
+from kosmos.common.names import parse_shop
 from kosmos.common.server import Service, build_server, configure_logging, serve
 from kosmos.common.timestamps import to_seconds
 from kosmos.plugin.protocol import (
     ExplainQuery,
     Interaction,
     InteractionType,
+    NotFitted,
     Recommender,
     RecommendQuery,
     Scored,
@@ -73,6 +79,11 @@ def _interactions(messages: Iterable[pb.PluginInteraction], field: str) -> list[
     return [_interaction(m, f"{field}[{n}]") for n, m in enumerate(messages)]
 
 
+def _shop(name: str) -> str:
+    """``shops/{shop}`` → shop id; empty is the default shop ``""``."""
+    return parse_shop(name, "shop") if name else ""
+
+
 def _k(k: int) -> int:
     if k < 1:
         raise InvalidArgument("k", "INVALID_VALUE", "must be at least 1")
@@ -87,20 +98,32 @@ class RecommenderPluginServicer(pb_grpc.RecommenderPluginServiceServicer):
     """Proto ↔ contract for one recommender; errors are left to the server's interceptor.
 
     Args:
-        recommender: The instance that serves until the first ``Fit``.
-        factory: Makes a fresh instance for each ``Fit``, swapped in once fitted, as the
-            recommendation service does; without it ``Fit`` refits ``recommender`` in place.
+        recommender: Answers ``GetCapabilities``; without ``factory``, the one instance that
+            serves every shop, refitted in place by each ``Fit``.
+        factory: Makes a fresh instance for each ``Fit``, swapped in once fitted for that
+            ``Fit``'s shop only, as the recommendation service does; a shop never fitted is
+            `NotFitted`.
     """
 
     def __init__(
         self, recommender: Recommender, factory: Callable[[], Recommender] | None = None
     ) -> None:
-        self._model = recommender
+        self._recommender = recommender
         self._factory = factory
+        self._models: dict[str, Recommender] = {}  # shop id → its model, with a factory
         self._fit_lock = threading.Lock()  # One Fit at a time: the last one wins, whole.
 
+    def _model(self, shop_name: str) -> Recommender:
+        shop = _shop(shop_name)
+        if self._factory is None:
+            return self._recommender
+        model = self._models.get(shop)
+        if model is None:
+            raise NotFitted()
+        return model
+
     def GetCapabilities(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC's names)
-        c = self._model.capabilities
+        c = self._recommender.capabilities
         return pb.GetCapabilitiesResponse(
             capabilities=pb.Capabilities(
                 cold_start=c.cold_start, partial_fit=c.partial_fit, explain=c.explain
@@ -112,7 +135,12 @@ class RecommenderPluginServicer(pb_grpc.RecommenderPluginServiceServicer):
         item_ids: list[str] = []
         customer_features: dict[str, dict[str, str]] = {}
         item_features: dict[str, dict[str, str]] = {}
+        shop = ""
+        now: float | None = None
         for n, chunk in enumerate(request_iterator):
+            if n == 0:
+                shop = _shop(chunk.shop)
+                now = to_seconds(chunk.now_time) if chunk.HasField("now_time") else None
             interactions.extend(_interactions(chunk.interactions, f"requests[{n}].interactions"))
             item_ids.extend(chunk.item_ids)
             customer_features.update((f.id, dict(f.values)) for f in chunk.customer_features)
@@ -122,17 +150,21 @@ class RecommenderPluginServicer(pb_grpc.RecommenderPluginServiceServicer):
             item_ids=item_ids,
             customer_features=customer_features,
             item_features=item_features,
-            # The wire carries no reference time: the newest interaction is the best guess.
-            now=max((i.time for i in interactions), default=0.0),
+            # Without a reference time, the newest interaction is the best guess.
+            now=max((i.time for i in interactions), default=0.0) if now is None else now,
+            shop_id=shop,
         )
         with self._fit_lock:
-            model = self._factory() if self._factory is not None else self._model
-            model.fit(data)
-            self._model = model  # One assignment: a Recommend in flight keeps its model.
+            if self._factory is None:
+                self._recommender.fit(data)
+            else:
+                model = self._factory()
+                model.fit(data)
+                self._models[shop] = model  # One assignment: a query in flight keeps its model.
         return pb.FitResponse()
 
     def PartialFit(self, request: Any, context: Any) -> Any:  # noqa: N802
-        self._model.partial_fit(_interactions(request.interactions, "interactions"))
+        self._model(request.shop).partial_fit(_interactions(request.interactions, "interactions"))
         return pb.PartialFitResponse()
 
     def Recommend(self, request: Any, context: Any) -> Any:  # noqa: N802
@@ -145,7 +177,7 @@ class RecommenderPluginServicer(pb_grpc.RecommenderPluginServiceServicer):
             customer_features=dict(request.customer_features),
             context=dict(request.context),
         )
-        items = _scored(self._model.recommend(query))
+        items = _scored(self._model(request.shop).recommend(query))
         return pb.RecommenderPluginServiceRecommendResponse(items=items)
 
     def SimilarItems(self, request: Any, context: Any) -> Any:  # noqa: N802
@@ -154,7 +186,7 @@ class RecommenderPluginServicer(pb_grpc.RecommenderPluginServiceServicer):
             k=_k(request.k),
             exclude_item_ids=frozenset(request.exclude_item_ids),
         )
-        items = _scored(self._model.similar_items(query))
+        items = _scored(self._model(request.shop).similar_items(query))
         return pb.RecommenderPluginServiceSimilarItemsResponse(items=items)
 
     def Explain(self, request: Any, context: Any) -> Any:  # noqa: N802
@@ -163,7 +195,7 @@ class RecommenderPluginServicer(pb_grpc.RecommenderPluginServiceServicer):
             item_id=request.item_id,
             recent_interactions=_interactions(request.recent_interactions, "recent_interactions"),
         )
-        found = self._model.explain(query)
+        found = self._model(request.shop).explain(query)
         return pb.ExplainResponse(
             contributions=[pb.Contribution(item_id=c.item_id, weight=c.weight) for c in found]
         )
@@ -182,7 +214,8 @@ def build_plugin_server(
         recommender: The recommender to serve (unfitted until the first ``Fit``).
         listen: ``host:port`` to bind; port 0 picks a free port.
         workers: Threads serving RPCs.
-        factory: Makes a fresh instance per ``Fit`` (see `RecommenderPluginServicer`).
+        factory: Makes a fresh instance per ``Fit``, one model per shop (see
+            `RecommenderPluginServicer`).
 
     Returns:
         The server (not started), the bound port, and its health servicer.

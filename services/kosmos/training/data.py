@@ -33,4 +33,5 @@ def training_data(store: Store, shop_id: str, now: float) -> TrainingData:
         customer_features=customers,
         item_features=items,
         now=now,
+        shop_id=shop_id,
     )

@@ -57,9 +57,17 @@ DEMO_ROUTING := warm=als,popularity;cold=lightfm,popularity
 run: setup ## Load the demo shop, train, and start the whole cluster on one machine (SQLite).
 	KOSMOS_ROUTING="$${KOSMOS_ROUTING:-$(DEMO_ROUTING)}" $(PY) -m kosmos.demo --dir $(RUN_DIR)
 
+# Real data for evaluation and benchmarks (never committed); synthetic data stands in without it.
+DATA_DIR ?= ../shared/data
+RETAIL := $(DATA_DIR)/online-retail/online_retail.csv.gz
+
 .PHONY: bench
-bench: setup ## Benchmark Recommend against an empty RPC on the same server stack.
+bench: setup ## Recommend vs an empty RPC; plugin scoring vs a plain numpy floor.
 	$(PY) tools/bench.py
+	@if [ -f "$(RETAIL)" ]; then \
+	  $(PY) plugins/implicit/bench.py --data "$(RETAIL)" && $(PY) plugins/lightfm/bench.py --data "$(RETAIL)"; \
+	else echo "($(RETAIL) not found: plugin benchmarks on synthetic data)"; \
+	  $(PY) plugins/implicit/bench.py --data synthetic && $(PY) plugins/lightfm/bench.py --synthetic; fi
 
 .PHONY: lint
 lint: setup ## ruff, mypy and buf lint.

@@ -18,7 +18,7 @@ def test_defaults():
     assert (c.listen, c.database_url, c.workers, c.grace_seconds) == (
         "0.0.0.0:50062",
         "sqlite:///kosmos.db",
-        32,
+        8,
         5.0,
     )
     r = RecommendationSettings.from_env({})

@@ -33,7 +33,8 @@ KOSMOS_RECOMMENDATION_LISTEN = "KOSMOS_RECOMMENDATION_LISTEN"
 """Address the recommendation service binds. Default: ``"0.0.0.0:50063"``."""
 
 KOSMOS_WORKERS = "KOSMOS_WORKERS"
-"""Threads serving RPCs in one server. Default: ``32``."""
+"""Threads serving RPCs in one server. Default: ``8`` (see the README: on few cores, more
+threads mean more GIL contention; they also bound concurrent slow remote-plugin calls)."""
 
 KOSMOS_GRACE_SECONDS = "KOSMOS_GRACE_SECONDS"
 """Seconds in-flight RPCs get to finish after SIGTERM. Default: ``5``."""
@@ -186,7 +187,7 @@ class ServerConfig:
 
     listen: str
     database_url: str = "sqlite:///kosmos.db"
-    workers: int = 32
+    workers: int = 8
     grace_seconds: float = 5.0
     log_level: str = "INFO"
 

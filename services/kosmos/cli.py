@@ -206,7 +206,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ) -> int:
     args = parser().parse_args(argv)
-    out = Console()
+    # Piped output (CI logs, files) gets room for wide tables instead of the 80-column default.
+    out = Console() if sys.stdout.isatty() else Console(width=160)
     if getattr(args, "offline", False):
         if hasattr(args, "model_dir"):
             args.model_dir = args.model_dir or env.get(KOSMOS_MODEL_DIR, "")

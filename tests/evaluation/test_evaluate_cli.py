@@ -104,7 +104,7 @@ def test_score_counts_a_missing_answer_as_zero():
 
 def test_a_chain_serves_each_segment_from_its_own_recommenders():
     data = synthetic(customers=150, items=40, seed=4)
-    split = temporal_split(data.interactions, 1_767_225_600.0 - 10 * 86400.0)
+    split = temporal_split(data.interactions, 1_767_225_600.0 - 30 * 86400.0)
     assert split.warm and split.cold
     routing = Routing(warm=("popularity",), cold=("popularity",))
     names = ["popularity", *(["lightfm"] if HAS_LIGHTFM else [])]

@@ -4,6 +4,8 @@ What makes it useful rather than noise:
 - tastes: each customer prefers a few categories, and the preference follows their attributes
   (country and age band), so features predict taste and cold-start models have signal;
 - popularity: within a category a few items sell most (Zipf);
+- item-level taste: items have a hidden style and customers a liking for styles, so within a
+  category each customer still prefers their own items;
 - funnels: views lead to clicks, carts and purchases with falling probability;
 - repeat purchases: consumable categories are bought again;
 - co-purchases: each item has a companion that is often bought with it;
@@ -62,6 +64,8 @@ BASE_PRICE = {
 COUNTRIES = ("UK", "DE", "FR", "NL", "ES")
 AGE_BANDS = ("18-24", "25-34", "35-49", "50-64", "65+")
 DAY = 86400.0
+STYLE_DIMENSIONS = 4
+STYLE_WEIGHT = 0.8
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +153,10 @@ def generate(
     # A few best sellers per category (Zipf), and a companion item for co-purchases.
     appeal = np.array([1.0 / (1 + (k // n_cat)) ** 1.1 for k in range(items)])
     companion = [int(rng.integers(items)) for _ in range(items)]
+    # Item-level taste: items have a hidden style, customers a liking for styles, so two
+    # customers of the same categories still prefer different items (what collaborative
+    # filtering learns and category popularity cannot).
+    styles = rng.normal(size=(items, STYLE_DIMENSIONS))
 
     # Attributes predict taste: each country and each age band leans toward some categories.
     country_lean = rng.dirichlet(np.full(n_cat, 0.5), size=len(COUNTRIES))
@@ -162,6 +170,7 @@ def generate(
         )
         own = rng.dirichlet(np.full(n_cat, 0.3))
         tastes[n] = 0.35 * country_lean[c] + 0.35 * age_lean[a] + 0.3 * own
+    liking = rng.normal(size=(customers, STYLE_DIMENSIONS))
 
     start = end_time - days * DAY
     events: list[SyntheticInteraction] = []
@@ -179,7 +188,7 @@ def generate(
                 catalog,
                 names,
                 by_category,
-                appeal,
+                appeal * np.exp(STYLE_WEIGHT * (styles @ liking[n])),
                 companion,
                 start,
                 days,
@@ -198,7 +207,7 @@ def _customer_events(
     catalog: list[SyntheticItem],
     names: list[str],
     by_category: dict[str, list[int]],
-    appeal: np.ndarray,
+    affinity: np.ndarray,
     companion: list[int],
     start: float,
     days: int,
@@ -212,7 +221,7 @@ def _customer_events(
         pool = by_category[category]
         if not pool:
             continue
-        weights = appeal[pool] / appeal[pool].sum()
+        weights = affinity[pool] / affinity[pool].sum()
         for _ in range(int(rng.integers(1, 5))):
             item = pool[int(rng.choice(len(pool), p=weights))]
             t += float(rng.uniform(20, 240))

@@ -81,6 +81,8 @@ lint: setup ## ruff, mypy and buf lint.
 	$(BIN)/ruff check services tests tools plugins
 	$(BIN)/mypy services
 	cd proto && ../$(BIN)/buf lint
+	@# Wire compatibility of the working tree against the last commit (checks uncommitted edits).
+	cd proto && ../$(BIN)/buf breaking --against '../.git#ref=HEAD,subdir=proto'
 
 .PHONY: fmt
 fmt: setup ## Format the code.

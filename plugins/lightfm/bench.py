@@ -163,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if i.customer_id in seen and len(seen[i.customer_id]) < 20:
             seen[i.customer_id].append(i)
     filtered = [
-        RecommendQuery(c, K, filter_already_seen=True, recent_interactions=seen[c])
+        RecommendQuery(c, K, filter_already_seen=True, recent_interactions=seen[c], reasons=False)
         for c in state.customer_ids
     ]
     countries = sorted({f["country"] for f in data.customer_features.values()})

@@ -302,3 +302,32 @@ def test_cold_and_warm_customers_are_routed_to_their_own_chains(store):
     finally:
         c.client.close()
         c.server.stop(None).wait()
+
+
+class Explaining(Broken):
+    """Names the recent item behind its one offer, as factor models do."""
+
+    def recommend(self, query):
+        return [
+            Scored("i09", 3.0, "Picked for your taste", because_item_id="i05"),
+            Scored("i10", 2.0, "Picked for your taste", because_item_id="never-seen"),
+        ]
+
+
+def test_reasons_name_the_recent_item_behind_an_offer(store):
+    settings = RecommendationSettings(routing=Routing.parse("explaining"), refresh_seconds=0)
+    c = start_cluster(store, settings, plugins(explaining=lambda s: Explaining()))
+    try:
+        small_shop(c.client)
+        c.client.record_interactions("acme", [InteractionInput("alice", "i05", "purchase")])
+        offers = c.client.recommend("acme", "alice", page_size=2).offers
+        assert [o.reason for o in offers] == [
+            "Because you bought Item i05",
+            "Picked for your taste",
+        ]
+        c.client.record_interactions("acme", [InteractionInput("alice", "i05", "view")])
+        offers = c.client.recommend("acme", "alice", page_size=1).offers
+        assert offers[0].reason == "Because you viewed Item i05"  # what they did last
+    finally:
+        c.client.close()
+        c.server.stop(None).wait()

@@ -64,7 +64,13 @@ def test_interactions_already_in_the_model_are_not_counted_twice(als, data):
     c = "b-c2"
     plain = als.recommend(RecommendQuery(c, k=10))
     with_history = als.recommend(RecommendQuery(c, k=10, recent_interactions=history(data, c)))
-    assert with_history == plain
+    # Same ranking and scores; only the "because" item (from the history passed) is new.
+    assert [(s.item_id, s.score, s.reason) for s in with_history] == [
+        (s.item_id, s.score, s.reason) for s in plain
+    ]
+    past = {i.item_id for i in history(data, c)}
+    assert all(s.because_item_id in past | {""} for s in with_history)
+    assert any(s.because_item_id for s in with_history)
 
 
 def test_request_fold_in_equals_partial_fit(data):

@@ -28,7 +28,10 @@ def test_recent_interactions_filter_but_do_not_fold_in():
     recent = [Interaction("a-c2", "a-i2", InteractionType.VIEW, 1.0, data.now + 60)]
     plain = model.recommend(RecommendQuery("a-c2", k=17))
     with_recent = model.recommend(RecommendQuery("a-c2", k=17, recent_interactions=recent))
-    assert with_recent == plain  # BPR has no per-customer solve to fold clicks into
+    # BPR has no per-customer solve to fold clicks into: same ranking; the recent item only
+    # becomes the "because" of the items that resemble it.
+    assert [(s.item_id, s.score) for s in with_recent] == [(s.item_id, s.score) for s in plain]
+    assert {s.because_item_id for s in with_recent} <= {"a-i2", ""}
     filtered = model.recommend(
         RecommendQuery("a-c2", k=17, recent_interactions=recent, filter_already_seen=True)
     )

@@ -136,6 +136,7 @@ def build_queries(
                 i.item_id for i in rows if i.type is InteractionType.DISMISS
             ),
             filter_already_seen=split.new_items_only,
+            reasons=False,  # metrics read rankings only
             recent_interactions=tuple(reversed(rows[-recent:])) if recent > 0 else (),
             customer_features=dataset.customer_features.get(customer, {}),
         )

@@ -16,6 +16,7 @@ from kosmos.plugin.protocol import (
     TrainingData,
     Unsupported,
 )
+from kosmos.plugin.reasons import closest_history
 from kosmos.plugin.registry import ENTRY_POINT_GROUP, LoadedPlugin, PluginLoadError, discover
 
 __all__ = [
@@ -35,5 +36,6 @@ __all__ = [
     "SimilarItemsQuery",
     "TrainingData",
     "Unsupported",
+    "closest_history",
     "discover",
 ]

@@ -124,6 +124,8 @@ class RecommendQuery:
             after the fit: a plugin that can should let them shape the answer.
         customer_features: The customer's features, for customers unseen at fit time.
         context: The request context: ``channel``, ``device``, ``page``.
+        reasons: Whether to work out shopper-facing reasons (`Scored.because_item_id`); the
+            service asks for them, offline evaluation and scoring benchmarks do not.
     """
 
     customer_id: str
@@ -133,6 +135,7 @@ class RecommendQuery:
     recent_interactions: Sequence[Interaction] = ()
     customer_features: Mapping[str, str] = field(default_factory=dict)
     context: Mapping[str, str] = field(default_factory=dict)
+    reasons: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,11 +176,15 @@ class Scored:
         item_id: The item.
         score: Higher is better; comparable only within one answer.
         reason: Why, in words a shopper can read; empty lets the core say it.
+        because_item_id: The item among the customer's recent interactions that most explains
+            this one, when the recommender knows (see `kosmos.plugin.closest_history`). The core
+            then says "Because you bought <its title>", which a plugin cannot: it has no titles.
     """
 
     item_id: str
     score: float
     reason: str = ""
+    because_item_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -156,7 +156,7 @@ def fit_chunks(data: TrainingData, shop: str = "") -> Iterator[pb.FitRequest]:
 
 
 def _scored(items: Sequence[pb.ScoredItem]) -> list[Scored]:
-    return [Scored(s.item_id, s.score, s.reason) for s in items]
+    return [Scored(s.item_id, s.score, s.reason, s.because_item_id) for s in items]
 
 
 class RemoteRecommender:

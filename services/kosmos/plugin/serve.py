@@ -91,7 +91,12 @@ def _k(k: int) -> int:
 
 
 def _scored(items: Sequence[Scored]) -> list[pb.ScoredItem]:
-    return [pb.ScoredItem(item_id=s.item_id, score=s.score, reason=s.reason) for s in items]
+    return [
+        pb.ScoredItem(
+            item_id=s.item_id, score=s.score, reason=s.reason, because_item_id=s.because_item_id
+        )
+        for s in items
+    ]
 
 
 class RecommenderPluginServicer(pb_grpc.RecommenderPluginServiceServicer):

@@ -15,6 +15,7 @@ from opentelemetry import trace
 from kosmos.common import deadline
 from kosmos.common.errors import NotFound
 from kosmos.common.names import customer_name, item_name, shop_name
+from kosmos.plugin import Interaction as PluginInteraction
 from kosmos.plugin import Recommender, RecommendQuery, Scored, SimilarItemsQuery
 from kosmos.plugin.routing import Candidate, Routing, run_chain
 from kosmos.plugin.signals import to_plugin
@@ -31,6 +32,14 @@ tracer = trace.get_tracer(__name__)
 OVERFETCH = 2
 OVERFETCH_MARGIN = 10
 DEFAULT_REASON = "Picked for you"
+# When a recommender names the recent item behind an offer, the reason names it too.
+BECAUSE = {
+    InteractionType.VIEW: "Because you viewed {title}",
+    InteractionType.CLICK: "Because you looked at {title}",
+    InteractionType.ADD_TO_CART: "Because you added {title} to your cart",
+    InteractionType.PURCHASE: "Because you bought {title}",
+    InteractionType.RATING: "Because you rated {title}",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +131,7 @@ class Recommendations:
         )
         chain = self.routing.chain(has_history=bool(recent))
         candidates = self._gather(shop_id, chain, query.k, lambda m: m.recommend(query))
-        offers = self._finish(shop_id, candidates, customer, excluded, want)
+        offers = self._finish(shop_id, candidates, customer, excluded, want, recent)
         return OfferPage(
             offers=offers[offset:want],
             recommendation_id=recommendation_id or uuid.uuid4().hex,
@@ -197,8 +206,12 @@ class Recommendations:
         customer: Customer | None,
         excluded: set[str] | frozenset[str],
         want: int,
+        recent: Sequence[PluginInteraction] = (),
     ) -> list[Offer]:
         deadline.check("recommend.filter")
+        last_done: dict[str, InteractionType] = {}
+        for i in recent:  # newest first: the first one seen per item is what they did last
+            last_done.setdefault(i.item_id, i.type)
         with tracer.start_as_current_span("recommend.filter") as span:
             items = self.catalog.items(shop_id)
             categories = brands = frozenset[str]()
@@ -220,9 +233,12 @@ class Recommendations:
                     or (item.brand and item.brand in brands)
                 ):
                     continue
-                kept.append(
-                    Offer(item, c.scored.score, c.scored.reason or DEFAULT_REASON, c.recommender)
-                )
+                reason = c.scored.reason or DEFAULT_REASON
+                because = items.get(c.scored.because_item_id)
+                done = last_done.get(c.scored.because_item_id)
+                if because is not None and done in BECAUSE and because.title:
+                    reason = BECAUSE[done].format(title=because.title)
+                kept.append(Offer(item, c.scored.score, reason, c.recommender))
             span.set_attribute("kosmos.candidates.kept", len(kept))
         with tracer.start_as_current_span("recommend.rank"):
             return self._vary(kept, want + 1)

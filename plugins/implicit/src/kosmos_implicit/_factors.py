@@ -32,6 +32,7 @@ from kosmos.plugin import (
     SimilarItemsQuery,
     TrainingData,
     Unsupported,
+    closest_history,
 )
 from kosmos_implicit._common import (
     REASON_RECENT,
@@ -166,7 +167,8 @@ class _FactorRecommender:
                 scores[matrix.row(row)[0]] = -np.inf
             if seen:
                 scores[seen] = -np.inf
-        return top_k(scores, query.k, matrix.item_ids, reason)
+        results = top_k(scores, query.k, matrix.item_ids, reason)
+        return with_because(results, state, recent) if query.reasons else results
 
     def similar_items(self, query: SimilarItemsQuery) -> list[Scored]:
         state = self._require()
@@ -346,3 +348,24 @@ class BPRRecommender(_FactorRecommender):
         # implicit's BPR keeps each item's bias (its popularity) in the last column and a
         # constant 1 in the users'; likeness is in the other columns.
         return np.ascontiguousarray(item_factors[:, :-1])
+
+
+def with_because(
+    results: list[Scored], state: _State, recent: Sequence[Interaction]
+) -> list[Scored]:
+    """Names, for each result, the recent item it most resembles (the core words the reason)."""
+    if not results or not recent:
+        return results
+    items = state.matrix.items
+    history = columns(items, dict.fromkeys(i.item_id for i in recent if i.weight > 0))
+    if not history:
+        return results
+    picked = [items[s.item_id] for s in results]
+    best = closest_history(
+        state.item_unit[picked], state.item_unit[history], picked, history, unit=True
+    )
+    ids = state.matrix.item_ids
+    return [
+        Scored(s.item_id, s.score, s.reason, ids[history[b]]) if b >= 0 else s
+        for s, b in zip(results, best, strict=True)
+    ]

@@ -38,6 +38,7 @@ from kosmos.plugin import (
     SimilarItemsQuery,
     TrainingData,
     Unsupported,
+    closest_history,
 )
 from kosmos_lightfm._settings import NAME, LightFMSettings
 
@@ -89,6 +90,7 @@ class _Model:
     item_index: dict[str, int]
     items: Floats  # (items, d + 1): embedding | bias; float32, C-contiguous
     item_inv_norm: Floats  # 1 / |embedding|, 0 for a zero embedding
+    item_unit: Floats  # (items, d): unit embeddings, for "because you bought ..." reasons
     customer_index: dict[str, int]  # every customer with interactions at fit time
     users: Floats  # (warm customers, d + 1): embedding | 1, rows 0..n_warm-1 of customer_index
     user_bias: Floats  # (warm customers,)
@@ -133,6 +135,7 @@ class _Model:
             item_index={item: n for n, item in enumerate(item_ids)},
             items=items,
             item_inv_norm=inv_norm.astype(np.float32),
+            item_unit=np.ascontiguousarray(items[:, :-1] * inv_norm[:, None], dtype=np.float32),
             customer_index={c: n for n, c in enumerate(customer_ids)},
             users=_own(users),
             user_bias=_own(user_bias),
@@ -445,7 +448,29 @@ class LightFMRecommender:
                 scores[model.indices(i.item_id for i in query.recent_interactions)] = -np.inf
         picked, values = _top(scores, query.k)
         ids = model.item_ids
-        return [Scored(ids[n], v + bias, reason) for n, v in zip(picked, values, strict=True)]
+        because = self._because(model, picked, query.recent_interactions) if query.reasons else {}
+        return [
+            Scored(ids[n], v + bias, reason, because.get(n, ""))
+            for n, v in zip(picked, values, strict=True)
+        ]
+
+    @staticmethod
+    def _because(
+        model: _Model, picked: Sequence[int], recent: Sequence[Interaction]
+    ) -> dict[int, str]:
+        """For each picked item, the recent item whose embedding it is closest to."""
+        if not recent or not len(picked):
+            return {}
+        history = model.indices(dict.fromkeys(i.item_id for i in recent if i.weight > 0))
+        if not len(history):
+            return {}
+        # The last column is the bias: likeness is over the embeddings only.
+        best = closest_history(
+            model.item_unit[picked], model.item_unit[history], picked, history, unit=True
+        )
+        return {
+            int(n): model.item_ids[history[b]] for n, b in zip(picked, best, strict=True) if b >= 0
+        }
 
     def similar_items(self, query: SimilarItemsQuery) -> list[Scored]:
         model = self._require()

@@ -48,3 +48,9 @@ def test_attributes_predict_taste(shop):
         favourite[country[i.customer_id]][category[i.item_id]] += 1
     tops = {c: counts.most_common(1)[0][0] for c, counts in favourite.items()}
     assert len(set(tops.values())) > 1, "every country likes the same category: no signal"
+
+
+def test_titles_are_unique(shop):
+    # Reasons name items by title ("Because you bought ..."): two items must not share one.
+    titles = [i.title for i in generate(customers=5, items=400, seed=1).items]
+    assert len(set(titles)) == len(titles)

@@ -132,16 +132,22 @@ def generate(
     n_cat = len(names)
 
     catalog: list[SyntheticItem] = []
+    titles: set[str] = set()
     for n in range(items):
         category = names[n % n_cat]
         noun = CATEGORIES[category][int(rng.integers(len(CATEGORIES[category])))]
         adjective = ADJECTIVES[int(rng.integers(len(ADJECTIVES)))]
+        title, edition = f"{adjective} {noun}", 1
+        while title in titles:  # reasons name items by title: keep titles unique
+            edition += 1
+            title = f"{adjective} {noun} {edition}"
+        titles.add(title)
         brand = f"{category[:3].upper()}-{'ABC'[int(rng.integers(3))]}"
         price = round(float(BASE_PRICE[category] * rng.lognormal(0.0, 0.4)), 2)
         catalog.append(
             SyntheticItem(
                 item_id=f"sku-{n:05d}",
-                title=f"{adjective} {noun}",
+                title=title,
                 category=category,
                 brand=brand,
                 price=price,

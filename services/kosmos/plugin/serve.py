@@ -84,6 +84,12 @@ def _shop(name: str) -> str:
     return parse_shop(name, "shop") if name else ""
 
 
+def _required(value: str, field: str) -> str:
+    if not value:
+        raise InvalidArgument(field, "MISSING_FIELD", "is required")
+    return value
+
+
 def _k(k: int) -> int:
     if k < 1:
         raise InvalidArgument("k", "INVALID_VALUE", "must be at least 1")
@@ -174,7 +180,7 @@ class RecommenderPluginServicer(pb_grpc.RecommenderPluginServiceServicer):
 
     def Recommend(self, request: Any, context: Any) -> Any:  # noqa: N802
         query = RecommendQuery(
-            customer_id=request.customer_id,
+            customer_id=_required(request.customer_id, "customer_id"),
             k=_k(request.k),
             exclude_item_ids=frozenset(request.exclude_item_ids),
             filter_already_seen=request.filter_already_seen,
@@ -187,7 +193,7 @@ class RecommenderPluginServicer(pb_grpc.RecommenderPluginServiceServicer):
 
     def SimilarItems(self, request: Any, context: Any) -> Any:  # noqa: N802
         query = SimilarItemsQuery(
-            item_id=request.item_id,
+            item_id=_required(request.item_id, "item_id"),
             k=_k(request.k),
             exclude_item_ids=frozenset(request.exclude_item_ids),
         )
@@ -196,8 +202,8 @@ class RecommenderPluginServicer(pb_grpc.RecommenderPluginServiceServicer):
 
     def Explain(self, request: Any, context: Any) -> Any:  # noqa: N802
         query = ExplainQuery(
-            customer_id=request.customer_id,
-            item_id=request.item_id,
+            customer_id=_required(request.customer_id, "customer_id"),
+            item_id=_required(request.item_id, "item_id"),
             recent_interactions=_interactions(request.recent_interactions, "recent_interactions"),
         )
         found = self._model(request.shop).explain(query)

@@ -135,6 +135,18 @@ class KosmosClient:
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
 
+    def _pages(
+        self, method: Callable[..., Any], request: Callable[[str], Any], timeout: float | None
+    ) -> Iterator[Any]:
+        """Every page of a list RPC (AIP-158), following ``next_page_token``."""
+        token = ""
+        while True:
+            response = self._call(method, request(token), timeout)
+            yield response
+            token = response.next_page_token
+            if not token:
+                return
+
     # -- shops and customers -----------------------------------------------------------------
 
     def create_shop(
@@ -221,19 +233,14 @@ class KosmosClient:
         self, shop_id: str, *, page_size: int = 0, timeout: float | None = None
     ) -> Iterator[common_pb2.Customer]:
         """Every customer of a shop, fetching pages as the iteration goes."""
-        token = ""
-        while True:
-            response = self._call(
-                self._stubs.profile.ListCustomers,
-                profile_service_pb2.ListCustomersRequest(
-                    parent=f"shops/{shop_id}", page_size=page_size, page_token=token
-                ),
-                timeout,
-            )
+        for response in self._pages(
+            self._stubs.profile.ListCustomers,
+            lambda token: profile_service_pb2.ListCustomersRequest(
+                parent=f"shops/{shop_id}", page_size=page_size, page_token=token
+            ),
+            timeout,
+        ):
             yield from response.customers
-            token = response.next_page_token
-            if not token:
-                return
 
     # -- catalog -----------------------------------------------------------------------------
 
@@ -294,22 +301,17 @@ class KosmosClient:
     def list_interactions(
         self, shop_id: str, customer_id: str, *, page_size: int = 0, timeout: float | None = None
     ) -> Iterator[common_pb2.Interaction]:
-        """A customer's interactions, newest first."""
-        token = ""
-        while True:
-            response = self._call(
-                self._stubs.feedback.ListInteractions,
-                feedback_service_pb2.ListInteractionsRequest(
-                    parent=f"shops/{shop_id}/customers/{customer_id}",
-                    page_size=page_size,
-                    page_token=token,
-                ),
-                timeout,
-            )
+        """A customer's interactions, newest first, fetching pages as the iteration goes."""
+        for response in self._pages(
+            self._stubs.feedback.ListInteractions,
+            lambda token: feedback_service_pb2.ListInteractionsRequest(
+                parent=f"shops/{shop_id}/customers/{customer_id}",
+                page_size=page_size,
+                page_token=token,
+            ),
+            timeout,
+        ):
             yield from response.interactions
-            token = response.next_page_token
-            if not token:
-                return
 
     # -- recommendations ---------------------------------------------------------------------
 

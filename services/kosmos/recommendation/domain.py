@@ -32,7 +32,9 @@ tracer = trace.get_tracer(__name__)
 OVERFETCH = 2
 OVERFETCH_MARGIN = 10
 DEFAULT_REASON = "Picked for you"
-# When a recommender names the recent item behind an offer, the reason names it too.
+# When a recommender names the recent item behind an offer, the reason names it too, for at
+# most this many offers of one list.
+MAX_CITATIONS = 2
 BECAUSE = {
     InteractionType.VIEW: "Because you viewed {title}",
     InteractionType.CLICK: "Because you looked at {title}",
@@ -210,6 +212,7 @@ class Recommendations:
     ) -> list[Offer]:
         deadline.check("recommend.filter")
         last_done: dict[str, InteractionType] = {}
+        citations: dict[str, int] = {}
         for i in recent:  # newest first: the first one seen per item is what they did last
             last_done.setdefault(i.item_id, i.type)
         with tracer.start_as_current_span("recommend.filter") as span:
@@ -236,8 +239,11 @@ class Recommendations:
                 reason = c.scored.reason or DEFAULT_REASON
                 because = items.get(c.scored.because_item_id)
                 done = last_done.get(c.scored.because_item_id)
+                cited = citations.get(c.scored.because_item_id, 0)
                 if because is not None and done in BECAUSE and because.title:
-                    reason = BECAUSE[done].format(title=because.title)
+                    if cited < MAX_CITATIONS:  # the same sentence on every offer says nothing
+                        reason = BECAUSE[done].format(title=because.title)
+                        citations[c.scored.because_item_id] = cited + 1
                 kept.append(Offer(item, c.scored.score, reason, c.recommender))
             span.set_attribute("kosmos.candidates.kept", len(kept))
         with tracer.start_as_current_span("recommend.rank"):

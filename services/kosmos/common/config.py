@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Self, TypeVar
 
 from kosmos.plugin.routing import Routing
+from kosmos.plugin.routing import parse_names as _names
 
 KOSMOS_DATABASE_URL = "KOSMOS_DATABASE_URL"
 """Where the data lives: ``sqlite:///path.db`` (embedded) or ``postgresql://...``.
@@ -157,14 +158,6 @@ def _address(raw: str) -> str:
 
 def _routing(raw: str) -> Routing:
     return Routing.parse(raw)
-
-
-def _names(raw: str) -> tuple[str, ...]:
-    names = tuple(n.strip() for n in raw.split(",") if n.strip())
-    for name in names:
-        if not name.replace("-", "_").replace("_", "a").isalnum():
-            raise ValueError(f"bad recommender name {name!r}")
-    return names
 
 
 def _database_url(raw: str) -> str:

@@ -21,13 +21,19 @@ log = logging.getLogger(__name__)
 SEGMENTS = ("warm", "cold")
 
 
-def _chain(text: str) -> tuple[str, ...]:
+def parse_names(text: str) -> tuple[str, ...]:
+    """``"a, b"`` → ``("a", "b")``; ValueError for a name that is not letters, digits, - and _."""
     names = tuple(n.strip() for n in text.split(",") if n.strip())
-    if not names:
-        raise ValueError("a chain names no recommender")
     for name in names:
         if not name.replace("-", "_").replace("_", "a").isalnum():
             raise ValueError(f"bad recommender name {name!r}")
+    return names
+
+
+def _chain(text: str) -> tuple[str, ...]:
+    names = parse_names(text)
+    if not names:
+        raise ValueError("a chain names no recommender")
     return names
 
 

@@ -76,6 +76,16 @@ class OfferPage:
     has_more: bool
 
 
+def _page(offers: list[Offer], offset: int, want: int, recommendation_id: str) -> OfferPage:
+    """The requested slice of a finished list; ``offers`` holds one more than ``want`` when
+    there is a next page."""
+    return OfferPage(
+        offers=offers[offset:want],
+        recommendation_id=recommendation_id or uuid.uuid4().hex,
+        has_more=len(offers) > want,
+    )
+
+
 class Recommendations:
     """Serves offers from the routed chain of recommenders."""
 
@@ -134,11 +144,7 @@ class Recommendations:
         chain = self.routing.chain(has_history=bool(recent))
         candidates = self._gather(shop_id, chain, query.k, lambda m: m.recommend(query))
         offers = self._finish(shop_id, candidates, customer, excluded, want, recent)
-        return OfferPage(
-            offers=offers[offset:want],
-            recommendation_id=recommendation_id or uuid.uuid4().hex,
-            has_more=len(offers) > want,
-        )
+        return _page(offers, offset, want, recommendation_id)
 
     def similar_items(
         self,
@@ -166,11 +172,7 @@ class Recommendations:
             shop_id, self.routing.warm, query.k, lambda m: m.similar_items(query)
         )
         offers = self._finish(shop_id, candidates, customer, excluded, want)
-        return OfferPage(
-            offers=offers[offset:want],
-            recommendation_id=recommendation_id or uuid.uuid4().hex,
-            has_more=len(offers) > want,
-        )
+        return _page(offers, offset, want, recommendation_id)
 
     # -- steps -------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from rich.progress import Progress
 
 from kosmos.common import telemetry
 from kosmos.common.config import (
+    KOSMOS_CLUSTER_LISTEN,
     KOSMOS_MODEL_DIR,
     ConfigError,
     RecommendationSettings,
@@ -36,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     env = os.environ
     console = Console(stderr=True)
     try:
-        server = ServerConfig.from_env("KOSMOS_TRAINER_UNUSED", "127.0.0.1:0", env)
+        # The trainer binds nothing: of the server settings it reads the database URL and the
+        # log level, so it trains from exactly the store the services use.
+        server = ServerConfig.from_env(KOSMOS_CLUSTER_LISTEN, "0.0.0.0:50051", env)
         settings = RecommendationSettings.from_env(env)
         if not settings.model_dir:
             raise ConfigError(f"{KOSMOS_MODEL_DIR} must name the artifact directory")

@@ -20,10 +20,28 @@ def test_parse_segments():
     assert Routing.parse(str(r)) == r
 
 
-@pytest.mark.parametrize("text", ["", "warm=als", "hot=a;cold=b", "warm=;cold=b", "a b"])
+@pytest.mark.parametrize(
+    "text",
+    ["", "warm=als", "Hot=a;cold=b", "warm=;cold=b", "a b", "warm=a;cold=b;cart=c;cart=d"],
+)
 def test_parse_rejects(text):
     with pytest.raises(ValueError):
         Routing.parse(text)
+
+
+def test_placements_have_their_own_chain():
+    routing = Routing.parse(
+        "warm=als,popularity;cold=popularity;product=bought_together,popularity"
+    )
+    assert routing.chain(has_history=True) == ("als", "popularity")
+    assert routing.chain(has_history=False, placement="home") == ("popularity",)
+    assert routing.chain(has_history=False, placement="product") == (
+        "bought_together",
+        "popularity",
+    )
+    assert routing.chain(has_history=True, placement="product") == ("bought_together", "popularity")
+    assert routing.names == ("als", "popularity", "bought_together")
+    assert Routing.parse(str(routing)) == routing
 
 
 def test_chain_falls_back_fills_and_dedupes():

@@ -117,7 +117,8 @@ class RecommendQuery:
     Attributes:
         customer_id: The customer; may be unseen at fit time.
         k: At most this many items.
-        exclude_item_ids: Never return these.
+        exclude_item_ids: Never return these. The service puts here, among others, what the
+            shop's seen-item policy says the customer already has (`kosmos.recommendation.seen`).
         filter_already_seen: Leave out items the customer interacted with (at fit time or in
             ``recent_interactions``).
         recent_interactions: The customer's latest interactions, newest first, including ones
@@ -126,6 +127,13 @@ class RecommendQuery:
         context: The request context: ``channel``, ``device``, ``page``.
         reasons: Whether to work out shopper-facing reasons (`Scored.because_item_id`); the
             service asks for them, offline evaluation and scoring benchmarks do not.
+        now: The request's reference time, seconds since the epoch: the event time "now" for
+            recency, repurchase cycles and trends (the request's ``request_time``, or the
+            evaluation's cutoff). 0 means the plugin's own fit-time ``now``.
+        seed_item_ids: Items in view, most relevant first: the product page's item, then the
+            cart. "Bought together" and "similar items" start from them.
+        placement: Where the offers will show (``home``, ``product``, ``cart``, ``email``,
+            ``buy_again``...); the core routes by it, a plugin may use it as a feature.
     """
 
     customer_id: str
@@ -136,6 +144,9 @@ class RecommendQuery:
     customer_features: Mapping[str, str] = field(default_factory=dict)
     context: Mapping[str, str] = field(default_factory=dict)
     reasons: bool = True
+    now: float = 0.0
+    seed_item_ids: tuple[str, ...] = ()
+    placement: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,12 +190,16 @@ class Scored:
         because_item_id: The item among the customer's recent interactions that most explains
             this one, when the recommender knows (see `kosmos.plugin.closest_history`). The core
             then says "Because you bought <its title>", which a plugin cannot: it has no titles.
+        kind: What sort of reason this is, when the plugin knows better than the core:
+            ``buy_again``, ``bought_together``, ``similar_to``, ``trending``, ``new_for_you``,
+            ``because_you_bought``... Empty lets the core decide.
     """
 
     item_id: str
     score: float
     reason: str = ""
     because_item_id: str = ""
+    kind: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,9 @@
 
 ``KOSMOS_ROUTING`` is either one chain for everyone (``als,popularity``) or a chain per segment:
 ``warm=als,popularity;cold=lightfm,popularity``. A customer is *cold* when they have no
-interactions yet and *warm* otherwise. A chain is tried in order: each recommender adds the
+interactions yet and *warm* otherwise. A placement (the request's ``context.page``: ``product``,
+``cart``, ``buy_again``...) may have a chain of its own, which then serves everyone there:
+``warm=als,popularity;cold=popularity;product=bought_together,item_item,popularity``. A chain is tried in order: each recommender adds the
 items the earlier ones did not give, until there are enough; one that fails or has no model is
 skipped. The service and ``kosmos evaluate`` both route through `run_chain`, so offline figures
 describe what the service does.
@@ -11,14 +13,16 @@ describe what the service does.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from kosmos.plugin import Scored
 
 log = logging.getLogger(__name__)
 
 SEGMENTS = ("warm", "cold")
+_PLACEMENT = re.compile(r"[a-z][a-z0-9_]{0,39}")
 
 
 def parse_names(text: str) -> tuple[str, ...]:
@@ -39,14 +43,16 @@ def _chain(text: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True, slots=True)
 class Routing:
-    """The chain for customers with history (``warm``) and without (``cold``)."""
+    """The chain for customers with history (``warm``), without (``cold``), and per placement."""
 
     warm: tuple[str, ...] = ("popularity",)
     cold: tuple[str, ...] = ("popularity",)
+    placements: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, text: str) -> Routing:
-        """Reads ``a,b`` or ``warm=a,b;cold=c,b``; raises ValueError on anything else."""
+        """Reads ``a,b`` or ``warm=a,b;cold=c,b[;placement=d,b...]``; raises ValueError on
+        anything else."""
         if "=" not in text:
             chain = _chain(text)
             return cls(chain, chain)
@@ -54,28 +60,39 @@ class Routing:
         for part in text.split(";"):
             if not part.strip():
                 continue
-            segment, sep, names = part.partition("=")
-            segment = segment.strip()
-            if not sep or segment not in SEGMENTS:
-                raise ValueError(f"expected warm=... and cold=..., got {part.strip()!r}")
-            chains[segment] = _chain(names)
+            key, sep, names = part.partition("=")
+            key = key.strip()
+            if not sep or not _PLACEMENT.fullmatch(key):
+                raise ValueError(
+                    f"expected warm=..., cold=... or <placement>=..., got {part.strip()!r}"
+                )
+            if key in chains:
+                raise ValueError(f"two chains for {key!r}")
+            chains[key] = _chain(names)
         missing = [s for s in SEGMENTS if s not in chains]
         if missing:
             raise ValueError(f"no chain for {' and '.join(missing)} customers")
-        return cls(chains["warm"], chains["cold"])
+        warm, cold = chains.pop("warm"), chains.pop("cold")
+        return cls(warm, cold, chains)
 
-    def chain(self, has_history: bool) -> tuple[str, ...]:
+    def chain(self, has_history: bool, placement: str = "") -> tuple[str, ...]:
+        """The placement's own chain if it has one, else the customer's segment's."""
+        if placement and placement in self.placements:
+            return self.placements[placement]
         return self.warm if has_history else self.cold
 
     @property
     def names(self) -> tuple[str, ...]:
         """Every recommender routed to, once, in first-mention order."""
-        return tuple(dict.fromkeys((*self.warm, *self.cold)))
+        placed = (n for chain in self.placements.values() for n in chain)
+        return tuple(dict.fromkeys((*self.warm, *self.cold, *placed)))
 
     def __str__(self) -> str:
-        if self.warm == self.cold:
+        if self.warm == self.cold and not self.placements:
             return ",".join(self.warm)
-        return f"warm={','.join(self.warm)};cold={','.join(self.cold)}"
+        parts = [f"warm={','.join(self.warm)}", f"cold={','.join(self.cold)}"]
+        parts += [f"{p}={','.join(c)}" for p, c in self.placements.items()]
+        return ";".join(parts)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,10 +4,11 @@
 ``warm=als,popularity;cold=lightfm,popularity``. A customer is *cold* when they have no
 interactions yet and *warm* otherwise. A placement (the request's ``context.page``: ``product``,
 ``cart``, ``buy_again``...) may have a chain of its own, which then serves everyone there:
-``warm=als,popularity;cold=popularity;product=bought_together,item_item,popularity``. A chain is tried in order: each recommender adds the
-items the earlier ones did not give, until there are enough; one that fails or has no model is
-skipped. The service and ``kosmos evaluate`` both route through `run_chain`, so offline figures
-describe what the service does.
+``warm=als,popularity;cold=popularity;product=bought_together,item_item,popularity``.
+
+A chain is tried in order: each recommender adds the items the earlier ones did not give, until
+there are enough; one that fails or has no model is skipped. The service and ``kosmos
+evaluate`` both route through `run_chain`, so offline figures describe what the service does.
 """
 
 from __future__ import annotations

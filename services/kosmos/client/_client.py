@@ -326,14 +326,27 @@ class KosmosClient:
         device: str = "",
         page: str = "",
         cart_item_ids: Sequence[str] = (),
+        item_ids: Sequence[str] = (),
+        request_time: datetime | None = None,
         timeout: float | None = None,
     ) -> Recommendations:
-        """A page of offers for one customer in one context."""
+        """A page of offers for one customer in one context.
+
+        ``page`` is the placement (``home``, ``product``, ``cart``, ``buy_again``...),
+        ``item_ids`` the items on the page, and ``request_time`` the "now" to recommend for.
+        """
+        ctx = recommendation_service_pb2.RecommendationContext(
+            channel=channel,
+            device=device,
+            page=page,
+            cart_item_ids=list(cart_item_ids),
+            item_ids=list(item_ids),
+        )
+        if request_time is not None:
+            ctx.request_time.FromDatetime(request_time)
         request = recommendation_service_pb2.RecommendRequest(
             customer=f"shops/{shop_id}/customers/{customer_id}",
-            context=recommendation_service_pb2.RecommendationContext(
-                channel=channel, device=device, page=page, cart_item_ids=list(cart_item_ids)
-            ),
+            context=ctx,
             page_size=page_size,
             page_token=page_token,
         )

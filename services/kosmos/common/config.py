@@ -15,6 +15,7 @@ from typing import Self, TypeVar
 
 from kosmos.plugin.routing import Routing
 from kosmos.plugin.routing import parse_names as _names
+from kosmos.store.records import InteractionType
 
 KOSMOS_DATABASE_URL = "KOSMOS_DATABASE_URL"
 """Where the data lives: ``sqlite:///path.db`` (embedded) or ``postgresql://...``.
@@ -64,6 +65,19 @@ KOSMOS_RECENT_INTERACTIONS = "KOSMOS_RECENT_INTERACTIONS"
 KOSMOS_REPURCHASE_COOLDOWN_HOURS = "KOSMOS_REPURCHASE_COOLDOWN_HOURS"
 """Hours during which a bought item is not offered again (buying again later is fine).
 Default: ``24``."""
+
+KOSMOS_SEEN_OWNED = "KOSMOS_SEEN_OWNED"
+"""The seen-item policy: interaction kinds after which a customer has an item, so that it is
+not offered again in "for you" (``purchase``, ``rating``, ``add_to_cart``, ``click``,
+``view``). Default: ``purchase,rating``."""
+
+KOSMOS_SEEN_REPEAT = "KOSMOS_SEEN_REPEAT"
+"""Which owned items may come back: ``learned`` (items the shop's customers buy again, see
+`KOSMOS_SEEN_REPEAT_RATE`), ``always`` or ``never``. Default: ``learned``."""
+
+KOSMOS_SEEN_REPEAT_RATE = "KOSMOS_SEEN_REPEAT_RATE"
+"""With ``KOSMOS_SEEN_REPEAT=learned``: the share of an item's buyers who bought it on more than
+one occasion at which it counts as bought again. Default: ``0.3``."""
 
 KOSMOS_MODEL_DIR = "KOSMOS_MODEL_DIR"
 """Where the trainer writes versioned model artifacts and recommendation replicas load them.
@@ -134,6 +148,39 @@ def _positive_float(raw: str) -> float:
 
 
 _NO_REMOTES: dict[str, str] = {}
+
+
+_SEEN_KINDS = {
+    "view": InteractionType.VIEW,
+    "click": InteractionType.CLICK,
+    "add_to_cart": InteractionType.ADD_TO_CART,
+    "purchase": InteractionType.PURCHASE,
+    "rating": InteractionType.RATING,
+}
+
+
+def _interaction_types(raw: str) -> frozenset[InteractionType]:
+    names = [n.strip() for n in raw.split(",") if n.strip()]
+    unknown = [n for n in names if n not in _SEEN_KINDS]
+    if unknown:
+        raise ValueError(
+            f"unknown interaction kind {unknown[0]!r} (one of {', '.join(_SEEN_KINDS)})"
+        )
+    return frozenset(_SEEN_KINDS[n] for n in names)
+
+
+def _repeat_mode(raw: str) -> str:
+    mode = raw.strip()
+    if mode not in ("learned", "always", "never"):
+        raise ValueError("expected learned, always or never")
+    return mode
+
+
+def _share(raw: str) -> float:
+    value = float(raw)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError("must be between 0 and 1")
+    return value
 
 
 def _remotes(raw: str) -> dict[str, str]:
@@ -212,6 +259,9 @@ class RecommendationSettings:
         max_per_category: See `KOSMOS_MAX_PER_CATEGORY`.
         recent_interactions: See `KOSMOS_RECENT_INTERACTIONS`.
         repurchase_cooldown_hours: See `KOSMOS_REPURCHASE_COOLDOWN_HOURS`.
+        seen_owned: See `KOSMOS_SEEN_OWNED`.
+        seen_repeat: See `KOSMOS_SEEN_REPEAT`.
+        seen_repeat_rate: See `KOSMOS_SEEN_REPEAT_RATE`.
         model_dir: See `KOSMOS_MODEL_DIR`.
         model_poll_seconds: See `KOSMOS_MODEL_POLL_SECONDS`.
         fit_in_process: See `KOSMOS_FIT_IN_PROCESS`.
@@ -227,6 +277,11 @@ class RecommendationSettings:
     max_per_category: int = 3
     recent_interactions: int = 25
     repurchase_cooldown_hours: float = 24.0
+    seen_owned: frozenset[InteractionType] = frozenset(
+        {InteractionType.PURCHASE, InteractionType.RATING}
+    )
+    seen_repeat: str = "learned"
+    seen_repeat_rate: float = 0.3
     model_dir: str = ""
     model_poll_seconds: float = 5.0
     fit_in_process: frozenset[str] = frozenset({"popularity"})
@@ -265,6 +320,9 @@ class RecommendationSettings:
                 defaults.repurchase_cooldown_hours,
                 _non_negative_float,
             ),
+            seen_owned=_read(env, KOSMOS_SEEN_OWNED, defaults.seen_owned, _interaction_types),
+            seen_repeat=_read(env, KOSMOS_SEEN_REPEAT, defaults.seen_repeat, _repeat_mode),
+            seen_repeat_rate=_read(env, KOSMOS_SEEN_REPEAT_RATE, defaults.seen_repeat_rate, _share),
             model_dir=env.get(KOSMOS_MODEL_DIR, "").strip(),
             model_poll_seconds=_read(
                 env, KOSMOS_MODEL_POLL_SECONDS, defaults.model_poll_seconds, _positive_float

@@ -11,6 +11,7 @@ from kosmos.common.server import Service
 from kosmos.plugin import LoadedPlugin, discover
 from kosmos.recommendation.domain import Context, Recommendations
 from kosmos.recommendation.models import ModelHub
+from kosmos.recommendation.seen import Repeat, SeenPolicy
 from kosmos.recommendation.servicer import RecommendationServicer
 from kosmos.store import Store
 from kosmos.training.artifacts import Artifacts
@@ -41,6 +42,15 @@ def load_plugins(settings: RecommendationSettings) -> dict[str, LoadedPlugin]:
     return {**local, **remote}
 
 
+def seen_policy(settings: RecommendationSettings) -> SeenPolicy:
+    """The cluster-wide seen-item policy (``KOSMOS_SEEN_*``)."""
+    return SeenPolicy(
+        owned=settings.seen_owned,
+        repeat=Repeat(settings.seen_repeat),
+        repeat_rate=settings.seen_repeat_rate,
+    )
+
+
 def services(
     store: Store,
     settings: RecommendationSettings,
@@ -58,6 +68,7 @@ def services(
     """
     if plugins is None:
         plugins = load_plugins(settings)
+    policy = seen_policy(settings)
     models = ModelHub(
         store,
         plugins,
@@ -67,6 +78,7 @@ def services(
         artifacts=Artifacts(settings.model_dir) if settings.model_dir else None,
         fit_in_process=settings.fit_in_process,
         poll_seconds=settings.model_poll_seconds,
+        seen_policy=policy,
     )
     servicer = RecommendationServicer(
         Recommendations(
@@ -76,6 +88,7 @@ def services(
             settings.max_per_category,
             settings.recent_interactions,
             settings.repurchase_cooldown_hours,
+            seen_policy=policy,
         )
     )
 

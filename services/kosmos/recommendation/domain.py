@@ -18,9 +18,10 @@ from kosmos.common.names import customer_name, item_name, shop_name
 from kosmos.plugin import Interaction as PluginInteraction
 from kosmos.plugin import Recommender, RecommendQuery, Scored, SimilarItemsQuery
 from kosmos.plugin.routing import Candidate, Routing, run_chain
-from kosmos.plugin.signals import to_plugin
+from kosmos.plugin.signals import DEFAULT_WEIGHTS, Weights, to_plugin
 from kosmos.recommendation.catalog_cache import CatalogCache
 from kosmos.recommendation.models import ModelHub
+from kosmos.recommendation.seen import SeenPolicy
 from kosmos.store import Store
 from kosmos.store.records import Customer, ExclusionKind, InteractionType, Item
 
@@ -46,12 +47,31 @@ BECAUSE = {
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """Where the customer shops right now."""
+    """Where the customer shops right now.
+
+    Attributes:
+        channel: ``web``, ``app``, ``email``...
+        device: ``mobile``, ``desktop``...
+        page: The placement (``home``, ``product``, ``cart``, ``buy_again``...): it picks the
+            routed chain and whether the seen-item policy applies.
+        cart_item_ids: Items in the cart; never offered.
+        request_time: The request's "now" (seconds since the epoch); None: the clock's.
+        item_ids: Items on the page (a product page's item), most relevant first; never offered.
+        cart: The cart in the caller's order (``cart_item_ids`` as a sequence).
+    """
 
     channel: str = ""
     device: str = ""
     page: str = ""
     cart_item_ids: frozenset[str] = frozenset()
+    request_time: float | None = None
+    item_ids: tuple[str, ...] = ()
+    cart: tuple[str, ...] = ()
+
+    @property
+    def seed_item_ids(self) -> tuple[str, ...]:
+        """What the customer is looking at, then what is in the cart."""
+        return tuple(dict.fromkeys((*self.item_ids, *self.cart, *sorted(self.cart_item_ids))))
 
     def as_mapping(self) -> dict[str, str]:
         return {
@@ -98,7 +118,13 @@ class Recommendations:
         recent_interactions: int,
         repurchase_cooldown_hours: float = 24.0,
         clock: Callable[[], float] = time.time,
+        seen_policy: SeenPolicy | None = None,
+        weights: Weights = DEFAULT_WEIGHTS,
+        reasons: bool = True,
     ) -> None:
+        self.seen_policy = seen_policy or SeenPolicy()
+        self.weights = weights
+        self.reasons = reasons
         self.store = store
         self.models = models
         self.routing = routing
@@ -120,16 +146,26 @@ class Recommendations:
         recommendation_id: str = "",
     ) -> OfferPage:
         customer = self._customer(shop_id, customer_id)
+        now = self.clock() if context.request_time is None else context.request_time
         recent = [
-            to_plugin(i)
+            to_plugin(i, self.weights)
             for i in self.store.list_interactions(
                 shop_id, customer_id, None, self.recent_interactions
             )
         ]
-        excluded = self.store.dismissed_item_ids(shop_id, customer_id) | context.cart_item_ids
-        cooled = self.clock() - self.repurchase_cooldown
+        had = self.store.item_ids_by_type(
+            shop_id, customer_id, {InteractionType.DISMISS, *self.seen_policy.owned}
+        )
+        excluded = set(had.pop(InteractionType.DISMISS, ())) | context.cart_item_ids
+        excluded |= set(context.item_ids)
+        # The seen-item policy: what the customer has, unless people buy it again.
+        owned = set().union(*had.values()) if had else set()
+        excluded |= self.seen_policy.excluded(owned, self.models.repeatable(shop_id), context.page)
+        cooled = now - self.repurchase_cooldown
         excluded |= {
-            i.item_id for i in recent if i.type is InteractionType.PURCHASE and i.time >= cooled
+            i.item_id
+            for i in recent
+            if i.type is InteractionType.PURCHASE and cooled <= i.time <= now
         }
         excluded |= {e.value for e in customer.exclusions if e.kind is ExclusionKind.ITEM}
         want = offset + page_size
@@ -140,8 +176,12 @@ class Recommendations:
             recent_interactions=recent,
             customer_features=customer.attributes,
             context=context.as_mapping(),
+            reasons=self.reasons,
+            now=now,
+            seed_item_ids=context.seed_item_ids,
+            placement=context.page,
         )
-        chain = self.routing.chain(has_history=bool(recent))
+        chain = self.routing.chain(has_history=bool(recent), placement=context.page)
         candidates = self._gather(shop_id, chain, query.k, lambda m: m.recommend(query))
         offers = self._finish(shop_id, candidates, customer, excluded, want, recent)
         return _page(offers, offset, want, recommendation_id)

@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from opentelemetry import trace
 
 from kosmos.common.deadline import deadline_scope
-from kosmos.plugin import LoadedPlugin, Recommender
+from kosmos.plugin import LoadedPlugin, Recommender, TrainingData
+from kosmos.plugin.signals import DEFAULT_WEIGHTS, Weights
+from kosmos.recommendation.seen import Repeat, SeenPolicy, learn_repeatable
 from kosmos.store import Store
 from kosmos.training.artifacts import Artifacts
 from kosmos.training.data import training_data
@@ -54,7 +56,12 @@ class ModelHub:
         fit_in_process: Collection[str] = ("popularity",),
         poll_seconds: float = 5.0,
         clock: Callable[[], float] = time.time,
+        seen_policy: SeenPolicy | None = None,
+        weights: Weights = DEFAULT_WEIGHTS,
     ) -> None:
+        self.seen_policy = seen_policy or SeenPolicy()
+        self.weights = weights
+        self._repeatable: dict[str, frozenset[str]] = {}
         self.store = store
         self.plugins = plugins
         self.names = names
@@ -80,13 +87,36 @@ class ModelHub:
         """The serving model; loads or fits the shop's models first if it never was."""
         serving = self._serving.get((shop_id, name))
         if serving is None and shop_id not in self._fitted_shops:
-            # A model outlives the request that first needed it: fitting or loading it is not
-            # bounded by that shopper's deadline (the shopper's request still is).
-            with deadline_scope(None):
-                self.load_artifacts(shop_id)
-                self.refresh_shop(shop_id, only_if_missing=True)
+            self._first_use(shop_id)
             serving = self._serving.get((shop_id, name))
         return None if serving is None else serving.model
+
+    def _first_use(self, shop_id: str) -> None:
+        # A model outlives the request that first needed it: fitting or loading it is not
+        # bounded by that shopper's deadline (the shopper's request still is).
+        with deadline_scope(None):
+            self.load_artifacts(shop_id)
+            self.refresh_shop(shop_id, only_if_missing=True)
+
+    def repeatable(self, shop_id: str) -> frozenset[str]:
+        """The items the shop's customers buy again (`kosmos.recommendation.seen`), learned at
+        the shop's last refresh."""
+        if shop_id not in self._fitted_shops:
+            self._first_use(shop_id)
+        return self._repeatable.get(shop_id, frozenset())
+
+    def serve(self, shop_id: str, name: str, model: Recommender, version: str) -> None:
+        """Puts an already fitted model into service (``kosmos evaluate`` serves the models it
+        scored directly, so both paths rank with the very same model)."""
+        self._serving[(shop_id, name)] = Serving(model, version)
+        self._fitted_shops.add(shop_id)
+
+    def learn_repeatable(self, shop_id: str, data: TrainingData) -> None:
+        """Learns which of the shop's items are bought again, from ``data``."""
+        categories = {i: f.get("category", "") for i, f in data.item_features.items()}
+        self._repeatable[shop_id] = learn_repeatable(
+            data.interactions, self.seen_policy, categories
+        )
 
     def version(self, shop_id: str, name: str) -> str | None:
         serving = self._serving.get((shop_id, name))
@@ -145,9 +175,12 @@ class ModelHub:
                 if n in self.fit_in_process
                 and not (self.artifacts and self.artifacts.current(shop_id, n))
             ]
-            if names:
-                data = training_data(self.store, shop_id, self.clock())
+            learn = self.seen_policy.repeat is Repeat.LEARNED
+            if names or learn:
+                data = training_data(self.store, shop_id, self.clock(), self.weights)
                 span.set_attribute("kosmos.interactions.count", len(data.interactions))
+                if learn:
+                    self.learn_repeatable(shop_id, data)
                 for name in names:
                     started = time.perf_counter()
                     model = self.create(name)

@@ -14,6 +14,7 @@ from kosmos.common.names import (
     parse_customer,
     parse_item,
 )
+from kosmos.common.timestamps import to_seconds
 from kosmos.recommendation.domain import Context, OfferPage, Recommendations
 from kosmos.v1 import recommendation_service_pb2, recommendation_service_pb2_grpc
 
@@ -23,6 +24,8 @@ MAX_PAGE_SIZE = 100
 MAX_OFFSET = 500
 MAX_CART = 200
 MAX_CONTEXT_TEXT = 64
+MIN_REQUEST_TIME = 0.0
+MAX_REQUEST_TIME = 7258118400.0  # 2200-01-01
 
 
 def _offers(shop_id: str, page: OfferPage) -> list[recommendation_service_pb2.Offer]:
@@ -62,15 +65,34 @@ def _context(message: Any) -> Context:
             raise InvalidArgument(
                 f"context.{text}", "TOO_LONG", f"must be at most {MAX_CONTEXT_TEXT} characters"
             )
-    if len(message.cart_item_ids) > MAX_CART:
-        raise InvalidArgument(
-            "context.cart_item_ids", "TOO_MANY_ENTRIES", f"takes at most {MAX_CART}"
+    seeds: dict[str, tuple[str, ...]] = {}
+    for field in ("item_ids", "cart_item_ids"):
+        values = getattr(message, field)
+        if len(values) > MAX_CART:
+            raise InvalidArgument(
+                f"context.{field}", "TOO_MANY_ENTRIES", f"takes at most {MAX_CART}"
+            )
+        seeds[field] = tuple(
+            dict.fromkeys(
+                check_resource_id(i, f"context.{field}[{n}]") for n, i in enumerate(values)
+            )
         )
-    cart = frozenset(
-        check_resource_id(i, f"context.cart_item_ids[{n}]")
-        for n, i in enumerate(message.cart_item_ids)
+    request_time = None
+    if message.HasField("request_time"):
+        request_time = to_seconds(message.request_time)
+        if not MIN_REQUEST_TIME <= request_time <= MAX_REQUEST_TIME:
+            raise InvalidArgument(
+                "context.request_time", "INVALID_REQUEST_TIME", "must be between 1970 and 2200"
+            )
+    return Context(
+        message.channel,
+        message.device,
+        message.page,
+        frozenset(seeds["cart_item_ids"]),
+        request_time=request_time,
+        item_ids=seeds["item_ids"],
+        cart=seeds["cart_item_ids"],
     )
-    return Context(message.channel, message.device, message.page, cart)
 
 
 class RecommendationServicer(recommendation_service_pb2_grpc.RecommendationServiceServicer):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol
 
-from kosmos.store.records import Customer, Interaction, Item, Shop
+from kosmos.store.records import Customer, Interaction, InteractionType, Item, Shop
 
 
 class Store(Protocol):
@@ -81,6 +81,13 @@ class Store(Protocol):
         ...
 
     def dismissed_item_ids(self, shop_id: str, customer_id: str) -> set[str]: ...
+
+    def item_ids_by_type(
+        self, shop_id: str, customer_id: str, types: Iterable[InteractionType]
+    ) -> dict[InteractionType, set[str]]:
+        """The items a customer ever had each of ``types`` of interaction with (whole history,
+        not just the latest): what the seen-item policy and dismissals read."""
+        ...
 
     def iter_interactions(self, shop_id: str) -> Iterator[Interaction]:
         """Every interaction of a shop, oldest first (training)."""

@@ -412,6 +412,23 @@ class SQLiteStore:
         )
         return {row[0] for row in rows}
 
+    def item_ids_by_type(
+        self, shop_id: str, customer_id: str, types: Iterable[InteractionType]
+    ) -> dict[InteractionType, set[str]]:
+        wanted = sorted({int(t) for t in types})
+        found: dict[InteractionType, set[str]] = {InteractionType(t): set() for t in wanted}
+        if not wanted:
+            return found
+        marks = ",".join("?" * len(wanted))
+        rows = self._query(
+            "SELECT DISTINCT item_id, type FROM interactions"
+            f" WHERE shop_id = ? AND customer_id = ? AND type IN ({marks})",
+            (shop_id, customer_id, *wanted),
+        )
+        for item_id, kind in rows:
+            found[_TYPES[kind]].add(item_id)
+        return found
+
     def iter_interactions(self, shop_id: str) -> Iterator[Interaction]:
         after = 0
         while True:

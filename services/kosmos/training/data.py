@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from kosmos.plugin import TrainingData
-from kosmos.plugin.signals import to_plugin
+from kosmos.plugin.signals import DEFAULT_WEIGHTS, Weights, to_plugin
 from kosmos.store import Store
 
 PAGE = 1000
 
 
-def training_data(store: Store, shop_id: str, now: float) -> TrainingData:
-    """Everything a recommender fits on for one shop, read from the store."""
+def training_data(
+    store: Store, shop_id: str, now: float, weights: Weights = DEFAULT_WEIGHTS
+) -> TrainingData:
+    """Everything a recommender fits on for one shop, read from the store.
+
+    The fit's ``now`` is the newest event time (never later than ``now``): a shop whose
+    history was imported from last year is fresh at its own last day, not stale by the clock.
+    """
     items: dict[str, dict[str, str]] = {}
     after = ""
     while batch := store.list_items(shop_id, after, PAGE):
@@ -26,12 +32,13 @@ def training_data(store: Store, shop_id: str, now: float) -> TrainingData:
     while page := store.list_customers(shop_id, after, PAGE):
         customers.update((c.customer_id, dict(c.attributes)) for c in page)
         after = page[-1].customer_id
-    interactions = [to_plugin(i) for i in store.iter_interactions(shop_id)]
+    interactions = [to_plugin(i, weights) for i in store.iter_interactions(shop_id)]
+    newest = max((i.time for i in interactions), default=now)
     return TrainingData(
         interactions=interactions,
         item_ids=list(items),
         customer_features=customers,
         item_features=items,
-        now=now,
+        now=min(now, newest),
         shop_id=shop_id,
     )

@@ -24,7 +24,13 @@ from kosmos.evaluation.datasets import (
     online_retail,
     synthetic,
 )
-from kosmos.evaluation.runner import RECENT_INTERACTIONS, evaluate, markdown_table, results_table
+from kosmos.evaluation.runner import (
+    RECENT_INTERACTIONS,
+    evaluate,
+    markdown_table,
+    results_table,
+    served_table,
+)
 from kosmos.evaluation.split import (
     ONLINE_RETAIL_CUTOFF,
     Split,
@@ -34,6 +40,11 @@ from kosmos.evaluation.split import (
 )
 from kosmos.plugin import PluginLoadError, discover
 from kosmos.plugin.routing import Routing
+from kosmos.recommendation.seen import OWNED_DEFAULT, Repeat, SeenPolicy
+from kosmos.store.records import InteractionType
+
+# Every kind that makes an item "not new" to a customer in the new-items-only test.
+TOUCHED = frozenset(set(InteractionType) - {InteractionType.DISMISS})
 
 __all__ = ["DATASETS", "add_parser", "load", "parse_settings", "run"]
 
@@ -88,6 +99,36 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     e.add_argument("--customers", type=int, default=1000, help="synthetic: customers")
     e.add_argument("--items", type=int, default=300, help="synthetic: items")
     e.add_argument("--seed", type=int, default=7, help="synthetic: seed")
+    e.add_argument(
+        "--repeats",
+        action="store_true",
+        help="test on every later purchase, repeat purchases too (default: new items only)",
+    )
+    e.add_argument(
+        "--served",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also score every recommender and chain through the domain code behind Recommend "
+        "(seen-item policy, filters, variety), and the difference (default: on)",
+    )
+    e.add_argument(
+        "--seen-repeat",
+        choices=[r.value for r in Repeat],
+        help="served path: which owned items may come back (KOSMOS_SEEN_REPEAT; default: "
+        "never when testing new items only, else learned)",
+    )
+    e.add_argument(
+        "--seen-repeat-rate",
+        type=float,
+        default=SeenPolicy().repeat_rate,
+        help="served path: KOSMOS_SEEN_REPEAT_RATE (default %(default)s)",
+    )
+    e.add_argument(
+        "--max-per-category",
+        type=int,
+        default=3,
+        help="served path: KOSMOS_MAX_PER_CATEGORY (default %(default)s)",
+    )
     e.add_argument("--markdown", action="store_true", help="also print a Markdown table")
     e.set_defaults(run=run, offline=True)
     return e
@@ -111,15 +152,31 @@ def load(args: argparse.Namespace) -> tuple[Dataset, Split]:
     Raises:
         DataNotFound: A real data set is not under ``--data-dir``.
     """
+    new_only = not getattr(args, "repeats", False)
     if args.dataset == "synthetic":
         dataset = synthetic(args.customers, args.items, args.seed)
         cutoff = quantile_cutoff(dataset.interactions, SYNTHETIC_TRAIN_SHARE)
-        return dataset, temporal_split(dataset.interactions, cutoff)
+        return dataset, temporal_split(dataset.interactions, cutoff, new_items_only=new_only)
     if args.dataset == "ml-100k":
         dataset = movielens_100k(args.data_dir / "ml-100k")
-        return dataset, random_split(dataset.interactions, test_share=0.2, cold_share=0.1, seed=42)
+        return dataset, random_split(
+            dataset.interactions, test_share=0.2, cold_share=0.1, seed=42, new_items_only=new_only
+        )
     dataset = online_retail(args.data_dir / "online-retail" / "online_retail.csv.gz")
-    return dataset, temporal_split(dataset.interactions, ONLINE_RETAIL_CUTOFF)
+    return dataset, temporal_split(
+        dataset.interactions, ONLINE_RETAIL_CUTOFF, new_items_only=new_only
+    )
+
+
+def seen_policy(args: argparse.Namespace) -> SeenPolicy:
+    """The served path's seen-item policy. Testing new items only (an item counts once the
+    customer touched it in any way), the like-for-like policy is that nothing touched comes
+    back: what ``filter_already_seen`` does for the plugins."""
+    if args.repeats:
+        repeat, owned = Repeat(args.seen_repeat or Repeat.LEARNED), OWNED_DEFAULT
+    else:
+        repeat, owned = Repeat(args.seen_repeat or Repeat.NEVER), TOUCHED
+    return SeenPolicy(owned=owned, repeat=repeat, repeat_rate=args.seen_repeat_rate)
 
 
 def _names(text: str | None, installed: Mapping[str, object]) -> list[str]:
@@ -169,6 +226,8 @@ def run(client: object, args: argparse.Namespace, console: Console) -> int:
             k=args.k,
             recent=args.recent,
             console=console,
+            served=seen_policy(args) if args.served else None,
+            max_per_category=args.max_per_category,
         )
     except (DataNotFound, PluginLoadError, ValueError) as error:
         err.print(f"[red]error[/red]: {error}", highlight=False)
@@ -177,6 +236,8 @@ def run(client: object, args: argparse.Namespace, console: Console) -> int:
         f"; settings: {_describe(settings)}" if settings else ""
     )
     console.print(results_table(evaluation.results, args.k, title))
+    if args.served:
+        console.print(served_table(evaluation.results, args.k))
     for result in evaluation.results:
         if result.failures:
             console.print(

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from kosmos.datasets import generate
 from kosmos.plugin import Interaction, InteractionType
-from kosmos.plugin.signals import weight
+from kosmos.plugin.signals import DEFAULT_WEIGHTS, Weights, weight
 
 __all__ = [
     "MOVIELENS_GENRES",
@@ -88,6 +88,15 @@ class DataNotFound(FileNotFoundError):
 
 
 @dataclass(frozen=True, slots=True)
+class CatalogEntry:
+    """An item as a shop's catalog would hold it."""
+
+    title: str = ""
+    category: str = ""
+    price: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class Dataset:
     """Interactions, features and catalog of one shop, as offline evaluation reads them.
 
@@ -98,6 +107,10 @@ class Dataset:
         customer_features: Customer id → feature name → value.
         item_features: Item id → feature name → value.
         summary: One line on what was loaded, for people.
+        weights: The signal weights ``interactions`` carry, as a shop would configure them, so
+            that the served path (`kosmos.evaluation.served`) weighs exactly as the fit did.
+        catalog: Item id → what a shop's catalog holds besides features (title, category,
+            price), for the served path.
     """
 
     name: str
@@ -106,6 +119,8 @@ class Dataset:
     customer_features: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     item_features: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     summary: str = ""
+    weights: Weights = DEFAULT_WEIGHTS
+    catalog: Mapping[str, CatalogEntry] = field(default_factory=dict)
 
 
 def synthetic(customers: int = 1000, items: int = 300, seed: int = 7) -> Dataset:
@@ -128,6 +143,7 @@ def synthetic(customers: int = 1000, items: int = 300, seed: int = 7) -> Dataset
         item_ids=[item.item_id for item in shop.items],
         customer_features={c.customer_id: dict(c.attributes) for c in shop.customers},
         item_features=item_features,
+        catalog={i.item_id: CatalogEntry(i.title, i.category, i.price) for i in shop.items},
         summary=(
             f"synthetic shop (seed {seed}): {len(interactions):,} interactions, "
             f"{customers:,} customers, {items:,} items"
@@ -179,6 +195,7 @@ def movielens_100k(path: Path) -> Dataset:
                 }
     item_ids: list[str] = []
     item_features: dict[str, dict[str, str]] = {}
+    catalog: dict[str, CatalogEntry] = {}
     with files["u.item"].open(encoding="latin-1") as f:
         for line in f:
             if not line.strip():
@@ -186,6 +203,7 @@ def movielens_100k(path: Path) -> Dataset:
             fields = line.rstrip("\n").split("|")
             movie, flags = fields[0], fields[-len(MOVIELENS_GENRES) :]
             item_ids.append(movie)
+            catalog[movie] = CatalogEntry(title=fields[1])
             item_features[movie] = {
                 f"genre:{genre}": "1"
                 for genre, flag in zip(MOVIELENS_GENRES, flags, strict=True)
@@ -197,6 +215,9 @@ def movielens_100k(path: Path) -> Dataset:
         item_ids=item_ids,
         customer_features=customer_features,
         item_features=item_features,
+        # Having rated a film is the signal, whatever the stars, as in the fit above.
+        weights=Weights(base={InteractionType.RATING: 1.0}, rating_value=False),
+        catalog=catalog,
         summary=(
             f"MovieLens 100k: {len(interactions):,} ratings, {len(customer_features):,} users, "
             f"{len(item_ids):,} movies"
@@ -272,9 +293,13 @@ def online_retail(path: Path) -> Dataset:
     )
     item_ids = sorted(prices)
     item_features: dict[str, dict[str, str]] = {}
+    catalog: dict[str, CatalogEntry] = {}
     for code in item_ids:
-        features = {"price_band": _price_band(statistics.median(prices[code]))}
-        text = descriptions[code].most_common(1)[0][0].upper()
+        price = statistics.median(prices[code])
+        features = {"price_band": _price_band(price)}
+        title = descriptions[code].most_common(1)[0][0]
+        catalog[code] = CatalogEntry(title=title.strip().capitalize(), price=price)
+        text = title.upper()
         features.update((f"word:{w}", "1") for w in _WORD.findall(text))
         item_features[code] = features
     return Dataset(
@@ -283,6 +308,9 @@ def online_retail(path: Path) -> Dataset:
         item_ids=item_ids,
         customer_features={c: {"country": v} for c, v in country.items()},
         item_features=item_features,
+        # One invoice line is one purchase whatever its quantity, as in the fit above.
+        weights=Weights(base={InteractionType.PURCHASE: 1.0}, quantity_exponent=0.0),
+        catalog=catalog,
         summary=(
             f"UCI Online Retail: {lines:,} purchase lines → {len(interactions):,} "
             f"invoice × product interactions, {len(country):,} customers, "

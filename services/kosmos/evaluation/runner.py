@@ -29,6 +29,7 @@ from rich.table import Table
 
 from kosmos.evaluation.datasets import Dataset
 from kosmos.evaluation.metrics import catalog_coverage, ndcg_at_k, precision_at_k, recall_at_k
+from kosmos.evaluation.served import ServedPath
 from kosmos.evaluation.split import Split
 from kosmos.plugin import (
     Interaction,
@@ -40,6 +41,7 @@ from kosmos.plugin import (
     TrainingData,
 )
 from kosmos.plugin.routing import Routing, run_chain
+from kosmos.recommendation.seen import SeenPolicy
 
 __all__ = [
     "POPULATIONS",
@@ -52,6 +54,7 @@ __all__ = [
     "markdown_table",
     "results_table",
     "score",
+    "served_table",
     "training_data",
 ]
 
@@ -274,8 +277,13 @@ def evaluate(
     k: int = 10,
     recent: int = RECENT_INTERACTIONS,
     console: Console | None = None,
+    served: SeenPolicy | None = None,
+    max_per_category: int = 3,
 ) -> Evaluation:
     """Fits each recommender through its plugin factory and scores it, then each routed chain.
+
+    With ``served`` (the shop's seen-item policy), every recommender and chain is scored a
+    second time through the served path (`kosmos.evaluation.served`), as ``served <name>``.
 
     Args:
         dataset: The data: catalog, features, interactions.
@@ -287,6 +295,8 @@ def evaluate(
         k: How many items each customer is recommended.
         recent: How many latest interactions each query carries.
         console: Where progress bars go; None for none.
+        served: The seen-item policy of the served path; None skips it.
+        max_per_category: The served path's variety cap (``KOSMOS_MAX_PER_CATEGORY``).
 
     Raises:
         ValueError: A recommender is not among ``plugins``, or a setting names one not fitted.
@@ -309,6 +319,7 @@ def evaluate(
     evaluation = Evaluation(dataset, split, k)
     answers: dict[str, _Answers] = {}
     fit_seconds: dict[str, float] = {}
+    models: dict[str, Recommender] = {}
     with _progress(console) as progress:
         for name in names:
             model = plugins[name].factory(settings.get(name, {}))
@@ -316,6 +327,7 @@ def evaluate(
             started = time.perf_counter()
             model.fit(data)
             fit_seconds[name] = time.perf_counter() - started
+            models[name] = model
             progress.update(task, description=f"{name}: recommending", total=len(queries))
             answers[name] = _answer(model, queries, partial(progress.advance, task))
             progress.remove_task(task)
@@ -345,7 +357,66 @@ def evaluate(
                 sum(fit_seconds[n] for n in routing.names),
             )
         )
+    if served is not None:
+        evaluation.results.extend(
+            _served(
+                dataset,
+                split,
+                ServedPath(dataset, split, Routing(), served, max_per_category, recent),
+                models,
+                data,
+                recommenders,
+                routings,
+                k,
+                console,
+            )
+        )
     return evaluation
+
+
+def _served(
+    dataset: Dataset,
+    split: Split,
+    path: ServedPath,
+    models: Mapping[str, Recommender],
+    data: TrainingData,
+    recommenders: Sequence[str],
+    routings: Sequence[Routing],
+    k: int,
+    console: Console | None,
+) -> list[Result]:
+    """Every recommender and chain again, through the domain code behind ``Recommend``."""
+    results = []
+    customers = sorted(split.test)
+    catalog_size = max(len(dataset.item_ids), 1)
+    chains = [(n, Routing((n,), (n,))) for n in recommenders]
+    chains += [(f"routed {r}", r) for r in routings]
+    with _progress(console) as progress:
+        task = progress.add_task("served path: loading the store", total=None)
+        with path:
+            path.load(lambda n: progress.advance(task, n))
+            for name, routing in chains:
+                progress.update(
+                    task, description=f"served {name}", total=len(customers), completed=0
+                )
+                path.routing = routing
+                started = time.perf_counter_ns()
+                rankings = path.rankings(
+                    models, data, customers, k, partial(progress.advance, task)
+                )
+                nanos = time.perf_counter_ns() - started
+                results.append(
+                    score(
+                        f"served {name}",
+                        rankings,
+                        split,
+                        catalog_size,
+                        k,
+                        math.nan,  # the very models scored above: no fit of its own
+                        nanos / max(len(customers), 1) / 1000.0,
+                    )
+                )
+    return results
 
 
 def _number(value: float, digits: int = 4) -> str:
@@ -406,6 +477,35 @@ def results_table(results: Sequence[Result], k: int, title: str = "") -> Table:
             _micros(result.recommend_us) if population == "all" else "",
             style=None if population == "all" else "dim",
         )
+    return table
+
+
+def served_table(results: Sequence[Result], k: int) -> Table:
+    """Each recommender and chain straight from the plugins beside the same through the served
+    path, and the difference: what the service adds (or costs) for shoppers."""
+    table = Table(title=f"served path vs plugins, NDCG@{k}", title_justify="left")
+    for column in ("recommender", "population", "plugins", "served", "served − plugins"):
+        table.add_column(
+            column, justify="left" if column in ("recommender", "population") else "right"
+        )
+    by_name = {r.name: r for r in results}
+    for result in results:
+        served = by_name.get(f"served {result.name}")
+        if served is None:
+            continue
+        for population in POPULATIONS:
+            direct, through = result.scores[population], served.scores[population]
+            if not direct.customers:
+                continue
+            delta = through.ndcg - direct.ndcg
+            table.add_row(
+                result.name if population == "all" else "",
+                population,
+                _number(direct.ndcg),
+                _number(through.ndcg),
+                f"[{'green' if delta >= 0 else 'red'}]{delta:+.4f}[/]",
+            )
+        table.add_section()
     return table
 
 

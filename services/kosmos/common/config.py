@@ -77,7 +77,7 @@ KOSMOS_SEEN_REPEAT = "KOSMOS_SEEN_REPEAT"
 
 KOSMOS_SEEN_REPEAT_RATE = "KOSMOS_SEEN_REPEAT_RATE"
 """With ``KOSMOS_SEEN_REPEAT=learned``: the share of an item's buyers who bought it on more than
-one occasion at which it counts as bought again. Default: ``0.3``."""
+one occasion at which it counts as bought again. Default: ``0.1``."""
 
 KOSMOS_MODEL_DIR = "KOSMOS_MODEL_DIR"
 """Where the trainer writes versioned model artifacts and recommendation replicas load them.
@@ -281,7 +281,7 @@ class RecommendationSettings:
         {InteractionType.PURCHASE, InteractionType.RATING}
     )
     seen_repeat: str = "learned"
-    seen_repeat_rate: float = 0.3
+    seen_repeat_rate: float = 0.1
     model_dir: str = ""
     model_poll_seconds: float = 5.0
     fit_in_process: frozenset[str] = frozenset({"popularity"})

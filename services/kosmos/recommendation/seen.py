@@ -58,7 +58,7 @@ class SeenPolicy:
 
     owned: frozenset[InteractionType] = OWNED_DEFAULT
     repeat: Repeat = Repeat.LEARNED
-    repeat_rate: float = 0.3
+    repeat_rate: float = 0.1
     min_buyers: int = 5
     repeatable_item_ids: frozenset[str] = frozenset()
     free_placements: frozenset[str] = frozenset({"buy_again"})

@@ -75,6 +75,14 @@ bench: setup ## Recommend vs an empty RPC; plugin scoring vs a plain numpy floor
 	else echo "($(RETAIL) not found: plugin benchmarks on synthetic data)"; \
 	  $(PY) plugins/implicit/bench.py --data synthetic && $(PY) plugins/lightfm/bench.py --synthetic; fi
 
+.PHONY: bench-quality
+bench-quality: setup ## What Recommend serves over gRPC on the real data, beside the plugins and the libraries.
+	@if [ -f "$(RETAIL)" ]; then \
+	  $(PY) tools/bench_quality.py --data-dir "$(DATA_DIR)" --dataset online-retail && \
+	  $(PY) tools/bench_quality.py --data-dir "$(DATA_DIR)" --dataset online-retail --repeats && \
+	  $(PY) tools/bench_quality.py --data-dir "$(DATA_DIR)" --dataset ml-100k; \
+	else echo "($(DATA_DIR) not found: make bench-quality needs the real data sets)"; fi
+
 .PHONY: lint
 lint: setup ## ruff, mypy and buf lint.
 	$(BIN)/ruff format --check services tests tools plugins

@@ -49,6 +49,9 @@ def test_offers_carry_item_score_reason_and_recommender(client, shop):
         assert offer.title.startswith("Item ")
         assert offer.reason
         assert offer.recommender == "popularity"
+        assert offer.explanation.kind == pb.REASON_KIND_POPULAR
+        assert offer.explanation.recommender == "popularity"
+        assert offer.explanation.text == offer.reason
     assert item_ids(result)[0] == "i00"
 
 
@@ -110,6 +113,9 @@ def test_similar_items(client, shop):
     result = client.similar_items(shop, "i04", page_size=4)
     ids = item_ids(result)
     assert ids and "i04" not in ids
+    for offer in result.offers:
+        assert offer.explanation.kind == pb.REASON_KIND_SIMILAR_TO
+        assert list(offer.explanation.evidence_items) == ["shops/acme/items/i04"]
     assert all(int(i[1:]) % 4 == 0 for i in ids)  # same category, Kitchen
     client.update_customer(shop, "alice", exclusions=[("item", ids[0])])
     assert ids[0] not in item_ids(client.similar_items(shop, "i04", customer_id="alice"))
@@ -325,6 +331,12 @@ def test_reasons_name_the_recent_item_behind_an_offer(store):
             "Because you bought Item i05",
             "Picked for your taste",
         ]
+        # The structured reason: kind, evidence and recommender (issue 11).
+        first, second = (o.explanation for o in offers)
+        assert first.kind == pb.REASON_KIND_BECAUSE_YOU_BOUGHT
+        assert list(first.evidence_items) == ["shops/acme/items/i05"]
+        assert first.recommender == "explaining" and first.text == offers[0].reason
+        assert second.kind == pb.REASON_KIND_PICKED_FOR_YOU and not second.evidence_items
         c.client.record_interactions("acme", [InteractionInput("alice", "i05", "view")])
         offers = c.client.recommend("acme", "alice", page_size=1).offers
         assert offers[0].reason == "Because you viewed Item i05"  # what they did last

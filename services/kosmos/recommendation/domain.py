@@ -43,6 +43,29 @@ BECAUSE = {
     InteractionType.PURCHASE: "Because you bought {title}",
     InteractionType.RATING: "Because you rated {title}",
 }
+BECAUSE_KIND = {
+    InteractionType.VIEW: "because_you_viewed",
+    InteractionType.CLICK: "because_you_viewed",
+    InteractionType.ADD_TO_CART: "because_you_viewed",
+    InteractionType.PURCHASE: "because_you_bought",
+    InteractionType.RATING: "because_you_rated",
+}
+REASON_KINDS = (
+    "picked_for_you",
+    "because_you_bought",
+    "because_you_viewed",
+    "because_you_rated",
+    "similar_to",
+    "bought_together",
+    "buy_again",
+    "trending",
+    "new_for_you",
+    "popular",
+    "you_told_us",
+    "non_personal",
+    "promoted",
+)
+"""Every reason kind an offer can carry (``kosmos.v1.ReasonKind`` without its prefix)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,10 +106,14 @@ class Context:
 
 @dataclass(frozen=True, slots=True)
 class Offer:
+    """One offer. ``kind`` is a `REASON_KINDS` name; ``evidence`` the item ids behind it."""
+
     item: Item
     score: float
     reason: str
     recommender: str
+    kind: str = "picked_for_you"
+    evidence: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +210,9 @@ class Recommendations:
         )
         chain = self.routing.chain(has_history=bool(recent), placement=context.page)
         candidates = self._gather(shop_id, chain, query.k, lambda m: m.recommend(query))
-        offers = self._finish(shop_id, candidates, customer, excluded, want, recent)
+        offers = self._finish(
+            shop_id, candidates, customer, excluded, want, recent, seeds=context.seed_item_ids
+        )
         return _page(offers, offset, want, recommendation_id)
 
     def similar_items(
@@ -211,7 +240,15 @@ class Recommendations:
         candidates = self._gather(
             shop_id, self.routing.warm, query.k, lambda m: m.similar_items(query)
         )
-        offers = self._finish(shop_id, candidates, customer, excluded, want)
+        offers = self._finish(
+            shop_id,
+            candidates,
+            customer,
+            excluded,
+            want,
+            default_kind="similar_to",
+            seeds=(item_id,),
+        )
         return _page(offers, offset, want, recommendation_id)
 
     # -- steps -------------------------------------------------------------------------------
@@ -251,7 +288,11 @@ class Recommendations:
         excluded: set[str] | frozenset[str],
         want: int,
         recent: Sequence[PluginInteraction] = (),
+        default_kind: str = "picked_for_you",
+        seeds: tuple[str, ...] = (),
     ) -> list[Offer]:
+        """Filters, words the reasons and varies. ``default_kind`` and ``seeds`` (the evidence)
+        are what an offer's reason is when its recommender says nothing more specific."""
         deadline.check("recommend.filter")
         last_done: dict[str, InteractionType] = {}
         citations: dict[str, int] = {}
@@ -279,14 +320,22 @@ class Recommendations:
                 ):
                     continue
                 reason = c.scored.reason or DEFAULT_REASON
+                kind = c.scored.kind if c.scored.kind in REASON_KINDS else default_kind
+                evidence = seeds if kind in ("similar_to", "bought_together") else ()
                 because = items.get(c.scored.because_item_id)
                 done = last_done.get(c.scored.because_item_id)
                 cited = citations.get(c.scored.because_item_id, 0)
-                if because is not None and done in BECAUSE and because.title:
-                    if cited < MAX_CITATIONS:  # the same sentence on every offer says nothing
+                if because is not None:
+                    evidence = (because.item_id,)
+                    if done in BECAUSE and not c.scored.kind:
+                        kind = BECAUSE_KIND[done]
+                    if done in BECAUSE and because.title and cited < MAX_CITATIONS:
+                        # The same sentence on every offer says nothing.
                         reason = BECAUSE[done].format(title=because.title)
                         citations[c.scored.because_item_id] = cited + 1
-                kept.append(Offer(item, c.scored.score, reason, c.recommender))
+                if kind == "buy_again":
+                    evidence = (item.item_id,)
+                kept.append(Offer(item, c.scored.score, reason, c.recommender, kind, evidence))
             span.set_attribute("kosmos.candidates.kept", len(kept))
         with tracer.start_as_current_span("recommend.rank"):
             return self._vary(kept, want + 1)

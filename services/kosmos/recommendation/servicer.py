@@ -15,7 +15,7 @@ from kosmos.common.names import (
     parse_item,
 )
 from kosmos.common.timestamps import to_seconds
-from kosmos.recommendation.domain import Context, OfferPage, Recommendations
+from kosmos.recommendation.domain import REASON_KINDS, Context, OfferPage, Recommendations
 from kosmos.v1 import recommendation_service_pb2, recommendation_service_pb2_grpc
 
 DEFAULT_PAGE_SIZE = 10
@@ -28,6 +28,12 @@ MIN_REQUEST_TIME = 0.0
 MAX_REQUEST_TIME = 7258118400.0  # 2200-01-01
 
 
+_KINDS = {
+    kind: recommendation_service_pb2.ReasonKind.Value(f"REASON_KIND_{kind.upper()}")
+    for kind in REASON_KINDS
+}
+
+
 def _offers(shop_id: str, page: OfferPage) -> list[recommendation_service_pb2.Offer]:
     return [
         recommendation_service_pb2.Offer(
@@ -36,6 +42,12 @@ def _offers(shop_id: str, page: OfferPage) -> list[recommendation_service_pb2.Of
             score=o.score,
             reason=o.reason,
             recommender=o.recommender,
+            explanation=recommendation_service_pb2.Reason(
+                kind=_KINDS[o.kind],
+                evidence_items=[item_name(shop_id, e) for e in o.evidence],
+                recommender=o.recommender,
+                text=o.reason,
+            ),
         )
         for o in page.offers
     ]

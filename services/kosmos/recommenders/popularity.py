@@ -186,7 +186,7 @@ class PopularityRecommender:
                 reason = "Popular with shoppers right now"
             else:
                 reason = "New to discover"
-            result.append(Scored(model.item_ids[n], float(scores[n]), reason))
+            result.append(Scored(model.item_ids[n], float(scores[n]), reason, kind="popular"))
         return result
 
     def similar_items(self, query: SimilarItemsQuery) -> list[Scored]:

@@ -183,6 +183,17 @@ def main() -> int:
             "KOSMOS_MODEL_REFRESH_SECONDS": "0",
             **{f"KOSMOS_PLUGIN__ALS__{k.upper()}": str(v) for k, v in ALS.items()},
             "KOSMOS_PLUGIN__POPULARITY__HALF_LIFE_DAYS": "14",
+            # The shop's seen-item policy for the question asked: testing new items only,
+            # nothing the customer touched may come back (like filter_already_seen); testing
+            # repeat purchases too, what people buy again may.
+            **(
+                {"KOSMOS_SEEN_REPEAT": "learned"}
+                if args.repeats
+                else {
+                    "KOSMOS_SEEN_REPEAT": "never",
+                    "KOSMOS_SEEN_OWNED": "view,click,add_to_cart,purchase,rating",
+                }
+            ),
         }
         server = subprocess.Popen(
             [sys.executable, "-m", "kosmos.cluster"], env=env, stdout=subprocess.PIPE, text=True

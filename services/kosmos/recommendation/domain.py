@@ -119,14 +119,14 @@ class Recommendations:
         offset: int,
         recommendation_id: str = "",
     ) -> OfferPage:
-        customer = self._customer(shop_id, customer_id)
-        recent = [
-            to_plugin(i)
-            for i in self.store.list_interactions(
-                shop_id, customer_id, None, self.recent_interactions
-            )
-        ]
-        excluded = self.store.dismissed_item_ids(shop_id, customer_id) | context.cart_item_ids
+        # One read for the profile, the recent history and the dismissals (issue 8).
+        inputs = self.store.recommend_inputs(shop_id, customer_id, self.recent_interactions)
+        if inputs is None:
+            self._customer(shop_id, customer_id)  # raises NotFound for the shop or the customer
+            raise NotFound("customer", customer_name(shop_id, customer_id))
+        customer = inputs.customer
+        recent = [to_plugin(i) for i in inputs.recent]
+        excluded = set(inputs.dismissed_item_ids) | context.cart_item_ids
         cooled = self.clock() - self.repurchase_cooldown
         excluded |= {
             i.item_id for i in recent if i.type is InteractionType.PURCHASE and i.time >= cooled

@@ -1,8 +1,14 @@
 """The Store contract. SQLite (embedded) and PostgreSQL (cluster) implement it.
 
-Rules every implementation keeps: every method is scoped by shop id (one shop never sees
-another's rows); a write that returns has committed durably; ``record_interactions`` is atomic
-and idempotent by request id; queries honour the current deadline (`kosmos.common.deadline`).
+Rules every implementation keeps (``tests/store/contract.py`` pins each one): every method is
+scoped by shop id (one shop never sees another's rows); a write that returns has committed
+durably; ``record_interactions`` is atomic and idempotent by request id and checks what it refers
+to inside its own transaction; every wait (a lock, a pooled connection, a query) is bounded by the
+current deadline (`kosmos.common.deadline`), and a call whose deadline has passed does nothing.
+
+Errors are translated the same way by every store: the deadline running out raises
+`DeadlineExceeded`; a lock held too long by another writer or a lost connection raises
+`Unavailable` (retryable: nothing was committed); nothing else leaks a driver exception.
 """
 
 from __future__ import annotations
@@ -10,7 +16,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol
 
-from kosmos.store.records import Customer, Interaction, Item, Shop
+from kosmos.store.records import (
+    CatalogChanges,
+    Customer,
+    Interaction,
+    Item,
+    RecommendInputs,
+    Shop,
+)
 
 
 class Store(Protocol):
@@ -71,6 +84,8 @@ class Store(Protocol):
 
         Raises:
             AlreadyExists: ``request_id`` was used before with a different ``request_hash``.
+            NotFound: The shop, a customer or an item is unknown (checked in the same
+                transaction as the write, so a concurrent delete cannot slip between).
         """
         ...
 
@@ -80,7 +95,25 @@ class Store(Protocol):
         """A customer's interactions with seq < ``before_seq``, newest first."""
         ...
 
-    def dismissed_item_ids(self, shop_id: str, customer_id: str) -> set[str]: ...
+    def dismissed_item_ids(self, shop_id: str, customer_id: str) -> set[str]:
+        """Every item the customer dismissed, found by index (not by scanning their history)."""
+        ...
+
+    def catalog_changes(self, shop_id: str, since_version: int) -> CatalogChanges | None:
+        """The items written after catalog version ``since_version`` (-1: every item).
+
+        The returned version is never newer than the items returned, so a reader that applies
+        them and files the version never misses a write. None for an unknown shop.
+        """
+        ...
+
+    def recommend_inputs(
+        self, shop_id: str, customer_id: str, recent_limit: int
+    ) -> RecommendInputs | None:
+        """The profile, the latest ``recent_limit`` interactions and the dismissed items, read
+        together (one snapshot, one round trip where the database allows). None when the
+        customer (or the shop) does not exist."""
+        ...
 
     def iter_interactions(self, shop_id: str) -> Iterator[Interaction]:
         """Every interaction of a shop, oldest first (training)."""

@@ -252,4 +252,3 @@ class StoreContract:
         assert outcomes[-1] is True
         stored, _ = store.record_interactions("acme", "after", "h", [visit(0)])
         assert stored
-

@@ -466,7 +466,7 @@ class SQLiteStore:
     ) -> list[Interaction] | None:
         """What an earlier request with this id stored, or None when it is new."""
         row = conn.execute(
-                "SELECT request_hash FROM feedback_requests WHERE shop_id = ? AND request_id = ?",
+            "SELECT request_hash FROM feedback_requests WHERE shop_id = ? AND request_id = ?",
             (shop_id, request_id),
         ).fetchone()
         if row is None:

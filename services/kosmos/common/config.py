@@ -40,6 +40,10 @@ threads mean more GIL contention; they also bound concurrent slow remote-plugin 
 KOSMOS_GRACE_SECONDS = "KOSMOS_GRACE_SECONDS"
 """Seconds in-flight RPCs get to finish after SIGTERM. Default: ``5``."""
 
+KOSMOS_DRAIN_SECONDS = "KOSMOS_DRAIN_SECONDS"
+"""Seconds a server keeps serving after SIGTERM with health already NOT_SERVING, so load
+balancers and pollers stop sending before it stops accepting. SIGINT skips it. Default: ``5``."""
+
 KOSMOS_LOG_LEVEL = "KOSMOS_LOG_LEVEL"
 """Python logging level. Default: ``"INFO"``."""
 
@@ -176,6 +180,7 @@ class ServerConfig:
         workers: See `KOSMOS_WORKERS`.
         grace_seconds: See `KOSMOS_GRACE_SECONDS`.
         log_level: See `KOSMOS_LOG_LEVEL`.
+        drain_seconds: See `KOSMOS_DRAIN_SECONDS`.
     """
 
     listen: str
@@ -183,6 +188,7 @@ class ServerConfig:
     workers: int = 8
     grace_seconds: float = 5.0
     log_level: str = "INFO"
+    drain_seconds: float = 5.0
 
     @classmethod
     def from_env(
@@ -198,6 +204,9 @@ class ServerConfig:
                 env, KOSMOS_GRACE_SECONDS, defaults.grace_seconds, _non_negative_float
             ),
             log_level=_read(env, KOSMOS_LOG_LEVEL, defaults.log_level, str.upper),
+            drain_seconds=_read(
+                env, KOSMOS_DRAIN_SECONDS, defaults.drain_seconds, _non_negative_float
+            ),
         )
 
 

@@ -40,4 +40,10 @@ def run_service(
     # Tests and scripts read this line to learn the port when they asked for port 0.
     print(f"{service_name} listening on {host}:{port}", flush=True)
     stops = [s.stop for s in services if s.stop is not None]
-    serve(server, health, config.grace_seconds, on_stop=[*stops, store.close])
+    serve(
+        server,
+        health,
+        config.grace_seconds,
+        on_stop=[*stops, store.close],
+        drain_seconds=config.drain_seconds,
+    )

@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent import futures
 from dataclasses import dataclass
@@ -26,7 +28,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from kosmos.common import telemetry
 from kosmos.common.deadline import deadline_scope
-from kosmos.common.errors import InvalidArgument, KosmosError, NotFound
+from kosmos.common.errors import DeadlineExceeded, InvalidArgument, KosmosError, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -92,12 +94,56 @@ def _internal_status(trace_id: str) -> status_pb2.Status:
     return status_pb2.Status(code=code_pb2.INTERNAL, message="internal error" + suffix)
 
 
+# Admission control: a method's fastest run among its last few is what a call needs at least.
+_RECENT_RUNS = 16
+# A call that cannot be met is still let through this often, so that the estimate can learn
+# when the method got faster again (otherwise one slow spell would reject short calls forever).
+_PROBE_SECONDS = 1.0
+
+
+class _Admission:
+    """Rejects calls whose deadline has passed, or is shorter than the method's fastest recent
+    run, before any work starts (issue 8: hopeless calls took the workers from good ones)."""
+
+    def __init__(self) -> None:
+        self._runs: dict[str, deque[float]] = {}
+        self._probed: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def check(self, method: str, remaining: float | None) -> None:
+        if remaining is None:
+            return
+        if remaining <= 0:
+            raise DeadlineExceeded("admission: the deadline had passed on arrival")
+        runs = self._runs.get(method)
+        if not runs or remaining >= min(runs):
+            return
+        now = time.monotonic()
+        with self._lock:
+            if now - self._probed.get(method, 0.0) >= _PROBE_SECONDS:
+                self._probed[method] = now
+                return
+        raise DeadlineExceeded(
+            f"admission: {method} needs about {min(runs) * 1000:.0f} ms",
+            reason="DEADLINE_UNMEETABLE",
+        )
+
+    def record(self, method: str, seconds: float) -> None:
+        with self._lock:
+            self._runs.setdefault(method, deque(maxlen=_RECENT_RUNS)).append(seconds)
+            self._probed[method] = time.monotonic()  # fresh evidence: no probe needed yet
+
+
 class ErrorInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     """Turns exceptions into statuses and sets the deadline context for the handler.
 
     A `KosmosError` becomes its rich status; anything else becomes INTERNAL with the trace id,
-    its traceback going to the log and never to the wire.
+    its traceback going to the log and never to the wire. Admission control runs first: a call
+    whose deadline has passed, or cannot be met, is DEADLINE_EXCEEDED before its handler runs.
     """
+
+    def __init__(self) -> None:
+        self._admission = _Admission()
 
     def intercept_service(
         self, continuation: Callable[[grpc.HandlerCallDetails], Any], details: Any
@@ -112,12 +158,20 @@ class ErrorInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             return handler._replace(stream_unary=self._wrap_unary(handler.stream_unary, method))
         return handler  # Streaming responses are not used by Kosmos services.
 
-    @staticmethod
-    def _wrap_unary(behavior: Callable[[Any, Any], Any], method: str) -> Callable[[Any, Any], Any]:
+    def _wrap_unary(
+        self, behavior: Callable[[Any, Any], Any], method: str
+    ) -> Callable[[Any, Any], Any]:
+        admission = self._admission
+
         def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
             try:
-                with deadline_scope(context.time_remaining()):
-                    return behavior(request, context)
+                remaining = context.time_remaining()
+                admission.check(method, remaining)
+                started = time.monotonic()
+                with deadline_scope(remaining):
+                    response = behavior(request, context)
+                admission.record(method, time.monotonic() - started)
+                return response
             except KosmosError as error:
                 status = to_status(error, method)
             except Exception:
@@ -183,22 +237,32 @@ def serve(
     health_servicer: health.HealthServicer,
     grace_seconds: float,
     on_stop: Iterable[Callable[[], None]] = (),
+    drain_seconds: float = 0.0,
 ) -> None:
     """Runs a started server until SIGTERM or SIGINT, then shuts down gracefully.
 
-    Health turns NOT_SERVING first (load balancers stop sending), in-flight RPCs get
-    ``grace_seconds`` to finish, then ``on_stop`` callbacks run (closing stores).
+    On SIGTERM health turns NOT_SERVING first and the server keeps serving for
+    ``drain_seconds``, so that pollers and load balancers see it draining and stop sending
+    while calls still succeed; then it stops accepting and in-flight RPCs get ``grace_seconds``
+    to finish; then ``on_stop`` callbacks run (closing stores). SIGINT (a person at a terminal)
+    and a second signal skip the drain.
     """
     stop = threading.Event()
+    hurry = threading.Event()
 
     def handle(signum: int, _frame: FrameType | None) -> None:
         log.info("received %s, shutting down", signal.Signals(signum).name)
+        if stop.is_set() or signum == signal.SIGINT:
+            hurry.set()
         stop.set()
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
     stop.wait()
     health_servicer.enter_graceful_shutdown()
+    if drain_seconds > 0 and not hurry.is_set():
+        log.info("draining for %.1f s", drain_seconds)
+        hurry.wait(drain_seconds)  # a second signal cuts the drain short
     server.stop(grace_seconds).wait()
     for callback in on_stop:
         callback()

@@ -281,3 +281,148 @@ def test_unmeetable_and_expired_deadlines_are_refused_before_work():
             assert slow.started == 2  # none of the hopeless calls started work
     finally:
         server.stop(None).wait()
+
+
+# -- the database goes away (PostgreSQL) -------------------------------------------------------
+
+
+class _Proxy:
+    """A TCP forwarder in front of PostgreSQL that the test can cut and restore: the network
+    between a replica and its database, a border we do not own."""
+
+    def __init__(self, host: str, port: int) -> None:
+        import socket
+
+        self._upstream = (host, port)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._open: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self.cut = False
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            if self.cut:
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self._upstream, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._open += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source, target) -> None:  # noqa: ANN001 - sockets
+        try:
+            while data := source.recv(65536):
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, target):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def sever(self) -> None:
+        self.cut = True
+        with self._lock:
+            for s in self._open:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+            self._open.clear()
+
+    def restore(self) -> None:
+        self.cut = False
+
+    def close(self) -> None:
+        self._closed = True
+        self.sever()
+        self._listener.close()
+
+
+def _health(address: str) -> int:
+    with grpc.insecure_channel(address) as channel:
+        try:
+            return (
+                health_pb2_grpc.HealthStub(channel)
+                .Check(health_pb2.HealthCheckRequest(), timeout=2)
+                .status
+            )
+        except grpc.RpcError:
+            return -1
+
+
+def _wait_health(address: str, wanted: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if _health(address) == wanted:
+            return True
+        threading.Event().wait(0.1)  # polling interval of a prober, not a synchronisation
+    return False
+
+
+@pytest.mark.postgres
+def test_losing_the_database_turns_health_off_and_loses_nothing_acked(postgres_url):
+    # (b) The connection to PostgreSQL is cut under load: health NOT_SERVING meanwhile, the
+    # service recovers by itself once it is back, and every acknowledged event is stored once.
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(postgres_url)
+    proxy = _Proxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    proxied = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
+    cluster = Cluster(proxied)
+    cluster.start()
+    try:
+        with KosmosClient(cluster.address, timeout=30) as client:
+            seed(client)
+            acked: list[float] = []
+            failures: list[BaseException] = []
+            stop = threading.Event()
+
+            def stream() -> None:
+                try:
+                    for n in range(400):
+                        if stop.is_set():
+                            return
+                        value = float(n + 1)
+                        client.record_interactions(
+                            "acme",
+                            [InteractionInput("alice", "i1", "purchase", value=value)],
+                            retries=10,
+                        )
+                        acked.append(value)
+                except BaseException as exc:  # noqa: BLE001 - reported by the test thread
+                    failures.append(exc)
+
+            sender = threading.Thread(target=stream)
+            sender.start()
+            proxy.sever()
+            assert _wait_health(cluster.address, health_pb2.HealthCheckResponse.NOT_SERVING, 15)
+            proxy.restore()
+            assert _wait_health(cluster.address, health_pb2.HealthCheckResponse.SERVING, 30)
+            stop.set()
+            sender.join(timeout=120)
+            assert not failures, failures
+            assert acked
+            stored = stored_values(client)
+        assert sorted(stored) == sorted(set(stored)) and set(acked) <= set(stored)
+    finally:
+        cluster.close()
+        proxy.close()

@@ -232,6 +232,53 @@ def build_server(
     return server, port, health_servicer
 
 
+class DependencyWatch:
+    """Turns health NOT_SERVING while a dependency (the database) fails its check, and back to
+    SERVING once it passes again: load balancers stop sending to a replica that could only
+    answer UNAVAILABLE, and it rejoins by itself (issue 8). Once the server is shutting down,
+    health stays NOT_SERVING whatever the check says."""
+
+    def __init__(
+        self,
+        health_servicer: health.HealthServicer,
+        names: Sequence[str],
+        check: Callable[[], None],
+        interval: float = 1.0,
+    ) -> None:
+        self._health = health_servicer
+        self._names = ("", *names)
+        self._check = check
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="kosmos-health", daemon=True)
+        self.healthy = True
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self._check()
+                healthy = True
+            except Exception:  # any failure of the check means "cannot serve now"
+                healthy = False
+            if healthy != self.healthy:
+                log.warning("dependency %s", "back" if healthy else "down: health NOT_SERVING")
+                self.healthy = healthy
+                status = (
+                    health_pb2.HealthCheckResponse.SERVING
+                    if healthy
+                    else health_pb2.HealthCheckResponse.NOT_SERVING
+                )
+                for name in self._names:
+                    self._health.set(name, status)
+
+
 def serve(
     server: grpc.Server,
     health_servicer: health.HealthServicer,

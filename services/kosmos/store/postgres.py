@@ -36,6 +36,7 @@ from psycopg import errors as pg_errors
 from psycopg.rows import TupleRow
 
 from kosmos.common import deadline
+from kosmos.common.deadline import deadline_scope
 from kosmos.common.errors import (
     AlreadyExists,
     DeadlineExceeded,
@@ -249,6 +250,10 @@ class PostgresStore:
     def schema_version(self) -> int:
         """The newest migration applied."""
         return int(self._query("SELECT max(version) FROM schema_migrations")[0][0])
+
+    def ping(self) -> None:
+        with deadline_scope(1.0):
+            self._query("SELECT 1")
 
     def close(self) -> None:
         if not self._closed:

@@ -216,6 +216,9 @@ class SQLiteStore:
             raise ValueError(f"not a pragma name: {name!r}")
         return str(self._query(f"PRAGMA {name}")[0][0])
 
+    def ping(self) -> None:
+        self._query("SELECT 1")
+
     def close(self) -> None:
         with self._lock:
             for conn in self._connections:

@@ -28,7 +28,13 @@ from opentelemetry.trace import Status, StatusCode
 
 from kosmos.common import telemetry
 from kosmos.common.deadline import deadline_scope
-from kosmos.common.errors import DeadlineExceeded, InvalidArgument, KosmosError, NotFound
+from kosmos.common.errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    KosmosError,
+    NotFound,
+    Unavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +140,57 @@ class _Admission:
             self._probed[method] = time.monotonic()  # fresh evidence: no probe needed yet
 
 
+class _Gate:
+    """Counts calls in handlers; once closed, refuses new ones with UNAVAILABLE (retryable).
+
+    gRPC cancels calls that reached the server but no handler yet when ``server.stop`` runs;
+    closing the gate first answers such late calls UNAVAILABLE, so a client retries elsewhere
+    instead of seeing CANCELLED (issue 8).
+    """
+
+    # Once closed, the gate stays up until calls have stopped coming for this long: a client
+    # that just got an answer may send again, and that call must meet the gate, not the stop.
+    QUIET_SECONDS = 0.25
+
+    def __init__(self) -> None:
+        self.closed = False
+        self._busy = 0
+        self._refused = 0.0
+        self._idle = threading.Condition()
+
+    def enter(self) -> None:
+        if self.closed:
+            self._refused = time.monotonic()
+            raise Unavailable("SHUTTING_DOWN", "this server is shutting down; retry elsewhere")
+        with self._idle:
+            self._busy += 1
+
+    def leave(self) -> None:
+        with self._idle:
+            self._busy -= 1
+            self._idle.notify_all()
+
+    def close_and_wait(self, seconds: float) -> bool:
+        """Closes, then waits (at most ``seconds``) for the handlers to finish and for late
+        calls to stop arriving. False when time ran out first."""
+        self.closed = True
+        self._refused = time.monotonic()
+        until = time.monotonic() + seconds
+        with self._idle:
+            while True:
+                now = time.monotonic()
+                quiet = now - self._refused >= self.QUIET_SECONDS
+                if self._busy == 0 and quiet:
+                    return True
+                if now >= until:
+                    return False
+                self._idle.wait(min(until - now, self.QUIET_SECONDS))
+
+
+# The gate of each built server, by id(server), for `serve` to close.
+_GATES: dict[int, _Gate] = {}
+
+
 class ErrorInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     """Turns exceptions into statuses and sets the deadline context for the handler.
 
@@ -144,6 +201,7 @@ class ErrorInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
 
     def __init__(self) -> None:
         self._admission = _Admission()
+        self.gate = _Gate()
 
     def intercept_service(
         self, continuation: Callable[[grpc.HandlerCallDetails], Any], details: Any
@@ -162,8 +220,13 @@ class ErrorInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         self, behavior: Callable[[Any, Any], Any], method: str
     ) -> Callable[[Any, Any], Any]:
         admission = self._admission
+        gate = self.gate
 
         def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
+            try:
+                gate.enter()
+            except KosmosError as error:
+                context.abort_with_status(rpc_status.to_status(to_status(error, method)))
             try:
                 remaining = context.time_remaining()
                 admission.check(method, remaining)
@@ -180,6 +243,8 @@ class ErrorInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
                 trace_id = telemetry.current_trace_id()
                 log.exception("internal error in %s (trace %s)", method, trace_id or "-")
                 status = _internal_status(trace_id)
+            finally:
+                gate.leave()
             span = trace.get_current_span()
             span.set_attribute("rpc.grpc.status_code", status.code)
             if status.code == code_pb2.INTERNAL:
@@ -207,9 +272,10 @@ def build_server(
     Raises:
         RuntimeError: The address cannot be bound.
     """
+    errors = ErrorInterceptor()
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kosmos-rpc"),
-        interceptors=[*telemetry.server_interceptors(), ErrorInterceptor()],
+        interceptors=[*telemetry.server_interceptors(), errors],
         # Without this a second server could silently share a port with the first.
         options=[("grpc.so_reuseport", 0)],
     )
@@ -229,6 +295,7 @@ def build_server(
         raise RuntimeError(f"cannot bind {listen}")
     for name in ("", *names):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    _GATES[id(server)] = errors.gate
     return server, port, health_servicer
 
 
@@ -310,7 +377,11 @@ def serve(
     if drain_seconds > 0 and not hurry.is_set():
         log.info("draining for %.1f s", drain_seconds)
         hurry.wait(drain_seconds)  # a second signal cuts the drain short
-    server.stop(grace_seconds).wait()
+    gate = _GATES.pop(id(server), None)
+    started = time.monotonic()
+    if gate is not None:  # stop accepting: late calls get UNAVAILABLE, in-flight ones finish
+        gate.close_and_wait(grace_seconds)
+    server.stop(max(0.0, grace_seconds - (time.monotonic() - started))).wait()
     for callback in on_stop:
         callback()
     log.info("stopped")

@@ -9,9 +9,9 @@ awaited no longer either; so no call outlasts its caller. Errors are translated 
 contract says: a timeout after the deadline is `DeadlineExceeded`; a lock held too long, a lost
 connection, an exhausted pool or a serialization failure is `Unavailable` (nothing committed).
 
-Feedback is group-committed: `record_interactions` hands its batch to one committer thread,
-which writes every batch that queued while the previous commit was flushing in one transaction
-(one WAL flush for all of them), each batch under its own savepoint so one bad batch fails
+Feedback is group-committed: `record_interactions` hands its batch to a few committer threads;
+each writes every batch that queued while it was busy in one transaction (one WAL flush for all
+of them), each batch under its own savepoint so one bad batch fails
 alone. Each caller returns only after that commit, so an acknowledged event is durable; the
 request id's row (``ON CONFLICT DO NOTHING``) makes a retry, on any replica, a replay.
 
@@ -64,6 +64,9 @@ LOCK_TIMEOUT_SECONDS = 10.0
 POOL_SIZE = 10
 # At most this many feedback batches share one commit.
 GROUP_LIMIT = 256
+# Committer threads: each writes the batches that queued while the others were committing, so
+# round trips of one group overlap another group's WAL flush.
+COMMITTERS = 4
 
 Conn = psycopg.Connection[TupleRow]
 
@@ -192,10 +195,12 @@ class PostgresStore:
         except BaseException:
             self._pool.close()
             raise
-        self._committer = threading.Thread(
-            target=self._commit_groups, name="kosmos-group-commit", daemon=True
-        )
-        self._committer.start()
+        self._committers = [
+            threading.Thread(target=self._commit_groups, name="kosmos-group-commit", daemon=True)
+            for _ in range(min(COMMITTERS, pool_size))
+        ]
+        for committer in self._committers:
+            committer.start()
 
     # -- connections -------------------------------------------------------------------------
 
@@ -258,8 +263,10 @@ class PostgresStore:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._pending.put(None)
-            self._committer.join(timeout=30)
+            for _ in self._committers:
+                self._pending.put(None)
+            for committer in self._committers:
+                committer.join(timeout=30)
             self._pool.close()
 
     # -- shops -------------------------------------------------------------------------------

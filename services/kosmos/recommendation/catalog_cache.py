@@ -11,6 +11,8 @@ every concurrent request). Memory grows with the catalog: about a kilobyte per i
 from __future__ import annotations
 
 import threading
+from collections import ChainMap
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from kosmos.common import deadline
@@ -19,11 +21,17 @@ from kosmos.common.names import shop_name
 from kosmos.store import Store
 from kosmos.store.records import Item
 
+# Changed items sit in a small overlay above the whole catalog, so a write copies only the
+# overlay; past this many the two are merged (one full copy, amortised over as many writes).
+OVERLAY_LIMIT = 1000
+
 
 @dataclass(frozen=True, slots=True)
 class _Snapshot:
     version: int
-    items: dict[str, Item]
+    base: dict[str, Item]
+    overlay: dict[str, Item]
+    items: Mapping[str, Item]
 
 
 class CatalogCache:
@@ -33,7 +41,7 @@ class CatalogCache:
         self._loading: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
-    def items(self, shop_id: str) -> dict[str, Item]:
+    def items(self, shop_id: str) -> Mapping[str, Item]:
         """The shop's whole catalog by item id (never mutate it). Raises NotFound for an
         unknown shop."""
         version = self.store.catalog_version(shop_id)
@@ -65,10 +73,16 @@ class CatalogCache:
             raise NotFound("shop", shop_name(shop_id))
         if held is not None and changes.version <= held.version:
             return held
-        items = {} if held is None else dict(held.items)  # copy on write: readers keep theirs
-        items.update((i.item_id, i) for i in changes.items)
+        changed = {i.item_id: i for i in changes.items}
+        if held is None:
+            base, overlay = changed, dict[str, Item]()
+        elif len(held.overlay) + len(changed) > OVERLAY_LIMIT:
+            base, overlay = {**held.base, **held.overlay, **changed}, {}
+        else:  # copy on write, of the overlay only: readers keep the snapshot they hold
+            base, overlay = held.base, {**held.overlay, **changed}
         # ``changes.version`` is never newer than the rows read with it: a write racing this
         # load only makes the next request catch up again.
-        snapshot = _Snapshot(changes.version, items)
+        items: Mapping[str, Item] = ChainMap(overlay, base) if overlay else base
+        snapshot = _Snapshot(changes.version, base, overlay, items)
         self._snapshots[shop_id] = snapshot
         return snapshot

@@ -433,12 +433,13 @@ class PostgresStore:
         rows = self._query(
             f"SELECT s.catalog_version, {columns} FROM shops AS s"
             " LEFT JOIN items AS i ON i.shop_id = s.shop_id AND i.version > %s"
-            " WHERE s.shop_id = %s ORDER BY i.item_id",
+            " WHERE s.shop_id = %s",
             (since_version, shop_id),
         )
         if not rows:
             return None
-        return CatalogChanges(int(rows[0][0]), [_item(r[1:]) for r in rows if r[2] is not None])
+        items = sorted((_item(r[1:]) for r in rows if r[2] is not None), key=lambda i: i.item_id)
+        return CatalogChanges(int(rows[0][0]), items)
 
     def get_items(self, shop_id: str, item_ids: Iterable[str]) -> dict[str, Item]:
         rows = self._query(

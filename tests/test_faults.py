@@ -426,3 +426,54 @@ def test_losing_the_database_turns_health_off_and_loses_nothing_acked(postgres_u
     finally:
         cluster.close()
         proxy.close()
+
+
+def test_a_flood_of_hopeless_calls_leaves_good_callers_their_goodput():
+    # (d) Issue 8: 1 ms-deadline calls cut well-behaved callers' goodput by 93%. Admission
+    # refuses them on arrival, so the workers stay with calls that can still succeed.
+    slow = _SlowService(0.02)
+    server, port, _health = build_server(
+        "127.0.0.1:0", 4, [Service("kosmos.test.Slow", slow.register)]
+    )
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            call = channel.unary_unary(SLOW)
+
+            def good_phase() -> float:
+                def caller() -> None:
+                    for _ in range(15):
+                        call(b"x", timeout=5)
+
+                threads = [threading.Thread(target=caller) for _ in range(4)]
+                started = time.monotonic()
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join(timeout=60)
+                return 60 / (time.monotonic() - started)
+
+            alone = good_phase()
+            stop = threading.Event()
+
+            def flood() -> None:
+                for _ in range(20000):
+                    if stop.is_set():
+                        return
+                    try:
+                        call(b"x", timeout=0.001)
+                    except grpc.RpcError:
+                        pass
+
+            flooders = [threading.Thread(target=flood) for _ in range(4)]
+            for t in flooders:
+                t.start()
+            try:
+                flooded = good_phase()
+            finally:
+                stop.set()
+                for t in flooders:
+                    t.join(timeout=30)
+        assert flooded >= 0.8 * alone, (flooded, alone)
+    finally:
+        server.stop(None).wait()

@@ -26,6 +26,7 @@ from kosmos.store.records import (
     Interaction,
     InteractionType,
     Item,
+    ModelArtifact,
     Shop,
 )
 
@@ -252,3 +253,40 @@ class StoreContract:
         assert outcomes[-1] is True
         stored, _ = store.record_interactions("acme", "after", "h", [visit(0)])
         assert stored
+
+    # -- model artifacts and data versions ----------------------------------------------------
+
+    def test_model_versions_travel_through_the_store(self, store: Store) -> None:
+        seed(store)
+        assert store.current_model("acme", "als") is None and store.model_recommenders("acme") == []
+        for n, version in enumerate(("v1", "v2")):
+            store.put_model_artifact(
+                ModelArtifact("acme", "als", version, 100.0 + n, f'{{"n": {n}}}'), bytes([n]) * 3
+            )
+        with pytest.raises(AlreadyExists):
+            store.put_model_artifact(ModelArtifact("acme", "als", "v1", 1.0, "{}"), b"")
+        assert [a.version for a in store.model_artifacts("acme", "als")] == ["v1", "v2"]
+        assert store.model_blob("acme", "als", "v2") == b"\x01\x01\x01"
+        assert store.model_blob("acme", "als", "v9") is None
+        store.set_current_model("acme", "als", "v2")
+        store.set_current_model("acme", "als", "v1")  # a rollback
+        assert store.current_model("acme", "als") == "v1"
+        with pytest.raises(NotFound):
+            store.set_current_model("acme", "als", "v9")
+        store.delete_model_artifacts("acme", "als", ["v2"])
+        assert [a.version for a in store.model_artifacts("acme", "als")] == ["v1"]
+        assert store.model_recommenders("acme") == ["als"]
+        assert store.model_artifacts("other", "als") == []
+
+    def test_data_version_moves_only_when_the_data_does(self, store: Store) -> None:
+        seed(store)
+        first = store.data_version("acme")
+        assert store.data_version("acme") == first
+        store.record_interactions("acme", "r", "h", [visit(0)])
+        second = store.data_version("acme")
+        assert second != first
+        store.upsert_items([Item("acme", "i7")])
+        third = store.data_version("acme")
+        assert third != second
+        store.update_customer(Customer("acme", "bob", {"tier": "gold"}))
+        assert store.data_version("acme") != third

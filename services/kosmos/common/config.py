@@ -73,6 +73,11 @@ KOSMOS_MODEL_DIR = "KOSMOS_MODEL_DIR"
 """Where the trainer writes versioned model artifacts and recommendation replicas load them.
 Empty: every routed recommender is fitted inside the recommendation process. Default: empty."""
 
+KOSMOS_MODEL_STORE = "KOSMOS_MODEL_STORE"
+"""Where model versions live: ``files`` (under ``KOSMOS_MODEL_DIR``) or ``database`` (in the
+store's ``model_artifacts`` table, so replicas need no shared volume; ``KOSMOS_MODEL_DIR``, if
+set, is then only a local cache of unpacked versions). Default: ``"files"``."""
+
 KOSMOS_MODEL_POLL_SECONDS = "KOSMOS_MODEL_POLL_SECONDS"
 """How often a recommendation replica looks for a new current model version. Default: ``5``."""
 
@@ -164,6 +169,12 @@ def _routing(raw: str) -> Routing:
     return Routing.parse(raw)
 
 
+def _model_store(raw: str) -> str:
+    if raw.strip() not in ("files", "database"):
+        raise ValueError("must be files or database")
+    return raw.strip()
+
+
 def _database_url(raw: str) -> str:
     if not raw.startswith(("sqlite:///", "postgresql://", "postgres://")):
         raise ValueError("must start with sqlite:/// or postgresql://")
@@ -222,6 +233,7 @@ class RecommendationSettings:
         recent_interactions: See `KOSMOS_RECENT_INTERACTIONS`.
         repurchase_cooldown_hours: See `KOSMOS_REPURCHASE_COOLDOWN_HOURS`.
         model_dir: See `KOSMOS_MODEL_DIR`.
+        model_store: See `KOSMOS_MODEL_STORE`.
         model_poll_seconds: See `KOSMOS_MODEL_POLL_SECONDS`.
         fit_in_process: See `KOSMOS_FIT_IN_PROCESS`.
         model_keep: See `KOSMOS_MODEL_KEEP`.
@@ -238,6 +250,7 @@ class RecommendationSettings:
     repurchase_cooldown_hours: float = 24.0
     model_dir: str = ""
     model_poll_seconds: float = 5.0
+    model_store: str = "files"
     fit_in_process: frozenset[str] = frozenset({"popularity"})
     model_keep: int = 5
     remote: Mapping[str, str] = field(default_factory=dict)
@@ -275,6 +288,7 @@ class RecommendationSettings:
                 _non_negative_float,
             ),
             model_dir=env.get(KOSMOS_MODEL_DIR, "").strip(),
+            model_store=_read(env, KOSMOS_MODEL_STORE, defaults.model_store, _model_store),
             model_poll_seconds=_read(
                 env, KOSMOS_MODEL_POLL_SECONDS, defaults.model_poll_seconds, _positive_float
             ),

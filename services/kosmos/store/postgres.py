@@ -54,6 +54,7 @@ from kosmos.store.records import (
     Interaction,
     InteractionType,
     Item,
+    ModelArtifact,
     RecommendInputs,
     Shop,
 )
@@ -681,3 +682,92 @@ class PostgresStore:
             for row in rows:
                 yield _interaction(row)
             after = rows[-1][7]
+
+    def data_version(self, shop_id: str) -> str:
+        rows = self._query(
+            "SELECT (SELECT coalesce(max(seq), 0) FROM interactions WHERE shop_id = %s),"
+            " (SELECT count(*) FROM interactions WHERE shop_id = %s),"
+            " (SELECT catalog_version FROM shops WHERE shop_id = %s),"
+            " (SELECT count(*) FROM customers WHERE shop_id = %s),"
+            " (SELECT coalesce(max(update_time), 0) FROM customers WHERE shop_id = %s)",
+            (shop_id,) * 5,
+        )
+        seq, count, catalog, customers, updated = rows[0]
+        return f"{seq}.{count}.{catalog if catalog is not None else -1}.{customers}.{updated}"
+
+    # -- model artifacts ---------------------------------------------------------------------
+
+    def put_model_artifact(self, artifact: ModelArtifact, blob: bytes) -> None:
+        try:
+            with self._tx("put_model_artifact", write=True) as conn:
+                conn.execute(
+                    "INSERT INTO model_artifacts (shop_id, recommender, version, create_time,"
+                    " manifest, artifact) VALUES (%s, %s, %s, %s, %s, %s)",
+                    (
+                        artifact.shop_id,
+                        artifact.recommender,
+                        artifact.version,
+                        artifact.create_time,
+                        artifact.manifest,
+                        blob,
+                    ),
+                )
+        except pg_errors.UniqueViolation:
+            raise AlreadyExists(
+                "MODEL_VERSION_EXISTS", f"model version {artifact.version!r} already exists"
+            ) from None
+
+    def model_artifacts(self, shop_id: str, recommender: str) -> list[ModelArtifact]:
+        rows = self._query(
+            "SELECT shop_id, recommender, version, create_time, manifest FROM model_artifacts"
+            " WHERE shop_id = %s AND recommender = %s ORDER BY create_time, version",
+            (shop_id, recommender),
+        )
+        return [ModelArtifact(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    def model_blob(self, shop_id: str, recommender: str, version: str) -> bytes | None:
+        rows = self._query(
+            "SELECT artifact FROM model_artifacts"
+            " WHERE shop_id = %s AND recommender = %s AND version = %s",
+            (shop_id, recommender, version),
+        )
+        return bytes(rows[0][0]) if rows else None
+
+    def set_current_model(self, shop_id: str, recommender: str, version: str) -> None:
+        with self._tx("set_current_model", write=True) as conn:
+            found = conn.execute(
+                "SELECT 1 FROM model_artifacts WHERE shop_id = %s AND recommender = %s"
+                " AND version = %s FOR KEY SHARE",
+                (shop_id, recommender, version),
+            ).fetchone()
+            if found is None:
+                raise NotFound("model version", f"{shop_id}/{recommender}/{version}")
+            conn.execute(
+                "INSERT INTO model_current (shop_id, recommender, version) VALUES (%s, %s, %s)"
+                " ON CONFLICT (shop_id, recommender) DO UPDATE SET version = excluded.version",
+                (shop_id, recommender, version),
+            )
+
+    def current_model(self, shop_id: str, recommender: str) -> str | None:
+        rows = self._query(
+            "SELECT version FROM model_current WHERE shop_id = %s AND recommender = %s",
+            (shop_id, recommender),
+        )
+        return str(rows[0][0]) if rows else None
+
+    def delete_model_artifacts(
+        self, shop_id: str, recommender: str, versions: Sequence[str]
+    ) -> None:
+        with self._tx("delete_model_artifacts", write=True) as conn:
+            conn.execute(
+                "DELETE FROM model_artifacts WHERE shop_id = %s AND recommender = %s"
+                " AND version = ANY(%s)",
+                (shop_id, recommender, list(versions)),
+            )
+
+    def model_recommenders(self, shop_id: str) -> list[str]:
+        rows = self._query(
+            "SELECT DISTINCT recommender FROM model_artifacts WHERE shop_id = %s ORDER BY 1",
+            (shop_id,),
+        )
+        return [r[0] for r in rows]

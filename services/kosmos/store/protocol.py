@@ -21,6 +21,7 @@ from kosmos.store.records import (
     Customer,
     Interaction,
     Item,
+    ModelArtifact,
     RecommendInputs,
     Shop,
 )
@@ -117,6 +118,37 @@ class Store(Protocol):
 
     def iter_interactions(self, shop_id: str) -> Iterator[Interaction]:
         """Every interaction of a shop, oldest first (training)."""
+        ...
+
+    def data_version(self, shop_id: str) -> str:
+        """A fingerprint that changes whenever what a fit reads does (interactions, catalog,
+        customers), so a trainer can skip a shop whose data has not changed."""
+        ...
+
+    # -- model artifacts (the trainer writes, replicas read) ---------------------------------
+
+    def put_model_artifact(self, artifact: ModelArtifact, blob: bytes) -> None:
+        """Stores a version whole. Raises AlreadyExists for a version stored before."""
+        ...
+
+    def model_artifacts(self, shop_id: str, recommender: str) -> list[ModelArtifact]:
+        """Every stored version (without files), oldest first."""
+        ...
+
+    def model_blob(self, shop_id: str, recommender: str, version: str) -> bytes | None: ...
+
+    def set_current_model(self, shop_id: str, recommender: str, version: str) -> None:
+        """Makes ``version`` the one that serves. Raises NotFound when it is not stored."""
+        ...
+
+    def current_model(self, shop_id: str, recommender: str) -> str | None: ...
+
+    def delete_model_artifacts(
+        self, shop_id: str, recommender: str, versions: Sequence[str]
+    ) -> None: ...
+
+    def model_recommenders(self, shop_id: str) -> list[str]:
+        """Recommenders with at least one stored version for the shop, by name."""
         ...
 
     def ping(self) -> None:

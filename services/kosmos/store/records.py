@@ -101,3 +101,18 @@ class RecommendInputs:
     customer: Customer
     recent: list[Interaction]
     dismissed_item_ids: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelArtifact:
+    """One stored model version, without its packed files.
+
+    Attributes:
+        manifest: The version's manifest as JSON (see `kosmos.training.artifacts.Version`).
+    """
+
+    shop_id: str
+    recommender: str
+    version: str
+    create_time: float
+    manifest: str

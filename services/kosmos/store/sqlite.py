@@ -32,6 +32,7 @@ from kosmos.store.records import (
     Interaction,
     InteractionType,
     Item,
+    ModelArtifact,
     RecommendInputs,
     Shop,
 )
@@ -564,3 +565,95 @@ class SQLiteStore:
             for row in rows:
                 yield _interaction(row)
             after = rows[-1][7]
+
+    def data_version(self, shop_id: str) -> str:
+        with self._read() as conn:
+            seq = conn.execute(
+                "SELECT max(seq), count(*) FROM interactions WHERE shop_id = ?", (shop_id,)
+            ).fetchone()
+            catalog = conn.execute(
+                "SELECT catalog_version FROM shops WHERE shop_id = ?", (shop_id,)
+            ).fetchone()
+            customers = conn.execute(
+                "SELECT count(*), max(update_time) FROM customers WHERE shop_id = ?", (shop_id,)
+            ).fetchone()
+        return (
+            f"{seq[0] or 0}.{seq[1]}.{catalog[0] if catalog else -1}.{customers[0]}"
+            f".{customers[1] or 0}"
+        )
+
+    # -- model artifacts ---------------------------------------------------------------------
+
+    def put_model_artifact(self, artifact: ModelArtifact, blob: bytes) -> None:
+        try:
+            with self._write() as conn:
+                conn.execute(
+                    "INSERT INTO model_artifacts (shop_id, recommender, version, create_time,"
+                    " manifest, artifact) VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        artifact.shop_id,
+                        artifact.recommender,
+                        artifact.version,
+                        artifact.create_time,
+                        artifact.manifest,
+                        blob,
+                    ),
+                )
+        except sqlite3.IntegrityError:
+            raise AlreadyExists(
+                "MODEL_VERSION_EXISTS", f"model version {artifact.version!r} already exists"
+            ) from None
+
+    def model_artifacts(self, shop_id: str, recommender: str) -> list[ModelArtifact]:
+        rows = self._query(
+            "SELECT shop_id, recommender, version, create_time, manifest FROM model_artifacts"
+            " WHERE shop_id = ? AND recommender = ? ORDER BY create_time, version",
+            (shop_id, recommender),
+        )
+        return [ModelArtifact(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    def model_blob(self, shop_id: str, recommender: str, version: str) -> bytes | None:
+        rows = self._query(
+            "SELECT artifact FROM model_artifacts"
+            " WHERE shop_id = ? AND recommender = ? AND version = ?",
+            (shop_id, recommender, version),
+        )
+        return bytes(rows[0][0]) if rows else None
+
+    def set_current_model(self, shop_id: str, recommender: str, version: str) -> None:
+        with self._write() as conn:
+            found = conn.execute(
+                "SELECT 1 FROM model_artifacts WHERE shop_id = ? AND recommender = ?"
+                " AND version = ?",
+                (shop_id, recommender, version),
+            ).fetchone()
+            if found is None:
+                raise NotFound("model version", f"{shop_id}/{recommender}/{version}")
+            conn.execute(
+                "INSERT INTO model_current (shop_id, recommender, version) VALUES (?, ?, ?)"
+                " ON CONFLICT (shop_id, recommender) DO UPDATE SET version = excluded.version",
+                (shop_id, recommender, version),
+            )
+
+    def current_model(self, shop_id: str, recommender: str) -> str | None:
+        rows = self._query(
+            "SELECT version FROM model_current WHERE shop_id = ? AND recommender = ?",
+            (shop_id, recommender),
+        )
+        return str(rows[0][0]) if rows else None
+
+    def delete_model_artifacts(
+        self, shop_id: str, recommender: str, versions: Sequence[str]
+    ) -> None:
+        with self._write() as conn:
+            conn.executemany(
+                "DELETE FROM model_artifacts WHERE shop_id = ? AND recommender = ? AND version = ?",
+                [(shop_id, recommender, v) for v in versions],
+            )
+
+    def model_recommenders(self, shop_id: str) -> list[str]:
+        rows = self._query(
+            "SELECT DISTINCT recommender FROM model_artifacts WHERE shop_id = ? ORDER BY 1",
+            (shop_id,),
+        )
+        return [r[0] for r in rows]

@@ -70,6 +70,7 @@ RETAIL := $(DATA_DIR)/online-retail/online_retail.csv.gz
 .PHONY: bench
 bench: setup ## Recommend vs an empty RPC; plugin scoring vs a plain numpy floor.
 	$(PY) tools/bench.py
+	$(PY) tools/bench_store.py
 	@if [ -f "$(RETAIL)" ]; then \
 	  $(PY) plugins/implicit/bench.py --data "$(RETAIL)" && $(PY) plugins/lightfm/bench.py --data "$(RETAIL)"; \
 	else echo "($(RETAIL) not found: plugin benchmarks on synthetic data)"; \

@@ -3,8 +3,11 @@ in-memory span exporter behind the global tracer provider."""
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from urllib.parse import quote
 
 import grpc
 import pytest
@@ -42,6 +45,37 @@ def store(tmp_path) -> Iterator[SQLiteStore]:
     s = SQLiteStore(tmp_path / "kosmos.db")
     yield s
     s.close()
+
+
+POSTGRES_URL = os.environ.get(
+    "KOSMOS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A URL to a fresh schema of its own (other agents' tests share the database): the
+    store's tables, and its connections' ``application_name``, carry the schema's name.
+    Skips when PostgreSQL is unreachable, except under CI=true, where it fails."""
+    import psycopg
+
+    schema = f"kosmos_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"PostgreSQL at {POSTGRES_URL} is unreachable: {exc}")
+    with admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+        separator = "&" if "?" in POSTGRES_URL else "?"
+        options = quote(f"-c search_path={schema}")
+        yield f"{POSTGRES_URL}{separator}options={options}&application_name={schema}"
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+            (schema,),
+        )
+        admin.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 @dataclass

@@ -20,6 +20,7 @@ def start(module: str, listen_var: str, tmp_path, **extra: str) -> tuple[subproc
         listen_var: "127.0.0.1:0",
         "KOSMOS_DATABASE_URL": f"sqlite:///{tmp_path}/k.db",
         "KOSMOS_GRACE_SECONDS": "5",
+        "KOSMOS_DRAIN_SECONDS": "0",
         **extra,
     }
     proc = subprocess.Popen(

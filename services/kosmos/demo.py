@@ -177,7 +177,13 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
             console.print(results_table(results))
         client.recommend(SHOP, "c-00001", page_size=1)  # loads the demo shop's models now
     console.print(instructions(address, settings.model_dir))
-    serve(server, health, config.grace_seconds, on_stop=[store.close])
+    serve(
+        server,
+        health,
+        config.grace_seconds,
+        on_stop=[store.close],
+        drain_seconds=config.drain_seconds,
+    )
 
 
 if __name__ == "__main__":

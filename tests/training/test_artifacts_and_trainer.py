@@ -16,6 +16,7 @@ from kosmos.plugin import LoadedPlugin, RecommendQuery
 from kosmos.plugin.routing import Routing
 from kosmos.recommendation.models import ModelHub
 from kosmos.recommenders.popularity import create as popularity
+from kosmos.store.records import Interaction, InteractionType
 from kosmos.training import ArtifactError, Artifacts, train
 from tests.conftest import start_cluster
 from tests.helpers import small_shop
@@ -140,7 +141,11 @@ def test_the_trainer_process_and_the_models_commands(tmp_path, store, capsys, mo
         "KOSMOS_MODEL_DIR": str(tmp_path / "models"),
         "KOSMOS_ROUTING": "popularity",
     }
-    for _ in range(2):
+    for run in range(3):
+        if run == 1:  # new data: the second run fits; the third finds nothing new and skips
+            store.record_interactions(
+                "acme", "new", "h", [Interaction("acme", "alice", "i01", InteractionType.VIEW, 1.0)]
+            )
         result = subprocess.run(
             [sys.executable, "-m", "kosmos.training"],
             env=env,
@@ -150,6 +155,7 @@ def test_the_trainer_process_and_the_models_commands(tmp_path, store, capsys, mo
         )
         assert result.returncode == 0, result.stderr
         assert "acme" in result.stdout and "popularity" in result.stdout
+        assert ("fit skipped" in result.stdout) == (run == 2)
     versions = Artifacts(tmp_path / "models").versions("acme", "popularity")
     assert len(versions) == 2
 

@@ -41,6 +41,10 @@ threads mean more GIL contention; they also bound concurrent slow remote-plugin 
 KOSMOS_GRACE_SECONDS = "KOSMOS_GRACE_SECONDS"
 """Seconds in-flight RPCs get to finish after SIGTERM. Default: ``5``."""
 
+KOSMOS_DRAIN_SECONDS = "KOSMOS_DRAIN_SECONDS"
+"""Seconds a server keeps serving after SIGTERM with health already NOT_SERVING, so load
+balancers and pollers stop sending before it stops accepting. SIGINT skips it. Default: ``5``."""
+
 KOSMOS_LOG_LEVEL = "KOSMOS_LOG_LEVEL"
 """Python logging level. Default: ``"INFO"``."""
 
@@ -82,6 +86,11 @@ one occasion at which it counts as bought again. Default: ``0.1``."""
 KOSMOS_MODEL_DIR = "KOSMOS_MODEL_DIR"
 """Where the trainer writes versioned model artifacts and recommendation replicas load them.
 Empty: every routed recommender is fitted inside the recommendation process. Default: empty."""
+
+KOSMOS_MODEL_STORE = "KOSMOS_MODEL_STORE"
+"""Where model versions live: ``files`` (under ``KOSMOS_MODEL_DIR``) or ``database`` (in the
+store's ``model_artifacts`` table, so replicas need no shared volume; ``KOSMOS_MODEL_DIR``, if
+set, is then only a local cache of unpacked versions). Default: ``"files"``."""
 
 KOSMOS_MODEL_POLL_SECONDS = "KOSMOS_MODEL_POLL_SECONDS"
 """How often a recommendation replica looks for a new current model version. Default: ``5``."""
@@ -207,6 +216,12 @@ def _routing(raw: str) -> Routing:
     return Routing.parse(raw)
 
 
+def _model_store(raw: str) -> str:
+    if raw.strip() not in ("files", "database"):
+        raise ValueError("must be files or database")
+    return raw.strip()
+
+
 def _database_url(raw: str) -> str:
     if not raw.startswith(("sqlite:///", "postgresql://", "postgres://")):
         raise ValueError("must start with sqlite:/// or postgresql://")
@@ -223,6 +238,7 @@ class ServerConfig:
         workers: See `KOSMOS_WORKERS`.
         grace_seconds: See `KOSMOS_GRACE_SECONDS`.
         log_level: See `KOSMOS_LOG_LEVEL`.
+        drain_seconds: See `KOSMOS_DRAIN_SECONDS`.
     """
 
     listen: str
@@ -230,6 +246,7 @@ class ServerConfig:
     workers: int = 8
     grace_seconds: float = 5.0
     log_level: str = "INFO"
+    drain_seconds: float = 5.0
 
     @classmethod
     def from_env(
@@ -245,6 +262,9 @@ class ServerConfig:
                 env, KOSMOS_GRACE_SECONDS, defaults.grace_seconds, _non_negative_float
             ),
             log_level=_read(env, KOSMOS_LOG_LEVEL, defaults.log_level, str.upper),
+            drain_seconds=_read(
+                env, KOSMOS_DRAIN_SECONDS, defaults.drain_seconds, _non_negative_float
+            ),
         )
 
 
@@ -263,6 +283,7 @@ class RecommendationSettings:
         seen_repeat: See `KOSMOS_SEEN_REPEAT`.
         seen_repeat_rate: See `KOSMOS_SEEN_REPEAT_RATE`.
         model_dir: See `KOSMOS_MODEL_DIR`.
+        model_store: See `KOSMOS_MODEL_STORE`.
         model_poll_seconds: See `KOSMOS_MODEL_POLL_SECONDS`.
         fit_in_process: See `KOSMOS_FIT_IN_PROCESS`.
         model_keep: See `KOSMOS_MODEL_KEEP`.
@@ -284,6 +305,7 @@ class RecommendationSettings:
     seen_repeat_rate: float = 0.1
     model_dir: str = ""
     model_poll_seconds: float = 5.0
+    model_store: str = "files"
     fit_in_process: frozenset[str] = frozenset({"popularity"})
     model_keep: int = 5
     remote: Mapping[str, str] = field(default_factory=dict)
@@ -324,6 +346,7 @@ class RecommendationSettings:
             seen_repeat=_read(env, KOSMOS_SEEN_REPEAT, defaults.seen_repeat, _repeat_mode),
             seen_repeat_rate=_read(env, KOSMOS_SEEN_REPEAT_RATE, defaults.seen_repeat_rate, _share),
             model_dir=env.get(KOSMOS_MODEL_DIR, "").strip(),
+            model_store=_read(env, KOSMOS_MODEL_STORE, defaults.model_store, _model_store),
             model_poll_seconds=_read(
                 env, KOSMOS_MODEL_POLL_SECONDS, defaults.model_poll_seconds, _positive_float
             ),

@@ -99,8 +99,8 @@ class DeadlineExceeded(KosmosError):
 
     code = "DEADLINE_EXCEEDED"
 
-    def __init__(self, stage: str) -> None:
-        super().__init__("DEADLINE_EXCEEDED", f"deadline exceeded during {stage}")
+    def __init__(self, stage: str, reason: str = "DEADLINE_EXCEEDED") -> None:
+        super().__init__(reason, f"deadline exceeded during {stage}")
 
 
 class Unavailable(KosmosError):

@@ -9,7 +9,13 @@ from collections.abc import Callable, Mapping
 
 from kosmos.common import telemetry
 from kosmos.common.config import ConfigError, ServerConfig
-from kosmos.common.server import Service, build_server, configure_logging, serve
+from kosmos.common.server import (
+    DependencyWatch,
+    Service,
+    build_server,
+    configure_logging,
+    serve,
+)
 from kosmos.store import Store, open_store
 
 log = logging.getLogger(__name__)
@@ -40,4 +46,12 @@ def run_service(
     # Tests and scripts read this line to learn the port when they asked for port 0.
     print(f"{service_name} listening on {host}:{port}", flush=True)
     stops = [s.stop for s in services if s.stop is not None]
-    serve(server, health, config.grace_seconds, on_stop=[*stops, store.close])
+    watch = DependencyWatch(health, [s.name for s in services], store.ping)
+    watch.start()
+    serve(
+        server,
+        health,
+        config.grace_seconds,
+        on_stop=[watch.stop, *stops, store.close],
+        drain_seconds=config.drain_seconds,
+    )

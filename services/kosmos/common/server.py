@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent import futures
 from dataclasses import dataclass
@@ -26,7 +28,13 @@ from opentelemetry.trace import Status, StatusCode
 
 from kosmos.common import telemetry
 from kosmos.common.deadline import deadline_scope
-from kosmos.common.errors import InvalidArgument, KosmosError, NotFound
+from kosmos.common.errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    KosmosError,
+    NotFound,
+    Unavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -92,12 +100,108 @@ def _internal_status(trace_id: str) -> status_pb2.Status:
     return status_pb2.Status(code=code_pb2.INTERNAL, message="internal error" + suffix)
 
 
+# Admission control: a method's fastest run among its last few is what a call needs at least.
+_RECENT_RUNS = 16
+# A call that cannot be met is still let through this often, so that the estimate can learn
+# when the method got faster again (otherwise one slow spell would reject short calls forever).
+_PROBE_SECONDS = 1.0
+
+
+class _Admission:
+    """Rejects calls whose deadline has passed, or is shorter than the method's fastest recent
+    run, before any work starts (issue 8: hopeless calls took the workers from good ones)."""
+
+    def __init__(self) -> None:
+        self._runs: dict[str, deque[float]] = {}
+        self._probed: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def check(self, method: str, remaining: float | None) -> None:
+        if remaining is None:
+            return
+        if remaining <= 0:
+            raise DeadlineExceeded("admission: the deadline had passed on arrival")
+        runs = self._runs.get(method)
+        if not runs or remaining >= min(runs):
+            return
+        now = time.monotonic()
+        with self._lock:
+            if now - self._probed.get(method, 0.0) >= _PROBE_SECONDS:
+                self._probed[method] = now
+                return
+        raise DeadlineExceeded(
+            f"admission: {method} needs about {min(runs) * 1000:.0f} ms",
+            reason="DEADLINE_UNMEETABLE",
+        )
+
+    def record(self, method: str, seconds: float) -> None:
+        with self._lock:
+            self._runs.setdefault(method, deque(maxlen=_RECENT_RUNS)).append(seconds)
+            self._probed[method] = time.monotonic()  # fresh evidence: no probe needed yet
+
+
+class _Gate:
+    """Counts calls in handlers; once closed, refuses new ones with UNAVAILABLE (retryable).
+
+    gRPC cancels calls that reached the server but no handler yet when ``server.stop`` runs;
+    closing the gate first answers such late calls UNAVAILABLE, so a client retries elsewhere
+    instead of seeing CANCELLED (issue 8).
+    """
+
+    # Once closed, the gate stays up until calls have stopped coming for this long: a client
+    # that just got an answer may send again, and that call must meet the gate, not the stop.
+    QUIET_SECONDS = 0.25
+
+    def __init__(self) -> None:
+        self.closed = False
+        self._busy = 0
+        self._refused = 0.0
+        self._idle = threading.Condition()
+
+    def enter(self) -> None:
+        if self.closed:
+            self._refused = time.monotonic()
+            raise Unavailable("SHUTTING_DOWN", "this server is shutting down; retry elsewhere")
+        with self._idle:
+            self._busy += 1
+
+    def leave(self) -> None:
+        with self._idle:
+            self._busy -= 1
+            self._idle.notify_all()
+
+    def close_and_wait(self, seconds: float) -> bool:
+        """Closes, then waits (at most ``seconds``) for the handlers to finish and for late
+        calls to stop arriving. False when time ran out first."""
+        self.closed = True
+        self._refused = time.monotonic()
+        until = time.monotonic() + seconds
+        with self._idle:
+            while True:
+                now = time.monotonic()
+                quiet = now - self._refused >= self.QUIET_SECONDS
+                if self._busy == 0 and quiet:
+                    return True
+                if now >= until:
+                    return False
+                self._idle.wait(min(until - now, self.QUIET_SECONDS))
+
+
+# The gate of each built server, by id(server), for `serve` to close.
+_GATES: dict[int, _Gate] = {}
+
+
 class ErrorInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     """Turns exceptions into statuses and sets the deadline context for the handler.
 
     A `KosmosError` becomes its rich status; anything else becomes INTERNAL with the trace id,
-    its traceback going to the log and never to the wire.
+    its traceback going to the log and never to the wire. Admission control runs first: a call
+    whose deadline has passed, or cannot be met, is DEADLINE_EXCEEDED before its handler runs.
     """
+
+    def __init__(self) -> None:
+        self._admission = _Admission()
+        self.gate = _Gate()
 
     def intercept_service(
         self, continuation: Callable[[grpc.HandlerCallDetails], Any], details: Any
@@ -112,12 +216,25 @@ class ErrorInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             return handler._replace(stream_unary=self._wrap_unary(handler.stream_unary, method))
         return handler  # Streaming responses are not used by Kosmos services.
 
-    @staticmethod
-    def _wrap_unary(behavior: Callable[[Any, Any], Any], method: str) -> Callable[[Any, Any], Any]:
+    def _wrap_unary(
+        self, behavior: Callable[[Any, Any], Any], method: str
+    ) -> Callable[[Any, Any], Any]:
+        admission = self._admission
+        gate = self.gate
+
         def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
             try:
-                with deadline_scope(context.time_remaining()):
-                    return behavior(request, context)
+                gate.enter()
+            except KosmosError as error:
+                context.abort_with_status(rpc_status.to_status(to_status(error, method)))
+            try:
+                remaining = context.time_remaining()
+                admission.check(method, remaining)
+                started = time.monotonic()
+                with deadline_scope(remaining):
+                    response = behavior(request, context)
+                admission.record(method, time.monotonic() - started)
+                return response
             except KosmosError as error:
                 status = to_status(error, method)
             except Exception:
@@ -126,6 +243,8 @@ class ErrorInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
                 trace_id = telemetry.current_trace_id()
                 log.exception("internal error in %s (trace %s)", method, trace_id or "-")
                 status = _internal_status(trace_id)
+            finally:
+                gate.leave()
             span = trace.get_current_span()
             span.set_attribute("rpc.grpc.status_code", status.code)
             if status.code == code_pb2.INTERNAL:
@@ -153,9 +272,10 @@ def build_server(
     Raises:
         RuntimeError: The address cannot be bound.
     """
+    errors = ErrorInterceptor()
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kosmos-rpc"),
-        interceptors=[*telemetry.server_interceptors(), ErrorInterceptor()],
+        interceptors=[*telemetry.server_interceptors(), errors],
         # Without this a second server could silently share a port with the first.
         options=[("grpc.so_reuseport", 0)],
     )
@@ -175,7 +295,55 @@ def build_server(
         raise RuntimeError(f"cannot bind {listen}")
     for name in ("", *names):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    _GATES[id(server)] = errors.gate
     return server, port, health_servicer
+
+
+class DependencyWatch:
+    """Turns health NOT_SERVING while a dependency (the database) fails its check, and back to
+    SERVING once it passes again: load balancers stop sending to a replica that could only
+    answer UNAVAILABLE, and it rejoins by itself (issue 8). Once the server is shutting down,
+    health stays NOT_SERVING whatever the check says."""
+
+    def __init__(
+        self,
+        health_servicer: health.HealthServicer,
+        names: Sequence[str],
+        check: Callable[[], None],
+        interval: float = 1.0,
+    ) -> None:
+        self._health = health_servicer
+        self._names = ("", *names)
+        self._check = check
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="kosmos-health", daemon=True)
+        self.healthy = True
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self._check()
+                healthy = True
+            except Exception:  # any failure of the check means "cannot serve now"
+                healthy = False
+            if healthy != self.healthy:
+                log.warning("dependency %s", "back" if healthy else "down: health NOT_SERVING")
+                self.healthy = healthy
+                status = (
+                    health_pb2.HealthCheckResponse.SERVING
+                    if healthy
+                    else health_pb2.HealthCheckResponse.NOT_SERVING
+                )
+                for name in self._names:
+                    self._health.set(name, status)
 
 
 def serve(
@@ -183,23 +351,37 @@ def serve(
     health_servicer: health.HealthServicer,
     grace_seconds: float,
     on_stop: Iterable[Callable[[], None]] = (),
+    drain_seconds: float = 0.0,
 ) -> None:
     """Runs a started server until SIGTERM or SIGINT, then shuts down gracefully.
 
-    Health turns NOT_SERVING first (load balancers stop sending), in-flight RPCs get
-    ``grace_seconds`` to finish, then ``on_stop`` callbacks run (closing stores).
+    On SIGTERM health turns NOT_SERVING first and the server keeps serving for
+    ``drain_seconds``, so that pollers and load balancers see it draining and stop sending
+    while calls still succeed; then it stops accepting and in-flight RPCs get ``grace_seconds``
+    to finish; then ``on_stop`` callbacks run (closing stores). SIGINT (a person at a terminal)
+    and a second signal skip the drain.
     """
     stop = threading.Event()
+    hurry = threading.Event()
 
     def handle(signum: int, _frame: FrameType | None) -> None:
         log.info("received %s, shutting down", signal.Signals(signum).name)
+        if stop.is_set() or signum == signal.SIGINT:
+            hurry.set()
         stop.set()
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
     stop.wait()
     health_servicer.enter_graceful_shutdown()
-    server.stop(grace_seconds).wait()
+    if drain_seconds > 0 and not hurry.is_set():
+        log.info("draining for %.1f s", drain_seconds)
+        hurry.wait(drain_seconds)  # a second signal cuts the drain short
+    gate = _GATES.pop(id(server), None)
+    started = time.monotonic()
+    if gate is not None:  # stop accepting: late calls get UNAVAILABLE, in-flight ones finish
+        gate.close_and_wait(grace_seconds)
+    server.stop(max(0.0, grace_seconds - (time.monotonic() - started))).wait()
     for callback in on_stop:
         callback()
     log.info("stopped")

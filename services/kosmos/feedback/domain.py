@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from kosmos.common.errors import NotFound
-from kosmos.common.names import customer_name, item_name, shop_name
+from kosmos.common.names import customer_name, shop_name
 from kosmos.store import Store
 from kosmos.store.records import Interaction
 
@@ -28,16 +28,8 @@ class Feedback:
             NotFound: The shop, a customer or an item is unknown.
             AlreadyExists: ``request_id`` was used for a different request.
         """
-        if self.store.get_shop(shop_id) is None:
-            raise NotFound("shop", shop_name(shop_id))
-        customers = {i.customer_id for i in interactions}
-        missing = sorted(customers - self.store.existing_customer_ids(shop_id, customers))
-        if missing:
-            raise NotFound("customer", customer_name(shop_id, missing[0]))
-        items = {i.item_id for i in interactions}
-        unknown = sorted(items - set(self.store.get_items(shop_id, items)))
-        if unknown:
-            raise NotFound("item", item_name(shop_id, unknown[0]))
+        # The store checks shop, customers and items inside the write's own transaction, so a
+        # customer deleted between a check and the insert cannot leave orphan interactions.
         stored, _replayed = self.store.record_interactions(
             shop_id, request_id, request_hash, interactions
         )

@@ -14,7 +14,7 @@ from kosmos.recommendation.models import ModelHub
 from kosmos.recommendation.seen import Repeat, SeenPolicy
 from kosmos.recommendation.servicer import RecommendationServicer
 from kosmos.store import Store
-from kosmos.training.artifacts import Artifacts
+from kosmos.training.artifacts import open_artifacts
 from kosmos.v1 import recommendation_service_pb2, recommendation_service_pb2_grpc
 
 SERVICE_NAME = recommendation_service_pb2.DESCRIPTOR.services_by_name[
@@ -75,7 +75,7 @@ def services(
         settings.routing.names,
         settings.plugin_settings,
         settings.refresh_seconds,
-        artifacts=Artifacts(settings.model_dir) if settings.model_dir else None,
+        artifacts=open_artifacts(settings.model_store, settings.model_dir, store),
         fit_in_process=settings.fit_in_process,
         poll_seconds=settings.model_poll_seconds,
         seen_policy=policy,

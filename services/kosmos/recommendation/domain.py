@@ -172,22 +172,23 @@ class Recommendations:
         offset: int,
         recommendation_id: str = "",
     ) -> OfferPage:
-        customer = self._customer(shop_id, customer_id)
-        now = self.clock() if context.request_time is None else context.request_time
-        recent = [
-            to_plugin(i, self.weights)
-            for i in self.store.list_interactions(
-                shop_id, customer_id, None, self.recent_interactions
-            )
-        ]
-        had = self.store.item_ids_by_type(
-            shop_id, customer_id, {InteractionType.DISMISS, *self.seen_policy.owned}
+        # One read for the profile, the recent history, the dismissals and what the customer
+        # owns (issue 8).
+        inputs = self.store.recommend_inputs(
+            shop_id, customer_id, self.recent_interactions, self.seen_policy.owned
         )
-        excluded = set(had.pop(InteractionType.DISMISS, ())) | context.cart_item_ids
+        if inputs is None:
+            self._customer(shop_id, customer_id)  # raises NotFound for the shop or the customer
+            raise NotFound("customer", customer_name(shop_id, customer_id))
+        customer = inputs.customer
+        now = self.clock() if context.request_time is None else context.request_time
+        recent = [to_plugin(i, self.weights) for i in inputs.recent]
+        excluded = set(inputs.dismissed_item_ids) | context.cart_item_ids
         excluded |= set(context.item_ids)
         # The seen-item policy: what the customer has, unless people buy it again.
-        owned = set().union(*had.values()) if had else set()
-        excluded |= self.seen_policy.excluded(owned, self.models.repeatable(shop_id), context.page)
+        excluded |= self.seen_policy.excluded(
+            inputs.owned_item_ids, self.models.repeatable(shop_id), context.page
+        )
         cooled = now - self.repurchase_cooldown
         excluded |= {
             i.item_id

@@ -13,10 +13,16 @@ def open_store(url: str) -> Store:
 
     Raises:
         ValueError: The URL's scheme is not supported.
+        Unavailable: The PostgreSQL database cannot be reached.
     """
     if url.startswith("sqlite:///"):
         return SQLiteStore(url.removeprefix("sqlite:///"))
+    if url.startswith(("postgresql://", "postgres://")):
+        # Imported here: the embedded mode never loads the PostgreSQL driver.
+        from kosmos.store.postgres import PostgresStore
+
+        return PostgresStore(url)
     raise ValueError(
-        f"unsupported database URL {url.split('://')[0]}://...: this build ships the SQLite"
-        " store; the PostgreSQL store is tracked as its own issue"
+        f"unsupported database URL {url.split('://')[0]}://...: use sqlite:///path.db"
+        " or postgresql://user@host:port/database"
     )

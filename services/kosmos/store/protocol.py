@@ -1,16 +1,31 @@
 """The Store contract. SQLite (embedded) and PostgreSQL (cluster) implement it.
 
-Rules every implementation keeps: every method is scoped by shop id (one shop never sees
-another's rows); a write that returns has committed durably; ``record_interactions`` is atomic
-and idempotent by request id; queries honour the current deadline (`kosmos.common.deadline`).
+Rules every implementation keeps (``tests/store/contract.py`` pins each one): every method is
+scoped by shop id (one shop never sees another's rows); a write that returns has committed
+durably; ``record_interactions`` is atomic and idempotent by request id and checks what it refers
+to inside its own transaction; every wait (a lock, a pooled connection, a query) is bounded by the
+current deadline (`kosmos.common.deadline`), and a call whose deadline has passed does nothing.
+
+Errors are translated the same way by every store: the deadline running out raises
+`DeadlineExceeded`; a lock held too long by another writer or a lost connection raises
+`Unavailable` (retryable: nothing was committed); nothing else leaks a driver exception.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Protocol
 
-from kosmos.store.records import Customer, Interaction, InteractionType, Item, Shop
+from kosmos.store.records import (
+    CatalogChanges,
+    Customer,
+    Interaction,
+    InteractionType,
+    Item,
+    ModelArtifact,
+    RecommendInputs,
+    Shop,
+)
 
 
 class Store(Protocol):
@@ -71,6 +86,8 @@ class Store(Protocol):
 
         Raises:
             AlreadyExists: ``request_id`` was used before with a different ``request_hash``.
+            NotFound: The shop, a customer or an item is unknown (checked in the same
+                transaction as the write, so a concurrent delete cannot slip between).
         """
         ...
 
@@ -80,17 +97,68 @@ class Store(Protocol):
         """A customer's interactions with seq < ``before_seq``, newest first."""
         ...
 
-    def dismissed_item_ids(self, shop_id: str, customer_id: str) -> set[str]: ...
+    def dismissed_item_ids(self, shop_id: str, customer_id: str) -> set[str]:
+        """Every item the customer dismissed, found by index (not by scanning their history)."""
+        ...
 
-    def item_ids_by_type(
-        self, shop_id: str, customer_id: str, types: Iterable[InteractionType]
-    ) -> dict[InteractionType, set[str]]:
-        """The items a customer ever had each of ``types`` of interaction with (whole history,
-        not just the latest): what the seen-item policy and dismissals read."""
+    def catalog_changes(self, shop_id: str, since_version: int) -> CatalogChanges | None:
+        """The items written after catalog version ``since_version`` (-1: every item).
+
+        The returned version is never newer than the items returned, so a reader that applies
+        them and files the version never misses a write. None for an unknown shop.
+        """
+        ...
+
+    def recommend_inputs(
+        self,
+        shop_id: str,
+        customer_id: str,
+        recent_limit: int,
+        owned_types: Collection[InteractionType] = (),
+    ) -> RecommendInputs | None:
+        """The profile, the latest ``recent_limit`` interactions, the dismissed items and the
+        items the customer ever had an ``owned_types`` interaction with (the seen-item policy),
+        read together (one snapshot, one round trip where the database allows). None when the
+        customer (or the shop) does not exist."""
         ...
 
     def iter_interactions(self, shop_id: str) -> Iterator[Interaction]:
         """Every interaction of a shop, oldest first (training)."""
+        ...
+
+    def data_version(self, shop_id: str) -> str:
+        """A fingerprint that changes whenever what a fit reads does (interactions, catalog,
+        customers), so a trainer can skip a shop whose data has not changed."""
+        ...
+
+    # -- model artifacts (the trainer writes, replicas read) ---------------------------------
+
+    def put_model_artifact(self, artifact: ModelArtifact, blob: bytes) -> None:
+        """Stores a version whole. Raises AlreadyExists for a version stored before."""
+        ...
+
+    def model_artifacts(self, shop_id: str, recommender: str) -> list[ModelArtifact]:
+        """Every stored version (without files), oldest first."""
+        ...
+
+    def model_blob(self, shop_id: str, recommender: str, version: str) -> bytes | None: ...
+
+    def set_current_model(self, shop_id: str, recommender: str, version: str) -> None:
+        """Makes ``version`` the one that serves. Raises NotFound when it is not stored."""
+        ...
+
+    def current_model(self, shop_id: str, recommender: str) -> str | None: ...
+
+    def delete_model_artifacts(
+        self, shop_id: str, recommender: str, versions: Sequence[str]
+    ) -> None: ...
+
+    def model_recommenders(self, shop_id: str) -> list[str]:
+        """Recommenders with at least one stored version for the shop, by name."""
+        ...
+
+    def ping(self) -> None:
+        """Raises Unavailable when the database cannot serve a query now (health checks)."""
         ...
 
     def close(self) -> None: ...

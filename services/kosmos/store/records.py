@@ -73,3 +73,48 @@ class Interaction:
     value: float = 0.0
     recommendation_id: str = ""
     seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogChanges:
+    """What changed in a shop's catalog since a version a reader holds.
+
+    Attributes:
+        version: The catalog version the reader holds once it has applied ``items``.
+        items: Every item written after the version asked about, in item id order.
+    """
+
+    version: int
+    items: list[Item]
+
+
+@dataclass(frozen=True, slots=True)
+class RecommendInputs:
+    """Everything ``Recommend`` reads about one customer, from one consistent read.
+
+    Attributes:
+        customer: The profile.
+        recent: The customer's latest interactions, newest first.
+        dismissed_item_ids: Every item the customer ever dismissed.
+        owned_item_ids: Every item the customer had an interaction of the asked kinds with.
+    """
+
+    customer: Customer
+    recent: list[Interaction]
+    dismissed_item_ids: frozenset[str]
+    owned_item_ids: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class ModelArtifact:
+    """One stored model version, without its packed files.
+
+    Attributes:
+        manifest: The version's manifest as JSON (see `kosmos.training.artifacts.Version`).
+    """
+
+    shop_id: str
+    recommender: str
+    version: str
+    create_time: float
+    manifest: str

@@ -2,7 +2,11 @@
 
 Durability: ``synchronous=FULL`` makes every commit reach the disk before it returns, so
 feedback is acknowledged only once it would survive a power cut. Writes take the database lock
-up front (``BEGIN IMMEDIATE``) so check-then-insert (request ids) cannot race.
+up front (``BEGIN IMMEDIATE``) so check-then-insert (request ids, existence) cannot race.
+
+Waiting: SQLite's busy timeout is set before every statement to what is left of the caller's
+deadline (at most ``lock_timeout``), so a lock held by another writer costs a caller no more
+than its deadline; a write whose deadline has passed by commit time is rolled back instead.
 """
 
 from __future__ import annotations
@@ -11,21 +15,25 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from kosmos.common import deadline
-from kosmos.common.errors import AlreadyExists, DeadlineExceeded, NotFound
+from kosmos.common.errors import AlreadyExists, DeadlineExceeded, NotFound, Unavailable
+from kosmos.common.names import customer_name, item_name, shop_name
 from kosmos.store import _migrations
 from kosmos.store.records import (
+    CatalogChanges,
     Customer,
     Exclusion,
     ExclusionKind,
     Interaction,
     InteractionType,
     Item,
+    ModelArtifact,
+    RecommendInputs,
     Shop,
 )
 
@@ -33,6 +41,13 @@ from kosmos.store.records import (
 # statement once the caller's deadline has passed.
 _PROGRESS_STEPS = 2000
 _MAX_PARAMS = 500
+_MMAP_BYTES = 256 * 1024 * 1024
+# How long a statement waits for another writer's lock when the caller set no deadline.
+LOCK_TIMEOUT_SECONDS = 10.0
+# Driver messages that mean "another process holds the database" or "the file is gone": the
+# caller may retry. Other OperationalErrors are bugs and stay errors.
+_BUSY = ("locked", "busy")
+_GONE = ("disk i/o error", "unable to open", "readonly database", "disk is full")
 
 
 def _chunks(values: Sequence[str], size: int = _MAX_PARAMS) -> Iterator[Sequence[str]]:
@@ -73,6 +88,11 @@ _INTERACTION_COLUMNS = (
     "shop_id, customer_id, item_id, type, event_time, value, recommendation_id, seq"
 )
 _TYPES = {t.value: t for t in InteractionType}
+# The literal type number lets SQLite use the partial index ``interactions_dismissed``.
+_DISMISSED = (
+    "SELECT DISTINCT item_id FROM interactions"
+    f" WHERE shop_id = ? AND customer_id = ? AND type = {int(InteractionType.DISMISS)}"
+)
 
 
 def _interaction(row: sqlite3.Row) -> Interaction:
@@ -82,8 +102,9 @@ def _interaction(row: sqlite3.Row) -> Interaction:
 class SQLiteStore:
     """`kosmos.store.Store` on one SQLite file."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, lock_timeout: float = LOCK_TIMEOUT_SECONDS) -> None:
         self.path = str(path)
+        self.lock_timeout = lock_timeout
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
@@ -97,42 +118,80 @@ class SQLiteStore:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=30
+                self.path, isolation_level=None, check_same_thread=False, timeout=0
             )
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
+            # Reads map the file instead of copying pages: another connection's write then
+            # costs this one little (its page cache is dropped on every foreign commit).
+            conn.execute(f"PRAGMA mmap_size={_MMAP_BYTES}")
             conn.set_progress_handler(deadline.expired, _PROGRESS_STEPS)
             self._local.conn = conn
+            self._local.busy_ms = -1
             with self._lock:
                 self._connections.append(conn)
         return conn
 
+    def _bounded(self, stage: str) -> sqlite3.Connection:
+        """The thread's connection, its lock wait bounded by the deadline; refuses when the
+        deadline has passed already (no work starts for a caller that gave up)."""
+        deadline.check(stage)
+        conn = self._connection()
+        left = deadline.remaining()
+        wait = self.lock_timeout if left is None else min(left, self.lock_timeout)
+        busy_ms = max(1, int(wait * 1000))
+        if busy_ms != self._local.busy_ms:
+            conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
+            self._local.busy_ms = busy_ms
+        return conn
+
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        conn = self._connection()
         with self._translate():
+            conn = self._bounded("a database write")
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
+                # The caller gave up while we waited or worked: do not commit behind its back
+                # (it will retry, and the retry must not find a half-known first attempt).
+                deadline.check("a database commit")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
 
     @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """One snapshot for several statements (WAL readers never block writers)."""
+        with self._translate():
+            conn = self._bounded("a database read")
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                conn.execute("COMMIT")
+
+    @contextmanager
     def _translate(self) -> Iterator[None]:
         try:
             yield
         except sqlite3.OperationalError as exc:
-            if "interrupted" in str(exc):
+            message = str(exc).lower()
+            if "interrupted" in message or deadline.expired():
                 raise DeadlineExceeded("a database query") from exc
+            if any(word in message for word in _BUSY):
+                raise Unavailable(
+                    "DATABASE_BUSY", "the database is locked by another writer; retry"
+                ) from exc
+            if any(word in message for word in _GONE):
+                raise Unavailable("DATABASE_UNAVAILABLE", "the database cannot be used") from exc
             raise
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._translate():
-            return self._connection().execute(sql, params).fetchall()
+            return self._bounded("a database query").execute(sql, params).fetchall()
 
     def _migrate(self) -> None:
         with self._write() as conn:
@@ -153,7 +212,17 @@ class SQLiteStore:
                 )
 
     def schema_version(self) -> int:
+        """The newest migration applied."""
         return int(self._query("SELECT max(version) FROM schema_migrations")[0][0])
+
+    def pragma(self, name: str) -> str:
+        """A connection setting as SQLite reports it (``journal_mode``, ``synchronous``)."""
+        if not name.isidentifier():
+            raise ValueError(f"not a pragma name: {name!r}")
+        return str(self._query(f"PRAGMA {name}")[0][0])
+
+    def ping(self) -> None:
+        self._query("SELECT 1")
 
     def close(self) -> None:
         with self._lock:
@@ -274,13 +343,21 @@ class SQLiteStore:
     def upsert_items(self, items: Sequence[Item]) -> list[Item]:
         now = time.time()
         with self._write() as conn:
+            versions: dict[str, int] = {}
+            for shop_id in sorted({i.shop_id for i in items}):
+                row = conn.execute(
+                    "UPDATE shops SET catalog_version = catalog_version + 1 WHERE shop_id = ?"
+                    " RETURNING catalog_version",
+                    (shop_id,),
+                ).fetchone()
+                versions[shop_id] = int(row[0]) if row is not None else 0
             conn.executemany(
                 "INSERT INTO items (shop_id, item_id, title, category, brand, price, available,"
-                " attributes, update_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " attributes, update_time, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (shop_id, item_id) DO UPDATE SET title = excluded.title,"
                 " category = excluded.category, brand = excluded.brand, price = excluded.price,"
                 " available = excluded.available, attributes = excluded.attributes,"
-                " update_time = excluded.update_time",
+                " update_time = excluded.update_time, version = excluded.version",
                 [
                     (
                         i.shop_id,
@@ -292,15 +369,11 @@ class SQLiteStore:
                         int(i.available),
                         json.dumps(i.attributes),
                         now,
+                        versions[i.shop_id],
                     )
                     for i in items
                 ],
             )
-            for shop_id in {i.shop_id for i in items}:
-                conn.execute(
-                    "UPDATE shops SET catalog_version = catalog_version + 1 WHERE shop_id = ?",
-                    (shop_id,),
-                )
         return [
             Item(
                 i.shop_id,
@@ -319,6 +392,22 @@ class SQLiteStore:
     def catalog_version(self, shop_id: str) -> int | None:
         rows = self._query("SELECT catalog_version FROM shops WHERE shop_id = ?", (shop_id,))
         return int(rows[0][0]) if rows else None
+
+    def catalog_changes(self, shop_id: str, since_version: int) -> CatalogChanges | None:
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT catalog_version FROM shops WHERE shop_id = ?", (shop_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            # No ORDER BY: SQLite would then walk the primary key (every item) instead of
+            # items_by_version (only what changed); the few changed rows sort in Python.
+            rows = conn.execute(
+                "SELECT * FROM items WHERE shop_id = ? AND version > ?",
+                (shop_id, since_version),
+            ).fetchall()
+        items = sorted((_item(r) for r in rows), key=lambda i: i.item_id)
+        return CatalogChanges(int(row[0]), items)
 
     def get_items(self, shop_id: str, item_ids: Iterable[str]) -> dict[str, Item]:
         found: dict[str, Item] = {}
@@ -343,22 +432,10 @@ class SQLiteStore:
         self, shop_id: str, request_id: str, request_hash: str, interactions: Sequence[Interaction]
     ) -> tuple[list[Interaction], bool]:
         with self._write() as conn:
-            row = conn.execute(
-                "SELECT request_hash FROM feedback_requests WHERE shop_id = ? AND request_id = ?",
-                (shop_id, request_id),
-            ).fetchone()
-            if row is not None:
-                if row[0] != request_hash:
-                    raise AlreadyExists(
-                        "REQUEST_ID_REUSED",
-                        f"request_id {request_id!r} was already used for a different request",
-                    )
-                rows = conn.execute(
-                    f"SELECT {_INTERACTION_COLUMNS} FROM interactions"
-                    " WHERE shop_id = ? AND request_id = ? ORDER BY seq",
-                    (shop_id, request_id),
-                ).fetchall()
-                return [_interaction(r) for r in rows], True
+            replay = self._replay(conn, shop_id, request_id, request_hash)
+            if replay is not None:
+                return replay, True
+            self._check_references(conn, shop_id, interactions)
             conn.execute(
                 "INSERT INTO feedback_requests (shop_id, request_id, request_hash, create_time)"
                 " VALUES (?, ?, ?, ?)",
@@ -394,6 +471,54 @@ class SQLiteStore:
                 )
         return stored, False
 
+    @staticmethod
+    def _replay(
+        conn: sqlite3.Connection, shop_id: str, request_id: str, request_hash: str
+    ) -> list[Interaction] | None:
+        """What an earlier request with this id stored, or None when it is new."""
+        row = conn.execute(
+            "SELECT request_hash FROM feedback_requests WHERE shop_id = ? AND request_id = ?",
+            (shop_id, request_id),
+        ).fetchone()
+        if row is None:
+            return None
+        if row[0] != request_hash:
+            raise AlreadyExists(
+                "REQUEST_ID_REUSED",
+                f"request_id {request_id!r} was already used for a different request",
+            )
+        rows = conn.execute(
+            f"SELECT {_INTERACTION_COLUMNS} FROM interactions"
+            " WHERE shop_id = ? AND request_id = ? ORDER BY seq",
+            (shop_id, request_id),
+        ).fetchall()
+        return [_interaction(r) for r in rows]
+
+    @staticmethod
+    def _check_references(
+        conn: sqlite3.Connection, shop_id: str, interactions: Sequence[Interaction]
+    ) -> None:
+        """Raises NotFound for the first unknown shop, customer or item, inside the write."""
+        if conn.execute("SELECT 1 FROM shops WHERE shop_id = ?", (shop_id,)).fetchone() is None:
+            raise NotFound("shop", shop_name(shop_id))
+        for table, column, ids, name in (
+            ("customers", "customer_id", {i.customer_id for i in interactions}, customer_name),
+            ("items", "item_id", {i.item_id for i in interactions}, item_name),
+        ):
+            found: set[str] = set()
+            for chunk in _chunks(sorted(ids)):
+                marks = ",".join("?" * len(chunk))
+                found.update(
+                    r[0]
+                    for r in conn.execute(
+                        f"SELECT {column} FROM {table} WHERE shop_id = ? AND {column} IN ({marks})",
+                        (shop_id, *chunk),
+                    )
+                )
+            missing = sorted(ids - found)
+            if missing:
+                raise NotFound(table.removesuffix("s"), name(shop_id, missing[0]))
+
     def list_interactions(
         self, shop_id: str, customer_id: str, before_seq: int | None, limit: int
     ) -> list[Interaction]:
@@ -405,29 +530,42 @@ class SQLiteStore:
         return [_interaction(row) for row in rows]
 
     def dismissed_item_ids(self, shop_id: str, customer_id: str) -> set[str]:
-        rows = self._query(
-            "SELECT DISTINCT item_id FROM interactions"
-            " WHERE shop_id = ? AND customer_id = ? AND type = ?",
-            (shop_id, customer_id, int(InteractionType.DISMISS)),
-        )
-        return {row[0] for row in rows}
+        return {row[0] for row in self._query(_DISMISSED, (shop_id, customer_id))}
 
-    def item_ids_by_type(
-        self, shop_id: str, customer_id: str, types: Iterable[InteractionType]
-    ) -> dict[InteractionType, set[str]]:
-        wanted = sorted({int(t) for t in types})
-        found: dict[InteractionType, set[str]] = {InteractionType(t): set() for t in wanted}
-        if not wanted:
-            return found
-        marks = ",".join("?" * len(wanted))
-        rows = self._query(
-            "SELECT DISTINCT item_id, type FROM interactions"
-            f" WHERE shop_id = ? AND customer_id = ? AND type IN ({marks})",
-            (shop_id, customer_id, *wanted),
+    def recommend_inputs(
+        self,
+        shop_id: str,
+        customer_id: str,
+        recent_limit: int,
+        owned_types: Collection[InteractionType] = (),
+    ) -> RecommendInputs | None:
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT * FROM customers WHERE shop_id = ? AND customer_id = ?",
+                (shop_id, customer_id),
+            ).fetchone()
+            if row is None:
+                return None
+            recent = conn.execute(
+                f"SELECT {_INTERACTION_COLUMNS} FROM interactions"
+                " WHERE shop_id = ? AND customer_id = ? ORDER BY seq DESC LIMIT ?",
+                (shop_id, customer_id, recent_limit),
+            ).fetchall()
+            dismissed = conn.execute(_DISMISSED, (shop_id, customer_id)).fetchall()
+            owned = []
+            kinds = sorted({int(t) for t in owned_types})
+            if kinds:
+                owned = conn.execute(
+                    "SELECT DISTINCT item_id FROM interactions WHERE shop_id = ?"
+                    f" AND customer_id = ? AND type IN ({','.join('?' * len(kinds))})",
+                    (shop_id, customer_id, *kinds),
+                ).fetchall()
+        return RecommendInputs(
+            _customer(row),
+            [_interaction(r) for r in recent],
+            frozenset(r[0] for r in dismissed),
+            frozenset(r[0] for r in owned),
         )
-        for item_id, kind in rows:
-            found[_TYPES[kind]].add(item_id)
-        return found
 
     def iter_interactions(self, shop_id: str) -> Iterator[Interaction]:
         after = 0
@@ -442,3 +580,95 @@ class SQLiteStore:
             for row in rows:
                 yield _interaction(row)
             after = rows[-1][7]
+
+    def data_version(self, shop_id: str) -> str:
+        with self._read() as conn:
+            seq = conn.execute(
+                "SELECT max(seq), count(*) FROM interactions WHERE shop_id = ?", (shop_id,)
+            ).fetchone()
+            catalog = conn.execute(
+                "SELECT catalog_version FROM shops WHERE shop_id = ?", (shop_id,)
+            ).fetchone()
+            customers = conn.execute(
+                "SELECT count(*), max(update_time) FROM customers WHERE shop_id = ?", (shop_id,)
+            ).fetchone()
+        return (
+            f"{seq[0] or 0}.{seq[1]}.{catalog[0] if catalog else -1}.{customers[0]}"
+            f".{customers[1] or 0}"
+        )
+
+    # -- model artifacts ---------------------------------------------------------------------
+
+    def put_model_artifact(self, artifact: ModelArtifact, blob: bytes) -> None:
+        try:
+            with self._write() as conn:
+                conn.execute(
+                    "INSERT INTO model_artifacts (shop_id, recommender, version, create_time,"
+                    " manifest, artifact) VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        artifact.shop_id,
+                        artifact.recommender,
+                        artifact.version,
+                        artifact.create_time,
+                        artifact.manifest,
+                        blob,
+                    ),
+                )
+        except sqlite3.IntegrityError:
+            raise AlreadyExists(
+                "MODEL_VERSION_EXISTS", f"model version {artifact.version!r} already exists"
+            ) from None
+
+    def model_artifacts(self, shop_id: str, recommender: str) -> list[ModelArtifact]:
+        rows = self._query(
+            "SELECT shop_id, recommender, version, create_time, manifest FROM model_artifacts"
+            " WHERE shop_id = ? AND recommender = ? ORDER BY create_time, version",
+            (shop_id, recommender),
+        )
+        return [ModelArtifact(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    def model_blob(self, shop_id: str, recommender: str, version: str) -> bytes | None:
+        rows = self._query(
+            "SELECT artifact FROM model_artifacts"
+            " WHERE shop_id = ? AND recommender = ? AND version = ?",
+            (shop_id, recommender, version),
+        )
+        return bytes(rows[0][0]) if rows else None
+
+    def set_current_model(self, shop_id: str, recommender: str, version: str) -> None:
+        with self._write() as conn:
+            found = conn.execute(
+                "SELECT 1 FROM model_artifacts WHERE shop_id = ? AND recommender = ?"
+                " AND version = ?",
+                (shop_id, recommender, version),
+            ).fetchone()
+            if found is None:
+                raise NotFound("model version", f"{shop_id}/{recommender}/{version}")
+            conn.execute(
+                "INSERT INTO model_current (shop_id, recommender, version) VALUES (?, ?, ?)"
+                " ON CONFLICT (shop_id, recommender) DO UPDATE SET version = excluded.version",
+                (shop_id, recommender, version),
+            )
+
+    def current_model(self, shop_id: str, recommender: str) -> str | None:
+        rows = self._query(
+            "SELECT version FROM model_current WHERE shop_id = ? AND recommender = ?",
+            (shop_id, recommender),
+        )
+        return str(rows[0][0]) if rows else None
+
+    def delete_model_artifacts(
+        self, shop_id: str, recommender: str, versions: Sequence[str]
+    ) -> None:
+        with self._write() as conn:
+            conn.executemany(
+                "DELETE FROM model_artifacts WHERE shop_id = ? AND recommender = ? AND version = ?",
+                [(shop_id, recommender, v) for v in versions],
+            )
+
+    def model_recommenders(self, shop_id: str) -> list[str]:
+        rows = self._query(
+            "SELECT DISTINCT recommender FROM model_artifacts WHERE shop_id = ? ORDER BY 1",
+            (shop_id,),
+        )
+        return [r[0] for r in rows]

@@ -18,6 +18,7 @@ from kosmos.common import telemetry
 from kosmos.common.config import (
     KOSMOS_CLUSTER_LISTEN,
     KOSMOS_MODEL_DIR,
+    KOSMOS_MODEL_STORE,
     ConfigError,
     RecommendationSettings,
     ServerConfig,
@@ -26,7 +27,7 @@ from kosmos.common.server import configure_logging
 from kosmos.plugin import PluginLoadError
 from kosmos.recommendation import load_plugins
 from kosmos.store import open_store
-from kosmos.training.artifacts import Artifacts
+from kosmos.training.artifacts import open_artifacts
 from kosmos.training.trainer import results_table, train
 
 
@@ -41,8 +42,11 @@ def main(argv: list[str] | None = None) -> int:
         # log level, so it trains from exactly the store the services use.
         server = ServerConfig.from_env(KOSMOS_CLUSTER_LISTEN, "0.0.0.0:50051", env)
         settings = RecommendationSettings.from_env(env)
-        if not settings.model_dir:
-            raise ConfigError(f"{KOSMOS_MODEL_DIR} must name the artifact directory")
+        if not settings.model_dir and settings.model_store != "database":
+            raise ConfigError(
+                f"{KOSMOS_MODEL_DIR} must name the artifact directory"
+                f" (or set {KOSMOS_MODEL_STORE}=database)"
+            )
         configure_logging(server.log_level)
         telemetry.configure("kosmos-trainer", env)
         store = open_store(server.database_url)
@@ -50,13 +54,15 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, PluginLoadError, ValueError) as exc:
         console.print(f"[red]configuration error[/red]: {exc}")
         return 2
+    artifacts = open_artifacts(settings.model_store, settings.model_dir, store)
+    assert artifacts is not None  # checked above: files with a directory, or the database
     names = list(settings.routing.names)
     shops = args.shop or store.list_shop_ids()
     with Progress(console=console) as progress:
         task = progress.add_task("training", total=len(shops) * len(names))
         results = train(
             store,
-            Artifacts(settings.model_dir),
+            artifacts,
             plugins,
             names,
             settings.plugin_settings,

@@ -1,4 +1,4 @@
-"""Versioned model artifacts on a filesystem (a volume in the cluster).
+"""Versioned model artifacts: on a filesystem (`Artifacts`) or in the database (`StoreArtifacts`).
 
 Layout, one folder per version, and a ``CURRENT`` file naming the one that serves::
 
@@ -12,14 +12,21 @@ changes by an atomic rename, so a reader never sees half a model. Rolling back i
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
+import tarfile
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from kosmos.common.errors import NotFound
+from kosmos.store import Store
+from kosmos.store.records import ModelArtifact
 
 MANIFEST = "manifest.json"
 CURRENT = "CURRENT"
@@ -37,10 +44,16 @@ class Version:
     fit_seconds: float
     distribution: str
     settings: Mapping[str, str]
+    data_version: str = ""
+    """The store's `data_version` the model was fitted on (skip a fit when it is unchanged)."""
 
 
 class ArtifactError(RuntimeError):
     """A version is missing or unreadable."""
+
+
+def _version_name(now: float) -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)) + "-" + uuid.uuid4().hex[:6]
 
 
 class Artifacts:
@@ -63,10 +76,11 @@ class Artifacts:
         distribution: str,
         settings: Mapping[str, str],
         make_current: bool = True,
+        data_version: str = "",
     ) -> Version:
         """Writes a new version with ``save(folder)`` and (by default) makes it current."""
         now = time.time()
-        name = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)) + "-" + uuid.uuid4().hex[:6]
+        name = _version_name(now)
         base = self._dir(shop, recommender)
         base.mkdir(parents=True, exist_ok=True)
         tmp = base / f".{name}.tmp"
@@ -82,6 +96,7 @@ class Artifacts:
                 fit_seconds,
                 distribution,
                 dict(settings),
+                data_version,
             )
             (tmp / MANIFEST).write_text(json.dumps(asdict(version), indent=2))
             tmp.rename(base / name)
@@ -153,3 +168,118 @@ class Artifacts:
         for name in removed:
             shutil.rmtree(self.folder(shop, recommender, name), ignore_errors=True)
         return removed
+
+
+class StoreArtifacts(Artifacts):
+    """Model versions in the store's ``model_artifacts`` table (``KOSMOS_MODEL_STORE=database``).
+
+    No volume is shared: the trainer packs a version's files into one row (written whole, in
+    one transaction) and points ``model_current`` at it; each replica unpacks the current
+    version into its own local cache folder and loads it from there. Rolling back is pointing
+    ``model_current`` at an older row.
+    """
+
+    def __init__(self, store: Store, cache: str | Path | None = None) -> None:
+        super().__init__(cache or tempfile.mkdtemp(prefix="kosmos-models-"))
+        self.store = store
+
+    def publish(
+        self,
+        shop: str,
+        recommender: str,
+        save: Callable[[Path], None],
+        *,
+        interactions: int,
+        fit_seconds: float,
+        distribution: str,
+        settings: Mapping[str, str],
+        make_current: bool = True,
+        data_version: str = "",
+    ) -> Version:
+        now = time.time()
+        name = _version_name(now)
+        version = Version(
+            shop,
+            recommender,
+            name,
+            now,
+            interactions,
+            fit_seconds,
+            distribution,
+            dict(settings),
+            data_version,
+        )
+        with tempfile.TemporaryDirectory(prefix="kosmos-publish-") as tmp:
+            save(Path(tmp))
+            (Path(tmp) / MANIFEST).write_text(json.dumps(asdict(version), indent=2))
+            packed = io.BytesIO()
+            with tarfile.open(fileobj=packed, mode="w:gz") as tar:
+                tar.add(tmp, arcname=".")
+        self.store.put_model_artifact(
+            ModelArtifact(shop, recommender, name, now, json.dumps(asdict(version))),
+            packed.getvalue(),
+        )
+        if make_current:
+            self.set_current(shop, recommender, name)
+        return version
+
+    def set_current(self, shop: str, recommender: str, version: str) -> None:
+        try:
+            self.store.set_current_model(shop, recommender, version)
+        except NotFound:
+            raise ArtifactError(
+                f"no version {version!r} of {recommender!r} for shop {shop!r}"
+            ) from None
+
+    def current(self, shop: str, recommender: str) -> str | None:
+        return self.store.current_model(shop, recommender)
+
+    def versions(self, shop: str, recommender: str) -> list[Version]:
+        return [
+            Version(**json.loads(a.manifest)) for a in self.store.model_artifacts(shop, recommender)
+        ]
+
+    def folder(self, shop: str, recommender: str, version: str) -> Path:
+        """The version unpacked in the local cache (fetched from the store the first time)."""
+        target = super().folder(shop, recommender, version)
+        if (target / MANIFEST).is_file():
+            return target
+        blob = self.store.model_blob(shop, recommender, version)
+        if blob is None:
+            raise ArtifactError(f"no version {version!r} of {recommender!r} for shop {shop!r}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f".{version}.{uuid.uuid4().hex}.tmp"
+        try:
+            with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
+                tar.extractall(tmp, filter="data")  # no paths outside the folder, no devices
+            tmp.rename(target)  # appears whole
+        except FileExistsError:  # OSError on some systems: another thread unpacked it first
+            shutil.rmtree(tmp, ignore_errors=True)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not (target / MANIFEST).is_file():
+                raise
+        return target
+
+    def shops(self) -> list[str]:
+        return [s for s in self.store.list_shop_ids() if self.store.model_recommenders(s)]
+
+    def recommenders(self, shop: str) -> list[str]:
+        return self.store.model_recommenders(shop)
+
+    def prune(self, shop: str, recommender: str, keep: int) -> list[str]:
+        current = self.current(shop, recommender)
+        old = [v.version for v in self.versions(shop, recommender)][:-keep] if keep > 0 else []
+        removed = [v for v in old if v != current]
+        self.store.delete_model_artifacts(shop, recommender, removed)
+        for name in removed:
+            shutil.rmtree(super().folder(shop, recommender, name), ignore_errors=True)
+        return removed
+
+
+def open_artifacts(model_store: str, model_dir: str, store: Store) -> Artifacts | None:
+    """The artifact source ``KOSMOS_MODEL_STORE`` and ``KOSMOS_MODEL_DIR`` name; None when
+    models are only fitted in process (files, no directory)."""
+    if model_store == "database":
+        return StoreArtifacts(store, model_dir or None)
+    return Artifacts(model_dir) if model_dir else None

@@ -33,6 +33,19 @@ class TrainResult:
     interactions: int
     fit_seconds: float
     error: str = ""
+    skipped: bool = False
+    """No fit: the current version was fitted on the same data (`Store.data_version`)."""
+
+
+def _unchanged(artifacts: Artifacts, shop: str, name: str, data_version: str) -> str | None:
+    """The current version's name when it was fitted on ``data_version``; None otherwise."""
+    current = artifacts.current(shop, name)
+    if current is None:
+        return None
+    for version in artifacts.versions(shop, name):
+        if version.version == current and version.data_version == data_version:
+            return current
+    return None
 
 
 def train(
@@ -56,8 +69,18 @@ def train(
     for shop in shops if shops is not None else store.list_shop_ids():
         with tracer.start_as_current_span("train.shop") as span:
             span.set_attribute("kosmos.shop", shop)
-            data = training_data(store, shop, time.time())
+            data_version = store.data_version(shop)
+            data = None
             for name in names:
+                unchanged = _unchanged(artifacts, shop, name, data_version)
+                if unchanged is not None:  # the shop's data has not moved since that fit
+                    result = TrainResult(shop, name, unchanged, 0, 0.0, skipped=True)
+                    results.append(result)
+                    if on_step is not None:
+                        on_step(result)
+                    continue
+                if data is None:
+                    data = training_data(store, shop, time.time())
                 plugin = plugins[name]
                 settings = dict(plugin_settings.get(name, {}))
                 started = time.perf_counter()
@@ -73,6 +96,7 @@ def train(
                         fit_seconds=seconds,
                         distribution=plugin.distribution,
                         settings=settings,
+                        data_version=data_version,
                     )
                     artifacts.prune(shop, name, keep)
                     result = TrainResult(
@@ -105,6 +129,6 @@ def results_table(results: list[TrainResult]) -> Table:
             r.version or "-",
             f"{r.interactions:,}",
             f"{r.fit_seconds:.2f}",
-            r.error,
+            r.error or ("unchanged data: fit skipped" if r.skipped else ""),
         )
     return table

@@ -1,0 +1,787 @@
+"""The cluster store: PostgreSQL through psycopg 3 and a `psycopg_pool` connection pool.
+
+Structured like `kosmos.store.sqlite` (one method per protocol method) so that a method added
+to one store has an obvious place in the other.
+
+Waiting: every transaction sets ``statement_timeout`` and ``lock_timeout`` to what is left of
+the caller's deadline (the lock wait at most ``lock_timeout``), and a pooled connection is
+awaited no longer either; so no call outlasts its caller. Errors are translated as the Store
+contract says: a timeout after the deadline is `DeadlineExceeded`; a lock held too long, a lost
+connection, an exhausted pool or a serialization failure is `Unavailable` (nothing committed).
+
+Feedback is group-committed: `record_interactions` hands its batch to a few committer threads;
+each writes every batch that queued while it was busy in one transaction (one WAL flush for all
+of them), each batch under its own savepoint so one bad batch fails
+alone. Each caller returns only after that commit, so an acknowledged event is durable; the
+request id's row (``ON CONFLICT DO NOTHING``) makes a retry, on any replica, a replay.
+
+Migrations run at start-up in one transaction under an advisory lock keyed by the schema, so
+replicas starting together apply each migration once and none serves a half-migrated schema.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import psycopg_pool
+from psycopg import errors as pg_errors
+from psycopg.rows import TupleRow
+
+from kosmos.common import deadline
+from kosmos.common.deadline import deadline_scope
+from kosmos.common.errors import (
+    AlreadyExists,
+    DeadlineExceeded,
+    KosmosError,
+    NotFound,
+    Unavailable,
+)
+from kosmos.common.names import customer_name, item_name, shop_name
+from kosmos.store import _migrations
+from kosmos.store.records import (
+    CatalogChanges,
+    Customer,
+    Exclusion,
+    ExclusionKind,
+    Interaction,
+    InteractionType,
+    Item,
+    ModelArtifact,
+    RecommendInputs,
+    Shop,
+)
+
+# How long a statement waits for another writer's lock, or a caller for a pooled connection,
+# when the caller set no deadline.
+LOCK_TIMEOUT_SECONDS = 10.0
+POOL_SIZE = 10
+# At most this many feedback batches share one commit.
+GROUP_LIMIT = 256
+# Committer threads: each writes the batches that queued while the others were committing, so
+# round trips of one group overlap another group's WAL flush.
+COMMITTERS = 4
+
+Conn = psycopg.Connection[TupleRow]
+
+_CUSTOMER_COLUMNS = "shop_id, customer_id, attributes, exclusions, create_time, update_time"
+_ITEM_COLUMNS = (
+    "shop_id, item_id, title, category, brand, price, available, attributes, update_time"
+)
+_INTERACTION_COLUMNS = (
+    "shop_id, customer_id, item_id, type, event_time, value, recommendation_id, seq"
+)
+_TYPES = {t.value: t for t in InteractionType}
+_DISMISSED = (
+    "SELECT DISTINCT item_id FROM interactions"
+    f" WHERE shop_id = %s AND customer_id = %s AND type = {int(InteractionType.DISMISS)}"
+)
+
+
+def _customer(row: Sequence[Any]) -> Customer:
+    return Customer(
+        shop_id=row[0],
+        customer_id=row[1],
+        attributes=json.loads(row[2]),
+        exclusions=tuple(Exclusion(ExclusionKind(k), v) for k, v in json.loads(row[3])),
+        create_time=row[4],
+        update_time=row[5],
+    )
+
+
+def _item(row: Sequence[Any]) -> Item:
+    return Item(
+        row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]), json.loads(row[7]), row[8]
+    )
+
+
+def _interaction(row: Sequence[Any]) -> Interaction:
+    return Interaction(row[0], row[1], row[2], _TYPES[row[3]], row[4], row[5], row[6], row[7])
+
+
+def _ms(seconds: float) -> str:
+    return str(max(1, int(seconds * 1000)))
+
+
+@contextmanager
+def _translate(expires: float | None = None) -> Iterator[None]:
+    """Driver errors to the contract's errors. ``expires`` (monotonic) overrides the context's
+    deadline for the group committer, which serves callers from its own thread."""
+
+    def late() -> bool:
+        return deadline.expired() if expires is None else time.monotonic() >= expires
+
+    try:
+        yield
+    except (pg_errors.QueryCanceled, pg_errors.LockNotAvailable) as exc:
+        if late():
+            raise DeadlineExceeded("a database query") from exc
+        raise Unavailable(
+            "DATABASE_BUSY", "the database is locked by another writer; retry"
+        ) from exc
+    except psycopg_pool.PoolTimeout as exc:
+        if late():
+            raise DeadlineExceeded("waiting for a database connection") from exc
+        raise Unavailable("DATABASE_UNAVAILABLE", "no database connection is free; retry") from exc
+    except (psycopg.OperationalError, pg_errors.TransactionRollback) as exc:
+        raise Unavailable("DATABASE_UNAVAILABLE", "the database cannot be reached; retry") from exc
+
+
+def _as_error(error: Exception, expires: float | None) -> BaseException:
+    """``error`` translated for one caller of a group: its own deadline decides whether a
+    timeout is DeadlineExceeded (it gave up) or Unavailable (retry)."""
+    if isinstance(error, KosmosError) and not isinstance(error, DeadlineExceeded):
+        return error
+    cause = error.__cause__ if isinstance(error, KosmosError) else error
+    try:
+        with _translate(expires):
+            raise cause if isinstance(cause, Exception) else error
+    except BaseException as translated:  # noqa: BLE001 - returned, not swallowed
+        return translated
+    return error  # pragma: no cover
+
+
+@dataclass(eq=False)
+class _Pending:
+    """One feedback batch waiting for the group commit."""
+
+    shop_id: str
+    request_id: str
+    request_hash: str
+    interactions: Sequence[Interaction]
+    expires: float | None
+    done: threading.Event = field(default_factory=threading.Event)
+    result: tuple[list[Interaction], bool] | None = None
+    error: BaseException | None = None
+
+
+class PostgresStore:
+    """`kosmos.store.Store` on PostgreSQL (``postgresql://...``)."""
+
+    def __init__(
+        self,
+        url: str,
+        lock_timeout: float = LOCK_TIMEOUT_SECONDS,
+        pool_size: int = POOL_SIZE,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self.url = url
+        self.lock_timeout = lock_timeout
+        self._pool: psycopg_pool.ConnectionPool[Conn] = psycopg_pool.ConnectionPool(
+            url,
+            min_size=1,
+            max_size=pool_size,
+            kwargs={"autocommit": True},
+            open=False,
+            name="kosmos",
+        )
+        try:
+            self._pool.open(wait=True, timeout=connect_timeout)
+        except psycopg_pool.PoolTimeout as exc:
+            self._pool.close()
+            raise Unavailable(
+                "DATABASE_UNAVAILABLE", "cannot connect to the PostgreSQL database"
+            ) from exc
+        self._pending: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._closed = False
+        try:
+            self._migrate()
+        except BaseException:
+            self._pool.close()
+            raise
+        self._committers = [
+            threading.Thread(target=self._commit_groups, name="kosmos-group-commit", daemon=True)
+            for _ in range(min(COMMITTERS, pool_size))
+        ]
+        for committer in self._committers:
+            committer.start()
+
+    # -- connections -------------------------------------------------------------------------
+
+    def _wait_bound(self, expires: float | None = None) -> tuple[float, float]:
+        """(lock wait, statement timeout or 0 for none) from the deadline in force."""
+        left = deadline.remaining() if expires is None else expires - time.monotonic()
+        if left is None:
+            return self.lock_timeout, 0.0
+        return min(left, self.lock_timeout), left
+
+    @contextmanager
+    def _tx(self, stage: str, write: bool = False) -> Iterator[Conn]:
+        """A transaction on a pooled connection, every wait in it bounded by the deadline."""
+        deadline.check(stage)
+        lock_wait, statement = self._wait_bound()
+        with _translate(), self._pool.connection(timeout=max(lock_wait, 0.001)) as conn:
+            with conn.transaction():
+                conn.execute(
+                    "SELECT set_config('lock_timeout', %s, true),"
+                    " set_config('statement_timeout', %s, true)",
+                    (_ms(lock_wait), _ms(statement) if statement else "0"),
+                )
+                yield conn
+                if write:  # the caller gave up: roll back rather than commit behind its back
+                    deadline.check("a database commit")
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[TupleRow]:
+        with self._tx("a database query") as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def _migrate(self) -> None:
+        with self._pool.connection() as conn, conn.transaction():
+            # Replicas starting together queue here; the first applies, the rest find it done.
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext('kosmos.migrations.' || current_schema()))"
+            )
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+                " applied_time DOUBLE PRECISION NOT NULL)"
+            )
+            applied = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
+            for migration in _migrations.load("postgres"):
+                if migration.version in applied:
+                    continue
+                conn.execute(migration.sql.encode())
+                conn.execute(
+                    "INSERT INTO schema_migrations VALUES (%s, %s, %s)",
+                    (migration.version, migration.name, time.time()),
+                )
+
+    def schema_version(self) -> int:
+        """The newest migration applied."""
+        return int(self._query("SELECT max(version) FROM schema_migrations")[0][0])
+
+    def ping(self) -> None:
+        with deadline_scope(1.0):
+            self._query("SELECT 1")
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            for _ in self._committers:
+                self._pending.put(None)
+            for committer in self._committers:
+                committer.join(timeout=30)
+            self._pool.close()
+
+    # -- shops -------------------------------------------------------------------------------
+
+    def create_shop(self, shop: Shop) -> Shop:
+        created = Shop(shop.shop_id, shop.display_name, time.time())
+        try:
+            with self._tx("create_shop", write=True) as conn:
+                conn.execute(
+                    "INSERT INTO shops (shop_id, display_name, create_time) VALUES (%s, %s, %s)",
+                    (created.shop_id, created.display_name, created.create_time),
+                )
+        except pg_errors.UniqueViolation:
+            raise AlreadyExists("SHOP_EXISTS", f"shop {shop.shop_id!r} already exists") from None
+        return created
+
+    def get_shop(self, shop_id: str) -> Shop | None:
+        rows = self._query(
+            "SELECT shop_id, display_name, create_time FROM shops WHERE shop_id = %s", (shop_id,)
+        )
+        return Shop(rows[0][0], rows[0][1], rows[0][2]) if rows else None
+
+    def list_shop_ids(self) -> list[str]:
+        return [r[0] for r in self._query("SELECT shop_id FROM shops ORDER BY shop_id")]
+
+    # -- customers ---------------------------------------------------------------------------
+
+    def create_customer(self, customer: Customer) -> Customer:
+        now = time.time()
+        try:
+            with self._tx("create_customer", write=True) as conn:
+                row = conn.execute(
+                    f"INSERT INTO customers ({_CUSTOMER_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)"
+                    f" RETURNING {_CUSTOMER_COLUMNS}",
+                    (
+                        customer.shop_id,
+                        customer.customer_id,
+                        json.dumps(customer.attributes),
+                        json.dumps([(e.kind.value, e.value) for e in customer.exclusions]),
+                        now,
+                        now,
+                    ),
+                ).fetchone()
+        except pg_errors.UniqueViolation:
+            raise AlreadyExists(
+                "CUSTOMER_EXISTS", f"customer {customer.customer_id!r} already exists"
+            ) from None
+        except pg_errors.ForeignKeyViolation:
+            raise NotFound("shop", shop_name(customer.shop_id)) from None
+        assert row is not None
+        return _customer(row)
+
+    def get_customer(self, shop_id: str, customer_id: str) -> Customer | None:
+        rows = self._query(
+            f"SELECT {_CUSTOMER_COLUMNS} FROM customers WHERE shop_id = %s AND customer_id = %s",
+            (shop_id, customer_id),
+        )
+        return _customer(rows[0]) if rows else None
+
+    def update_customer(self, customer: Customer) -> Customer:
+        with self._tx("update_customer", write=True) as conn:
+            row = conn.execute(
+                "UPDATE customers SET attributes = %s, exclusions = %s, update_time = %s"
+                f" WHERE shop_id = %s AND customer_id = %s RETURNING {_CUSTOMER_COLUMNS}",
+                (
+                    json.dumps(customer.attributes),
+                    json.dumps([(e.kind.value, e.value) for e in customer.exclusions]),
+                    time.time(),
+                    customer.shop_id,
+                    customer.customer_id,
+                ),
+            ).fetchone()
+        if row is None:
+            raise NotFound("customer", f"shops/{customer.shop_id}/customers/{customer.customer_id}")
+        return _customer(row)
+
+    def delete_customer(self, shop_id: str, customer_id: str) -> bool:
+        with self._tx("delete_customer", write=True) as conn:
+            conn.execute(
+                "DELETE FROM interactions WHERE shop_id = %s AND customer_id = %s",
+                (shop_id, customer_id),
+            )
+            cursor = conn.execute(
+                "DELETE FROM customers WHERE shop_id = %s AND customer_id = %s",
+                (shop_id, customer_id),
+            )
+            return cursor.rowcount > 0
+
+    def list_customers(self, shop_id: str, after: str, limit: int) -> list[Customer]:
+        rows = self._query(
+            f"SELECT {_CUSTOMER_COLUMNS} FROM customers WHERE shop_id = %s AND customer_id > %s"
+            " ORDER BY customer_id LIMIT %s",
+            (shop_id, after, limit),
+        )
+        return [_customer(r) for r in rows]
+
+    def existing_customer_ids(self, shop_id: str, customer_ids: Iterable[str]) -> set[str]:
+        rows = self._query(
+            "SELECT customer_id FROM customers WHERE shop_id = %s AND customer_id = ANY(%s)",
+            (shop_id, sorted(set(customer_ids))),
+        )
+        return {r[0] for r in rows}
+
+    # -- items -------------------------------------------------------------------------------
+
+    def upsert_items(self, items: Sequence[Item]) -> list[Item]:
+        now = time.time()
+        with self._tx("upsert_items", write=True) as conn:
+            versions: dict[str, int] = {}
+            for shop_id in sorted({i.shop_id for i in items}):
+                row = conn.execute(
+                    "UPDATE shops SET catalog_version = catalog_version + 1 WHERE shop_id = %s"
+                    " RETURNING catalog_version",
+                    (shop_id,),
+                ).fetchone()
+                versions[shop_id] = int(row[0]) if row is not None else 0
+            with conn.cursor() as cursor:
+                cursor.executemany(
+                    f"INSERT INTO items ({_ITEM_COLUMNS}, version)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                    " ON CONFLICT (shop_id, item_id) DO UPDATE SET title = excluded.title,"
+                    " category = excluded.category, brand = excluded.brand,"
+                    " price = excluded.price, available = excluded.available,"
+                    " attributes = excluded.attributes, update_time = excluded.update_time,"
+                    " version = excluded.version",
+                    [
+                        (
+                            i.shop_id,
+                            i.item_id,
+                            i.title,
+                            i.category,
+                            i.brand,
+                            i.price,
+                            i.available,
+                            json.dumps(i.attributes),
+                            now,
+                            versions[i.shop_id],
+                        )
+                        for i in items
+                    ],
+                )
+        return [
+            Item(
+                i.shop_id,
+                i.item_id,
+                i.title,
+                i.category,
+                i.brand,
+                i.price,
+                i.available,
+                dict(i.attributes),
+                now,
+            )
+            for i in items
+        ]
+
+    def catalog_version(self, shop_id: str) -> int | None:
+        rows = self._query("SELECT catalog_version FROM shops WHERE shop_id = %s", (shop_id,))
+        return int(rows[0][0]) if rows else None
+
+    def catalog_changes(self, shop_id: str, since_version: int) -> CatalogChanges | None:
+        # One statement is one snapshot: the version read is never newer than its rows.
+        columns = ", ".join(f"i.{c.strip()}" for c in _ITEM_COLUMNS.split(","))
+        rows = self._query(
+            f"SELECT s.catalog_version, {columns} FROM shops AS s"
+            " LEFT JOIN items AS i ON i.shop_id = s.shop_id AND i.version > %s"
+            " WHERE s.shop_id = %s",
+            (since_version, shop_id),
+        )
+        if not rows:
+            return None
+        items = sorted((_item(r[1:]) for r in rows if r[2] is not None), key=lambda i: i.item_id)
+        return CatalogChanges(int(rows[0][0]), items)
+
+    def get_items(self, shop_id: str, item_ids: Iterable[str]) -> dict[str, Item]:
+        rows = self._query(
+            f"SELECT {_ITEM_COLUMNS} FROM items WHERE shop_id = %s AND item_id = ANY(%s)",
+            (shop_id, sorted(set(item_ids))),
+        )
+        return {r[1]: _item(r) for r in rows}
+
+    def list_items(self, shop_id: str, after: str, limit: int) -> list[Item]:
+        rows = self._query(
+            f"SELECT {_ITEM_COLUMNS} FROM items WHERE shop_id = %s AND item_id > %s"
+            " ORDER BY item_id LIMIT %s",
+            (shop_id, after, limit),
+        )
+        return [_item(r) for r in rows]
+
+    # -- interactions ------------------------------------------------------------------------
+
+    def record_interactions(
+        self, shop_id: str, request_id: str, request_hash: str, interactions: Sequence[Interaction]
+    ) -> tuple[list[Interaction], bool]:
+        deadline.check("recording interactions")
+        if self._closed:
+            raise Unavailable("STORE_CLOSED", "the store is shutting down; retry")
+        left = deadline.remaining()
+        pending = _Pending(
+            shop_id,
+            request_id,
+            request_hash,
+            interactions,
+            None if left is None else time.monotonic() + left,
+        )
+        self._pending.put(pending)
+        # The committer bounds every wait of its transaction by the batch's deadline, so this
+        # returns soon after that deadline at the latest; the margin covers one flush.
+        if not pending.done.wait(timeout=None if left is None else left + self.lock_timeout):
+            raise DeadlineExceeded("recording interactions")
+        if pending.error is not None:
+            raise pending.error
+        assert pending.result is not None
+        return pending.result
+
+    def _commit_groups(self) -> None:
+        while True:
+            first = self._pending.get()
+            if first is None:
+                return
+            group = [first]
+            stop = False
+            while len(group) < GROUP_LIMIT:
+                try:
+                    more = self._pending.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                group.append(more)
+            self._commit_group(group)
+            if stop:
+                return
+
+    def _commit_group(self, group: list[_Pending]) -> None:
+        now = time.monotonic()
+        live = []
+        for p in group:
+            if p.expires is not None and p.expires <= now:
+                p.error = DeadlineExceeded("recording interactions")
+                p.done.set()
+            else:
+                live.append(p)
+        if not live:
+            return
+        expiries = [p.expires for p in live if p.expires is not None]
+        expires = min(expiries) if expiries else None
+        lock_wait, statement = self._wait_bound(expires)
+        results: dict[int, tuple[list[Interaction], bool]] = {}
+        errors: dict[int, KosmosError] = {}
+        try:
+            with (
+                _translate(expires),
+                self._pool.connection(timeout=max(lock_wait, 0.001)) as conn,
+                conn.transaction(),
+            ):
+                conn.execute(
+                    "SELECT set_config('lock_timeout', %s, true),"
+                    " set_config('statement_timeout', %s, true)",
+                    (_ms(lock_wait), _ms(statement) if statement else "0"),
+                )
+                for n, p in enumerate(live):
+                    try:
+                        with conn.transaction():  # a savepoint: one bad batch fails alone
+                            results[n] = self._record_one(conn, p)
+                    except (NotFound, AlreadyExists) as error:
+                        errors[n] = error
+        except Exception as error:  # noqa: BLE001 - handed to every waiting caller
+            for p in live:
+                p.error = _as_error(error, p.expires)
+                p.done.set()
+            return
+        for n, p in enumerate(live):
+            p.result = results.get(n)
+            p.error = errors.get(n)
+            p.done.set()
+
+    @staticmethod
+    def _record_one(conn: Conn, p: _Pending) -> tuple[list[Interaction], bool]:
+        inserted = conn.execute(
+            "INSERT INTO feedback_requests (shop_id, request_id, request_hash, create_time)"
+            " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1",
+            (p.shop_id, p.request_id, p.request_hash, time.time()),
+        ).fetchone()
+        if inserted is None:
+            row = conn.execute(
+                "SELECT request_hash FROM feedback_requests WHERE shop_id = %s AND request_id = %s",
+                (p.shop_id, p.request_id),
+            ).fetchone()
+            if row is None or row[0] != p.request_hash:
+                raise AlreadyExists(
+                    "REQUEST_ID_REUSED",
+                    f"request_id {p.request_id!r} was already used for a different request",
+                )
+            rows = conn.execute(
+                f"SELECT {_INTERACTION_COLUMNS} FROM interactions"
+                " WHERE shop_id = %s AND request_id = %s ORDER BY seq",
+                (p.shop_id, p.request_id),
+            ).fetchall()
+            return [_interaction(r) for r in rows], True
+        PostgresStore._check_references(conn, p.shop_id, p.interactions)
+        rows = conn.execute(
+            "INSERT INTO interactions (shop_id, customer_id, item_id, type, value, event_time,"
+            " recommendation_id, request_id)"
+            " SELECT %s, c, i, t, v, e, r, %s FROM unnest("
+            "%s::text[], %s::text[], %s::smallint[], %s::float8[], %s::float8[], %s::text[])"
+            " WITH ORDINALITY AS u(c, i, t, v, e, r, n) ORDER BY n RETURNING seq",
+            (
+                p.shop_id,
+                p.request_id,
+                [i.customer_id for i in p.interactions],
+                [i.item_id for i in p.interactions],
+                [int(i.type) for i in p.interactions],
+                [i.value for i in p.interactions],
+                [i.event_time for i in p.interactions],
+                [i.recommendation_id for i in p.interactions],
+            ),
+        ).fetchall()
+        # Identity values are drawn in insertion order, which the ORDER BY fixed.
+        seqs = sorted(r[0] for r in rows)
+        stored = [
+            Interaction(
+                p.shop_id,
+                i.customer_id,
+                i.item_id,
+                i.type,
+                i.event_time,
+                i.value,
+                i.recommendation_id,
+                seq,
+            )
+            for i, seq in zip(p.interactions, seqs, strict=True)
+        ]
+        return stored, False
+
+    @staticmethod
+    def _check_references(conn: Conn, shop_id: str, interactions: Sequence[Interaction]) -> None:
+        """Raises NotFound for the first unknown shop, customer or item, inside the write; the
+        rows read are locked against a concurrent delete until the commit."""
+        if conn.execute("SELECT 1 FROM shops WHERE shop_id = %s", (shop_id,)).fetchone() is None:
+            raise NotFound("shop", shop_name(shop_id))
+        customers = sorted({i.customer_id for i in interactions})
+        found = {
+            r[0]
+            for r in conn.execute(
+                "SELECT customer_id FROM customers WHERE shop_id = %s AND customer_id = ANY(%s)"
+                " FOR KEY SHARE",
+                (shop_id, customers),
+            )
+        }
+        missing = [c for c in customers if c not in found]
+        if missing:
+            raise NotFound("customer", customer_name(shop_id, missing[0]))
+        items = sorted({i.item_id for i in interactions})
+        known = {
+            r[0]
+            for r in conn.execute(
+                "SELECT item_id FROM items WHERE shop_id = %s AND item_id = ANY(%s)",
+                (shop_id, items),
+            )
+        }
+        unknown = [i for i in items if i not in known]
+        if unknown:
+            raise NotFound("item", item_name(shop_id, unknown[0]))
+
+    def list_interactions(
+        self, shop_id: str, customer_id: str, before_seq: int | None, limit: int
+    ) -> list[Interaction]:
+        rows = self._query(
+            f"SELECT {_INTERACTION_COLUMNS} FROM interactions"
+            " WHERE shop_id = %s AND customer_id = %s AND seq < %s ORDER BY seq DESC LIMIT %s",
+            (shop_id, customer_id, before_seq if before_seq is not None else 2**62, limit),
+        )
+        return [_interaction(r) for r in rows]
+
+    def dismissed_item_ids(self, shop_id: str, customer_id: str) -> set[str]:
+        return {r[0] for r in self._query(_DISMISSED, (shop_id, customer_id))}
+
+    def recommend_inputs(
+        self,
+        shop_id: str,
+        customer_id: str,
+        recent_limit: int,
+        owned_types: Collection[InteractionType] = (),
+    ) -> RecommendInputs | None:
+        # One statement, one round trip: the profile with its recent history, its dismissals
+        # and what it owns (the seen-item policy).
+        kinds = sorted({int(t) for t in owned_types})
+        rows = self._query(
+            f"SELECT {_CUSTOMER_COLUMNS},"
+            f" (SELECT coalesce(json_agg(json_build_array({_INTERACTION_COLUMNS})), '[]')"
+            f"  FROM (SELECT {_INTERACTION_COLUMNS} FROM interactions"
+            "   WHERE shop_id = c.shop_id AND customer_id = c.customer_id"
+            "   ORDER BY seq DESC LIMIT %s) AS recent),"
+            " ARRAY(SELECT DISTINCT item_id FROM interactions"
+            "   WHERE shop_id = c.shop_id AND customer_id = c.customer_id"
+            f"   AND type = {int(InteractionType.DISMISS)}),"
+            " ARRAY(SELECT DISTINCT item_id FROM interactions"
+            "   WHERE shop_id = c.shop_id AND customer_id = c.customer_id"
+            "   AND type = ANY(%s))"
+            " FROM customers AS c WHERE shop_id = %s AND customer_id = %s",
+            (recent_limit, kinds, shop_id, customer_id),
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        recent = row[6] if isinstance(row[6], list) else json.loads(row[6])
+        return RecommendInputs(
+            _customer(row),
+            [_interaction(r) for r in recent],
+            frozenset(row[7]),
+            frozenset(row[8]),
+        )
+
+    def iter_interactions(self, shop_id: str) -> Iterator[Interaction]:
+        after = 0
+        while True:
+            rows = self._query(
+                f"SELECT {_INTERACTION_COLUMNS} FROM interactions"
+                " WHERE shop_id = %s AND seq > %s ORDER BY seq LIMIT 5000",
+                (shop_id, after),
+            )
+            if not rows:
+                return
+            for row in rows:
+                yield _interaction(row)
+            after = rows[-1][7]
+
+    def data_version(self, shop_id: str) -> str:
+        rows = self._query(
+            "SELECT (SELECT coalesce(max(seq), 0) FROM interactions WHERE shop_id = %s),"
+            " (SELECT count(*) FROM interactions WHERE shop_id = %s),"
+            " (SELECT catalog_version FROM shops WHERE shop_id = %s),"
+            " (SELECT count(*) FROM customers WHERE shop_id = %s),"
+            " (SELECT coalesce(max(update_time), 0) FROM customers WHERE shop_id = %s)",
+            (shop_id,) * 5,
+        )
+        seq, count, catalog, customers, updated = rows[0]
+        return f"{seq}.{count}.{catalog if catalog is not None else -1}.{customers}.{updated}"
+
+    # -- model artifacts ---------------------------------------------------------------------
+
+    def put_model_artifact(self, artifact: ModelArtifact, blob: bytes) -> None:
+        try:
+            with self._tx("put_model_artifact", write=True) as conn:
+                conn.execute(
+                    "INSERT INTO model_artifacts (shop_id, recommender, version, create_time,"
+                    " manifest, artifact) VALUES (%s, %s, %s, %s, %s, %s)",
+                    (
+                        artifact.shop_id,
+                        artifact.recommender,
+                        artifact.version,
+                        artifact.create_time,
+                        artifact.manifest,
+                        blob,
+                    ),
+                )
+        except pg_errors.UniqueViolation:
+            raise AlreadyExists(
+                "MODEL_VERSION_EXISTS", f"model version {artifact.version!r} already exists"
+            ) from None
+
+    def model_artifacts(self, shop_id: str, recommender: str) -> list[ModelArtifact]:
+        rows = self._query(
+            "SELECT shop_id, recommender, version, create_time, manifest FROM model_artifacts"
+            " WHERE shop_id = %s AND recommender = %s ORDER BY create_time, version",
+            (shop_id, recommender),
+        )
+        return [ModelArtifact(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    def model_blob(self, shop_id: str, recommender: str, version: str) -> bytes | None:
+        rows = self._query(
+            "SELECT artifact FROM model_artifacts"
+            " WHERE shop_id = %s AND recommender = %s AND version = %s",
+            (shop_id, recommender, version),
+        )
+        return bytes(rows[0][0]) if rows else None
+
+    def set_current_model(self, shop_id: str, recommender: str, version: str) -> None:
+        with self._tx("set_current_model", write=True) as conn:
+            found = conn.execute(
+                "SELECT 1 FROM model_artifacts WHERE shop_id = %s AND recommender = %s"
+                " AND version = %s FOR KEY SHARE",
+                (shop_id, recommender, version),
+            ).fetchone()
+            if found is None:
+                raise NotFound("model version", f"{shop_id}/{recommender}/{version}")
+            conn.execute(
+                "INSERT INTO model_current (shop_id, recommender, version) VALUES (%s, %s, %s)"
+                " ON CONFLICT (shop_id, recommender) DO UPDATE SET version = excluded.version",
+                (shop_id, recommender, version),
+            )
+
+    def current_model(self, shop_id: str, recommender: str) -> str | None:
+        rows = self._query(
+            "SELECT version FROM model_current WHERE shop_id = %s AND recommender = %s",
+            (shop_id, recommender),
+        )
+        return str(rows[0][0]) if rows else None
+
+    def delete_model_artifacts(
+        self, shop_id: str, recommender: str, versions: Sequence[str]
+    ) -> None:
+        with self._tx("delete_model_artifacts", write=True) as conn:
+            conn.execute(
+                "DELETE FROM model_artifacts WHERE shop_id = %s AND recommender = %s"
+                " AND version = ANY(%s)",
+                (shop_id, recommender, list(versions)),
+            )
+
+    def model_recommenders(self, shop_id: str) -> list[str]:
+        rows = self._query(
+            "SELECT DISTINCT recommender FROM model_artifacts WHERE shop_id = %s ORDER BY 1",
+            (shop_id,),
+        )
+        return [r[0] for r in rows]

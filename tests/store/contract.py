@@ -1,0 +1,301 @@
+"""The Store contract: one suite every store runs, through public methods only.
+
+Shaped after OpenTelemetry's shared SQLAlchemy test mixin: a store's test module subclasses
+`StoreContract` and supplies a ``store`` fixture (built with ``lock_timeout=LOCK_TIMEOUT``) and
+`hold_write_lock`, which makes another client of the same database hold what a write needs.
+The contract pins the error translation every store owes its callers (issue 8): a lock held too
+long or a lost connection is `Unavailable` (retryable, nothing committed), the caller's deadline
+running out is `DeadlineExceeded`, and no wait outlasts the caller's deadline.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import AbstractContextManager
+
+import pytest
+
+from kosmos.common.deadline import deadline_scope
+from kosmos.common.errors import AlreadyExists, DeadlineExceeded, NotFound, Unavailable
+from kosmos.store import Store
+from kosmos.store.records import (
+    Customer,
+    Exclusion,
+    ExclusionKind,
+    Interaction,
+    InteractionType,
+    Item,
+    ModelArtifact,
+    Shop,
+)
+
+# How long a store built for the contract waits for a lock when the caller set no deadline.
+LOCK_TIMEOUT = 0.5
+# Generous bound on "returned promptly" for a 0.3 s deadline on a loaded 2-core machine; the
+# bug it guards against waited 30 s.
+PROMPT = 3.0
+
+
+def seed(store: Store, shop: str = "acme") -> None:
+    store.create_shop(Shop(shop, "Acme"))
+    store.create_customer(
+        Customer(shop, "alice", {"a": "1"}, (Exclusion(ExclusionKind.BRAND, "X"),))
+    )
+    store.create_customer(Customer(shop, "bob"))
+    store.upsert_items([Item(shop, f"i{n}", title=f"Item {n}", category="c") for n in range(3)])
+
+
+def visit(n: int = 0, customer: str = "alice", kind: InteractionType = InteractionType.VIEW):
+    return Interaction("acme", customer, f"i{n}", kind, 1000.0 + n)
+
+
+class StoreContract:
+    """Subclass and provide the ``store`` fixture and `hold_write_lock`."""
+
+    def hold_write_lock(self, store: Store) -> AbstractContextManager[None]:
+        """While entered, another client holds the lock an interaction write needs."""
+        raise NotImplementedError
+
+    def cut_connections(self, store: Store) -> None:
+        """Kills the store's connections from the database side (skip where there are none)."""
+        pytest.skip("this store has no connection to lose")
+
+    # -- round trips -------------------------------------------------------------------------
+
+    def test_round_trips(self, store: Store) -> None:
+        seed(store)
+        assert store.get_shop("acme").display_name == "Acme"
+        assert store.get_shop("nope") is None
+        alice = store.get_customer("acme", "alice")
+        assert alice.attributes == {"a": "1"}
+        assert alice.exclusions == (Exclusion(ExclusionKind.BRAND, "X"),)
+        assert alice.create_time > 0
+        assert set(store.get_items("acme", ["i0", "i2", "nope"])) == {"i0", "i2"}
+        assert store.get_items("acme", ["i1"])["i1"].title == "Item 1"
+        assert store.existing_customer_ids("acme", ["alice", "bob", "carol"]) == {"alice", "bob"}
+        assert [c.customer_id for c in store.list_customers("acme", "alice", 10)] == ["bob"]
+        assert [i.item_id for i in store.list_items("acme", "", 2)] == ["i0", "i1"]
+        assert store.list_shop_ids() == ["acme"]
+
+    def test_creating_twice_is_already_exists(self, store: Store) -> None:
+        seed(store)
+        with pytest.raises(AlreadyExists):
+            store.create_shop(Shop("acme"))
+        with pytest.raises(AlreadyExists):
+            store.create_customer(Customer("acme", "alice"))
+
+    def test_update_replaces_and_unknown_is_not_found(self, store: Store) -> None:
+        seed(store)
+        updated = store.update_customer(Customer("acme", "alice", {"b": "2"}))
+        assert updated.attributes == {"b": "2"} and updated.exclusions == ()
+        assert updated.update_time >= updated.create_time
+        with pytest.raises(NotFound):
+            store.update_customer(Customer("acme", "zed"))
+
+    def test_shops_do_not_see_each_other(self, store: Store) -> None:
+        seed(store)
+        seed(store, "other")
+        store.record_interactions("acme", "r", "h", [visit(0)])
+        assert list(store.iter_interactions("other")) == []
+        assert store.list_interactions("other", "alice", None, 10) == []
+
+    # -- interactions ------------------------------------------------------------------------
+
+    def test_record_is_idempotent_and_checks_the_hash(self, store: Store) -> None:
+        seed(store)
+        stored, replay = store.record_interactions("acme", "r1", "h1", [visit(0), visit(1)])
+        assert not replay and stored[0].seq < stored[1].seq
+        again, replay = store.record_interactions("acme", "r1", "h1", [visit(0), visit(1)])
+        assert replay and again == stored
+        with pytest.raises(AlreadyExists):
+            store.record_interactions("acme", "r1", "other", [visit(2)])
+        assert [i.item_id for i in store.iter_interactions("acme")] == ["i0", "i1"]
+
+    def test_concurrent_retries_store_once(self, store: Store) -> None:
+        seed(store)
+        barrier = threading.Barrier(8)
+        results = []
+
+        def send() -> None:
+            barrier.wait(timeout=10)
+            results.append(store.record_interactions("acme", "same", "h", [visit(0)]))
+
+        threads = [threading.Thread(target=send) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert len(results) == 8
+        assert sum(not replay for _, replay in results) == 1
+        assert len(list(store.iter_interactions("acme"))) == 1
+
+    @pytest.mark.parametrize(
+        ("shop", "customer", "item", "kind"),
+        [
+            ("nope", "alice", "i0", "shop"),
+            ("acme", "zed", "i0", "customer"),
+            ("acme", "alice", "i9", "item"),
+        ],
+    )
+    def test_unknown_references_store_nothing(
+        self, store: Store, shop: str, customer: str, item: str, kind: str
+    ) -> None:
+        seed(store)
+        bad = Interaction(shop, customer, item, InteractionType.VIEW, 1.0)
+        with pytest.raises(NotFound) as raised:
+            store.record_interactions(shop, "r", "h", [visit(1), bad])
+        assert raised.value.resource_type == kind
+        assert list(store.iter_interactions("acme")) == []
+        # The request id is still free: the corrected batch is stored, not replayed.
+        _, replay = store.record_interactions("acme", "r", "h2", [visit(1)])
+        assert not replay
+
+    def test_list_interactions_pages_newest_first(self, store: Store) -> None:
+        seed(store)
+        stored, _ = store.record_interactions("acme", "r", "h", [visit(n) for n in range(3)])
+        first = store.list_interactions("acme", "alice", None, 2)
+        assert [i.item_id for i in first] == ["i2", "i1"]
+        rest = store.list_interactions("acme", "alice", first[-1].seq, 2)
+        assert [i.item_id for i in rest] == ["i0"]
+        assert [i.seq for i in store.iter_interactions("acme")] == [i.seq for i in stored]
+
+    def test_delete_customer_erases_their_interactions(self, store: Store) -> None:
+        seed(store)
+        store.record_interactions("acme", "r", "h", [visit(0), visit(1, "bob")])
+        assert store.delete_customer("acme", "alice")
+        assert [i.customer_id for i in store.iter_interactions("acme")] == ["bob"]
+        assert store.get_customer("acme", "alice") is None
+        assert not store.delete_customer("acme", "alice")
+
+    # -- hot path ----------------------------------------------------------------------------
+
+    def test_catalog_changes_bring_only_what_changed(self, store: Store) -> None:
+        seed(store)
+        assert store.catalog_changes("nope", -1) is None
+        full = store.catalog_changes("acme", -1)
+        assert [i.item_id for i in full.items] == ["i0", "i1", "i2"]
+        assert full.version == store.catalog_version("acme")
+        assert store.catalog_changes("acme", full.version).items == []
+        store.upsert_items([Item("acme", "i1", title="New", available=False)])
+        delta = store.catalog_changes("acme", full.version)
+        assert delta.version > full.version
+        assert [(i.item_id, i.title, i.available) for i in delta.items] == [("i1", "New", False)]
+        assert store.catalog_version("acme") == delta.version
+
+    def test_dismissals_and_the_combined_read(self, store: Store) -> None:
+        seed(store)
+        store.record_interactions(
+            "acme",
+            "r",
+            "h",
+            [visit(0), visit(1, kind=InteractionType.DISMISS), visit(2), visit(2, "bob")],
+        )
+        assert store.dismissed_item_ids("acme", "alice") == {"i1"}
+        inputs = store.recommend_inputs("acme", "alice", 2)
+        assert inputs.customer == store.get_customer("acme", "alice")
+        assert [i.item_id for i in inputs.recent] == ["i2", "i1"]  # newest first, limited
+        assert inputs.dismissed_item_ids == {"i1"}
+        assert store.recommend_inputs("acme", "zed", 2) is None
+        assert store.recommend_inputs("nope", "alice", 2) is None
+        fresh = store.recommend_inputs("acme", "bob", 5)
+        assert [i.item_id for i in fresh.recent] == ["i2"] and fresh.dismissed_item_ids == set()
+        # What the customer owns, over the whole history, for the seen-item policy (issue 7).
+        store.record_interactions(
+            "acme", "r2", "h2", [visit(0, kind=InteractionType.PURCHASE), visit(2, "alice")]
+        )
+        owned = store.recommend_inputs("acme", "alice", 1, {InteractionType.PURCHASE})
+        assert owned.owned_item_ids == {"i0"} and len(owned.recent) == 1
+        touched = {InteractionType.VIEW, InteractionType.PURCHASE}
+        assert store.recommend_inputs("acme", "alice", 1, touched).owned_item_ids == {"i0", "i2"}
+        assert store.recommend_inputs("acme", "alice", 1).owned_item_ids == set()
+
+    # -- deadlines and error translation ------------------------------------------------------
+
+    def test_an_expired_deadline_starts_no_work(self, store: Store) -> None:
+        seed(store)
+        with deadline_scope(-1.0):
+            with pytest.raises(DeadlineExceeded):
+                store.record_interactions("acme", "late", "h", [visit(0)])
+            with pytest.raises(DeadlineExceeded):
+                store.upsert_items([Item("acme", "late")])
+            with pytest.raises(DeadlineExceeded):
+                store.recommend_inputs("acme", "alice", 5)
+            with pytest.raises(DeadlineExceeded):
+                store.catalog_changes("acme", -1)
+        assert list(store.iter_interactions("acme")) == []
+        assert store.get_items("acme", ["late"]) == {}
+
+    def test_a_held_lock_costs_no_more_than_the_deadline(self, store: Store) -> None:
+        # Issue 8: a 0.2 s deadline waited 30 s for another writer's lock, and a batch whose
+        # caller had given up was committed once the lock came free.
+        seed(store)
+        with self.hold_write_lock(store):
+            started = time.monotonic()
+            with deadline_scope(0.3), pytest.raises(DeadlineExceeded):
+                store.record_interactions("acme", "r", "h", [visit(0)])
+            assert time.monotonic() - started < PROMPT
+        assert list(store.iter_interactions("acme")) == []  # nothing committed behind our back
+        _, replay = store.record_interactions("acme", "r", "h", [visit(0)])
+        assert not replay
+
+    def test_a_lock_held_too_long_is_retryable(self, store: Store) -> None:
+        seed(store)
+        with self.hold_write_lock(store):
+            started = time.monotonic()
+            with pytest.raises(Unavailable) as raised:
+                store.record_interactions("acme", "r", "h", [visit(0)])
+            assert time.monotonic() - started < LOCK_TIMEOUT + PROMPT
+        assert raised.value.code == "UNAVAILABLE"
+        assert list(store.iter_interactions("acme")) == []
+
+    def test_a_lost_connection_is_retryable_and_heals(self, store: Store) -> None:
+        seed(store)
+        store.get_customer("acme", "alice")  # a pooled connection exists
+        self.cut_connections(store)
+        outcomes = []
+        for _ in range(3):  # the first call may find the dead connection; later ones heal
+            try:
+                outcomes.append(store.get_customer("acme", "alice") is not None)
+            except Unavailable:
+                outcomes.append(False)
+        assert outcomes[-1] is True
+        stored, _ = store.record_interactions("acme", "after", "h", [visit(0)])
+        assert stored
+
+    # -- model artifacts and data versions ----------------------------------------------------
+
+    def test_model_versions_travel_through_the_store(self, store: Store) -> None:
+        seed(store)
+        assert store.current_model("acme", "als") is None and store.model_recommenders("acme") == []
+        for n, version in enumerate(("v1", "v2")):
+            store.put_model_artifact(
+                ModelArtifact("acme", "als", version, 100.0 + n, f'{{"n": {n}}}'), bytes([n]) * 3
+            )
+        with pytest.raises(AlreadyExists):
+            store.put_model_artifact(ModelArtifact("acme", "als", "v1", 1.0, "{}"), b"")
+        assert [a.version for a in store.model_artifacts("acme", "als")] == ["v1", "v2"]
+        assert store.model_blob("acme", "als", "v2") == b"\x01\x01\x01"
+        assert store.model_blob("acme", "als", "v9") is None
+        store.set_current_model("acme", "als", "v2")
+        store.set_current_model("acme", "als", "v1")  # a rollback
+        assert store.current_model("acme", "als") == "v1"
+        with pytest.raises(NotFound):
+            store.set_current_model("acme", "als", "v9")
+        store.delete_model_artifacts("acme", "als", ["v2"])
+        assert [a.version for a in store.model_artifacts("acme", "als")] == ["v1"]
+        assert store.model_recommenders("acme") == ["als"]
+        assert store.model_artifacts("other", "als") == []
+
+    def test_data_version_moves_only_when_the_data_does(self, store: Store) -> None:
+        seed(store)
+        first = store.data_version("acme")
+        assert store.data_version("acme") == first
+        store.record_interactions("acme", "r", "h", [visit(0)])
+        second = store.data_version("acme")
+        assert second != first
+        store.upsert_items([Item("acme", "i7")])
+        third = store.data_version("acme")
+        assert third != second
+        store.update_customer(Customer("acme", "bob", {"tier": "gold"}))
+        assert store.data_version("acme") != third

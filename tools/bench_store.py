@@ -1,0 +1,199 @@
+"""The data path's benchmarks (issue 8), each beside a floor measured in the same run.
+
+1. Durable feedback: events/s through ``Store.record_interactions`` (idempotent, existence
+   checked, durable before it returns; group-committed on PostgreSQL) on SQLite and PostgreSQL,
+   beside a plain batched insert (same batches, same threads, one commit per batch, no checks)
+   into the same database.
+2. Recommend latency through gRPC right after a one-item catalog write, beside the latency
+   with no write in between, on a 20k-item shop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import quote
+
+import grpc
+
+from kosmos import cluster
+from kosmos.client import KosmosClient
+from kosmos.common.config import RecommendationSettings
+from kosmos.common.server import build_server
+from kosmos.store import SQLiteStore, Store
+from kosmos.store.records import Customer, Interaction, InteractionType, Item, Shop
+
+PG_URL = os.environ.get("KOSMOS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _seed(store: Store, items: int = 50, customers: int = 50) -> None:
+    store.create_shop(Shop("bench"))
+    for c in range(customers):
+        store.create_customer(Customer("bench", f"c{c}"))
+    store.upsert_items([Item("bench", f"i{n}") for n in range(items)])
+
+
+def _rate(threads: int, batches: int, send: Callable[[int], None]) -> float:
+    started = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(send, range(batches)))
+    return batches / (time.perf_counter() - started)
+
+
+def _batch(n: int, size: int) -> list[Interaction]:
+    return [
+        Interaction("bench", f"c{(n + k) % 50}", f"i{k % 50}", InteractionType.CLICK, 1e9 + n)
+        for k in range(size)
+    ]
+
+
+def feedback(
+    store: Store, plain: Callable[[list[Interaction]], None], args: argparse.Namespace
+) -> tuple[float, float]:
+    _seed(store)
+
+    def durable(n: int) -> None:
+        store.record_interactions("bench", f"r{n}", "h", _batch(n, args.batch))
+
+    def floor(n: int) -> None:
+        plain(_batch(n, args.batch))
+
+    ours = _rate(args.threads, args.batches, durable) * args.batch
+    base = _rate(args.threads, args.batches, floor) * args.batch
+    return ours, base
+
+
+def sqlite_case(args: argparse.Namespace, folder: Path) -> tuple[float, float]:
+    store = SQLiteStore(folder / "bench.db")
+    local = threading.local()
+
+    def plain(batch: list[Interaction]) -> None:
+        conn = getattr(local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(folder / "bench.db", isolation_level=None, timeout=30)
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("CREATE TABLE IF NOT EXISTS plain (c TEXT, i TEXT, t INT, e REAL)")
+            local.conn = conn
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(
+            "INSERT INTO plain VALUES (?, ?, ?, ?)",
+            [(i.customer_id, i.item_id, int(i.type), i.event_time) for i in batch],
+        )
+        conn.execute("COMMIT")
+
+    try:
+        return feedback(store, plain, args)
+    finally:
+        store.close()
+
+
+def postgres_case(args: argparse.Namespace) -> tuple[float, float] | None:
+    import psycopg
+    import psycopg_pool
+
+    from kosmos.store.postgres import PostgresStore
+
+    schema = f"kosmos_bench_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = psycopg.connect(PG_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        print(f"PostgreSQL at {PG_URL} unreachable, skipped: {exc}")
+        return None
+    admin.execute(f"CREATE SCHEMA {schema}")
+    url = f"{PG_URL}?options={quote(f'-c search_path={schema}')}"
+    store = PostgresStore(url)
+    admin.execute(f"CREATE TABLE {schema}.plain (c TEXT, i TEXT, t INT, e FLOAT8)")
+    pool = psycopg_pool.ConnectionPool(url, min_size=args.threads, max_size=args.threads)
+
+    def plain(batch: list[Interaction]) -> None:
+        with pool.connection() as conn, conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO plain VALUES (%s, %s, %s, %s)",
+                [(i.customer_id, i.item_id, int(i.type), i.event_time) for i in batch],
+            )
+
+    try:
+        return feedback(store, plain, args)
+    finally:
+        store.close()
+        pool.close()
+        admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        admin.close()
+
+
+def recommend_after_write(args: argparse.Namespace, folder: Path) -> tuple[float, float]:
+    store = SQLiteStore(folder / "catalog.db")
+    store.create_shop(Shop("big"))
+    store.create_customer(Customer("big", "alice"))
+    for start in range(0, args.catalog, 5000):
+        store.upsert_items(
+            [Item("big", f"i{n:06}", category=f"c{n % 20}") for n in range(start, start + 5000)]
+        )
+    store.record_interactions(
+        "big", "seed", "h", [Interaction("big", "alice", "i000001", InteractionType.CLICK, 1.0)]
+    )
+    server, port, _health = build_server(
+        "127.0.0.1:0", 4, cluster.services(store, RecommendationSettings(refresh_seconds=0))
+    )
+    server.start()
+    try:
+        with KosmosClient(f"127.0.0.1:{port}", timeout=30) as client:
+            grpc.channel_ready_future(client._channels[f"127.0.0.1:{port}"]).result(timeout=5)
+            client.recommend("big", "alice")  # warm: models, catalog, connections
+
+            def timed() -> float:
+                started = time.perf_counter()
+                client.recommend("big", "alice")
+                return (time.perf_counter() - started) * 1000
+
+            before = statistics.median(timed() for _ in range(args.rounds))
+            after = []
+            for n in range(args.rounds):
+                store.upsert_items([Item("big", f"i{n:06}", title=f"changed {n}")])
+                after.append(timed())
+            return before, statistics.median(after)
+    finally:
+        server.stop(None).wait()
+        store.close()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--threads", type=int, default=16)
+    p.add_argument("--batches", type=int, default=400)
+    p.add_argument("--batch", type=int, default=10, help="events per RecordInteractions")
+    p.add_argument("--catalog", type=int, default=20000)
+    p.add_argument("--rounds", type=int, default=40)
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        rows = [("SQLite", sqlite_case(args, folder))]
+        pg = postgres_case(args)
+        if pg is not None:
+            rows.append(("PostgreSQL", pg))
+        print(f"durable feedback, {args.threads} threads, {args.batch} events per batch:")
+        for name, (ours, base) in rows:
+            print(
+                f"  {name:<10} {ours:>9.0f} events/s durable   {base:>9.0f} events/s plain"
+                f" batched insert   ratio {ours / base:.2f} (goal >= 0.50)"
+            )
+        before, after = recommend_after_write(args, folder)
+        print(
+            f"Recommend p50 on a {args.catalog}-item shop: {before:.1f} ms without writes,"
+            f" {after:.1f} ms right after a 1-item catalog write"
+            f" (ratio {after / before:.2f}, goal <= 1.20)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -125,7 +125,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
     p.add_argument("--retrain", action="store_true", help="train again even if models exist")
     args = p.parse_args(argv)
 
-    config = ServerConfig.from_env(KOSMOS_CLUSTER_LISTEN, "0.0.0.0:50051", env)
+    config = ServerConfig.from_env(KOSMOS_CLUSTER_LISTEN, "127.0.0.1:50051", env)
     configure_logging(config.log_level)
     telemetry.configure("kosmos", env)
     console = Console()

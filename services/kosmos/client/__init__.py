@@ -14,6 +14,8 @@ from kosmos.client._errors import (
     InvalidArgumentError,
     KosmosRpcError,
     NotFoundError,
+    PermissionDeniedError,
+    UnauthenticatedError,
     UnavailableError,
 )
 
@@ -27,7 +29,9 @@ __all__ = [
     "KosmosClient",
     "KosmosRpcError",
     "NotFoundError",
+    "PermissionDeniedError",
     "Recommendations",
+    "UnauthenticatedError",
     "UnavailableError",
     "interaction_type",
 ]

@@ -3,7 +3,7 @@
 A Python partner can run their plugin in its own process (own dependencies, own release cycle,
 own scaling), and the conformance suite can run over the wire through `RemoteRecommender`::
 
-    python -m kosmos.plugin.serve popularity --listen 0.0.0.0:50070
+    python -m kosmos.plugin.serve popularity --listen 127.0.0.1:50070
 
 The first line on stdout is ``<name> plugin listening on HOST:PORT`` (scripts and tests read the
 port from it when they asked for port 0); SIGTERM turns health NOT_SERVING, lets in-flight calls
@@ -256,7 +256,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
         description="Serve an installed recommender plugin over RecommenderPluginService.",
     )
     parser.add_argument("name", help="the plugin's entry-point name (group kosmos.recommenders)")
-    parser.add_argument("--listen", default="0.0.0.0:50070", help="host:port; port 0: a free one")
+    parser.add_argument("--listen", default="127.0.0.1:50070", help="host:port; port 0: a free one")
     parser.add_argument("--workers", type=int, default=8, help="threads serving RPCs")
     parser.add_argument("--grace", type=float, default=5.0, help="seconds to drain on SIGTERM")
     parser.add_argument("--log-level", default="INFO")

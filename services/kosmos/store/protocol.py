@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol
 
-from kosmos.store.records import Customer, Interaction, Item, Shop
+from kosmos.store.records import ApiKey, Customer, Interaction, Item, Shop
 
 
 class Store(Protocol):
@@ -84,6 +84,22 @@ class Store(Protocol):
 
     def iter_interactions(self, shop_id: str) -> Iterator[Interaction]:
         """Every interaction of a shop, oldest first (training)."""
+        ...
+
+    def create_api_key(self, key: ApiKey) -> ApiKey:
+        """Stores a new key (its hash), stamping ``create_time``. Raises AlreadyExists."""
+        ...
+
+    def get_api_key(self, key_id: str) -> ApiKey | None:
+        """The key with ``key_id``, revoked or not; None if there is none."""
+        ...
+
+    def list_api_keys(self, shop_id: str | None, after: str, limit: int) -> list[ApiKey]:
+        """Keys with id > ``after`` in id order: one shop's (``''``: operator keys), or all."""
+        ...
+
+    def revoke_api_key(self, key_id: str) -> ApiKey | None:
+        """Stamps ``revoke_time`` (once); None if there is no such key."""
         ...
 
     def close(self) -> None: ...

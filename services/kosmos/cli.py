@@ -20,9 +20,8 @@ from kosmos.common.config import (
     client_tls_from_env,
 )
 from kosmos.common.tls import ClientTls
-from kosmos.v1 import api_key_service_pb2
 from kosmos.training.artifacts import ArtifactError, Artifacts
-from kosmos.v1 import common_pb2
+from kosmos.v1 import api_key_service_pb2, common_pb2
 
 DEFAULT_TARGET = "localhost:50051"
 

@@ -383,7 +383,6 @@ class KosmosClient:
             list(response.offers), response.recommendation_id, response.next_page_token
         )
 
-
     def create_api_key(
         self,
         scope: str,

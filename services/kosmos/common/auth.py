@@ -122,7 +122,7 @@ def _shops(message: Message) -> Iterator[str]:
     """The shop ids named anywhere in ``message`` (``shops/{shop}/...`` in a name field)."""
     for field, value in message.ListFields():
         if field.type == FieldDescriptor.TYPE_MESSAGE:
-            if field.message_type.GetOptions().map_entry:
+            if field.message_type is not None and field.message_type.GetOptions().map_entry:
                 continue
             values = value if field.is_repeated else [value]
             for child in values:

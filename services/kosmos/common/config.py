@@ -286,7 +286,9 @@ def server_tls_from_env(env: Mapping[str, str] = os.environ) -> TlsFiles | None:
     client_ca = _readable(KOSMOS_TLS_CLIENT_CA, env.get(KOSMOS_TLS_CLIENT_CA, "").strip())
     if not cert and not key:
         if client_ca:
-            raise ConfigError(f"{KOSMOS_TLS_CLIENT_CA} needs {KOSMOS_TLS_CERT} and {KOSMOS_TLS_KEY}")
+            raise ConfigError(
+                f"{KOSMOS_TLS_CLIENT_CA} needs {KOSMOS_TLS_CERT} and {KOSMOS_TLS_KEY}"
+            )
         return None
     if not cert or not key:
         raise ConfigError(f"{KOSMOS_TLS_CERT} and {KOSMOS_TLS_KEY} go together")

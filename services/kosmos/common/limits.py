@@ -75,13 +75,17 @@ class Malformed:
 MALFORMED = Malformed()
 
 
+def _is_map(field: FieldDescriptor) -> bool:
+    return field.message_type is not None and field.message_type.GetOptions().map_entry
+
+
 def check_limits(message: Message, prefix: str = "") -> None:
     """Raises InvalidArgument naming the first field of ``message`` past its limit."""
     for field, value in message.ListFields():
         path = prefix + field.name
         repeated = field.is_repeated
         is_message = field.type == FieldDescriptor.TYPE_MESSAGE
-        if is_message and field.message_type.GetOptions().map_entry:
+        if is_message and _is_map(field):
             if len(value) > MAX_MAP:
                 raise InvalidArgument(path, "TOO_MANY_ENTRIES", f"takes at most {MAX_MAP} entries")
             for key, entry in value.items():
@@ -121,7 +125,9 @@ def _safe_deserializer(deserialize: Callable[[bytes], Any] | None) -> Callable[[
             return raw
         try:
             return deserialize(raw)
-        except Exception:  # A hostile body: DecodeError, RecursionError, anything the parser raises.
+        except (
+            Exception
+        ):  # A hostile body: DecodeError, RecursionError, anything the parser raises.
             return MALFORMED
 
     return parse

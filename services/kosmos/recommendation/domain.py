@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from opentelemetry import trace
 
-from kosmos.common import deadline
+from kosmos.common import deadline, signing
 from kosmos.common.errors import NotFound
 from kosmos.common.names import customer_name, item_name, shop_name
 from kosmos.plugin import Interaction as PluginInteraction
@@ -76,12 +75,15 @@ class OfferPage:
     has_more: bool
 
 
-def _page(offers: list[Offer], offset: int, want: int, recommendation_id: str) -> OfferPage:
+def _page(
+    shop_id: str, offers: list[Offer], offset: int, want: int, recommendation_id: str
+) -> OfferPage:
     """The requested slice of a finished list; ``offers`` holds one more than ``want`` when
     there is a next page."""
     return OfferPage(
         offers=offers[offset:want],
-        recommendation_id=recommendation_id or uuid.uuid4().hex,
+        # Signed for the shop, so that feedback can tell an id this shop was served.
+        recommendation_id=recommendation_id or signing.new_recommendation_id(shop_id),
         has_more=len(offers) > want,
     )
 
@@ -144,7 +146,7 @@ class Recommendations:
         chain = self.routing.chain(has_history=bool(recent))
         candidates = self._gather(shop_id, chain, query.k, lambda m: m.recommend(query))
         offers = self._finish(shop_id, candidates, customer, excluded, want, recent)
-        return _page(offers, offset, want, recommendation_id)
+        return _page(shop_id, offers, offset, want, recommendation_id)
 
     def similar_items(
         self,
@@ -172,7 +174,7 @@ class Recommendations:
             shop_id, self.routing.warm, query.k, lambda m: m.similar_items(query)
         )
         offers = self._finish(shop_id, candidates, customer, excluded, want)
-        return _page(offers, offset, want, recommendation_id)
+        return _page(shop_id, offers, offset, want, recommendation_id)
 
     # -- steps -------------------------------------------------------------------------------
 

@@ -49,6 +49,16 @@ proto: $(STAMP) ## Generate Python code from proto/kosmos/v1.
 test: setup ## Run the whole test suite.
 	$(PY) -m pytest tests $(wildcard plugins/*/tests)
 
+# The CI suite runs the fuzz tests at 20,000 raw requests and 60 examples per RPC group; this
+# runs them ten times longer, printing the status-code table. FUZZ_SEED=n varies the bytes.
+FUZZ_REQUESTS ?= 200000
+FUZZ_EXAMPLES ?= 600
+
+.PHONY: fuzz
+fuzz: setup ## Fuzz every RPC for longer than CI does (hostile messages and mutated bytes).
+	FUZZ_REQUESTS=$(FUZZ_REQUESTS) FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) \
+	  $(PY) -m pytest -s -q tests/test_fuzz_wire.py tests/test_fuzz_requests.py
+
 # make run routes customers with history to ALS (small factors suit the small demo shop) and new
 # ones to popularity, which fills in behind ALS too. This chain scored best on the synthetic shop:
 #   kosmos evaluate --dataset synthetic --recommenders popularity,als,lightfm \

@@ -325,6 +325,7 @@ class RecommendationSettings:
         remote: See `KOSMOS_REMOTE_RECOMMENDERS`; name → ``host:port``.
         remote_timeout_ms: See `KOSMOS_REMOTE_TIMEOUT_MS`.
         plugin_settings: See `KOSMOS_PLUGIN_PREFIX`; plugin name → setting → value.
+        remote_tls: See `KOSMOS_TLS_CA`: how to call out-of-process plugins.
     """
 
     routing: Routing = field(default_factory=Routing)
@@ -340,6 +341,7 @@ class RecommendationSettings:
     remote: Mapping[str, str] = field(default_factory=dict)
     remote_timeout_ms: float = 250.0
     plugin_settings: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    remote_tls: ClientTls | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Self:
@@ -384,4 +386,5 @@ class RecommendationSettings:
                 env, KOSMOS_REMOTE_TIMEOUT_MS, defaults.remote_timeout_ms, _positive_float
             ),
             plugin_settings=plugin_settings,
+            remote_tls=client_tls_from_env(env),
         )

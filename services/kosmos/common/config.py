@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Self, TypeVar
 
 from kosmos.common.tls import ClientTls, TlsFiles
@@ -99,6 +100,10 @@ KOSMOS_BOOTSTRAP_KEY = "KOSMOS_BOOTSTRAP_KEY"
 """An operator API key accepted without being stored (at least 32 characters), so that a fresh
 cluster can create its first shops and keys. Never logged. Default: empty (none)."""
 
+KOSMOS_BOOTSTRAP_KEY_FILE = "KOSMOS_BOOTSTRAP_KEY_FILE"
+"""A file holding the bootstrap operator key (a mounted secret), read at startup; used when
+`KOSMOS_BOOTSTRAP_KEY` is not set. Default: empty."""
+
 KOSMOS_REFLECTION = "KOSMOS_REFLECTION"
 """``true`` serves gRPC server reflection (``grpcurl list``). Default: ``false``."""
 
@@ -148,6 +153,17 @@ def _read(env: Mapping[str, str], name: str, default: T, parse: Callable[[str], 
         return parse(raw.strip())
     except ValueError as exc:
         raise ConfigError(f"{name}={raw!r}: {exc}") from exc
+
+
+def _read_secret(env: Mapping[str, str], name: str, parse: Callable[[str], str]) -> str:
+    """Like `_read`, but a bad value is never echoed: it may be a real secret."""
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return ""
+    try:
+        return parse(raw.strip())
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from exc
 
 
 def _positive_int(raw: str) -> int:
@@ -246,9 +262,10 @@ class ServerConfig:
                 env, KOSMOS_GRACE_SECONDS, defaults.grace_seconds, _non_negative_float
             ),
             log_level=_read(env, KOSMOS_LOG_LEVEL, defaults.log_level, str.upper),
-            bootstrap_key=_read(env, KOSMOS_BOOTSTRAP_KEY, "", _bootstrap_key),
+            bootstrap_key=_read_secret(env, KOSMOS_BOOTSTRAP_KEY, _bootstrap_key)
+            or _read_secret(env, KOSMOS_BOOTSTRAP_KEY_FILE, _bootstrap_key_file),
             reflection=_read(env, KOSMOS_REFLECTION, False, _bool),
-            secret=_read(env, KOSMOS_SECRET, "", _secret),
+            secret=_read_secret(env, KOSMOS_SECRET, _secret),
             tls=server_tls_from_env(env),
             client_tls=client_tls_from_env(env),
         )
@@ -263,8 +280,16 @@ def _bool(raw: str) -> bool:
 
 def _bootstrap_key(raw: str) -> str:
     if len(raw) < 32:
-        raise ValueError("must be at least 32 characters")  # the value itself is never echoed
+        raise ValueError("must be at least 32 characters")
     return raw
+
+
+def _bootstrap_key_file(raw: str) -> str:
+    try:
+        content = Path(raw).read_text().strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read: {exc.strerror}") from None
+    return _bootstrap_key(content)
 
 
 def _secret(raw: str) -> str:

@@ -112,12 +112,11 @@ Ask for offers with the command-line client (in another terminal, from this fold
   .venv/bin/kosmos similar demo sku-00042
   .venv/bin/kosmos --api-key {admin_key} profile demo c-00001
 
-Or with grpcurl, like any frontend:
+Or with grpcurl, like any frontend (KOSMOS_REFLECTION=true makes `grpcurl list` work):
   .venv/bin/grpcurl -plaintext -H "authorization: Bearer $KOSMOS_API_KEY" \\
+      -import-path proto -proto kosmos/v1/recommendation_service.proto \\
       -d '{{"customer": "shops/demo/customers/c-00001", "page_size": 5}}' \\
       {target} kosmos.v1.RecommendationService/Recommend
-(grpcurl needs -proto proto/kosmos/v1/recommendation_service.proto -import-path proto, or
-KOSMOS_REFLECTION=true for `grpcurl list`.)
 
 Model versions (trained before serving; `make run` again reuses them):
   .venv/bin/kosmos models --model-dir {model_dir} list
@@ -197,7 +196,12 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
         client.recommend(SHOP, "c-00001", page_size=1)  # loads the demo shop's models now
         storefront = client.create_api_key("storefront", SHOP, "make run storefront").secret
         admin = client.create_api_key("admin", SHOP, "make run admin").secret
-    console.print(instructions(address, settings.model_dir, storefront, admin), highlight=False)
+    # soft_wrap: keys and commands stay on one line, to copy, whatever the terminal width.
+    console.print(
+        instructions(address, settings.model_dir, storefront, admin),
+        highlight=False,
+        soft_wrap=True,
+    )
     serve(server, health, config.grace_seconds, on_stop=[store.close])
 
 

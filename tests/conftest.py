@@ -3,6 +3,7 @@ in-memory span exporter behind the global tracer provider."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -25,6 +26,9 @@ _EXPORTER = InMemorySpanExporter()
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # A KosmosClient made without api_key= reads KOSMOS_API_KEY: tests that build their own
+    # client against a test cluster need not know about keys.
+    os.environ.setdefault("KOSMOS_API_KEY", OPERATOR_KEY)
     # The global provider can be set once per process: the tests share one, reset per test.
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))

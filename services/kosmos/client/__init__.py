@@ -18,8 +18,10 @@ from kosmos.client._errors import (
     UnauthenticatedError,
     UnavailableError,
 )
+from kosmos.common.tls import ClientTls
 
 __all__ = [
+    "ClientTls",
     "AlreadyExistsError",
     "DeadlineExceededError",
     "FailedPreconditionError",

@@ -49,6 +49,16 @@ proto: $(STAMP) ## Generate Python code from proto/kosmos/v1.
 test: setup ## Run the whole test suite.
 	$(PY) -m pytest tests $(wildcard plugins/*/tests)
 
+# The CI suite runs the fuzz tests at 20,000 raw requests and 60 examples per RPC group; this
+# runs them ten times longer, printing the status-code table. FUZZ_SEED=n varies the bytes.
+FUZZ_REQUESTS ?= 200000
+FUZZ_EXAMPLES ?= 600
+
+.PHONY: fuzz
+fuzz: setup ## Fuzz every RPC for longer than CI does (hostile messages and mutated bytes).
+	FUZZ_REQUESTS=$(FUZZ_REQUESTS) FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) \
+	  $(PY) -m pytest -s -q tests/test_fuzz_wire.py tests/test_fuzz_requests.py
+
 # make run routes customers with history to ALS (small factors suit the small demo shop) and new
 # ones to popularity, which fills in behind ALS too. This chain scored best on the synthetic shop:
 #   kosmos evaluate --dataset synthetic --recommenders popularity,als,lightfm \
@@ -71,6 +81,7 @@ RETAIL := $(DATA_DIR)/online-retail/online_retail.csv.gz
 bench: setup ## Recommend vs an empty RPC; plugin scoring vs a plain numpy floor.
 	$(PY) tools/bench.py
 	$(PY) tools/bench_store.py
+	$(PY) tools/bench_admission.py
 	@if [ -f "$(RETAIL)" ]; then \
 	  $(PY) plugins/implicit/bench.py --data "$(RETAIL)" && $(PY) plugins/lightfm/bench.py --data "$(RETAIL)"; \
 	else echo "($(RETAIL) not found: plugin benchmarks on synthetic data)"; \

@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from kosmos import cluster
 from kosmos.client import KosmosClient
+from kosmos.common.auth import Authorizer, with_key
 from kosmos.common.config import RecommendationSettings
 from kosmos.common.server import build_server
 from kosmos.plugin import LoadedPlugin
@@ -27,6 +28,9 @@ _EXPORTER = InMemorySpanExporter()
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # A KosmosClient made without api_key= reads KOSMOS_API_KEY: tests that build their own
+    # client against a test cluster need not know about keys.
+    os.environ.setdefault("KOSMOS_API_KEY", OPERATOR_KEY)
     # The global provider can be set once per process: the tests share one, reset per test.
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
@@ -78,6 +82,11 @@ def postgres_url() -> Iterator[str]:
         admin.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
+# The operator key every test cluster accepts (KOSMOS_BOOTSTRAP_KEY in production): the
+# fixture's client and channel send it, so tests that are not about access need no keys.
+OPERATOR_KEY = "test-operator-key-0123456789abcdef"
+
+
 @dataclass
 class Cluster:
     address: str
@@ -86,6 +95,15 @@ class Cluster:
     store: SQLiteStore
     client: KosmosClient
     channel: grpc.Channel
+    """Sends `OPERATOR_KEY` with every call."""
+    raw_channel: grpc.Channel
+    """Sends no key: for tests of authentication (set your own metadata)."""
+    operator_key: str = OPERATOR_KEY
+
+    def close(self) -> None:
+        self.client.close()
+        self.raw_channel.close()
+        self.server.stop(None).wait()
 
 
 def start_cluster(
@@ -95,22 +113,25 @@ def start_cluster(
 ) -> Cluster:
     settings = settings or RecommendationSettings(refresh_seconds=0)
     server, port, _health = build_server(
-        "127.0.0.1:0", 8, cluster.services(store, settings, plugins)
+        "127.0.0.1:0",
+        8,
+        cluster.services(store, settings, plugins),
+        auth=Authorizer(store, OPERATOR_KEY),
     )
     server.start()
     address = f"127.0.0.1:{port}"
-    channel = grpc.insecure_channel(address)
-    grpc.channel_ready_future(channel).result(timeout=5)
-    return Cluster(address, port, server, store, KosmosClient(address), channel)
+    raw = grpc.insecure_channel(address)
+    grpc.channel_ready_future(raw).result(timeout=5)
+    channel = with_key(raw, OPERATOR_KEY)
+    client = KosmosClient(address, api_key=OPERATOR_KEY)
+    return Cluster(address, port, server, store, client, channel, raw)
 
 
 @pytest.fixture
 def kosmos(store) -> Iterator[Cluster]:
     c = start_cluster(store)
     yield c
-    c.client.close()
-    c.channel.close()
-    c.server.stop(None).wait()
+    c.close()
 
 
 @pytest.fixture

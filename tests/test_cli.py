@@ -7,7 +7,7 @@ from tests.helpers import small_shop
 
 
 def run(kosmos, capsys, *args):
-    code = main(["--target", kosmos.address, *args], env={})
+    code = main(["--target", kosmos.address, "--api-key", kosmos.operator_key, *args], env={})
     out = capsys.readouterr()
     return code, out.out, out.err
 

@@ -10,8 +10,11 @@ import sys
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from kosmos.client import KosmosClient
+from kosmos.client import KosmosClient, UnauthenticatedError
+
+BOOTSTRAP = "process-test-bootstrap-key-0123456789"
 
 
 def start(module: str, listen_var: str, tmp_path, **extra: str) -> tuple[subprocess.Popen, str]:
@@ -67,15 +70,28 @@ def test_each_service_runs_alone_and_stops_on_sigterm(module, listen_var, servic
 
 
 def test_the_cluster_process_serves_every_service(tmp_path):
-    proc, address = start("kosmos.cluster", "KOSMOS_CLUSTER_LISTEN", tmp_path)
+    proc, address = start(
+        "kosmos.cluster", "KOSMOS_CLUSTER_LISTEN", tmp_path, KOSMOS_BOOTSTRAP_KEY=BOOTSTRAP
+    )
     try:
-        with KosmosClient(address) as client:
+        with KosmosClient(address, api_key=BOOTSTRAP) as client:
             client.create_shop("acme")
             client.create_customer("acme", "alice")
             assert client.recommend("acme", "alice").offers == []  # empty catalog, no error
+            storefront = client.create_api_key("storefront", "acme").secret
+        with KosmosClient(address, api_key=storefront) as shop:
+            assert shop.recommend("acme", "alice").offers == []
+        with KosmosClient(address, api_key="") as anonymous, pytest.raises(UnauthenticatedError):
+            anonymous.get_shop("acme")
+        with grpc.insecure_channel(address) as channel:  # reflection is off by default
+            stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+            with pytest.raises(grpc.RpcError) as caught:
+                list(stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest()])))
+            assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
         proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=60)
+        _out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0
+        assert BOOTSTRAP not in err and storefront not in err  # keys are never logged
     finally:
         proc.kill()
         proc.communicate()

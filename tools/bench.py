@@ -13,6 +13,7 @@ import argparse
 import multiprocessing as mp
 import os
 import random
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -47,11 +48,14 @@ class Result:
         return float(np.percentile(self.latencies, q) * 1000)
 
 
-def _worker(args: tuple[str, str, int, int, list[str], int]) -> list[float]:
-    address, kind, threads, per_thread, customers, seed = args
+def _worker(args: tuple[str, str, int, int, list[str], int, str]) -> list[float]:
+    address, kind, threads, per_thread, customers, seed, key = args
     import threading
 
-    channel = grpc.insecure_channel(address)
+    from kosmos.common.auth import with_key
+
+    raw = grpc.insecure_channel(address)
+    channel = with_key(raw, key)  # a storefront key, as a shop's frontend sends it
     health = health_pb2_grpc.HealthStub(channel)
     recs = rgrpc.RecommendationServiceStub(channel)
     out: list[float] = []
@@ -83,7 +87,7 @@ def _worker(args: tuple[str, str, int, int, list[str], int]) -> list[float]:
         t.start()
     for t in ts:
         t.join()
-    channel.close()
+    raw.close()
     return out
 
 
@@ -94,13 +98,14 @@ def measure(
     concurrency: int,
     requests: int,
     customers: list[str],
+    key: str,
 ) -> Result:
     procs = min(concurrency, 4)
     threads = concurrency // procs
     per_thread = max(1, requests // concurrency)
     started = time.perf_counter()
     parts = pool.map(
-        _worker, [(address, kind, threads, per_thread, customers, s) for s in range(procs)]
+        _worker, [(address, kind, threads, per_thread, customers, s, key) for s in range(procs)]
     )
     seconds = time.perf_counter() - started
     return Result(kind, concurrency, np.array([x for p in parts for x in p]), seconds)
@@ -121,6 +126,7 @@ def main() -> int:
             "KOSMOS_CLUSTER_LISTEN": "127.0.0.1:0",
             "KOSMOS_DATABASE_URL": f"sqlite:///{tmp}/bench.db",
             "KOSMOS_LOG_LEVEL": "WARNING",
+            "KOSMOS_BOOTSTRAP_KEY": secrets.token_urlsafe(32),
         }
         server = subprocess.Popen(
             [sys.executable, "-m", "kosmos.cluster"], env=env, stdout=subprocess.PIPE, text=True
@@ -133,9 +139,10 @@ def main() -> int:
                 f"({args.customers} customers, {args.items} items)"
             )
             shop = generate(customers=args.customers, items=args.items, end_time=time.time())
-            with KosmosClient(address, timeout=60) as client:
+            with KosmosClient(address, timeout=60, api_key=env["KOSMOS_BOOTSTRAP_KEY"]) as client:
                 load(client, shop, console)
                 client.recommend(SHOP, shop.customers[0].customer_id)  # fit the models
+                key = client.create_api_key("storefront", SHOP, "bench").secret
             customers = [c.customer_id for c in shop.customers]
             table = Table(
                 title=f"make bench — {len(shop.interactions)} interactions, "
@@ -146,10 +153,10 @@ def main() -> int:
                 table.add_column(column, justify="right" if column != "RPC" else "left")
             ratios = []
             with mp.get_context("spawn").Pool(4) as pool:
-                measure(pool, address, "recommend", 4, 400, customers)  # warm-up
+                measure(pool, address, "recommend", 4, 400, customers, key)  # warm-up
                 for c in args.concurrency:
-                    floor = measure(pool, address, "floor", c, args.requests, customers)
-                    rec = measure(pool, address, "recommend", c, args.requests, customers)
+                    floor = measure(pool, address, "floor", c, args.requests, customers, key)
+                    rec = measure(pool, address, "recommend", c, args.requests, customers, key)
                     for r, label in ((floor, "Health/Check (floor)"), (rec, "Recommend")):
                         table.add_row(
                             label,

@@ -12,9 +12,16 @@ from rich.console import Console
 from rich.table import Table
 
 from kosmos.client import InteractionInput, KosmosClient, KosmosRpcError
-from kosmos.common.config import KOSMOS_MODEL_DIR, KOSMOS_TARGET
+from kosmos.common.config import (
+    KOSMOS_API_KEY,
+    KOSMOS_MODEL_DIR,
+    KOSMOS_TARGET,
+    ConfigError,
+    client_tls_from_env,
+)
+from kosmos.common.tls import ClientTls
 from kosmos.training.artifacts import ArtifactError, Artifacts
-from kosmos.v1 import common_pb2
+from kosmos.v1 import api_key_service_pb2, common_pb2
 
 DEFAULT_TARGET = "localhost:50051"
 
@@ -146,13 +153,62 @@ def cmd_models_rollback(_client: None, args: argparse.Namespace, out: Console) -
     )
 
 
+def cmd_keys_create(client: KosmosClient, args: argparse.Namespace, out: Console) -> None:
+    created = client.create_api_key(args.scope, args.shop or "", args.name)
+    key = created.api_key
+    out.print(
+        f"created {key.name} ({args.scope}{' for ' + key.shop if key.shop else ', every shop'})"
+    )
+    out.print("the key, shown only now (send it as 'authorization: Bearer <key>'):")
+    # Printed alone on its line so scripts can take it with `tail -1`.
+    print(created.secret, flush=True)
+
+
+def cmd_keys_list(client: KosmosClient, args: argparse.Namespace, out: Console) -> None:
+    table = Table(title="API keys", title_justify="left")
+    for column in ("key", "shop", "scope", "name", "revoked"):
+        table.add_column(column)
+    for key in client.list_api_keys(args.shop or ""):
+        table.add_row(
+            _tail(key.name),
+            _tail(key.shop) if key.shop else "(every shop)",
+            _enum(key.scope, api_key_service_pb2.ApiKeyScope, "API_KEY_SCOPE_"),
+            key.display_name,
+            "yes" if key.HasField("revoke_time") else "",
+        )
+    out.print(table)
+
+
+def cmd_keys_revoke(client: KosmosClient, args: argparse.Namespace, out: Console) -> None:
+    key = client.revoke_api_key(args.key)
+    out.print(f"revoked {key.name}")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kosmos", description="Talk to a Kosmos cluster.")
     p.add_argument(
         "--target", help=f"host:port of the cluster (env {KOSMOS_TARGET}, default {DEFAULT_TARGET})"
     )
     p.add_argument("--timeout", type=float, default=10.0, help="deadline per call, seconds")
+    p.add_argument("--api-key", help=f"the API key to send (env {KOSMOS_API_KEY})")
+    p.add_argument("--tls-ca", help="call over TLS, trusting this CA (env KOSMOS_TLS_CA)")
+    p.add_argument("--tls-cert", help="client certificate for mTLS (env KOSMOS_TLS_CLIENT_CERT)")
+    p.add_argument("--tls-key", help="its private key (env KOSMOS_TLS_CLIENT_KEY)")
     sub = p.add_subparsers(dest="command", required=True)
+
+    k = sub.add_parser("keys", help="create, list and revoke API keys (needs an operator key)")
+    ksub = k.add_subparsers(dest="keys_command", required=True)
+    kc = ksub.add_parser("create", help="a new key; prints it once")
+    kc.add_argument("--scope", required=True, choices=["storefront", "admin", "operator"])
+    kc.add_argument("--shop", help="the shop a storefront or admin key acts on")
+    kc.add_argument("--name", default="", help="a label for people")
+    kc.set_defaults(run=cmd_keys_create)
+    kl = ksub.add_parser("list", help="every key (never the secrets)")
+    kl.add_argument("--shop", help="only this shop's keys")
+    kl.set_defaults(run=cmd_keys_list)
+    kr = ksub.add_parser("revoke", help="stop a key working")
+    kr.add_argument("key", help="the key id (apiKeys/{key} or the bare id)")
+    kr.set_defaults(run=cmd_keys_revoke)
 
     r = sub.add_parser("recommend", help="offers for a customer")
     r.add_argument("shop")
@@ -222,8 +278,16 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
             Console(stderr=True).print(f"[red]error[/red]: {error}", highlight=False)
             return 1
     target = args.target or env.get(KOSMOS_TARGET) or DEFAULT_TARGET
+    api_key = args.api_key or env.get(KOSMOS_API_KEY, "")
     try:
-        with KosmosClient(target, timeout=args.timeout) as client:
+        tls = client_tls_from_env(env)
+    except ConfigError as error:
+        Console(stderr=True).print(f"[red]error[/red]: {error}", highlight=False)
+        return 2
+    if args.tls_ca or args.tls_cert:
+        tls = ClientTls(args.tls_ca or "", args.tls_cert or "", args.tls_key or "")
+    try:
+        with KosmosClient(target, timeout=args.timeout, api_key=api_key, tls=tls) as client:
             args.run(client, args, out)
     except KosmosRpcError as error:
         err = Console(stderr=True)

@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import logging
 import os
+import secrets
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,11 +22,13 @@ from rich.progress import Progress
 from kosmos import cluster
 from kosmos.client import InteractionInput, KosmosClient, NotFoundError
 from kosmos.common import telemetry
+from kosmos.common.auth import Authorizer
 from kosmos.common.config import (
     KOSMOS_CLUSTER_LISTEN,
     RecommendationSettings,
     ServerConfig,
 )
+from kosmos.common.runner import configure_secret
 from kosmos.common.server import build_server, configure_logging, serve
 from kosmos.datasets import SyntheticShop, generate
 from kosmos.recommendation import load_plugins
@@ -90,21 +93,28 @@ def _utc(seconds: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(seconds, tz=dt.UTC)
 
 
-def instructions(address: str, model_dir: str) -> str:
+def instructions(
+    address: str, model_dir: str, storefront_key: str = "", admin_key: str = ""
+) -> str:
     host, _, port = address.rpartition(":")
     target = f"localhost:{port}" if host in ("0.0.0.0", "[::]", "") else address
     return f"""
 [bold green]Kosmos is serving the demo shop on {target}[/bold green]
 
-Ask for offers with the command-line client (in another terminal, from this folder):
-  .venv/bin/kosmos --target {target} recommend demo c-00001
-  .venv/bin/kosmos --target {target} profile demo c-00001
-  .venv/bin/kosmos --target {target} feedback demo c-00001 sku-00042 click
-  .venv/bin/kosmos --target {target} similar demo sku-00042
+Two API keys for the demo shop, made for this run (every call needs one):
+  storefront (Recommend, SimilarItems, feedback):  {storefront_key}
+  admin (profiles, catalog, interactions too):     {admin_key}
 
-Or with grpcurl, like any frontend (reflection is on):
-  .venv/bin/grpcurl -plaintext {target} list
-  .venv/bin/grpcurl -plaintext \\
+Ask for offers with the command-line client (in another terminal, from this folder):
+  export KOSMOS_TARGET={target} KOSMOS_API_KEY={storefront_key}
+  .venv/bin/kosmos recommend demo c-00001
+  .venv/bin/kosmos feedback demo c-00001 sku-00042 click
+  .venv/bin/kosmos similar demo sku-00042
+  .venv/bin/kosmos --api-key {admin_key} profile demo c-00001
+
+Or with grpcurl, like any frontend (KOSMOS_REFLECTION=true makes `grpcurl list` work):
+  .venv/bin/grpcurl -plaintext -H "authorization: Bearer $KOSMOS_API_KEY" \\
+      -import-path proto -proto kosmos/v1/recommendation_service.proto \\
       -d '{{"customer": "shops/demo/customers/c-00001", "page_size": 5}}' \\
       {target} kosmos.v1.RecommendationService/Recommend
 
@@ -125,8 +135,11 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
     p.add_argument("--retrain", action="store_true", help="train again even if models exist")
     args = p.parse_args(argv)
 
-    config = ServerConfig.from_env(KOSMOS_CLUSTER_LISTEN, "0.0.0.0:50051", env)
+    config = ServerConfig.from_env(KOSMOS_CLUSTER_LISTEN, "127.0.0.1:50051", env)
     configure_logging(config.log_level)
+    configure_secret(config)
+    # The demo loads and trains through the API with an operator key of its own, never shown.
+    bootstrap = config.bootstrap_key or secrets.token_urlsafe(32)
     telemetry.configure("kosmos", env)
     console = Console()
     store = SQLiteStore(Path(args.dir) / "kosmos.db")
@@ -134,11 +147,16 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
     if not settings.model_dir:
         settings = dataclasses.replace(settings, model_dir=str(Path(args.dir) / "models"))
     server, port, health = build_server(
-        config.listen, config.workers, cluster.services(store, settings)
+        config.listen,
+        config.workers,
+        cluster.services(store, settings),
+        auth=Authorizer(store, bootstrap),
+        reflection_enabled=config.reflection,
+        tls=config.tls,
     )
     server.start()
     address = f"{config.listen.rpartition(':')[0]}:{port}"
-    with KosmosClient(f"127.0.0.1:{port}", timeout=60) as client:
+    with KosmosClient(f"127.0.0.1:{port}", timeout=60, api_key=bootstrap) as client:
         try:
             client.get_shop(SHOP)
             console.print(f"Reusing the demo shop in {args.dir}/kosmos.db")
@@ -176,7 +194,14 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
                 )
             console.print(results_table(results))
         client.recommend(SHOP, "c-00001", page_size=1)  # loads the demo shop's models now
-    console.print(instructions(address, settings.model_dir))
+        storefront = client.create_api_key("storefront", SHOP, "make run storefront").secret
+        admin = client.create_api_key("admin", SHOP, "make run admin").secret
+    # soft_wrap: keys and commands stay on one line, to copy, whatever the terminal width.
+    console.print(
+        instructions(address, settings.model_dir, storefront, admin),
+        highlight=False,
+        soft_wrap=True,
+    )
     serve(
         server,
         health,

@@ -79,3 +79,59 @@ def test_the_readme_documents_every_variable():
         v for k, v in vars(config).items() if k.startswith("KOSMOS_") and isinstance(v, str)
     }
     assert declared - documented == set(), "add these to the README's configuration table"
+
+
+def test_security_settings(tmp_path):
+    key_file = tmp_path / "bootstrap"
+    key_file.write_text("k" * 40 + "\n")
+    cert = tmp_path / "c.pem"
+    cert.write_text("x")
+    env = {
+        "KOSMOS_BOOTSTRAP_KEY_FILE": str(key_file),
+        "KOSMOS_REFLECTION": "true",
+        "KOSMOS_SECRET": "s" * 16,
+        "KOSMOS_TLS_CERT": str(cert),
+        "KOSMOS_TLS_KEY": str(cert),
+        "KOSMOS_TLS_CA": str(cert),
+    }
+    c = ServerConfig.from_env(config.KOSMOS_CLUSTER_LISTEN, "127.0.0.1:50051", env)
+    assert (c.bootstrap_key, c.reflection, c.secret) == ("k" * 40, True, "s" * 16)
+    assert c.tls is not None and c.tls.cert == str(cert) and c.client_tls is not None
+    assert "k" * 40 not in repr(c) and "s" * 16 not in repr(c)  # secrets stay out of logs
+    plain = ServerConfig.from_env(config.KOSMOS_CLUSTER_LISTEN, "127.0.0.1:50051", {})
+    assert (plain.bootstrap_key, plain.reflection, plain.tls, plain.client_tls) == (
+        "",
+        False,
+        None,
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"KOSMOS_BOOTSTRAP_KEY": "short"}, "KOSMOS_BOOTSTRAP_KEY"),
+        ({"KOSMOS_BOOTSTRAP_KEY_FILE": "/no/such/file"}, "KOSMOS_BOOTSTRAP_KEY_FILE"),
+        ({"KOSMOS_SECRET": "short"}, "KOSMOS_SECRET"),
+        ({"KOSMOS_REFLECTION": "maybe"}, "KOSMOS_REFLECTION"),  # (not a secret: echoed)
+        ({"KOSMOS_TLS_CERT": "/no/such.pem"}, "KOSMOS_TLS_CERT"),
+        ({"KOSMOS_TLS_CLIENT_CERT": __file__}, "KOSMOS_TLS_CLIENT_KEY"),
+    ],
+)
+def test_bad_security_values_name_the_variable(env, variable):
+    with pytest.raises(ConfigError, match=variable) as caught:
+        ServerConfig.from_env(config.KOSMOS_CLUSTER_LISTEN, "127.0.0.1:1", env)
+    assert "short" not in str(caught.value)  # a secret's value is never echoed
+
+
+def test_the_default_addresses_are_loopback():
+    documented = [
+        config.KOSMOS_CLUSTER_LISTEN,
+        config.KOSMOS_PROFILE_LISTEN,
+        config.KOSMOS_FEEDBACK_LISTEN,
+        config.KOSMOS_RECOMMENDATION_LISTEN,
+    ]
+    readme = (ROOT / "README.md").read_text()
+    for name in documented:
+        (row,) = [line for line in readme.splitlines() if line.startswith(f"| `{name}`")]
+        assert "`127.0.0.1:" in row

@@ -29,17 +29,18 @@ def interaction(customer="alice", item_id="i01", kind=common_pb2.INTERACTION_TYP
 
 def test_record_and_list_newest_first(client):
     small_shop(client)
+    served = client.recommend("acme", "bob", page_size=2).recommendation_id
     when = dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
     stored = client.record_interactions(
         "acme",
         [
             InteractionInput("alice", "i01", "view", event_time=when),
             InteractionInput("alice", "i01", "purchase", value=2, event_time=when),
-            InteractionInput("bob", "i02", "rating", value=4.5, recommendation_id="rec-1"),
+            InteractionInput("bob", "i02", "rating", value=4.5, recommendation_id=served),
         ],
     )
     assert [s.name.rsplit("/", 1)[1] for s in stored] == ["1", "2", "3"]
-    assert stored[2].recommendation_id == "rec-1"
+    assert stored[2].recommendation_id == served
     listed = list(client.list_interactions("acme", "alice", page_size=1))
     assert [i.type for i in listed] == [
         common_pb2.INTERACTION_TYPE_PURCHASE,

@@ -20,6 +20,7 @@ from kosmos.common.deadline import deadline_scope
 from kosmos.common.errors import AlreadyExists, DeadlineExceeded, NotFound, Unavailable
 from kosmos.store import Store
 from kosmos.store.records import (
+    ApiKey,
     Customer,
     Exclusion,
     ExclusionKind,
@@ -209,6 +210,26 @@ class StoreContract:
         touched = {InteractionType.VIEW, InteractionType.PURCHASE}
         assert store.recommend_inputs("acme", "alice", 1, touched).owned_item_ids == {"i0", "i2"}
         assert store.recommend_inputs("acme", "alice", 1).owned_item_ids == set()
+
+    # -- API keys ------------------------------------------------------------------------------
+
+    def test_api_keys_are_stored_hashed_listed_and_revoked(self, store: Store) -> None:
+        made = store.create_api_key(ApiKey("k1", "acme", "storefront", "h1", "shop front"))
+        store.create_api_key(ApiKey("k2", "", "operator", "h2"))
+        store.create_api_key(ApiKey("k3", "acme", "admin", "h3"))
+        assert made.create_time > 0 and made.revoke_time is None
+        assert store.get_api_key("k1") == made
+        assert store.get_api_key("nope") is None
+        assert [k.key_id for k in store.list_api_keys("acme", "", 10)] == ["k1", "k3"]
+        assert [k.key_id for k in store.list_api_keys("", "", 10)] == ["k2"]
+        assert [k.key_id for k in store.list_api_keys(None, "k1", 10)] == ["k2", "k3"]
+        with pytest.raises(AlreadyExists):
+            store.create_api_key(ApiKey("k1", "other", "admin", "h9"))
+        revoked = store.revoke_api_key("k1")
+        assert revoked is not None and revoked.revoke_time is not None
+        again = store.revoke_api_key("k1")
+        assert again is not None and again.revoke_time == revoked.revoke_time  # once
+        assert store.revoke_api_key("nope") is None
 
     # -- deadlines and error translation ------------------------------------------------------
 

@@ -14,10 +14,14 @@ from kosmos.client._errors import (
     InvalidArgumentError,
     KosmosRpcError,
     NotFoundError,
+    PermissionDeniedError,
+    UnauthenticatedError,
     UnavailableError,
 )
+from kosmos.common.tls import ClientTls
 
 __all__ = [
+    "ClientTls",
     "AlreadyExistsError",
     "DeadlineExceededError",
     "FailedPreconditionError",
@@ -27,7 +31,9 @@ __all__ = [
     "KosmosClient",
     "KosmosRpcError",
     "NotFoundError",
+    "PermissionDeniedError",
     "Recommendations",
+    "UnauthenticatedError",
     "UnavailableError",
     "interaction_type",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 import uuid
@@ -16,7 +17,11 @@ from google.protobuf import field_mask_pb2
 
 from kosmos.client._errors import UnavailableError, from_rpc_error
 from kosmos.common import telemetry
+from kosmos.common.auth import with_key
+from kosmos.common.tls import ClientTls, open_channel
 from kosmos.v1 import (
+    api_key_service_pb2,
+    api_key_service_pb2_grpc,
     catalog_service_pb2,
     catalog_service_pb2_grpc,
     common_pb2,
@@ -110,6 +115,7 @@ class _Stubs:
     catalog: Any = field(default=None)
     feedback: Any = field(default=None)
     recommendation: Any = field(default=None)
+    keys: Any = field(default=None)
 
 
 def interaction_type(name: str) -> common_pb2.InteractionType.ValueType:
@@ -134,21 +140,33 @@ class KosmosClient:
         timeout: Default deadline per call, in seconds.
         targets: Per-service overrides: ``{"profile": ..., "feedback": ...,
             "recommendation": ...}`` when the services run as separate processes.
+        api_key: The API key sent with every call (``authorization: Bearer``); None reads
+            ``KOSMOS_API_KEY``.
+        tls: Call over TLS, trusting ``tls.ca`` and presenting ``tls.cert`` for mutual TLS;
+            None: plaintext.
     """
 
     def __init__(
-        self, target: str, *, timeout: float = 5.0, targets: Mapping[str, str] | None = None
+        self,
+        target: str,
+        *,
+        timeout: float = 5.0,
+        targets: Mapping[str, str] | None = None,
+        api_key: str | None = None,
+        tls: ClientTls | None = None,
     ) -> None:
         self.timeout = timeout
         self._channels: dict[str, grpc.Channel] = {}
+        self._raw: list[grpc.Channel] = []
         overrides = dict(targets or {})
+        key = os.environ.get("KOSMOS_API_KEY", "") if api_key is None else api_key
 
         def channel(service: str) -> grpc.Channel:
             address = overrides.get(service, target)
             if address not in self._channels:
-                self._channels[address] = telemetry.instrument_channel(
-                    grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
-                )
+                raw = open_channel(address, tls, CHANNEL_OPTIONS)
+                self._raw.append(raw)
+                self._channels[address] = with_key(telemetry.instrument_channel(raw), key)
             return self._channels[address]
 
         profile_channel = channel("profile")
@@ -159,10 +177,11 @@ class KosmosClient:
             recommendation=recommendation_service_pb2_grpc.RecommendationServiceStub(
                 channel("recommendation")
             ),
+            keys=api_key_service_pb2_grpc.ApiKeyServiceStub(profile_channel),
         )
 
     def close(self) -> None:
-        for ch in self._channels.values():
+        for ch in self._raw:
             ch.close()
 
     def __enter__(self) -> KosmosClient:
@@ -427,6 +446,61 @@ class KosmosClient:
         return Recommendations(
             list(response.offers), response.recommendation_id, response.next_page_token
         )
+
+    def create_api_key(
+        self,
+        scope: str,
+        shop_id: str = "",
+        display_name: str = "",
+        *,
+        timeout: float | None = None,
+    ) -> api_key_service_pb2.CreateApiKeyResponse:
+        """Creates a key (``storefront``, ``admin`` or ``operator``); needs an operator key.
+
+        The response's ``secret`` is the key to hand out; it is not shown again.
+        """
+        request = api_key_service_pb2.CreateApiKeyRequest(
+            api_key=api_key_service_pb2.ApiKey(
+                shop=f"shops/{shop_id}" if shop_id else "",
+                scope=api_key_service_pb2.ApiKeyScope.Value(f"API_KEY_SCOPE_{scope.upper()}"),
+                display_name=display_name,
+            )
+        )
+        response: api_key_service_pb2.CreateApiKeyResponse = self._call(
+            self._stubs.keys.CreateApiKey, request, timeout
+        )
+        return response
+
+    def list_api_keys(
+        self, shop_id: str = "", *, timeout: float | None = None
+    ) -> Iterator[api_key_service_pb2.ApiKey]:
+        """Every key (or one shop's), without secrets."""
+        token = ""
+        while True:
+            response = self._call(
+                self._stubs.keys.ListApiKeys,
+                api_key_service_pb2.ListApiKeysRequest(
+                    shop=f"shops/{shop_id}" if shop_id else "", page_token=token
+                ),
+                timeout,
+            )
+            yield from response.api_keys
+            token = response.next_page_token
+            if not token:
+                return
+
+    def revoke_api_key(
+        self, key_id: str, *, timeout: float | None = None
+    ) -> api_key_service_pb2.ApiKey:
+        """Revokes ``key_id`` (``apiKeys/{key}`` or the bare id)."""
+        name = key_id if key_id.startswith("apiKeys/") else f"apiKeys/{key_id}"
+        response = self._call(
+            self._stubs.keys.RevokeApiKey,
+            api_key_service_pb2.RevokeApiKeyRequest(name=name),
+            timeout,
+        )
+        key: api_key_service_pb2.ApiKey = response.api_key
+        return key
 
 
 def _exclusions(pairs: Sequence[tuple[str, str]]) -> list[common_pb2.Exclusion]:

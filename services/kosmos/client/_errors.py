@@ -66,7 +66,17 @@ class DeadlineExceededError(KosmosRpcError):
     """The call's deadline passed."""
 
 
+class UnauthenticatedError(KosmosRpcError):
+    """The call carried no API key, or one that is unknown or revoked."""
+
+
+class PermissionDeniedError(KosmosRpcError):
+    """The API key may not make this call (another shop, or beyond its scope)."""
+
+
 _BY_CODE: dict[grpc.StatusCode, type[KosmosRpcError]] = {
+    grpc.StatusCode.UNAUTHENTICATED: UnauthenticatedError,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,
     grpc.StatusCode.NOT_FOUND: NotFoundError,
     grpc.StatusCode.ALREADY_EXISTS: AlreadyExistsError,

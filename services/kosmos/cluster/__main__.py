@@ -8,6 +8,6 @@ if __name__ == "__main__":
     run_service(
         "kosmos",
         KOSMOS_CLUSTER_LISTEN,
-        "0.0.0.0:50051",
+        "127.0.0.1:50051",
         lambda store, env: services(store, RecommendationSettings.from_env(env)),
     )

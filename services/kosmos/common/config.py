@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Self, TypeVar
 
+from kosmos.common.tls import ClientTls, TlsFiles
 from kosmos.plugin.routing import Routing
 from kosmos.plugin.routing import parse_names as _names
 from kosmos.store.records import InteractionType
@@ -23,16 +25,16 @@ Default: ``"sqlite:///kosmos.db"``."""
 
 KOSMOS_CLUSTER_LISTEN = "KOSMOS_CLUSTER_LISTEN"
 """Address the all-in-one process (``python -m kosmos.cluster``) binds for every service.
-Default: ``"0.0.0.0:50051"``."""
+Default: ``"127.0.0.1:50051"`` (loopback: set ``0.0.0.0:50051`` to serve the network)."""
 
 KOSMOS_PROFILE_LISTEN = "KOSMOS_PROFILE_LISTEN"
-"""Address the profile service (profiles and catalog) binds. Default: ``"0.0.0.0:50061"``."""
+"""Address the profile service (profiles and catalog) binds. Default: ``"127.0.0.1:50061"``."""
 
 KOSMOS_FEEDBACK_LISTEN = "KOSMOS_FEEDBACK_LISTEN"
-"""Address the feedback service binds. Default: ``"0.0.0.0:50062"``."""
+"""Address the feedback service binds. Default: ``"127.0.0.1:50062"``."""
 
 KOSMOS_RECOMMENDATION_LISTEN = "KOSMOS_RECOMMENDATION_LISTEN"
-"""Address the recommendation service binds. Default: ``"0.0.0.0:50063"``."""
+"""Address the recommendation service binds. Default: ``"127.0.0.1:50063"``."""
 
 KOSMOS_WORKERS = "KOSMOS_WORKERS"
 """Threads serving RPCs in one server. Default: ``8`` (see the README: on few cores, more
@@ -117,6 +119,47 @@ KOSMOS_TARGET = "KOSMOS_TARGET"
 """Address the ``kosmos`` command and ``make bench`` call. Default: ``"localhost:50051"``."""
 
 
+KOSMOS_BOOTSTRAP_KEY = "KOSMOS_BOOTSTRAP_KEY"
+"""An operator API key accepted without being stored (at least 32 characters), so that a fresh
+cluster can create its first shops and keys. Never logged. Default: empty (none)."""
+
+KOSMOS_BOOTSTRAP_KEY_FILE = "KOSMOS_BOOTSTRAP_KEY_FILE"
+"""A file holding the bootstrap operator key (a mounted secret), read at startup; used when
+`KOSMOS_BOOTSTRAP_KEY` is not set. Default: empty."""
+
+KOSMOS_REFLECTION = "KOSMOS_REFLECTION"
+"""``true`` serves gRPC server reflection (``grpcurl list``). Default: ``false``."""
+
+KOSMOS_SECRET = "KOSMOS_SECRET"
+"""The server secret (at least 16 characters) that signs page tokens and recommendation ids
+and keys plugin pseudonyms; every process of a cluster needs the same one. Default: a random
+one per process (the embedded mode: tokens and ids then end with the process)."""
+
+KOSMOS_TLS_CERT = "KOSMOS_TLS_CERT"
+"""PEM certificate chain a server presents; with `KOSMOS_TLS_KEY` every port serves TLS, and
+rotated files are picked up without a restart. Default: empty (plaintext)."""
+
+KOSMOS_TLS_KEY = "KOSMOS_TLS_KEY"
+"""PEM private key of `KOSMOS_TLS_CERT`. Default: empty."""
+
+KOSMOS_TLS_CLIENT_CA = "KOSMOS_TLS_CLIENT_CA"
+"""PEM CA whose certificates clients must present (mutual TLS). Default: empty (no client
+certificates asked for)."""
+
+KOSMOS_TLS_CA = "KOSMOS_TLS_CA"
+"""PEM CA that outgoing calls (the ``kosmos`` command, remote plugins) trust; setting it turns
+TLS on for them. Default: empty (plaintext)."""
+
+KOSMOS_TLS_CLIENT_CERT = "KOSMOS_TLS_CLIENT_CERT"
+"""PEM client certificate outgoing calls present (mutual TLS). Default: empty."""
+
+KOSMOS_TLS_CLIENT_KEY = "KOSMOS_TLS_CLIENT_KEY"
+"""PEM private key of `KOSMOS_TLS_CLIENT_CERT`. Default: empty."""
+
+KOSMOS_API_KEY = "KOSMOS_API_KEY"
+"""The API key the ``kosmos`` command and `kosmos.client.KosmosClient` send. Default: empty."""
+
+
 class ConfigError(ValueError):
     """A configuration value is unusable; the message names the variable."""
 
@@ -133,6 +176,17 @@ def _read(env: Mapping[str, str], name: str, default: T, parse: Callable[[str], 
         return parse(raw.strip())
     except ValueError as exc:
         raise ConfigError(f"{name}={raw!r}: {exc}") from exc
+
+
+def _read_secret(env: Mapping[str, str], name: str, parse: Callable[[str], str]) -> str:
+    """Like `_read`, but a bad value is never echoed: it may be a real secret."""
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return ""
+    try:
+        return parse(raw.strip())
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from exc
 
 
 def _positive_int(raw: str) -> int:
@@ -239,6 +293,11 @@ class ServerConfig:
         grace_seconds: See `KOSMOS_GRACE_SECONDS`.
         log_level: See `KOSMOS_LOG_LEVEL`.
         drain_seconds: See `KOSMOS_DRAIN_SECONDS`.
+        bootstrap_key: See `KOSMOS_BOOTSTRAP_KEY`.
+        reflection: See `KOSMOS_REFLECTION`.
+        secret: See `KOSMOS_SECRET`; empty: a random one.
+        tls: See `KOSMOS_TLS_CERT`; None: plaintext.
+        client_tls: See `KOSMOS_TLS_CA`; None: plaintext outgoing calls.
     """
 
     listen: str
@@ -247,6 +306,11 @@ class ServerConfig:
     grace_seconds: float = 5.0
     log_level: str = "INFO"
     drain_seconds: float = 5.0
+    bootstrap_key: str = field(default="", repr=False)
+    reflection: bool = False
+    secret: str = field(default="", repr=False)
+    tls: TlsFiles | None = None
+    client_tls: ClientTls | None = None
 
     @classmethod
     def from_env(
@@ -265,7 +329,74 @@ class ServerConfig:
             drain_seconds=_read(
                 env, KOSMOS_DRAIN_SECONDS, defaults.drain_seconds, _non_negative_float
             ),
+            bootstrap_key=_read_secret(env, KOSMOS_BOOTSTRAP_KEY, _bootstrap_key)
+            or _read_secret(env, KOSMOS_BOOTSTRAP_KEY_FILE, _bootstrap_key_file),
+            reflection=_read(env, KOSMOS_REFLECTION, False, _bool),
+            secret=_read_secret(env, KOSMOS_SECRET, _secret),
+            tls=server_tls_from_env(env),
+            client_tls=client_tls_from_env(env),
         )
+
+
+def _bool(raw: str) -> bool:
+    value = raw.lower()
+    if value not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError("must be true or false")
+    return value in ("true", "1", "yes")
+
+
+def _bootstrap_key(raw: str) -> str:
+    if len(raw) < 32:
+        raise ValueError("must be at least 32 characters")
+    return raw
+
+
+def _bootstrap_key_file(raw: str) -> str:
+    try:
+        content = Path(raw).read_text().strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read: {exc.strerror}") from None
+    return _bootstrap_key(content)
+
+
+def _secret(raw: str) -> str:
+    if len(raw) < 16:
+        raise ValueError("must be at least 16 characters")
+    return raw
+
+
+def _readable(name: str, path: str) -> str:
+    if path and not os.path.isfile(path):
+        raise ConfigError(f"{name}={path!r}: no such file")
+    return path
+
+
+def server_tls_from_env(env: Mapping[str, str] = os.environ) -> TlsFiles | None:
+    """`KOSMOS_TLS_CERT`, `KOSMOS_TLS_KEY` and `KOSMOS_TLS_CLIENT_CA`; None without a cert."""
+    cert = _readable(KOSMOS_TLS_CERT, env.get(KOSMOS_TLS_CERT, "").strip())
+    key = _readable(KOSMOS_TLS_KEY, env.get(KOSMOS_TLS_KEY, "").strip())
+    client_ca = _readable(KOSMOS_TLS_CLIENT_CA, env.get(KOSMOS_TLS_CLIENT_CA, "").strip())
+    if not cert and not key:
+        if client_ca:
+            raise ConfigError(
+                f"{KOSMOS_TLS_CLIENT_CA} needs {KOSMOS_TLS_CERT} and {KOSMOS_TLS_KEY}"
+            )
+        return None
+    if not cert or not key:
+        raise ConfigError(f"{KOSMOS_TLS_CERT} and {KOSMOS_TLS_KEY} go together")
+    return TlsFiles(cert, key, client_ca)
+
+
+def client_tls_from_env(env: Mapping[str, str] = os.environ) -> ClientTls | None:
+    """`KOSMOS_TLS_CA`, `KOSMOS_TLS_CLIENT_CERT`, `KOSMOS_TLS_CLIENT_KEY`; None when all unset."""
+    ca = _readable(KOSMOS_TLS_CA, env.get(KOSMOS_TLS_CA, "").strip())
+    cert = _readable(KOSMOS_TLS_CLIENT_CERT, env.get(KOSMOS_TLS_CLIENT_CERT, "").strip())
+    key = _readable(KOSMOS_TLS_CLIENT_KEY, env.get(KOSMOS_TLS_CLIENT_KEY, "").strip())
+    if bool(cert) != bool(key):
+        raise ConfigError(f"{KOSMOS_TLS_CLIENT_CERT} and {KOSMOS_TLS_CLIENT_KEY} go together")
+    if not (ca or cert):
+        return None
+    return ClientTls(ca, cert, key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,6 +421,7 @@ class RecommendationSettings:
         remote: See `KOSMOS_REMOTE_RECOMMENDERS`; name → ``host:port``.
         remote_timeout_ms: See `KOSMOS_REMOTE_TIMEOUT_MS`.
         plugin_settings: See `KOSMOS_PLUGIN_PREFIX`; plugin name → setting → value.
+        remote_tls: See `KOSMOS_TLS_CA`: how to call out-of-process plugins.
     """
 
     routing: Routing = field(default_factory=Routing)
@@ -311,6 +443,7 @@ class RecommendationSettings:
     remote: Mapping[str, str] = field(default_factory=dict)
     remote_timeout_ms: float = 250.0
     plugin_settings: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    remote_tls: ClientTls | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Self:
@@ -359,4 +492,5 @@ class RecommendationSettings:
                 env, KOSMOS_REMOTE_TIMEOUT_MS, defaults.remote_timeout_ms, _positive_float
             ),
             plugin_settings=plugin_settings,
+            remote_tls=client_tls_from_env(env),
         )

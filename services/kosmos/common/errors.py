@@ -107,3 +107,18 @@ class Unavailable(KosmosError):
     """A dependency (database, remote plugin) cannot be reached; retrying may help."""
 
     code = "UNAVAILABLE"
+
+
+class Unauthenticated(KosmosError):
+    """The call carries no API key, or one that is unknown or revoked."""
+
+    code = "UNAUTHENTICATED"
+
+
+class PermissionDenied(KosmosError):
+    """The key may not make this call: another shop, or beyond its scope.
+
+    The message never says whether the other shop exists.
+    """
+
+    code = "PERMISSION_DENIED"

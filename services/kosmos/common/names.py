@@ -1,7 +1,9 @@
 """Resource names (``shops/{shop}/customers/{customer}``) and page tokens.
 
 Parsing raises InvalidArgument naming the request field, so every servicer reports a bad name
-the same way.
+the same way. Ids are matched in full (``re.fullmatch``): ``"demo\\n"`` is not ``"demo"``.
+Page tokens are signed with the server secret (`kosmos.common.signing`) and bound to the
+request that made them; this module is the one decoder for all of them.
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ import json
 import re
 from typing import Any
 
+from kosmos.common import signing
 from kosmos.common.errors import InvalidArgument
 
-SHOP_ID = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
-RESOURCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$")
+SHOP_ID = re.compile(r"[a-z][a-z0-9-]{0,62}")
+RESOURCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}")
+MAX_PAGE_TOKEN = 1024
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -24,7 +28,7 @@ def check_shop_id(value: str, field: str) -> str:
     """Returns ``value`` if it is a valid shop id, else raises InvalidArgument on ``field``."""
     if not value:
         raise InvalidArgument(field, "MISSING_FIELD", "is required")
-    if not SHOP_ID.match(value):
+    if not SHOP_ID.fullmatch(value):
         raise InvalidArgument(
             field, "INVALID_ID", "must be 1-63 of a-z, 0-9 and '-', starting with a letter"
         )
@@ -35,7 +39,7 @@ def check_resource_id(value: str, field: str) -> str:
     """Returns ``value`` if it is a valid customer or item id, else raises InvalidArgument."""
     if not value:
         raise InvalidArgument(field, "MISSING_FIELD", "is required")
-    if not RESOURCE_ID.match(value):
+    if not RESOURCE_ID.fullmatch(value):
         raise InvalidArgument(
             field,
             "INVALID_ID",
@@ -105,23 +109,31 @@ def page_size(
 
 
 def encode_page_token(scope: str, cursor: dict[str, Any]) -> str:
-    """An opaque token carrying ``cursor``, valid only for requests with the same ``scope``."""
-    raw = json.dumps({"s": scope, "c": cursor}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    """An opaque token carrying ``cursor``, valid only for requests with the same ``scope``.
+
+    The cursor travels in the clear (it holds ids and offsets the caller has seen) but is
+    signed together with ``scope``, so a token cannot be forged or moved to another request.
+    """
+    raw = json.dumps(cursor, separators=(",", ":")).encode()
+    payload = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return payload + "." + signing.mac("page-token", scope, payload)
 
 
 def decode_page_token(token: str, scope: str, field: str = "page_token") -> dict[str, Any] | None:
     """The cursor in ``token``; None for an empty token; InvalidArgument if it is not ours."""
     if not token:
         return None
+    payload, _, signature = token.partition(".")
+    if len(token) > MAX_PAGE_TOKEN or not signing.verify(
+        signing.mac("page-token", scope, payload), signature
+    ):
+        raise InvalidArgument(field, "INVALID_PAGE_TOKEN", "is not a token this request returned")
+    # Signed by us, so the shape is the one we wrote; the checks below guard against our own
+    # bugs (an old token format), not against callers.
     try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        data = json.loads(raw)
-        cursor = data["c"]
-        if data["s"] != scope or not isinstance(cursor, dict):
-            raise ValueError
-    except (ValueError, KeyError, TypeError):
-        raise InvalidArgument(
-            field, "INVALID_PAGE_TOKEN", "is not a token this request returned"
-        ) from None
+        cursor = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except ValueError:
+        cursor = None
+    if not isinstance(cursor, dict):
+        raise InvalidArgument(field, "INVALID_PAGE_TOKEN", "is not a token this request returned")
     return cursor

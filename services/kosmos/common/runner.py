@@ -7,7 +7,8 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 
-from kosmos.common import telemetry
+from kosmos.common import signing, telemetry
+from kosmos.common.auth import Authorizer
 from kosmos.common.config import ConfigError, ServerConfig
 from kosmos.common.server import (
     DependencyWatch,
@@ -35,12 +36,20 @@ def run_service(
         config = ServerConfig.from_env(listen_var, default_listen, env)
         configure_logging(config.log_level)
         telemetry.configure(service_name, env)
+        configure_secret(config)
         store = open_store(config.database_url)
         services = factory(store, env)
-    except (ConfigError, ValueError, RuntimeError) as exc:
+        server, port, health = build_server(
+            config.listen,
+            config.workers,
+            services,
+            auth=Authorizer(store, config.bootstrap_key),
+            reflection_enabled=config.reflection,
+            tls=config.tls,
+        )
+    except (ConfigError, ValueError, RuntimeError, OSError) as exc:
         print(f"{service_name}: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
-    server, port, health = build_server(config.listen, config.workers, services)
     server.start()
     host = config.listen.rpartition(":")[0]
     # Tests and scripts read this line to learn the port when they asked for port 0.
@@ -55,3 +64,14 @@ def run_service(
         on_stop=[watch.stop, *stops, store.close],
         drain_seconds=config.drain_seconds,
     )
+
+
+def configure_secret(config: ServerConfig) -> None:
+    """Installs `KOSMOS_SECRET`, or warns that a random one will do only for this process."""
+    if config.secret:
+        signing.configure(config.secret)
+    else:
+        log.warning(
+            "KOSMOS_SECRET is not set: page tokens and recommendation ids will not outlive"
+            " this process, and plugin pseudonyms change at restart"
+        )

@@ -27,6 +27,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
 from kosmos.common import telemetry
+from kosmos.common.auth import AuthInterceptor, Authorizer
 from kosmos.common.deadline import deadline_scope
 from kosmos.common.errors import (
     DeadlineExceeded,
@@ -35,6 +36,8 @@ from kosmos.common.errors import (
     NotFound,
     Unavailable,
 )
+from kosmos.common.limits import LimitsInterceptor
+from kosmos.common.tls import TlsFiles, server_credentials
 
 log = logging.getLogger(__name__)
 
@@ -256,14 +259,29 @@ class ErrorInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
 
 
 def build_server(
-    listen: str, workers: int, services: Sequence[Service]
+    listen: str,
+    workers: int,
+    services: Sequence[Service],
+    *,
+    auth: Authorizer | None = None,
+    reflection_enabled: bool = True,
+    tls: TlsFiles | None = None,
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
     """Builds a server hosting ``services`` with health, reflection, tracing and error mapping.
+
+    Every server also turns malformed bodies and oversized fields into INVALID_ARGUMENT
+    (`kosmos.common.limits`).
 
     Args:
         listen: ``host:port`` to bind; port 0 picks a free port.
         workers: Threads serving RPCs.
         services: What to host.
+        auth: Checks the API key of every RPC but health and reflection
+            (`kosmos.common.auth`). The service processes always pass one; None serves
+            without keys (a plugin server behind mTLS, or a test of something else).
+        reflection_enabled: Serve gRPC reflection (`KOSMOS_REFLECTION`).
+        tls: Serve TLS (and require client certificates when it names a client CA),
+            reloading the files when they change. None: plaintext.
 
     Returns:
         The server (not started), the bound port, and its health servicer (every service
@@ -275,7 +293,12 @@ def build_server(
     errors = ErrorInterceptor()
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kosmos-rpc"),
-        interceptors=[*telemetry.server_interceptors(), errors],
+        interceptors=[
+            *telemetry.server_interceptors(),
+            errors,
+            *([AuthInterceptor(auth)] if auth is not None else []),
+            LimitsInterceptor(),
+        ],
         # Without this a second server could silently share a port with the first.
         options=[("grpc.so_reuseport", 0)],
     )
@@ -284,11 +307,15 @@ def build_server(
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [s.name for s in services]
-    reflection.enable_server_reflection(
-        (*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    if reflection_enabled:
+        reflection.enable_server_reflection(
+            (*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
     try:
-        port = server.add_insecure_port(listen)
+        if tls is not None:
+            port = server.add_secure_port(listen, server_credentials(tls))
+        else:
+            port = server.add_insecure_port(listen)
     except RuntimeError as exc:  # grpcio raises on some versions, returns 0 on others
         raise RuntimeError(f"cannot bind {listen}: {exc}") from None
     if port == 0:

@@ -24,6 +24,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+from kosmos.common.privacy import PrivateTracerProvider
+
 log = logging.getLogger(__name__)
 
 OTEL_EXPORTER_OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
@@ -58,7 +60,11 @@ def _traced() -> filters.Condition:  # type: ignore[type-arg]
 
 def server_interceptors() -> list[grpc.ServerInterceptor]:
     """The tracing interceptors every Kosmos server installs."""
-    return [server_interceptor(filter_=_traced())]
+    # No peer addresses or user agents on server spans (`kosmos.common.privacy`). A call that
+    # is gone before its handler runs (a refused or expired deadline) has no peer; the
+    # instrumentation warns once per such call, which under a flood floods the log.
+    logging.getLogger("opentelemetry.instrumentation.grpc._server").setLevel(logging.ERROR)
+    return [server_interceptor(tracer_provider=PrivateTracerProvider(), filter_=_traced())]
 
 
 def instrument_channel(channel: grpc.Channel) -> grpc.Channel:

@@ -8,6 +8,6 @@ if __name__ == "__main__":
     run_service(
         "kosmos-feedback",
         KOSMOS_FEEDBACK_LISTEN,
-        "0.0.0.0:50062",
+        "127.0.0.1:50062",
         lambda store, _env: services(store),
     )

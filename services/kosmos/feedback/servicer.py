@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import time
 from typing import Any
 
+from kosmos.common import signing
 from kosmos.common.errors import InvalidArgument
 from kosmos.common.names import (
     check_resource_id,
@@ -104,9 +106,23 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
         # The hash of the request as sent (before defaults are filled in) tells a retry from a
         # different request reusing the same id.
         request_hash = hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
+        # Only an id this shop was served keeps its attribution; anything else (another
+        # shop's id, an expired or made-up one) is stored without it, and the answer says so.
+        interactions = [
+            i
+            if not i.recommendation_id
+            or signing.recommendation_id_valid(shop_id, i.recommendation_id, now)
+            else dataclasses.replace(i, recommendation_id="")
+            for i in interactions
+        ]
         stored = self.feedback.record(shop_id, request_id, request_hash, interactions)
         return feedback_service_pb2.RecordInteractionsResponse(
-            interactions=[interaction_to_proto(i) for i in stored]
+            interactions=[interaction_to_proto(i) for i in stored],
+            unattributed_indexes=[
+                n
+                for n, (sent, kept) in enumerate(zip(request.interactions, stored, strict=True))
+                if sent.recommendation_id and not kept.recommendation_id
+            ],
         )
 
     def ListInteractions(self, request: Any, context: Any) -> Any:  # noqa: N802

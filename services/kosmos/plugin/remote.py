@@ -30,10 +30,11 @@ from typing import Any, Self, TypeVar
 
 import grpc
 
-from kosmos.common import deadline, telemetry
+from kosmos.common import deadline, signing, telemetry
 from kosmos.common.errors import DeadlineExceeded, Unavailable
 from kosmos.common.names import shop_name
 from kosmos.common.timestamps import to_timestamp
+from kosmos.common.tls import ClientTls, open_channel
 from kosmos.plugin.protocol import (
     Capabilities,
     Contribution,
@@ -100,9 +101,24 @@ class RemotePluginError(Unavailable):
         self.grpc_code = grpc_code
 
 
-def _to_pb(i: Interaction) -> pb.PluginInteraction:
+CONTACT_ATTRIBUTES = frozenset(
+    {
+        "name", "first_name", "last_name", "full_name", "given_name", "family_name",
+        "email", "e-mail", "mail", "phone", "mobile", "telephone", "fax",
+        "address", "street", "city", "postcode", "postal_code", "zip",
+        "birthday", "date_of_birth", "ip", "ip_address", "user_agent",
+    }
+)  # fmt: skip
+"""Customer attributes an out-of-process plugin never sees, even when it declares them."""
+
+
+def _identity(customer_id: str) -> str:
+    return customer_id
+
+
+def _to_pb(i: Interaction, customer: Callable[[str], str] = _identity) -> pb.PluginInteraction:
     return pb.PluginInteraction(
-        customer_id=i.customer_id,
+        customer_id=customer(i.customer_id),
         item_id=i.item_id,
         type=common_pb2.InteractionType.ValueType(i.type),  # the numbers are the proto's
         weight=i.weight,
@@ -121,7 +137,12 @@ def _features(values: Mapping[str, Mapping[str, str]]) -> Iterator[pb.Features]:
         yield pb.Features(id=key, values=dict(features))
 
 
-def fit_chunks(data: TrainingData, shop: str = "") -> Iterator[pb.FitRequest]:
+def fit_chunks(
+    data: TrainingData,
+    shop: str = "",
+    customer: Callable[[str], str] = _identity,
+    customer_features: Callable[[Mapping[str, str]], dict[str, str]] = dict,
+) -> Iterator[pb.FitRequest]:
     """``data`` as a ``Fit`` stream: the catalog, features, then interactions oldest first.
 
     Chunks are built while the stream is sent, so a large shop is never held twice in memory.
@@ -129,19 +150,20 @@ def fit_chunks(data: TrainingData, shop: str = "") -> Iterator[pb.FitRequest]:
     Args:
         data: What to train on; ``data.now``, when set, is the first chunk's ``now_time``.
         shop: ``shops/{shop}``, carried by the first chunk; empty when the caller has no shop.
+        customer: What the remote sees for a customer id (a pseudonym).
+        customer_features: What the remote sees of a customer's features (those it declared).
     """
+    features = {customer(c): customer_features(f) for c, f in data.customer_features.items()}
+    features = {c: f for c, f in features.items() if f}
     chunks = chain(
         (pb.FitRequest(item_ids=b) for b in _batches(iter(data.item_ids), CHUNK_INTERACTIONS)),
         (
             pb.FitRequest(item_features=b)
             for b in _batches(_features(data.item_features), CHUNK_FEATURES)
         ),
+        (pb.FitRequest(customer_features=b) for b in _batches(_features(features), CHUNK_FEATURES)),
         (
-            pb.FitRequest(customer_features=b)
-            for b in _batches(_features(data.customer_features), CHUNK_FEATURES)
-        ),
-        (
-            pb.FitRequest(interactions=[_to_pb(i) for i in b])
+            pb.FitRequest(interactions=[_to_pb(i, customer) for i in b])
             for b in _batches(iter(data.interactions), CHUNK_INTERACTIONS)
         ),
     )
@@ -174,6 +196,15 @@ class RemoteRecommender:
         name: The name the plugin is routed by, for messages; the target when empty.
         shop: ``shops/{shop}``, the shop whose model the remote keeps for this instance, sent
             with every call; when empty, `fit` learns it from `TrainingData.shop_id`.
+        tls: Call over TLS (mTLS with a client certificate) when the instance opens its own
+            channel; None: plaintext.
+        customer_features: The customer features the plugin declared; it sees only these,
+            never `CONTACT_ATTRIBUTES`. Default: none.
+
+    What the remote sees of a customer is a pseudonym, ``p-`` and 32 hex digits: an HMAC of
+    the customer id under a key derived from the server secret, the shop and the plugin's
+    name (`kosmos.common.signing.pseudonym`). It is stable for one shop and plugin, differs
+    between plugins, and cannot be turned back into the id without the secret.
 
     Raises:
         ValueError: A timeout is not positive.
@@ -188,6 +219,8 @@ class RemoteRecommender:
         fit_timeout: float = DEFAULT_FIT_TIMEOUT,
         name: str = "",
         shop: str = "",
+        tls: ClientTls | None = None,
+        customer_features: frozenset[str] = frozenset(),
     ) -> None:
         if not timeout > 0 or not fit_timeout > 0:
             raise ValueError("remote recommender timeouts must be positive")
@@ -195,6 +228,8 @@ class RemoteRecommender:
         self.fit_timeout = fit_timeout
         self.name = name
         self.shop = shop
+        self.tls = tls
+        self.customer_features = frozenset(customer_features) - CONTACT_ATTRIBUTES
         self._capabilities: Capabilities | None = None
         self._owned: grpc.Channel | None = None
         self._connect(target, channel)
@@ -202,7 +237,7 @@ class RemoteRecommender:
     def _connect(self, target: str, channel: grpc.Channel | None) -> None:
         self.close()
         if channel is None:
-            channel = self._owned = grpc.insecure_channel(target)
+            channel = self._owned = open_channel(target, self.tls)
         self.target = target
         self._stub = pb_grpc.RecommenderPluginServiceStub(telemetry.instrument_channel(channel))
         self._capabilities = None
@@ -225,6 +260,12 @@ class RemoteRecommender:
     @property
     def _label(self) -> str:
         return self.name or self.target
+
+    def _pseudonym(self, customer_id: str) -> str:
+        return signing.pseudonym(self.shop, self.name or self.target, customer_id)
+
+    def _declared(self, features: Mapping[str, str]) -> dict[str, str]:
+        return {k: v for k, v in features.items() if k in self.customer_features}
 
     # -- calls -------------------------------------------------------------------------------
 
@@ -289,22 +330,23 @@ class RemoteRecommender:
             if self.shop and self.shop != shop:  # Never train one shop's model on another's data.
                 raise ValueError(f"recommender {self._label} serves {self.shop}, not {shop}")
             self.shop = shop
-        self._call("fit", self._stub.Fit, fit_chunks(data, self.shop), self.fit_timeout)
+        chunks = fit_chunks(data, self.shop, self._pseudonym, self._declared)
+        self._call("fit", self._stub.Fit, chunks, self.fit_timeout)
 
     def partial_fit(self, interactions: Sequence[Interaction]) -> None:
         request = pb.PartialFitRequest(
-            interactions=[_to_pb(i) for i in interactions], shop=self.shop
+            interactions=[_to_pb(i, self._pseudonym) for i in interactions], shop=self.shop
         )
         self._call("partial_fit", self._stub.PartialFit, request, self.timeout)
 
     def recommend(self, query: RecommendQuery) -> list[Scored]:
         request = pb.RecommenderPluginServiceRecommendRequest(
-            customer_id=query.customer_id,
+            customer_id=self._pseudonym(query.customer_id),
             k=query.k,
             exclude_item_ids=sorted(query.exclude_item_ids),
             filter_already_seen=query.filter_already_seen,
-            recent_interactions=[_to_pb(i) for i in query.recent_interactions],
-            customer_features=dict(query.customer_features),
+            recent_interactions=[_to_pb(i, self._pseudonym) for i in query.recent_interactions],
+            customer_features=self._declared(query.customer_features),
             context=dict(query.context),
             shop=self.shop,
         )
@@ -323,9 +365,9 @@ class RemoteRecommender:
 
     def explain(self, query: ExplainQuery) -> list[Contribution]:
         request = pb.ExplainRequest(
-            customer_id=query.customer_id,
+            customer_id=self._pseudonym(query.customer_id),
             item_id=query.item_id,
-            recent_interactions=[_to_pb(i) for i in query.recent_interactions],
+            recent_interactions=[_to_pb(i, self._pseudonym) for i in query.recent_interactions],
             shop=self.shop,
         )
         response = self._call("explain", self._stub.Explain, request, self.timeout)
@@ -354,15 +396,19 @@ class _RemoteFactory:
 
     The service builds a fresh instance per shop and refresh; one channel (one HTTP/2
     connection) per target keeps that cheap. Settings (``KOSMOS_PLUGIN__<NAME>__<SETTING>``):
-    ``timeout_ms`` and ``fit_timeout_seconds`` override the defaults for this plugin.
+    ``timeout_ms`` and ``fit_timeout_seconds`` override the defaults for this plugin;
+    ``customer_features`` (comma-separated) names the customer features it may see.
     """
 
-    SETTINGS = frozenset({"timeout_ms", "fit_timeout_seconds"})
+    SETTINGS = frozenset({"timeout_ms", "fit_timeout_seconds", "customer_features"})
 
-    def __init__(self, name: str, target: str, timeout: float) -> None:
+    def __init__(
+        self, name: str, target: str, timeout: float, tls: ClientTls | None = None
+    ) -> None:
         self.name = name
         self.target = target
         self.timeout = timeout
+        self.tls = tls
         self._channel: grpc.Channel | None = None
         self._lock = threading.Lock()
 
@@ -377,14 +423,16 @@ class _RemoteFactory:
         fit_timeout = float(settings.get("fit_timeout_seconds", DEFAULT_FIT_TIMEOUT))
         with self._lock:
             if self._channel is None:
-                self._channel = grpc.insecure_channel(self.target)
+                self._channel = open_channel(self.target, self.tls)
             channel = self._channel
+        declared = settings.get("customer_features", "")
         return RemoteRecommender(
             self.target,
             self.timeout if timeout is None else timeout,
             channel,
             fit_timeout=fit_timeout,
             name=self.name,
+            customer_features=frozenset(f.strip() for f in declared.split(",") if f.strip()),
         )
 
     def close(self) -> None:
@@ -395,12 +443,15 @@ class _RemoteFactory:
                 self._channel = None
 
 
-def remote_plugins(spec: Mapping[str, str], timeout: float) -> dict[str, LoadedPlugin]:
+def remote_plugins(
+    spec: Mapping[str, str], timeout: float, tls: ClientTls | None = None
+) -> dict[str, LoadedPlugin]:
     """Out-of-process plugins as loaded plugins, to route to like installed ones.
 
     Args:
         spec: Plugin name → ``host:port`` (``KOSMOS_REMOTE_RECOMMENDERS``).
         timeout: Seconds one call may take (``KOSMOS_REMOTE_TIMEOUT_MS`` / 1000).
+        tls: Call the plugins over TLS or mTLS (``KOSMOS_TLS_CA`` and friends).
 
     Returns:
         Name → plugin whose factory returns a `RemoteRecommender`; its distribution reads
@@ -415,6 +466,6 @@ def remote_plugins(spec: Mapping[str, str], timeout: float) -> dict[str, LoadedP
     for name, target in spec.items():
         if not target.strip():
             raise ValueError(f"remote recommender {name!r} has no target")
-        factory = _RemoteFactory(name, target.strip(), timeout)
+        factory = _RemoteFactory(name, target.strip(), timeout, tls)
         plugins[name] = LoadedPlugin(name, factory, f"remote:{factory.target}")
     return plugins

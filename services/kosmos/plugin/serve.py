@@ -3,7 +3,7 @@
 A Python partner can run their plugin in its own process (own dependencies, own release cycle,
 own scaling), and the conformance suite can run over the wire through `RemoteRecommender`::
 
-    python -m kosmos.plugin.serve popularity --listen 0.0.0.0:50070
+    python -m kosmos.plugin.serve popularity --listen 127.0.0.1:50070
 
 The first line on stdout is ``<name> plugin listening on HOST:PORT`` (scripts and tests read the
 port from it when they asked for port 0); SIGTERM turns health NOT_SERVING, lets in-flight calls
@@ -32,11 +32,12 @@ import grpc
 from grpc_health.v1.health import HealthServicer
 
 from kosmos.common import telemetry
-from kosmos.common.config import KOSMOS_PLUGIN_PREFIX
+from kosmos.common.config import KOSMOS_PLUGIN_PREFIX, server_tls_from_env
 from kosmos.common.errors import InvalidArgument
 from kosmos.common.names import parse_shop
 from kosmos.common.server import Service, build_server, configure_logging, serve
 from kosmos.common.timestamps import to_seconds
+from kosmos.common.tls import TlsFiles
 from kosmos.plugin.protocol import (
     ExplainQuery,
     Interaction,
@@ -218,6 +219,7 @@ def build_plugin_server(
     workers: int = 8,
     *,
     factory: Callable[[], Recommender] | None = None,
+    tls: TlsFiles | None = None,
 ) -> tuple[grpc.Server, int, HealthServicer]:
     """Builds a server that serves ``recommender`` over ``RecommenderPluginService``.
 
@@ -227,6 +229,8 @@ def build_plugin_server(
         workers: Threads serving RPCs.
         factory: Makes a fresh instance per ``Fit``, one model per shop (see
             `RecommenderPluginServicer`).
+        tls: Serve TLS, and with a client CA require Kosmos's client certificate (mTLS);
+            ``python -m kosmos.plugin.serve`` reads ``KOSMOS_TLS_CERT`` and friends.
 
     Returns:
         The server (not started), the bound port, and its health servicer.
@@ -236,7 +240,7 @@ def build_plugin_server(
     def register(server: grpc.Server) -> None:
         pb_grpc.add_RecommenderPluginServiceServicer_to_server(servicer, server)
 
-    return build_server(listen, workers, [Service(SERVICE_NAME, register)])
+    return build_server(listen, workers, [Service(SERVICE_NAME, register)], tls=tls)
 
 
 def plugin_settings(name: str, env: Mapping[str, str]) -> dict[str, str]:
@@ -256,7 +260,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
         description="Serve an installed recommender plugin over RecommenderPluginService.",
     )
     parser.add_argument("name", help="the plugin's entry-point name (group kosmos.recommenders)")
-    parser.add_argument("--listen", default="0.0.0.0:50070", help="host:port; port 0: a free one")
+    parser.add_argument("--listen", default="127.0.0.1:50070", help="host:port; port 0: a free one")
     parser.add_argument("--workers", type=int, default=8, help="threads serving RPCs")
     parser.add_argument("--grace", type=float, default=5.0, help="seconds to drain on SIGTERM")
     parser.add_argument("--log-level", default="INFO")
@@ -272,9 +276,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
             return plugin.factory(settings)
 
         server, port, health = build_plugin_server(
-            fresh(), args.listen, args.workers, factory=fresh
+            fresh(), args.listen, args.workers, factory=fresh, tls=server_tls_from_env(env)
         )
-    except (PluginLoadError, ValueError, RuntimeError) as exc:
+    except (PluginLoadError, ValueError, RuntimeError, OSError) as exc:
         print(f"{name} plugin: cannot start: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
     server.start()

@@ -6,6 +6,7 @@ import grpc
 
 from kosmos.catalog import services as catalog_services
 from kosmos.common.server import Service
+from kosmos.keys import services as key_services
 from kosmos.profile.domain import Profiles
 from kosmos.profile.servicer import ProfileServicer
 from kosmos.store import Store
@@ -17,10 +18,10 @@ __all__ = ["SERVICE_NAME", "Profiles", "services"]
 
 
 def services(store: Store) -> list[Service]:
-    """What the profile process hosts: ProfileService and CatalogService."""
+    """What the profile process hosts: ProfileService, CatalogService and ApiKeyService."""
     servicer = ProfileServicer(Profiles(store))
 
     def register(server: grpc.Server) -> None:
         profile_service_pb2_grpc.add_ProfileServiceServicer_to_server(servicer, server)
 
-    return [Service(SERVICE_NAME, register), *catalog_services(store)]
+    return [Service(SERVICE_NAME, register), *catalog_services(store), *key_services(store)]

@@ -8,6 +8,6 @@ if __name__ == "__main__":
     run_service(
         "kosmos-profile",
         KOSMOS_PROFILE_LISTEN,
-        "0.0.0.0:50061",
+        "127.0.0.1:50061",
         lambda store, _env: services(store),
     )

@@ -34,7 +34,9 @@ def load_plugins(settings: RecommendationSettings) -> dict[str, LoadedPlugin]:
     if settings.remote:
         from kosmos.plugin.remote import remote_plugins  # noqa: PLC0415 (only when configured)
 
-        remote = remote_plugins(settings.remote, settings.remote_timeout_ms / 1000.0)
+        remote = remote_plugins(
+            settings.remote, settings.remote_timeout_ms / 1000.0, settings.remote_tls
+        )
     local = discover(
         required=[n for n in settings.routing.names if n not in remote],
         disabled=settings.disabled | set(remote),

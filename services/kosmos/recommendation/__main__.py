@@ -8,6 +8,6 @@ if __name__ == "__main__":
     run_service(
         "kosmos-recommendation",
         KOSMOS_RECOMMENDATION_LISTEN,
-        "0.0.0.0:50063",
+        "127.0.0.1:50063",
         lambda store, env: services(store, RecommendationSettings.from_env(env)),
     )

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from opentelemetry import trace
 
-from kosmos.common import deadline
+from kosmos.common import deadline, signing
 from kosmos.common.errors import NotFound
 from kosmos.common.names import customer_name, item_name, shop_name
 from kosmos.plugin import Interaction as PluginInteraction
@@ -123,12 +122,15 @@ class OfferPage:
     has_more: bool
 
 
-def _page(offers: list[Offer], offset: int, want: int, recommendation_id: str) -> OfferPage:
+def _page(
+    shop_id: str, offers: list[Offer], offset: int, want: int, recommendation_id: str
+) -> OfferPage:
     """The requested slice of a finished list; ``offers`` holds one more than ``want`` when
     there is a next page."""
     return OfferPage(
         offers=offers[offset:want],
-        recommendation_id=recommendation_id or uuid.uuid4().hex,
+        # Signed for the shop, so that feedback can tell an id this shop was served.
+        recommendation_id=recommendation_id or signing.new_recommendation_id(shop_id),
         has_more=len(offers) > want,
     )
 
@@ -214,7 +216,7 @@ class Recommendations:
         offers = self._finish(
             shop_id, candidates, customer, excluded, want, recent, seeds=context.seed_item_ids
         )
-        return _page(offers, offset, want, recommendation_id)
+        return _page(shop_id, offers, offset, want, recommendation_id)
 
     def similar_items(
         self,
@@ -250,7 +252,7 @@ class Recommendations:
             default_kind="similar_to",
             seeds=(item_id,),
         )
-        return _page(offers, offset, want, recommendation_id)
+        return _page(shop_id, offers, offset, want, recommendation_id)
 
     # -- steps -------------------------------------------------------------------------------
 

@@ -47,6 +47,7 @@ from kosmos.common.errors import (
 from kosmos.common.names import customer_name, item_name, shop_name
 from kosmos.store import _migrations
 from kosmos.store.records import (
+    ApiKey,
     CatalogChanges,
     Customer,
     Exclusion,
@@ -71,6 +72,7 @@ COMMITTERS = 4
 
 Conn = psycopg.Connection[TupleRow]
 
+_API_KEY_COLUMNS = "key_id, shop_id, scope, secret_hash, display_name, create_time, revoke_time"
 _CUSTOMER_COLUMNS = "shop_id, customer_id, attributes, exclusions, create_time, update_time"
 _ITEM_COLUMNS = (
     "shop_id, item_id, title, category, brand, price, available, attributes, update_time"
@@ -682,6 +684,61 @@ class PostgresStore:
             frozenset(row[7]),
             frozenset(row[8]),
         )
+
+    # -- API keys ----------------------------------------------------------------------------
+
+    def create_api_key(self, key: ApiKey) -> ApiKey:
+        created = ApiKey(
+            key.key_id, key.shop_id, key.scope, key.secret_hash, key.display_name, time.time()
+        )
+        try:
+            with self._tx("create_api_key", write=True) as conn:
+                conn.execute(
+                    f"INSERT INTO api_keys ({_API_KEY_COLUMNS})"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    (
+                        created.key_id,
+                        created.shop_id,
+                        created.scope,
+                        created.secret_hash,
+                        created.display_name,
+                        created.create_time,
+                        None,
+                    ),
+                )
+        except pg_errors.UniqueViolation:
+            raise AlreadyExists("API_KEY_EXISTS", "the key id is taken") from None
+        return created
+
+    def get_api_key(self, key_id: str) -> ApiKey | None:
+        rows = self._query(f"SELECT {_API_KEY_COLUMNS} FROM api_keys WHERE key_id = %s", (key_id,))
+        return ApiKey(*rows[0]) if rows else None
+
+    def list_api_keys(self, shop_id: str | None, after: str, limit: int) -> list[ApiKey]:
+        if shop_id is None:
+            rows = self._query(
+                f"SELECT {_API_KEY_COLUMNS} FROM api_keys WHERE key_id > %s"
+                " ORDER BY key_id LIMIT %s",
+                (after, limit),
+            )
+        else:
+            rows = self._query(
+                f"SELECT {_API_KEY_COLUMNS} FROM api_keys WHERE shop_id = %s AND key_id > %s"
+                " ORDER BY key_id LIMIT %s",
+                (shop_id, after, limit),
+            )
+        return [ApiKey(*row) for row in rows]
+
+    def revoke_api_key(self, key_id: str) -> ApiKey | None:
+        with self._tx("revoke_api_key", write=True) as conn:
+            conn.execute(
+                "UPDATE api_keys SET revoke_time = %s WHERE key_id = %s AND revoke_time IS NULL",
+                (time.time(), key_id),
+            )
+            rows = conn.execute(
+                f"SELECT {_API_KEY_COLUMNS} FROM api_keys WHERE key_id = %s", (key_id,)
+            ).fetchall()
+        return ApiKey(*rows[0]) if rows else None
 
     def iter_interactions(self, shop_id: str) -> Iterator[Interaction]:
         after = 0

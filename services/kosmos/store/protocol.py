@@ -17,6 +17,7 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Protocol
 
 from kosmos.store.records import (
+    ApiKey,
     CatalogChanges,
     Customer,
     Interaction,
@@ -159,6 +160,21 @@ class Store(Protocol):
 
     def ping(self) -> None:
         """Raises Unavailable when the database cannot serve a query now (health checks)."""
+
+    def create_api_key(self, key: ApiKey) -> ApiKey:
+        """Stores a new key (its hash), stamping ``create_time``. Raises AlreadyExists."""
+        ...
+
+    def get_api_key(self, key_id: str) -> ApiKey | None:
+        """The key with ``key_id``, revoked or not; None if there is none."""
+        ...
+
+    def list_api_keys(self, shop_id: str | None, after: str, limit: int) -> list[ApiKey]:
+        """Keys with id > ``after`` in id order: one shop's (``''``: operator keys), or all."""
+        ...
+
+    def revoke_api_key(self, key_id: str) -> ApiKey | None:
+        """Stamps ``revoke_time`` (once); None if there is no such key."""
         ...
 
     def close(self) -> None: ...

@@ -118,3 +118,20 @@ class ModelArtifact:
     version: str
     create_time: float
     manifest: str
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """An API key as stored: never the secret, only its SHA-256 hash.
+
+    ``shop_id`` is empty for operator keys, which act on every shop; ``scope`` is one of
+    ``storefront``, ``admin`` and ``operator``.
+    """
+
+    key_id: str
+    shop_id: str
+    scope: str
+    secret_hash: str
+    display_name: str = ""
+    create_time: float = 0.0
+    revoke_time: float | None = None

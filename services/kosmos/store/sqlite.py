@@ -25,6 +25,7 @@ from kosmos.common.errors import AlreadyExists, DeadlineExceeded, NotFound, Unav
 from kosmos.common.names import customer_name, item_name, shop_name
 from kosmos.store import _migrations
 from kosmos.store.records import (
+    ApiKey,
     CatalogChanges,
     Customer,
     Exclusion,
@@ -65,6 +66,18 @@ def _customer(row: sqlite3.Row) -> Customer:
         ),
         create_time=row["create_time"],
         update_time=row["update_time"],
+    )
+
+
+def _api_key(row: sqlite3.Row) -> ApiKey:
+    return ApiKey(
+        key_id=row["key_id"],
+        shop_id=row["shop_id"],
+        scope=row["scope"],
+        secret_hash=row["secret_hash"],
+        display_name=row["display_name"],
+        create_time=row["create_time"],
+        revoke_time=row["revoke_time"],
     )
 
 
@@ -223,6 +236,55 @@ class SQLiteStore:
 
     def ping(self) -> None:
         self._query("SELECT 1")
+
+    # -- API keys ----------------------------------------------------------------------------
+
+    def create_api_key(self, key: ApiKey) -> ApiKey:
+        created = ApiKey(
+            key.key_id, key.shop_id, key.scope, key.secret_hash, key.display_name, time.time()
+        )
+        try:
+            with self._write() as conn:
+                conn.execute(
+                    "INSERT INTO api_keys (key_id, shop_id, scope, secret_hash, display_name,"
+                    " create_time) VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        created.key_id,
+                        created.shop_id,
+                        created.scope,
+                        created.secret_hash,
+                        created.display_name,
+                        created.create_time,
+                    ),
+                )
+        except sqlite3.IntegrityError:
+            raise AlreadyExists("API_KEY_EXISTS", "the key id is taken") from None
+        return created
+
+    def get_api_key(self, key_id: str) -> ApiKey | None:
+        rows = self._query("SELECT * FROM api_keys WHERE key_id = ?", (key_id,))
+        return _api_key(rows[0]) if rows else None
+
+    def list_api_keys(self, shop_id: str | None, after: str, limit: int) -> list[ApiKey]:
+        if shop_id is None:
+            rows = self._query(
+                "SELECT * FROM api_keys WHERE key_id > ? ORDER BY key_id LIMIT ?", (after, limit)
+            )
+        else:
+            rows = self._query(
+                "SELECT * FROM api_keys WHERE shop_id = ? AND key_id > ? ORDER BY key_id LIMIT ?",
+                (shop_id, after, limit),
+            )
+        return [_api_key(row) for row in rows]
+
+    def revoke_api_key(self, key_id: str) -> ApiKey | None:
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE api_keys SET revoke_time = ? WHERE key_id = ? AND revoke_time IS NULL",
+                (time.time(), key_id),
+            )
+            rows = conn.execute("SELECT * FROM api_keys WHERE key_id = ?", (key_id,)).fetchall()
+        return _api_key(rows[0]) if rows else None
 
     def close(self) -> None:
         with self._lock:

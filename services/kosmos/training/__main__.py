@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # The trainer binds nothing: of the server settings it reads the database URL and the
         # log level, so it trains from exactly the store the services use.
-        server = ServerConfig.from_env(KOSMOS_CLUSTER_LISTEN, "0.0.0.0:50051", env)
+        server = ServerConfig.from_env(KOSMOS_CLUSTER_LISTEN, "127.0.0.1:50051", env)
         settings = RecommendationSettings.from_env(env)
         if not settings.model_dir and settings.model_store != "database":
             raise ConfigError(

@@ -531,3 +531,40 @@ def test_server_spans_carry_no_peer_address_or_user_agent(client, spans):
         keys = set(span.attributes or {})
         assert not {k for k in keys if k.startswith("net.") or "user_agent" in k}, keys
         assert "rpc.method" in keys  # the span itself is intact
+
+
+def test_an_rpc_missing_from_the_scope_table_needs_an_operator_key(store):
+    """A service added later (i7x's settings RPCs, say) is closed until someone opens it."""
+    from kosmos.common.auth import Authorizer, with_key
+    from kosmos.common.server import Service, build_server
+    from kosmos.store.records import Shop
+    from tests.conftest import OPERATOR_KEY
+
+    def echo(request: bytes, context) -> bytes:
+        return request
+
+    handler = grpc.method_handlers_generic_handler(
+        "kosmos.v1.ShopSettingsService",
+        {"UpdateSettings": grpc.unary_unary_rpc_method_handler(echo)},
+    )
+    service = Service(
+        "kosmos.v1.ShopSettingsService", lambda s: s.add_generic_rpc_handlers([handler])
+    )
+    server, port, _ = build_server(
+        "127.0.0.1:0", 2, [service], auth=Authorizer(store, OPERATOR_KEY)
+    )
+    server.start()
+    store.create_shop(Shop("alpha"))
+    from kosmos.keys import ApiKeys
+
+    admin = ApiKeys(store).create("alpha", Scope.ADMIN).secret
+    raw = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        method = "/kosmos.v1.ShopSettingsService/UpdateSettings"
+        with pytest.raises(grpc.RpcError) as caught:
+            with_key(raw, admin).unary_unary(method)(b"\x0a\x0bshops/alpha", timeout=5)
+        assert caught.value.code() == DENIED
+        assert with_key(raw, OPERATOR_KEY).unary_unary(method)(b"", timeout=5) == b""
+    finally:
+        raw.close()
+        server.stop(None).wait()

@@ -175,7 +175,7 @@ def _unary(behavior: Callable[[Any, Any], Any], limited: bool) -> Callable[[Any,
     def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
         if request is MALFORMED:
             raise _reject_malformed()
-        if limited:
+        if limited and isinstance(request, Message):
             check_limits(request)
         return behavior(request, context)
 
@@ -188,7 +188,7 @@ def _stream(behavior: Callable[[Any, Any], Any], limited: bool) -> Callable[[Any
             for request in requests:
                 if request is MALFORMED:
                     raise _reject_malformed()
-                if limited:
+                if limited and isinstance(request, Message):
                     check_limits(request)
                 yield request
 

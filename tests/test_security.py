@@ -568,3 +568,40 @@ def test_an_rpc_missing_from_the_scope_table_needs_an_operator_key(store):
     finally:
         raw.close()
         server.stop(None).wait()
+
+
+def test_pages_of_maximal_profiles_stay_readable(kosmos):
+    client = kosmos.client
+    # Regression (issue 9): large profiles broke ListCustomers for the whole shop.
+    client.create_shop("alpha")
+    exclusions = [("brand", f"{n:03d}" + "x" * 509) for n in range(500)]
+    for n in range(20):
+        client.create_customer("alpha", f"c{n:02d}", {f"k{a}": "v" * 1024 for a in range(64)})
+        client.update_customer("alpha", f"c{n:02d}", exclusions=exclusions)
+    listed = list(client.list_customers("alpha"))
+    assert [c.name.rsplit("/", 1)[1] for c in listed] == [f"c{n:02d}" for n in range(20)]
+    assert all(len(c.exclusions) == 500 for c in listed)
+    # The same for the catalog, with the largest page a caller may ask for.
+    big = {f"k{a}": "v" * 1024 for a in range(64)}
+    for start in (0, 35):
+        client.upsert_items(
+            "alpha",
+            [
+                common_pb2.Item(name=f"shops/alpha/items/i{n:02d}", title="t", attributes=big)
+                for n in range(start, start + 35)
+            ],
+        )
+    stub = catalog_service_pb2_grpc.CatalogServiceStub(kosmos.channel)
+    token, names = "", []
+    for _ in range(10):
+        page = stub.ListItems(
+            catalog_service_pb2.ListItemsRequest(
+                parent="shops/alpha", page_size=1000, page_token=token
+            ),
+            timeout=10,
+        )
+        names += [i.name for i in page.items]
+        token = page.next_page_token
+        if not token:
+            break
+    assert names == [f"shops/alpha/items/i{n:02d}" for n in range(70)]

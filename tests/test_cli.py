@@ -34,3 +34,20 @@ def test_errors_are_one_readable_line(kosmos, capsys):
     assert "NOT_FOUND" in err and "CUSTOMER_NOT_FOUND" in err and "Traceback" not in err
     code, _, err = run(kosmos, capsys, "feedback", "acme", "alice", "bad item!", "view")
     assert code == 1 and "interactions[0].item_id" in err
+
+
+def test_keys_create_list_revoke(kosmos, capsys):
+    small_shop(kosmos.client)
+    code, out, _ = run(kosmos, capsys, "keys", "create", "--scope", "storefront", "--shop", "acme")
+    assert code == 0 and "storefront for shops/acme" in out
+    secret = out.strip().splitlines()[-1]
+    key_id = secret.split(".")[1]
+    code, out, _ = run(kosmos, capsys, "keys", "list", "--shop", "acme")
+    assert code == 0 and key_id in out and secret.split(".")[2] not in out
+    code = main(["--target", kosmos.address, "--api-key", secret, "recommend", "acme", "alice"])
+    assert code == 0
+    capsys.readouterr()
+    code, out, _ = run(kosmos, capsys, "keys", "revoke", key_id)
+    assert code == 0 and f"revoked apiKeys/{key_id}" in out
+    code = main(["--target", kosmos.address, "--api-key", secret, "recommend", "acme", "alice"])
+    assert code == 1 and "UNAUTHENTICATED" in capsys.readouterr().err

@@ -531,3 +531,77 @@ def test_server_spans_carry_no_peer_address_or_user_agent(client, spans):
         keys = set(span.attributes or {})
         assert not {k for k in keys if k.startswith("net.") or "user_agent" in k}, keys
         assert "rpc.method" in keys  # the span itself is intact
+
+
+def test_an_rpc_missing_from_the_scope_table_needs_an_operator_key(store):
+    """A service added later (i7x's settings RPCs, say) is closed until someone opens it."""
+    from kosmos.common.auth import Authorizer, with_key
+    from kosmos.common.server import Service, build_server
+    from kosmos.store.records import Shop
+    from tests.conftest import OPERATOR_KEY
+
+    def echo(request: bytes, context) -> bytes:
+        return request
+
+    handler = grpc.method_handlers_generic_handler(
+        "kosmos.v1.ShopSettingsService",
+        {"UpdateSettings": grpc.unary_unary_rpc_method_handler(echo)},
+    )
+    service = Service(
+        "kosmos.v1.ShopSettingsService", lambda s: s.add_generic_rpc_handlers([handler])
+    )
+    server, port, _ = build_server(
+        "127.0.0.1:0", 2, [service], auth=Authorizer(store, OPERATOR_KEY)
+    )
+    server.start()
+    store.create_shop(Shop("alpha"))
+    from kosmos.keys import ApiKeys
+
+    admin = ApiKeys(store).create("alpha", Scope.ADMIN).secret
+    raw = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        method = "/kosmos.v1.ShopSettingsService/UpdateSettings"
+        with pytest.raises(grpc.RpcError) as caught:
+            with_key(raw, admin).unary_unary(method)(b"\x0a\x0bshops/alpha", timeout=5)
+        assert caught.value.code() == DENIED
+        assert with_key(raw, OPERATOR_KEY).unary_unary(method)(b"", timeout=5) == b""
+    finally:
+        raw.close()
+        server.stop(None).wait()
+
+
+def test_pages_of_maximal_profiles_stay_readable(kosmos):
+    client = kosmos.client
+    # Regression (issue 9): large profiles broke ListCustomers for the whole shop.
+    client.create_shop("alpha")
+    exclusions = [("brand", f"{n:03d}" + "x" * 509) for n in range(500)]
+    for n in range(20):
+        client.create_customer("alpha", f"c{n:02d}", {f"k{a}": "v" * 1024 for a in range(64)})
+        client.update_customer("alpha", f"c{n:02d}", exclusions=exclusions)
+    listed = list(client.list_customers("alpha"))
+    assert [c.name.rsplit("/", 1)[1] for c in listed] == [f"c{n:02d}" for n in range(20)]
+    assert all(len(c.exclusions) == 500 for c in listed)
+    # The same for the catalog, with the largest page a caller may ask for.
+    big = {f"k{a}": "v" * 1024 for a in range(64)}
+    for start in (0, 35):
+        client.upsert_items(
+            "alpha",
+            [
+                common_pb2.Item(name=f"shops/alpha/items/i{n:02d}", title="t", attributes=big)
+                for n in range(start, start + 35)
+            ],
+        )
+    stub = catalog_service_pb2_grpc.CatalogServiceStub(kosmos.channel)
+    token, names = "", []
+    for _ in range(10):
+        page = stub.ListItems(
+            catalog_service_pb2.ListItemsRequest(
+                parent="shops/alpha", page_size=1000, page_token=token
+            ),
+            timeout=10,
+        )
+        names += [i.name for i in page.items]
+        token = page.next_page_token
+        if not token:
+            break
+    assert names == [f"shops/alpha/items/i{n:02d}" for n in range(70)]

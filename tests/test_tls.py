@@ -221,3 +221,63 @@ def test_grpc_channel_credentials_reject_an_unknown_ca(store, pki):
                 c.get_shop("acme")
     finally:
         server.stop(None).wait()
+
+
+def test_the_service_processes_serve_tls_from_the_environment(pki):
+    import subprocess
+    import sys
+
+    tmp, _ca, f = pki
+    env = {
+        **os.environ,
+        "KOSMOS_CLUSTER_LISTEN": "127.0.0.1:0",
+        "KOSMOS_DATABASE_URL": f"sqlite:///{tmp}/k.db",
+        "KOSMOS_BOOTSTRAP_KEY": OPERATOR_KEY,
+        "KOSMOS_TLS_CERT": f["cert"],
+        "KOSMOS_TLS_KEY": f["key"],
+        "KOSMOS_TLS_CLIENT_CA": f["ca"],
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kosmos.cluster"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert "listening on" in line, proc.stderr.read() if proc.poll() is not None else line
+        address = line.strip().rsplit(" ", 1)[1]
+        mutual = ClientTls(ca=f["ca"], cert=f["client_cert"], key=f["client_key"])
+        with KosmosClient(address, api_key=OPERATOR_KEY, tls=mutual, timeout=10) as client:
+            client.create_shop("acme")
+        with KosmosClient(address, api_key=OPERATOR_KEY, tls=ClientTls(ca=f["ca"]), timeout=2) as c:
+            with pytest.raises(UnavailableError):
+                c.get_shop("acme")
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+
+
+def test_remote_plugins_take_tls_from_the_environment(pki):
+    from kosmos.recommendation import load_plugins
+
+    _dir, _ca, f = pki
+    server, port, _ = build_plugin_server(
+        popularity({}), "127.0.0.1:0", 2, tls=TlsFiles(f["cert"], f["key"], client_ca=f["ca"])
+    )
+    server.start()
+    env = {
+        "KOSMOS_REMOTE_RECOMMENDERS": f"partner=127.0.0.1:{port}",
+        "KOSMOS_TLS_CA": f["ca"],
+        "KOSMOS_TLS_CLIENT_CERT": f["client_cert"],
+        "KOSMOS_TLS_CLIENT_KEY": f["client_key"],
+    }
+    plugin = load_plugins(RecommendationSettings.from_env(env))["partner"]
+    try:
+        remote = plugin.factory({})
+        remote.fit(checkerboard())
+        assert len(remote.recommend(RecommendQuery(customer_id="a-c0", k=3))) == 3
+    finally:
+        plugin.factory.close()
+        server.stop(None).wait()

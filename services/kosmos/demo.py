@@ -125,6 +125,15 @@ Ctrl-C (or SIGTERM) stops it gracefully.
 """
 
 
+def _local_secret(path: Path) -> str:
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ) -> None:
     p = argparse.ArgumentParser(prog="python -m kosmos.demo", description=__doc__)
     p.add_argument("--dir", default="var", help="where the database lives (default: var)")
@@ -137,6 +146,10 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
 
     config = ServerConfig.from_env(KOSMOS_CLUSTER_LISTEN, "127.0.0.1:50051", env)
     configure_logging(config.log_level)
+    if not config.secret:
+        # The embedded default: a secret kept beside the database, so page tokens,
+        # recommendation ids and plugin pseudonyms survive a second `make run`.
+        config = dataclasses.replace(config, secret=_local_secret(Path(args.dir) / "secret"))
     configure_secret(config)
     # The demo loads and trains through the API with an operator key of its own, never shown.
     bootstrap = config.bootstrap_key or secrets.token_urlsafe(32)

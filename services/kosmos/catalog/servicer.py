@@ -10,6 +10,7 @@ from kosmos.common.errors import InvalidArgument
 from kosmos.common.names import (
     decode_page_token,
     encode_page_token,
+    fits,
     item_name,
     page_size,
     parse_item,
@@ -88,11 +89,10 @@ class CatalogServicer(catalog_service_pb2_grpc.CatalogServiceServicer):
         shop_id = parse_shop(request.parent, "parent")
         size = page_size(request.page_size)
         cursor = decode_page_token(request.page_token, request.parent)
-        items = self.catalog.list(shop_id, str(cursor["after"]) if cursor else "", size + 1)
+        found = self.catalog.list(shop_id, str(cursor["after"]) if cursor else "", size + 1)
+        messages = [item_to_proto(i) for i in found[:size]]
+        keep = fits(messages)
         token = ""
-        if len(items) > size:
-            items = items[:size]
-            token = encode_page_token(request.parent, {"after": items[-1].item_id})
-        return catalog_service_pb2.ListItemsResponse(
-            items=[item_to_proto(i) for i in items], next_page_token=token
-        )
+        if len(found) > keep:
+            token = encode_page_token(request.parent, {"after": found[keep - 1].item_id})
+        return catalog_service_pb2.ListItemsResponse(items=messages[:keep], next_page_token=token)

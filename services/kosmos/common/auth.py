@@ -12,7 +12,10 @@ Health is open (probes carry no key), and so is reflection when it is enabled.
 
 A missing, malformed, unknown or revoked key is UNAUTHENTICATED. A key naming another shop, or
 a call beyond its scope, is PERMISSION_DENIED, decided before the request reaches the service,
-so the answer is the same whether the other shop exists or not.
+so the answer is the same whether the other shop exists or not. The shops a request touches
+are read from every resource-name field in it (``parent``, ``name``, ``customer``, ``item``,
+``shop``, nested and repeated ones included); a raw-bytes handler, whose request cannot be
+read, is checked for scope only, so such a method must stay operator-only.
 """
 
 from __future__ import annotations
@@ -228,7 +231,9 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
 
             def checked() -> Iterator[Any]:
                 for request in requests:
-                    authorize(principal, method, request)
+                    authorize(
+                        principal, method, request if isinstance(request, Message) else _EMPTY
+                    )
                     yield request
 
             return behavior(checked(), context)

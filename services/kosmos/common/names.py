@@ -11,7 +11,10 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
+
+from google.protobuf.message import Message
 
 from kosmos.common import signing
 from kosmos.common.errors import InvalidArgument
@@ -19,6 +22,8 @@ from kosmos.common.errors import InvalidArgument
 SHOP_ID = re.compile(r"[a-z][a-z0-9-]{0,62}")
 RESOURCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}")
 MAX_PAGE_TOKEN = 1024
+MAX_PAGE_BYTES = 2 * 1024 * 1024
+"""A list page stops growing here, well under gRPC's 4 MiB message limit, whatever its size."""
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -106,6 +111,20 @@ def page_size(
     if value < 0:
         raise InvalidArgument(field, "NEGATIVE_PAGE_SIZE", "must not be negative")
     return default if value == 0 else min(value, maximum)
+
+
+def fits(messages: Sequence[Message], budget: int = MAX_PAGE_BYTES) -> int:
+    """How many of ``messages`` (at least one) fit in a response of ``budget`` bytes.
+
+    Regression (issue 9): a page of maximal profiles overflowed the client's message limit
+    and broke ListCustomers for the whole shop; a short page with a next token does not.
+    """
+    used = 0
+    for n, message in enumerate(messages):
+        used += message.ByteSize() + 8  # with the field's tag and length
+        if used > budget and n > 0:
+            return n
+    return len(messages)
 
 
 def encode_page_token(scope: str, cursor: dict[str, Any]) -> str:

@@ -32,7 +32,7 @@ import grpc
 from grpc_health.v1.health import HealthServicer
 
 from kosmos.common import telemetry
-from kosmos.common.config import KOSMOS_PLUGIN_PREFIX, server_tls_from_env
+from kosmos.common.config import KOSMOS_PLUGIN_PREFIX, KOSMOS_REFLECTION, server_tls_from_env
 from kosmos.common.errors import InvalidArgument
 from kosmos.common.names import parse_shop
 from kosmos.common.server import Service, build_server, configure_logging, serve
@@ -220,6 +220,7 @@ def build_plugin_server(
     *,
     factory: Callable[[], Recommender] | None = None,
     tls: TlsFiles | None = None,
+    reflection_enabled: bool = False,
 ) -> tuple[grpc.Server, int, HealthServicer]:
     """Builds a server that serves ``recommender`` over ``RecommenderPluginService``.
 
@@ -231,6 +232,7 @@ def build_plugin_server(
             `RecommenderPluginServicer`).
         tls: Serve TLS, and with a client CA require Kosmos's client certificate (mTLS);
             ``python -m kosmos.plugin.serve`` reads ``KOSMOS_TLS_CERT`` and friends.
+        reflection_enabled: Serve gRPC reflection (``KOSMOS_REFLECTION=true``).
 
     Returns:
         The server (not started), the bound port, and its health servicer.
@@ -240,7 +242,13 @@ def build_plugin_server(
     def register(server: grpc.Server) -> None:
         pb_grpc.add_RecommenderPluginServiceServicer_to_server(servicer, server)
 
-    return build_server(listen, workers, [Service(SERVICE_NAME, register)], tls=tls)
+    return build_server(
+        listen,
+        workers,
+        [Service(SERVICE_NAME, register)],
+        tls=tls,
+        reflection_enabled=reflection_enabled,
+    )
 
 
 def plugin_settings(name: str, env: Mapping[str, str]) -> dict[str, str]:
@@ -276,7 +284,12 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
             return plugin.factory(settings)
 
         server, port, health = build_plugin_server(
-            fresh(), args.listen, args.workers, factory=fresh, tls=server_tls_from_env(env)
+            fresh(),
+            args.listen,
+            args.workers,
+            factory=fresh,
+            tls=server_tls_from_env(env),
+            reflection_enabled=env.get(KOSMOS_REFLECTION, "").strip().lower() == "true",
         )
     except (PluginLoadError, ValueError, RuntimeError, OSError) as exc:
         print(f"{name} plugin: cannot start: {exc}", file=sys.stderr)

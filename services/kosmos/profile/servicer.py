@@ -11,6 +11,7 @@ from kosmos.common.names import (
     customer_name,
     decode_page_token,
     encode_page_token,
+    fits,
     page_size,
     parse_customer,
     parse_shop,
@@ -124,11 +125,12 @@ class ProfileServicer(profile_service_pb2_grpc.ProfileServiceServicer):
         size = page_size(request.page_size)
         cursor = decode_page_token(request.page_token, request.parent)
         after = str(cursor["after"]) if cursor else ""
-        customers = self.profiles.list_customers(shop_id, after, size + 1)
+        found = self.profiles.list_customers(shop_id, after, size + 1)
+        messages = [customer_to_proto(c) for c in found[:size]]
+        keep = fits(messages)
         token = ""
-        if len(customers) > size:
-            customers = customers[:size]
-            token = encode_page_token(request.parent, {"after": customers[-1].customer_id})
+        if len(found) > keep:
+            token = encode_page_token(request.parent, {"after": found[keep - 1].customer_id})
         return profile_service_pb2.ListCustomersResponse(
-            customers=[customer_to_proto(c) for c in customers], next_page_token=token
+            customers=messages[:keep], next_page_token=token
         )

@@ -59,24 +59,3 @@ def test_unsupported_url_is_refused():
     with pytest.raises(ValueError, match="unsupported database URL"):
         open_store("mysql://x")
 
-
-def test_api_keys_are_stored_listed_and_revoked(store):
-    from kosmos.store.records import ApiKey
-
-    seed(store)
-    first = store.create_api_key(ApiKey("a" * 16, "acme", "admin", "h1", "shop admin"))
-    store.create_api_key(ApiKey("b" * 16, "", "operator", "h2"))
-    store.create_api_key(ApiKey("c" * 16, "acme", "storefront", "h3"))
-    assert first.create_time > 0 and first.revoke_time is None
-    with pytest.raises(AlreadyExists):
-        store.create_api_key(ApiKey("a" * 16, "acme", "admin", "other"))
-    assert store.get_api_key("a" * 16) == first
-    assert store.get_api_key("missing") is None
-    assert [k.key_id for k in store.list_api_keys("acme", "", 10)] == ["a" * 16, "c" * 16]
-    assert [k.key_id for k in store.list_api_keys("", "", 10)] == ["b" * 16]
-    assert [k.key_id for k in store.list_api_keys(None, "a" * 16, 1)] == ["b" * 16]
-    revoked = store.revoke_api_key("a" * 16)
-    assert revoked is not None and revoked.revoke_time is not None
-    again = store.revoke_api_key("a" * 16)
-    assert again is not None and again.revoke_time == revoked.revoke_time  # stamped once
-    assert store.revoke_api_key("missing") is None

@@ -252,7 +252,7 @@ def test_the_service_processes_serve_tls_from_the_environment(pki):
         with KosmosClient(address, api_key=OPERATOR_KEY, tls=mutual, timeout=10) as client:
             client.create_shop("acme")
         with KosmosClient(address, api_key=OPERATOR_KEY, tls=ClientTls(ca=f["ca"]), timeout=2) as c:
-            with pytest.raises(UnavailableError):
+            with pytest.raises(REFUSED):
                 c.get_shop("acme")
     finally:
         proc.terminate()

@@ -58,4 +58,3 @@ def test_dismissals_are_read_by_index(store):
 def test_unsupported_url_is_refused():
     with pytest.raises(ValueError, match="unsupported database URL"):
         open_store("mysql://x")
-

@@ -146,7 +146,7 @@ def test_catalog_rpcs(channel, parent, item_name, title, price, attrs, size, tok
             category=title[:10],
             price=price,
             attributes=attrs,
-            available=True,
+            out_of_stock=False,
         )
     ] * count
     call(stub.UpsertItems, cat.UpsertItemsRequest(parent=parent, items=items))

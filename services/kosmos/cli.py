@@ -7,6 +7,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -146,6 +147,73 @@ def cmd_models_rollback(_client: None, args: argparse.Namespace, out: Console) -
     )
 
 
+def cmd_import(client: KosmosClient, args: argparse.Namespace, out: Console) -> None:
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    from kosmos import bulk
+    from kosmos.client import NotFoundError
+
+    files: dict[str, Path] = {}
+    for path in args.paths:
+        if path.is_dir():
+            files.update(bulk.find_files(path))
+        else:
+            kind = next((k for k in bulk.KINDS if path.name.startswith(k)), None)
+            if kind is None:
+                raise bulk.BulkImportError(
+                    f"{path}: name it items.*, customers.* or interactions.* (or pass its folder)"
+                )
+            files[kind] = path
+    for kind in bulk.KINDS:
+        explicit = getattr(args, kind)
+        if explicit is not None:
+            files[kind] = explicit
+    if not files:
+        raise bulk.BulkImportError("no items, customers or interactions file (.jsonl or .csv)")
+    try:
+        client.get_shop(args.shop)
+    except NotFoundError:
+        client.create_shop(args.shop, args.shop)
+        out.print(f"created shop {args.shop}")
+    importers = {
+        "items": bulk.import_items,
+        "customers": bulk.import_customers,
+        "interactions": bulk.import_interactions,
+    }
+    columns = (
+        TextColumn("{task.description:<13}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=out) as progress:
+        for kind in bulk.KINDS:
+            if kind not in files:
+                continue
+            path = files[kind]
+            task = progress.add_task(kind, total=path.stat().st_size)
+            started = time.perf_counter()
+            count = importers[kind](
+                client,
+                args.shop,
+                bulk.read_records(path),
+                lambda n, task=task: progress.advance(task, n),  # type: ignore[misc]
+            )
+            seconds = time.perf_counter() - started
+            progress.console.print(
+                f"{kind}: {count:,} from {path} in {seconds:.1f}s"
+                f" ({count / max(seconds, 1e-9):,.0f}/s)"
+            )
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kosmos", description="Talk to a Kosmos cluster.")
     p.add_argument(
@@ -187,6 +255,21 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("customer")
     pr.add_argument("-n", type=int, default=10, help="how many interactions")
     pr.set_defaults(run=cmd_profile)
+    im = sub.add_parser(
+        "import",
+        help="bulk-load a shop from JSONL/CSV files (items, customers, interactions)",
+        description="Loads items, then customers, then interactions through the bulk API, with "
+        "progress. PATH is a folder holding items.jsonl|csv, customers.jsonl|csv and "
+        "interactions.jsonl|csv (any may be missing), or such files themselves; `python -m "
+        "kosmos.datasets --out DIR` writes a folder this reads. The shop is created if needed. "
+        "Importing the same files again stores no event twice.",
+    )
+    im.add_argument("shop")
+    im.add_argument("paths", nargs="*", type=Path, metavar="PATH")
+    for kind in ("items", "customers", "interactions"):
+        im.add_argument(f"--{kind}", type=Path, help=f"the {kind} file (.jsonl or .csv)")
+    im.set_defaults(run=cmd_import)
+
     m = sub.add_parser("models", help="list model versions, roll back (reads the model dir)")
     m.add_argument("--model-dir", help=f"the artifact directory (env {KOSMOS_MODEL_DIR})")
     msub = m.add_subparsers(dest="models_command", required=True)

@@ -186,6 +186,21 @@ class KosmosClient:
         result: common_pb2.Customer = response.customer
         return result
 
+    def create_customers(
+        self,
+        shop_id: str,
+        customers: Sequence[common_pb2.Customer],
+        *,
+        timeout: float | None = None,
+    ) -> tuple[list[common_pb2.Customer], int]:
+        """Creates or replaces up to 1000 profiles at once (each with ``name`` set to
+        ``shops/{shop}/customers/{customer}``); returns them and how many are new."""
+        request = profile_service_pb2.CreateCustomersRequest(
+            parent=f"shops/{shop_id}", customers=customers
+        )
+        response = self._call(self._stubs.profile.CreateCustomers, request, timeout)
+        return list(response.customers), int(response.created_count)
+
     def get_customer(
         self, shop_id: str, customer_id: str, *, timeout: float | None = None
     ) -> common_pb2.Customer:
@@ -293,6 +308,30 @@ class KosmosClient:
             try:
                 response = self._call(self._stubs.feedback.RecordInteractions, request, timeout)
                 return list(response.interactions)
+            except UnavailableError:
+                if attempt == retries:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def import_interactions(
+        self,
+        shop_id: str,
+        interactions: Sequence[common_pb2.Interaction],
+        *,
+        request_id: str,
+        retries: int = 3,
+        timeout: float | None = None,
+    ) -> tuple[int, bool]:
+        """Imports up to 10000 interactions (history back-fill) in one transaction. Retries
+        UNAVAILABLE with the same ``request_id``; returns the count stored and whether the
+        request id had been imported before (a replay stores nothing)."""
+        request = feedback_service_pb2.ImportInteractionsRequest(
+            parent=f"shops/{shop_id}", request_id=request_id, interactions=interactions
+        )
+        for attempt in range(retries + 1):
+            try:
+                response = self._call(self._stubs.feedback.ImportInteractions, request, timeout)
+                return int(response.imported_count), bool(response.replayed)
             except UnavailableError:
                 if attempt == retries:
                     raise

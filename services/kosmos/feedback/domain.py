@@ -28,6 +28,25 @@ class Feedback:
             NotFound: The shop, a customer or an item is unknown.
             AlreadyExists: ``request_id`` was used for a different request.
         """
+        self._check_references(shop_id, interactions)
+        stored, _replayed = self.store.record_interactions(
+            shop_id, request_id, request_hash, interactions
+        )
+        return stored
+
+    def import_history(
+        self, shop_id: str, request_id: str, request_hash: str, interactions: Sequence[Interaction]
+    ) -> tuple[int, bool]:
+        """Bulk intake: like `record`, but answers with a count (and whether it was a replay).
+
+        Raises:
+            NotFound: The shop, a customer or an item is unknown.
+            AlreadyExists: ``request_id`` was used for a different request.
+        """
+        self._check_references(shop_id, interactions)
+        return self.store.import_interactions(shop_id, request_id, request_hash, interactions)
+
+    def _check_references(self, shop_id: str, interactions: Sequence[Interaction]) -> None:
         if self.store.get_shop(shop_id) is None:
             raise NotFound("shop", shop_name(shop_id))
         customers = {i.customer_id for i in interactions}
@@ -35,13 +54,9 @@ class Feedback:
         if missing:
             raise NotFound("customer", customer_name(shop_id, missing[0]))
         items = {i.item_id for i in interactions}
-        unknown = sorted(items - set(self.store.get_items(shop_id, items)))
+        unknown = sorted(items - self.store.existing_item_ids(shop_id, items))
         if unknown:
             raise NotFound("item", item_name(shop_id, unknown[0]))
-        stored, _replayed = self.store.record_interactions(
-            shop_id, request_id, request_hash, interactions
-        )
-        return stored
 
     def list(
         self, shop_id: str, customer_id: str, before_seq: int | None, limit: int

@@ -24,6 +24,9 @@ from kosmos.store.records import Interaction, InteractionType
 from kosmos.v1 import common_pb2, feedback_service_pb2, feedback_service_pb2_grpc
 
 MAX_BATCH = 1000
+# ImportInteractions answers with a count, so a batch can be larger: fewer round trips and
+# fewer transactions (each one is a disk sync) for a history back-fill.
+MAX_IMPORT_BATCH = 10_000
 MAX_REQUEST_ID = 128
 # Clocks drift: an event up to this far in the future is accepted as "now".
 CLOCK_SKEW_SECONDS = 300.0
@@ -82,31 +85,19 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
         self.feedback = feedback
 
     def RecordInteractions(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC's names)
-        shop_id = parse_shop(request.parent, "parent")
-        request_id = request.request_id
-        if not request_id:
-            raise InvalidArgument("request_id", "MISSING_FIELD", "is required (a UUID per request)")
-        if len(request_id) > MAX_REQUEST_ID or not request_id.isprintable():
-            raise InvalidArgument(
-                "request_id",
-                "INVALID_REQUEST_ID",
-                f"must be 1-{MAX_REQUEST_ID} printable characters",
-            )
-        if not request.interactions:
-            raise InvalidArgument("interactions", "MISSING_FIELD", "needs at least one interaction")
-        if len(request.interactions) > MAX_BATCH:
-            raise InvalidArgument("interactions", "TOO_MANY_ENTRIES", f"takes at most {MAX_BATCH}")
-        now = time.time()
-        interactions = [
-            interaction_from_proto(m, shop_id, f"interactions[{n}]", now)
-            for n, m in enumerate(request.interactions)
-        ]
-        # The hash of the request as sent (before defaults are filled in) tells a retry from a
-        # different request reusing the same id.
-        request_hash = hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
+        shop_id, request_id, request_hash, interactions = _batch(request, MAX_BATCH)
         stored = self.feedback.record(shop_id, request_id, request_hash, interactions)
         return feedback_service_pb2.RecordInteractionsResponse(
             interactions=[interaction_to_proto(i) for i in stored]
+        )
+
+    def ImportInteractions(self, request: Any, context: Any) -> Any:  # noqa: N802
+        shop_id, request_id, request_hash, interactions = _batch(request, MAX_IMPORT_BATCH)
+        count, replayed = self.feedback.import_history(
+            shop_id, request_id, request_hash, interactions
+        )
+        return feedback_service_pb2.ImportInteractionsResponse(
+            imported_count=count, replayed=replayed
         )
 
     def ListInteractions(self, request: Any, context: Any) -> Any:  # noqa: N802
@@ -122,3 +113,31 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
         return feedback_service_pb2.ListInteractionsResponse(
             interactions=[interaction_to_proto(i) for i in found], next_page_token=token
         )
+
+
+def _batch(request: Any, maximum: int) -> tuple[str, str, str, list[Interaction]]:
+    """Validates a RecordInteractions or ImportInteractions request: shop, request id, hash and
+    the interactions as domain records."""
+    shop_id = parse_shop(request.parent, "parent")
+    request_id = request.request_id
+    if not request_id:
+        raise InvalidArgument("request_id", "MISSING_FIELD", "is required (a UUID per request)")
+    if len(request_id) > MAX_REQUEST_ID or not request_id.isprintable():
+        raise InvalidArgument(
+            "request_id",
+            "INVALID_REQUEST_ID",
+            f"must be 1-{MAX_REQUEST_ID} printable characters",
+        )
+    if not request.interactions:
+        raise InvalidArgument("interactions", "MISSING_FIELD", "needs at least one interaction")
+    if len(request.interactions) > maximum:
+        raise InvalidArgument("interactions", "TOO_MANY_ENTRIES", f"takes at most {maximum}")
+    now = time.time()
+    interactions = [
+        interaction_from_proto(m, shop_id, f"interactions[{n}]", now)
+        for n, m in enumerate(request.interactions)
+    ]
+    # The hash of the request as sent (before defaults are filled in) tells a retry from a
+    # different request reusing the same id.
+    request_hash = hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
+    return shop_id, request_id, request_hash, interactions

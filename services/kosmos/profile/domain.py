@@ -37,6 +37,13 @@ class Profiles:
             Customer(shop_id, customer_id, dict(attributes), tuple(exclusions))
         )
 
+    def upsert_customers(
+        self, shop_id: str, customers: Sequence[Customer]
+    ) -> tuple[list[Customer], int]:
+        """Creates or replaces profiles in one transaction; returns them and how many are new."""
+        self.get_shop(shop_id)
+        return self.store.upsert_customers(customers)
+
     def get_customer(self, shop_id: str, customer_id: str) -> Customer:
         customer = self.store.get_customer(shop_id, customer_id)
         if customer is None:

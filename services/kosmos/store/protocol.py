@@ -7,10 +7,10 @@ and idempotent by request id; queries honour the current deadline (`kosmos.commo
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Protocol
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Protocol
 
-from kosmos.store.records import Customer, Interaction, Item, Shop
+from kosmos.store.records import Customer, Interaction, Item, Shop, ShopSettingsRevision
 
 
 class Store(Protocol):
@@ -44,8 +44,23 @@ class Store(Protocol):
 
     def existing_customer_ids(self, shop_id: str, customer_ids: Iterable[str]) -> set[str]: ...
 
+    def upsert_customers(self, customers: Sequence[Customer]) -> tuple[list[Customer], int]:
+        """Creates or replaces profiles (all of one shop) in one transaction (bulk intake).
+
+        A profile that exists gets the attributes and exclusions given and a new
+        ``update_time``; its ``create_time`` stays.
+
+        Returns:
+            The stored profiles, in order, and how many of them are new.
+        """
+        ...
+
     def upsert_items(self, items: Sequence[Item]) -> list[Item]:
         """Creates or replaces items (all of one shop), stamping ``update_time``."""
+        ...
+
+    def existing_item_ids(self, shop_id: str, item_ids: Iterable[str]) -> set[str]:
+        """The ids among ``item_ids`` that are in the catalog (cheaper than `get_items`)."""
         ...
 
     def catalog_version(self, shop_id: str) -> int | None:
@@ -74,6 +89,20 @@ class Store(Protocol):
         """
         ...
 
+    def import_interactions(
+        self, shop_id: str, request_id: str, request_hash: str, interactions: Sequence[Interaction]
+    ) -> tuple[int, bool]:
+        """Bulk intake: stores interactions atomically under ``request_id``, in one batched
+        write (``executemany``), without reading them back.
+
+        Returns:
+            How many interactions the request stored and whether this was a replay.
+
+        Raises:
+            AlreadyExists: ``request_id`` was used before with a different ``request_hash``.
+        """
+        ...
+
     def list_interactions(
         self, shop_id: str, customer_id: str, before_seq: int | None, limit: int
     ) -> list[Interaction]:
@@ -84,6 +113,26 @@ class Store(Protocol):
 
     def iter_interactions(self, shop_id: str) -> Iterator[Interaction]:
         """Every interaction of a shop, oldest first (training)."""
+        ...
+
+    def settings_revision(self, shop_id: str) -> int | None:
+        """The shop's current settings revision (0: never set); None for an unknown shop. Read
+        on every request, so it must be cheap."""
+        ...
+
+    def get_shop_settings(self, shop_id: str, revision: int = 0) -> ShopSettingsRevision | None:
+        """A stored revision (0: the current one); None if there is none."""
+        ...
+
+    def put_shop_settings(self, shop_id: str, document: Mapping[str, Any]) -> ShopSettingsRevision:
+        """Stores ``document`` as the shop's next revision and makes it current. Raises
+        NotFound for an unknown shop."""
+        ...
+
+    def list_shop_settings(
+        self, shop_id: str, before_revision: int | None, limit: int
+    ) -> list[ShopSettingsRevision]:
+        """Revisions below ``before_revision`` (None: all), newest first."""
         ...
 
     def close(self) -> None: ...

@@ -80,6 +80,49 @@ def interaction_from_proto(message: Any, shop_id: str, field: str, now: float) -
     )
 
 
+_KINDS = {t.value: t for t in InteractionType}
+
+
+def interactions_from_proto(messages: Any, shop_id: str, now: float) -> list[Interaction]:
+    """`interaction_from_proto` for a whole batch, as fast as history imports need.
+
+    A history names the same customers and items again and again: each name is checked once
+    per batch. A message that is not plainly valid goes through `interaction_from_proto`,
+    which names the bad field.
+    """
+    customers: dict[str, str] = {}  # checked resource name → customer id
+    items: set[str] = set()
+    latest = now + CLOCK_SKEW_SECONDS
+    out = []
+    for n, m in enumerate(messages):
+        customer_id = customers.get(m.customer)
+        kind = _KINDS.get(m.type)
+        value = m.value
+        event_time = now
+        if m.HasField("event_time"):
+            ts = m.event_time
+            event_time = ts.seconds + ts.nanos / 1e9
+        if (
+            customer_id is None
+            or m.item_id not in items
+            or kind is None
+            or not 0.0 <= value <= (MAX_RATING if kind is InteractionType.RATING else math.inf)
+            or not 0.0 < event_time <= latest
+            or len(m.recommendation_id) > MAX_REQUEST_ID
+        ):
+            checked = interaction_from_proto(m, shop_id, f"interactions[{n}]", now)
+            customers[m.customer] = checked.customer_id
+            items.add(checked.item_id)
+            out.append(checked)
+            continue
+        out.append(
+            Interaction(
+                shop_id, customer_id, m.item_id, kind, event_time, value, m.recommendation_id
+            )
+        )
+    return out
+
+
 class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
     def __init__(self, feedback: Feedback) -> None:
         self.feedback = feedback
@@ -132,11 +175,7 @@ def _batch(request: Any, maximum: int) -> tuple[str, str, str, list[Interaction]
         raise InvalidArgument("interactions", "MISSING_FIELD", "needs at least one interaction")
     if len(request.interactions) > maximum:
         raise InvalidArgument("interactions", "TOO_MANY_ENTRIES", f"takes at most {maximum}")
-    now = time.time()
-    interactions = [
-        interaction_from_proto(m, shop_id, f"interactions[{n}]", now)
-        for n, m in enumerate(request.interactions)
-    ]
+    interactions = interactions_from_proto(request.interactions, shop_id, time.time())
     # The hash of the request as sent (before defaults are filled in) tells a retry from a
     # different request reusing the same id.
     request_hash = hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()

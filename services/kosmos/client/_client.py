@@ -23,6 +23,8 @@ from kosmos.v1 import (
     profile_service_pb2_grpc,
     recommendation_service_pb2,
     recommendation_service_pb2_grpc,
+    shop_settings_service_pb2,
+    shop_settings_service_pb2_grpc,
 )
 
 R = TypeVar("R")
@@ -68,6 +70,7 @@ class _Stubs:
     catalog: Any = field(default=None)
     feedback: Any = field(default=None)
     recommendation: Any = field(default=None)
+    settings: Any = field(default=None)
 
 
 def interaction_type(name: str) -> common_pb2.InteractionType.ValueType:
@@ -113,6 +116,7 @@ class KosmosClient:
         self._stubs = _Stubs(
             profile=profile_service_pb2_grpc.ProfileServiceStub(profile_channel),
             catalog=catalog_service_pb2_grpc.CatalogServiceStub(profile_channel),
+            settings=shop_settings_service_pb2_grpc.ShopSettingsServiceStub(profile_channel),
             feedback=feedback_service_pb2_grpc.FeedbackServiceStub(channel("feedback")),
             recommendation=recommendation_service_pb2_grpc.RecommendationServiceStub(
                 channel("recommendation")
@@ -256,6 +260,52 @@ class KosmosClient:
             timeout,
         ):
             yield from response.customers
+
+    # -- per-shop settings -------------------------------------------------------------------
+
+    def get_shop_settings(
+        self, shop_id: str, *, revision: int = 0, timeout: float | None = None
+    ) -> shop_settings_service_pb2.ShopSettings:
+        """A shop's own settings (revision 0: the current ones)."""
+        request = shop_settings_service_pb2.GetShopSettingsRequest(
+            name=f"shops/{shop_id}/settings", revision=revision
+        )
+        response = self._call(self._stubs.settings.GetShopSettings, request, timeout)
+        result: shop_settings_service_pb2.ShopSettings = response.settings
+        return result
+
+    def update_shop_settings(
+        self,
+        shop_id: str,
+        settings: shop_settings_service_pb2.ShopSettings,
+        paths: Sequence[str],
+        *,
+        timeout: float | None = None,
+    ) -> shop_settings_service_pb2.ShopSettings:
+        """Replaces the fields named in ``paths`` (a field mask) with those of ``settings``;
+        returns the new revision."""
+        message = shop_settings_service_pb2.ShopSettings()
+        message.CopyFrom(settings)
+        message.name = f"shops/{shop_id}/settings"
+        request = shop_settings_service_pb2.UpdateShopSettingsRequest(
+            settings=message, update_mask=field_mask_pb2.FieldMask(paths=list(paths))
+        )
+        response = self._call(self._stubs.settings.UpdateShopSettings, request, timeout)
+        result: shop_settings_service_pb2.ShopSettings = response.settings
+        return result
+
+    def list_shop_settings_revisions(
+        self, shop_id: str, *, page_size: int = 0, timeout: float | None = None
+    ) -> Iterator[shop_settings_service_pb2.ShopSettings]:
+        """Every stored revision of a shop's settings, newest first."""
+        for response in self._pages(
+            self._stubs.settings.ListShopSettingsRevisions,
+            lambda token: shop_settings_service_pb2.ListShopSettingsRevisionsRequest(
+                parent=f"shops/{shop_id}/settings", page_size=page_size, page_token=token
+            ),
+            timeout,
+        ):
+            yield from response.revisions
 
     # -- catalog -----------------------------------------------------------------------------
 

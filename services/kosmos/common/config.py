@@ -11,10 +11,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from dataclasses import replace as dataclass_replace
 from typing import Self, TypeVar
 
 from kosmos.plugin.routing import Routing
 from kosmos.plugin.routing import parse_names as _names
+from kosmos.plugin.signals import DEFAULT_WEIGHTS, Weights
+from kosmos.store.records import InteractionType
 
 KOSMOS_DATABASE_URL = "KOSMOS_DATABASE_URL"
 """Where the data lives: ``sqlite:///path.db`` (embedded) or ``postgresql://...``.
@@ -90,6 +93,33 @@ KOSMOS_PLUGIN_PREFIX = "KOSMOS_PLUGIN__"
 """``KOSMOS_PLUGIN__<NAME>__<SETTING>=value`` passes ``setting=value`` to plugin ``name``'s
 factory, e.g. ``KOSMOS_PLUGIN__POPULARITY__HALF_LIFE_DAYS=7``. Default: none."""
 
+KOSMOS_INTERACTION_WEIGHTS = "KOSMOS_INTERACTION_WEIGHTS"
+"""Interaction weights, ``kind=weight,...`` for any of ``view``, ``click``, ``add_to_cart``,
+``purchase`` and ``rating`` (per star); kinds left out keep their default. A shop's own settings
+override it. Default: ``"view=1,click=2,add_to_cart=4,purchase=8,rating=1"``."""
+
+KOSMOS_QUANTITY_EXPONENT = "KOSMOS_QUANTITY_EXPONENT"
+"""How much a purchase's quantity counts, 0 to 1: a purchase weighs
+``purchase × quantity^exponent``. Default: ``0`` (quantity does not count)."""
+
+KOSMOS_OWNED_INTERACTIONS = "KOSMOS_OWNED_INTERACTIONS"
+"""The interaction kinds that make an item "owned" by a customer (the seen-item policy),
+comma-separated. Default: ``"purchase,rating"``."""
+
+KOSMOS_REPEAT_PURCHASE = "KOSMOS_REPEAT_PURCHASE"
+"""Whether owned items are offered again: ``learned`` (when the item's repurchase rate reaches
+`KOSMOS_REPURCHASE_THRESHOLD`), ``always`` or ``never``. Default: ``"learned"``."""
+
+KOSMOS_REPURCHASE_THRESHOLD = "KOSMOS_REPURCHASE_THRESHOLD"
+"""With ``learned``: the share of an item's buyers who bought it again from which it is offered
+again, 0 to 1. Default: ``0.2``."""
+
+KOSMOS_REPEATABLE_ITEMS = "KOSMOS_REPEATABLE_ITEMS"
+"""Item ids always offered again, comma-separated. Default: empty."""
+
+KOSMOS_REPEATABLE_CATEGORIES = "KOSMOS_REPEATABLE_CATEGORIES"
+"""Categories whose items are always offered again, comma-separated. Default: empty."""
+
 KOSMOS_TARGET = "KOSMOS_TARGET"
 """Address the ``kosmos`` command and ``make bench`` call. Default: ``"localhost:50051"``."""
 
@@ -160,6 +190,69 @@ def _routing(raw: str) -> Routing:
     return Routing.parse(raw)
 
 
+WEIGHTED_KINDS = ("view", "click", "add_to_cart", "purchase", "rating")
+REPEAT_PURCHASE_MODES = ("learned", "always", "never")
+DEFAULT_OWNED = frozenset({InteractionType.PURCHASE, InteractionType.RATING})
+
+
+def _weights(raw: str) -> Weights:
+    values: dict[str, float] = {}
+    for part in raw.split(","):
+        if not part.strip():
+            continue
+        kind, sep, number = part.partition("=")
+        kind = kind.strip().lower()
+        if not sep or kind not in WEIGHTED_KINDS:
+            raise ValueError(
+                f"expected kind=weight with kind one of {WEIGHTED_KINDS}, got {part!r}"
+            )
+        values[kind] = _weight(number)
+    return dataclass_replace(DEFAULT_WEIGHTS, **values)
+
+
+def _weight(raw: str) -> float:
+    value = float(raw)
+    if not 0 <= value <= 1e6:
+        raise ValueError("a weight must be a number from 0 to 1000000")
+    return value
+
+
+def _fraction(raw: str) -> float:
+    value = float(raw)
+    if not 0 <= value <= 1:
+        raise ValueError("must be a number from 0 to 1")
+    return value
+
+
+def _kinds(raw: str) -> frozenset[InteractionType]:
+    kinds = set()
+    for name in _names(raw):
+        try:
+            kinds.add(InteractionType[name.upper()])
+        except KeyError:
+            raise ValueError(f"unknown interaction kind {name!r}") from None
+    return frozenset(kinds)
+
+
+def _mode(raw: str) -> str:
+    if raw.lower() not in REPEAT_PURCHASE_MODES:
+        raise ValueError(f"must be one of {', '.join(REPEAT_PURCHASE_MODES)}")
+    return raw.lower()
+
+
+def _list(raw: str) -> frozenset[str]:
+    return frozenset(v.strip() for v in raw.split(",") if v.strip())
+
+
+def _weights_from_env(env: Mapping[str, str]) -> Weights:
+    weights = _read(env, KOSMOS_INTERACTION_WEIGHTS, DEFAULT_WEIGHTS, _weights)
+    exponent = _read(env, KOSMOS_QUANTITY_EXPONENT, weights.quantity_exponent, _fraction)
+    if exponent != weights.quantity_exponent:
+        weights = dataclass_replace(weights, quantity_exponent=exponent)
+    # The defaults themselves, when nothing changed: `signals.to_plugin` has a fast path for them.
+    return DEFAULT_WEIGHTS if weights == DEFAULT_WEIGHTS else weights
+
+
 def _database_url(raw: str) -> str:
     if not raw.startswith(("sqlite:///", "postgresql://", "postgres://")):
         raise ValueError("must start with sqlite:/// or postgresql://")
@@ -219,6 +312,15 @@ class RecommendationSettings:
         remote: See `KOSMOS_REMOTE_RECOMMENDERS`; name → ``host:port``.
         remote_timeout_ms: See `KOSMOS_REMOTE_TIMEOUT_MS`.
         plugin_settings: See `KOSMOS_PLUGIN_PREFIX`; plugin name → setting → value.
+        weights: See `KOSMOS_INTERACTION_WEIGHTS` and `KOSMOS_QUANTITY_EXPONENT`.
+        owned_types: See `KOSMOS_OWNED_INTERACTIONS`.
+        repeat_purchase: See `KOSMOS_REPEAT_PURCHASE`.
+        repurchase_threshold: See `KOSMOS_REPURCHASE_THRESHOLD`.
+        repeatable_items: See `KOSMOS_REPEATABLE_ITEMS`.
+        repeatable_categories: See `KOSMOS_REPEATABLE_CATEGORIES`.
+
+    Each shop may override routing, plugin settings, variety, the seen-item policy and the
+    weights (`kosmos.shopconfig`); these are the cluster-wide defaults.
     """
 
     routing: Routing = field(default_factory=Routing)
@@ -234,6 +336,12 @@ class RecommendationSettings:
     remote: Mapping[str, str] = field(default_factory=dict)
     remote_timeout_ms: float = 250.0
     plugin_settings: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    weights: Weights = DEFAULT_WEIGHTS
+    owned_types: frozenset[InteractionType] = DEFAULT_OWNED
+    repeat_purchase: str = "learned"
+    repurchase_threshold: float = 0.2
+    repeatable_items: frozenset[str] = frozenset()
+    repeatable_categories: frozenset[str] = frozenset()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Self:
@@ -278,4 +386,12 @@ class RecommendationSettings:
                 env, KOSMOS_REMOTE_TIMEOUT_MS, defaults.remote_timeout_ms, _positive_float
             ),
             plugin_settings=plugin_settings,
+            weights=_weights_from_env(env),
+            owned_types=_read(env, KOSMOS_OWNED_INTERACTIONS, defaults.owned_types, _kinds),
+            repeat_purchase=_read(env, KOSMOS_REPEAT_PURCHASE, defaults.repeat_purchase, _mode),
+            repurchase_threshold=_read(
+                env, KOSMOS_REPURCHASE_THRESHOLD, defaults.repurchase_threshold, _fraction
+            ),
+            repeatable_items=_read(env, KOSMOS_REPEATABLE_ITEMS, frozenset(), _list),
+            repeatable_categories=_read(env, KOSMOS_REPEATABLE_CATEGORIES, frozenset(), _list),
         )

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import math
 import re
 import statistics
 from collections import Counter
@@ -28,6 +27,7 @@ from pathlib import Path
 
 from kosmos.datasets import generate
 from kosmos.plugin import Interaction, InteractionType
+from kosmos.plugin.features import item_features
 from kosmos.plugin.signals import weight
 
 __all__ = [
@@ -63,7 +63,6 @@ MOVIELENS_GENRES = (
 """The 19 genre flags of ``u.item``, in column order (as ``u.genre`` lists them)."""
 
 _PRODUCT = re.compile(r"^\d{5}")
-_WORD = re.compile(r"[A-Z]{3,}")
 _RETAIL_COLUMNS = (
     "InvoiceNo",
     "StockCode",
@@ -111,15 +110,21 @@ class Dataset:
 def synthetic(customers: int = 1000, items: int = 300, seed: int = 7) -> Dataset:
     """The synthetic shop the demo loads, with the service's interaction weights.
 
-    Item features are what the service fits on: the item's attributes, category and brand.
+    Item features are what the service fits on (`kosmos.plugin.features.item_features`).
     """
     shop = generate(customers=customers, items=items, seed=seed)
     interactions = [
         Interaction(i.customer_id, i.item_id, i.type, weight(i.type, i.value), i.time, i.value)
         for i in shop.interactions
     ]
-    item_features = {
-        item.item_id: {**item.attributes, "category": item.category, "brand": item.brand}
+    features = {
+        item.item_id: item_features(
+            item.attributes,
+            title=item.title,
+            category=item.category,
+            brand=item.brand,
+            price=item.price,
+        )
         for item in shop.items
     }
     return Dataset(
@@ -127,7 +132,7 @@ def synthetic(customers: int = 1000, items: int = 300, seed: int = 7) -> Dataset
         interactions=interactions,
         item_ids=[item.item_id for item in shop.items],
         customer_features={c.customer_id: dict(c.attributes) for c in shop.customers},
-        item_features=item_features,
+        item_features=features,
         summary=(
             f"synthetic shop (seed {seed}): {len(interactions):,} interactions, "
             f"{customers:,} customers, {items:,} items"
@@ -204,11 +209,6 @@ def movielens_100k(path: Path) -> Dataset:
     )
 
 
-def _price_band(price: float) -> str:
-    """Octaves of price: band 3 is £1-£2, each band up doubles it; 0-9."""
-    return str(max(0, min(int(math.floor(math.log2(price))) + 3, 9)))
-
-
 def online_retail(path: Path) -> Dataset:
     """UCI Online Retail from ``online_retail.csv.gz`` (or the folder holding it).
 
@@ -216,8 +216,9 @@ def online_retail(path: Path) -> Dataset:
     Quantity <= 0, UnitPrice <= 0 and StockCodes not starting with 5 digits are dropped. The lines
     of one invoice for one product become one `PURCHASE` of weight 1 (value: the quantity), so a
     customer-product pair weighs its invoice count. Customers have ``country`` (their latest);
-    products ``price_band`` (of the median unit price) and one ``word:<TOKEN>`` feature per word
-    of their most frequent description.
+    products the features `kosmos.plugin.features.item_features` gives their most frequent
+    description (as the title: one ``word:<TOKEN>`` per word) and median unit price (``price``
+    and ``price_band``), as the service builds them for a catalog loaded through the API.
 
     Raises:
         DataNotFound: The file is missing.
@@ -271,18 +272,20 @@ def online_retail(path: Path) -> Dataset:
         key=lambda i: (i.time, i.customer_id, i.item_id),
     )
     item_ids = sorted(prices)
-    item_features: dict[str, dict[str, str]] = {}
-    for code in item_ids:
-        features = {"price_band": _price_band(statistics.median(prices[code]))}
-        text = descriptions[code].most_common(1)[0][0].upper()
-        features.update((f"word:{w}", "1") for w in _WORD.findall(text))
-        item_features[code] = features
+    features = {
+        code: item_features(
+            {},
+            title=descriptions[code].most_common(1)[0][0],
+            price=statistics.median(prices[code]),
+        )
+        for code in item_ids
+    }
     return Dataset(
         name="online-retail",
         interactions=interactions,
         item_ids=item_ids,
         customer_features={c: {"country": v} for c, v in country.items()},
-        item_features=item_features,
+        item_features=features,
         summary=(
             f"UCI Online Retail: {lines:,} purchase lines → {len(interactions):,} "
             f"invoice × product interactions, {len(country):,} customers, "

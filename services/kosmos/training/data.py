@@ -3,30 +3,40 @@
 from __future__ import annotations
 
 from kosmos.plugin import TrainingData
-from kosmos.plugin.signals import to_plugin
+from kosmos.plugin.features import item_features
+from kosmos.plugin.signals import DEFAULT_WEIGHTS, Weights, to_plugin
 from kosmos.store import Store
 
 PAGE = 1000
 
 
-def training_data(store: Store, shop_id: str, now: float) -> TrainingData:
-    """Everything a recommender fits on for one shop, read from the store."""
+def training_data(
+    store: Store, shop_id: str, now: float, weights: Weights = DEFAULT_WEIGHTS
+) -> TrainingData:
+    """Everything a recommender fits on for one shop, read from the store.
+
+    Item features come from `kosmos.plugin.features.item_features` (words of the title and of
+    free-text attributes, category, brand, price and price band), exactly as ``kosmos
+    evaluate`` builds them. ``weights`` are the shop's (`kosmos.shopconfig`).
+    """
     items: dict[str, dict[str, str]] = {}
     after = ""
     while batch := store.list_items(shop_id, after, PAGE):
         for item in batch:
-            features = dict(item.attributes)
-            for key in ("category", "brand"):
-                if getattr(item, key):
-                    features[key] = getattr(item, key)
-            items[item.item_id] = features
+            items[item.item_id] = item_features(
+                item.attributes,
+                title=item.title,
+                category=item.category,
+                brand=item.brand,
+                price=item.price,
+            )
         after = batch[-1].item_id
     customers: dict[str, dict[str, str]] = {}
     after = ""
     while page := store.list_customers(shop_id, after, PAGE):
         customers.update((c.customer_id, dict(c.attributes)) for c in page)
         after = page[-1].customer_id
-    interactions = [to_plugin(i) for i in store.iter_interactions(shop_id)]
+    interactions = [to_plugin(i, weights) for i in store.iter_interactions(shop_id)]
     return TrainingData(
         interactions=interactions,
         item_ids=list(items),

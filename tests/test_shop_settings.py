@@ -94,6 +94,21 @@ def test_update_is_versioned_and_listable(kosmos, stub):
             "plugin_settings",
             "settings.plugin_settings['popularity'].values['Bad Key']",
         ),
+        (
+            # The plugin's own factory checks its settings.
+            pb.ShopSettings(
+                plugin_settings={"popularity": pb.PluginSettings(values={"half_life_days": "x"})}
+            ),
+            "plugin_settings",
+            "settings.plugin_settings['popularity']",
+        ),
+        (
+            pb.ShopSettings(
+                plugin_settings={"popularity": pb.PluginSettings(values={"factors": "8"})}
+            ),
+            "plugin_settings",
+            "settings.plugin_settings['popularity']",
+        ),
         (pb.ShopSettings(max_per_category=0), "max_per_category", "settings.max_per_category"),
         (
             pb.ShopSettings(
@@ -143,6 +158,8 @@ def test_routing_may_name_the_clusters_recommenders(kosmos, stub):
         RecommendationSettings(remote={"partner": "127.0.0.1:1"}, disabled=frozenset({"bpr"}))
     )
     assert "partner" in remote and "bpr" not in remote
+    assert remote["partner"] is None  # out of process: its settings cannot be checked here
+    assert remote["popularity"] is not None
     got = kosmos.client.update_shop_settings(
         "acme",
         pb.ShopSettings(

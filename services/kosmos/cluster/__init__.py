@@ -20,7 +20,9 @@ def services(
     plugins: Mapping[str, LoadedPlugin] | None = None,
 ) -> list[Service]:
     """Profile, catalog, feedback and recommendation, built by their own factories."""
-    known = known_recommenders(settings, plugins.keys() if plugins is not None else None)
+    if plugins is None:
+        plugins = recommendation.load_plugins(settings)
+    known = known_recommenders(settings, plugins)
     return [
         *profile.services(store, lambda: known),
         *feedback.services(store),

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+import functools
+from collections.abc import Callable
 
 import grpc
 
@@ -11,27 +12,26 @@ from kosmos.common.config import RecommendationSettings
 from kosmos.common.server import Service
 from kosmos.profile.domain import Profiles
 from kosmos.profile.servicer import ProfileServicer
-from kosmos.shopconfig import known_recommenders
+from kosmos.shopconfig import Recommenders, known_recommenders
 from kosmos.shopconfig import servicer as shop_settings
 from kosmos.store import Store
 from kosmos.v1 import profile_service_pb2, profile_service_pb2_grpc
 
 SERVICE_NAME = profile_service_pb2.DESCRIPTOR.services_by_name["ProfileService"].full_name
 
-__all__ = ["SERVICE_NAME", "Profiles", "services"]
+__all__ = ["SERVICE_NAME", "Profiles", "installed_recommenders", "services"]
 
 
-def services(
-    store: Store, known_recommenders: Callable[[], Collection[str]] | None = None
-) -> list[Service]:
+def services(store: Store, recommenders: Callable[[], Recommenders] | None = None) -> list[Service]:
     """What the profile process hosts: ProfileService, CatalogService and ShopSettingsService.
 
     Args:
         store: The store.
-        known_recommenders: Names a shop's routing may use; the installed plugins by default.
+        recommenders: The recommenders a shop's settings may name (asked on each settings
+            update); by default the installed plugins, loaded on first use.
     """
-    if known_recommenders is None:
-        known_recommenders = _installed
+    if recommenders is None:
+        recommenders = installed_recommenders(RecommendationSettings())
     servicer = ProfileServicer(Profiles(store))
 
     def register(server: grpc.Server) -> None:
@@ -40,9 +40,11 @@ def services(
     return [
         Service(SERVICE_NAME, register),
         *catalog_services(store),
-        *shop_settings.services(store, known_recommenders),
+        *shop_settings.services(store, recommenders),
     ]
 
 
-def _installed() -> Collection[str]:
-    return known_recommenders(RecommendationSettings())
+def installed_recommenders(settings: RecommendationSettings) -> Callable[[], Recommenders]:
+    """The installed (and remote) recommenders ``settings`` allow, found on first use: a
+    profile process that never sees a settings update never imports a plugin."""
+    return functools.cache(lambda: known_recommenders(settings))

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from dataclasses import replace as dataclass_replace
-from importlib import metadata
 from types import MappingProxyType
 from typing import Any
 
 from kosmos.common.config import RecommendationSettings
-from kosmos.plugin.registry import ENTRY_POINT_GROUP
+from kosmos.plugin import LoadedPlugin, RecommenderFactory, discover
 from kosmos.plugin.routing import Routing
 from kosmos.plugin.signals import DEFAULT_WEIGHTS, Weights
 from kosmos.store import Store
@@ -175,11 +174,23 @@ class ShopConfig:
         return effective
 
 
+Recommenders = Mapping[str, RecommenderFactory | None]
+"""What a shop's settings may name: recommender name → its factory, which checks plugin
+settings (a ValueError names a bad one), or None when they cannot be checked here (an
+out-of-process plugin)."""
+
+
 def known_recommenders(
-    defaults: RecommendationSettings, installed: Collection[str] | None = None
-) -> frozenset[str]:
-    """Names a shop's routing may use: the installed plugins (entry points, not imported) or
-    ``installed``, less the disabled ones, plus the out-of-process ones."""
-    if installed is None:
-        installed = {ep.name for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
-    return frozenset(set(installed) - defaults.disabled) | frozenset(defaults.remote)
+    defaults: RecommendationSettings, plugins: Mapping[str, LoadedPlugin] | None = None
+) -> Recommenders:
+    """The recommenders a shop's settings may name: ``plugins`` (the ones a cluster loaded), or
+    else the installed ones (entry points, imported now) less the disabled ones; plus the
+    out-of-process ones (``KOSMOS_REMOTE_RECOMMENDERS``)."""
+    if plugins is None:
+        plugins = discover(disabled=defaults.disabled | set(defaults.remote))
+    known: dict[str, RecommenderFactory | None] = {
+        name: None if plugin.distribution.startswith("remote:") else plugin.factory
+        for name, plugin in plugins.items()
+    }
+    known.update((name, None) for name in defaults.remote)
+    return known

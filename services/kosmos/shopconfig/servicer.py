@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -20,6 +20,7 @@ from kosmos.common.names import (
 from kosmos.common.server import Service
 from kosmos.common.timestamps import to_timestamp
 from kosmos.plugin.routing import Routing
+from kosmos.shopconfig._settings import Recommenders
 from kosmos.shopconfig.admin import NESTED, ShopSettingsAdmin, settings_name
 from kosmos.store import Store
 from kosmos.store.records import InteractionType, ShopSettingsRevision
@@ -97,7 +98,7 @@ def to_proto(revision: ShopSettingsRevision) -> Any:
 class _Reader:
     """Reads one masked field of a request's settings into its document form, validated."""
 
-    def __init__(self, settings: Any, known: Collection[str]) -> None:
+    def __init__(self, settings: Any, known: Recommenders) -> None:
         self.s = settings
         self.known = known
 
@@ -149,6 +150,12 @@ class _Reader:
                         "TOO_LONG",
                         f"must be at most {MAX_SETTING_VALUE} characters",
                     )
+            factory = self.known[name]
+            if factory is not None and settings.values:
+                try:
+                    factory(dict(settings.values))  # the plugin's own check of its settings
+                except Exception as exc:  # noqa: BLE001 (a plugin's factory is not our code)
+                    raise InvalidArgument(field, "INVALID_SETTING", str(exc)) from None
             if settings.values:
                 result[name] = dict(settings.values)
         return result or None
@@ -244,7 +251,7 @@ class _Reader:
 
 
 class ShopSettingsServicer(shop_settings_service_pb2_grpc.ShopSettingsServiceServicer):
-    def __init__(self, admin: ShopSettingsAdmin, known: Callable[[], Collection[str]]) -> None:
+    def __init__(self, admin: ShopSettingsAdmin, known: Callable[[], Recommenders]) -> None:
         self.admin = admin
         self.known = known
 
@@ -268,7 +275,7 @@ class ShopSettingsServicer(shop_settings_service_pb2_grpc.ShopSettingsServiceSer
                     "NOT_UPDATABLE",
                     f"{path!r} is not one of {', '.join(UPDATABLE)}",
                 )
-        reader = _Reader(request.settings, frozenset(self.known()))
+        reader = _Reader(request.settings, self.known())
         changes = {path: reader.read(path) for path in paths}
         return pb.UpdateShopSettingsResponse(settings=to_proto(self.admin.update(shop_id, changes)))
 
@@ -290,8 +297,8 @@ class ShopSettingsServicer(shop_settings_service_pb2_grpc.ShopSettingsServiceSer
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ShopSettingsService"].full_name
 
 
-def services(store: Store, known: Callable[[], Collection[str]]) -> list[Service]:
-    """ShopSettingsService; ``known`` names the recommenders a shop's routing may use."""
+def services(store: Store, known: Callable[[], Recommenders]) -> list[Service]:
+    """ShopSettingsService; ``known`` gives the recommenders a shop's settings may name."""
     servicer = ShopSettingsServicer(ShopSettingsAdmin(store), known)
 
     def register(server: grpc.Server) -> None:

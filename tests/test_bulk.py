@@ -64,6 +64,25 @@ def test_create_customers_creates_then_replaces(client):
     assert len(list(client.list_customers("acme"))) == 2 + 4  # alice, bob, c0-c2, c9
 
 
+def test_create_customers_replaces_only_the_masked_fields(client, profiles):
+    small_shop(client)
+    client.update_customer("acme", "alice", exclusions=[("brand", "B1")])
+    stored, created = client.create_customers(
+        "acme", [customer("acme", "alice", tier="gold")], replace=["attributes"]
+    )
+    assert created == 0
+    assert stored[0].attributes == {"tier": "gold"} and stored[0].exclusions[0].value == "B1"
+    alice = client.get_customer("acme", "alice")
+    assert alice.attributes == {"tier": "gold"} and [e.value for e in alice.exclusions] == ["B1"]
+    client.create_customers("acme", [customer("acme", "alice")])  # no mask: both fields
+    assert not client.get_customer("acme", "alice").exclusions
+    request = profile_service_pb2.CreateCustomersRequest(
+        parent="shops/acme", customers=[customer("acme", "alice")]
+    )
+    request.update_mask.paths.append("create_time")
+    assert_invalid(profiles.CreateCustomers, request, "update_mask.paths[0]")
+
+
 def test_create_customers_names_the_bad_entry(kosmos, profiles):
     small_shop(kosmos.client)
     good = [customer("acme", f"c{n}") for n in range(3)]
@@ -226,10 +245,14 @@ def test_kosmos_import_loads_the_generator_output(kosmos, capsys, tmp_path):
     assert unavailable == {
         json.loads(line)["item_id"] for line in lines["items"] if not json.loads(line)["available"]
     }
+    # A customer's own exclusions survive a re-import of the customers file.
+    first_customer = json.loads(lines["customers"][0])["customer_id"]
+    kosmos.client.update_customer("synth", first_customer, exclusions=[("category", "Toys")])
     # Again: every batch is a replay, nothing is stored twice.
     code, _, err = run_cli(kosmos, capsys, "import", "synth", str(folder))
     assert code == 0, err
     assert len(list(store.iter_interactions("synth"))) == len(lines["interactions"])
+    assert [e.value for e in store.get_customer("synth", first_customer).exclusions] == ["Toys"]
 
 
 def test_kosmos_import_reads_csv_and_points_at_the_bad_line(kosmos, capsys, tmp_path):

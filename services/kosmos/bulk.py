@@ -319,10 +319,11 @@ def import_customers(
     records: Iterable[Record],
     on_progress: Progress = lambda _n: None,
 ) -> int:
-    """Creates or replaces every customer record; returns how many."""
+    """Creates every customer record, or replaces the attributes of those that exist (their
+    exclusions, which customers state themselves, stay); returns how many."""
 
     def send(customers: list[common_pb2.Customer]) -> int:
-        return len(client.create_customers(shop_id, customers)[0])
+        return len(client.create_customers(shop_id, customers, replace=["attributes"])[0])
 
     return _pipelined(
         _batches(records, CUSTOMERS_BATCH, lambda r: customer_message(shop_id, r)),

@@ -195,12 +195,20 @@ class KosmosClient:
         shop_id: str,
         customers: Sequence[common_pb2.Customer],
         *,
+        replace: Sequence[str] = (),
         timeout: float | None = None,
     ) -> tuple[list[common_pb2.Customer], int]:
         """Creates or replaces up to 1000 profiles at once (each with ``name`` set to
-        ``shops/{shop}/customers/{customer}``); returns them and how many are new."""
+        ``shops/{shop}/customers/{customer}``); returns them and how many are new.
+
+        Args:
+            replace: For profiles that exist, the fields to replace (``attributes``,
+                ``exclusions``); empty means both.
+        """
         request = profile_service_pb2.CreateCustomersRequest(
-            parent=f"shops/{shop_id}", customers=customers
+            parent=f"shops/{shop_id}",
+            customers=customers,
+            update_mask=field_mask_pb2.FieldMask(paths=list(replace)),
         )
         response = self._call(self._stubs.profile.CreateCustomers, request, timeout)
         return list(response.customers), int(response.created_count)

@@ -88,6 +88,14 @@ class ProfileServicer(profile_service_pb2_grpc.ProfileServiceServicer):
     def CreateCustomers(self, request: Any, context: Any) -> Any:  # noqa: N802
         shop_id = parse_shop(request.parent, "parent")
         check_count(len(request.customers), "customers", MAX_CUSTOMERS_BATCH, minimum=1)
+        replace = list(request.update_mask.paths) or list(UPDATABLE)
+        for n, path in enumerate(replace):
+            if path not in UPDATABLE:
+                raise InvalidArgument(
+                    f"update_mask.paths[{n}]",
+                    "NOT_UPDATABLE",
+                    f"{path!r} is not one of {UPDATABLE}",
+                )
         customers = []
         seen: dict[str, int] = {}
         for n, message in enumerate(request.customers):
@@ -110,7 +118,7 @@ class ProfileServicer(profile_service_pb2_grpc.ProfileServiceServicer):
                     tuple(exclusions_from_proto(message.exclusions, f"{field}.exclusions")),
                 )
             )
-        stored, created = self.profiles.upsert_customers(shop_id, customers)
+        stored, created = self.profiles.upsert_customers(shop_id, customers, replace)
         return profile_service_pb2.CreateCustomersResponse(
             customers=[customer_to_proto(c) for c in stored], created_count=created
         )

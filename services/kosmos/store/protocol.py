@@ -7,7 +7,7 @@ and idempotent by request id; queries honour the current deadline (`kosmos.commo
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from kosmos.store.records import Customer, Interaction, Item, Shop, ShopSettingsRevision
@@ -44,11 +44,16 @@ class Store(Protocol):
 
     def existing_customer_ids(self, shop_id: str, customer_ids: Iterable[str]) -> set[str]: ...
 
-    def upsert_customers(self, customers: Sequence[Customer]) -> tuple[list[Customer], int]:
+    def upsert_customers(
+        self,
+        customers: Sequence[Customer],
+        replace: Collection[str] = ("attributes", "exclusions"),
+    ) -> tuple[list[Customer], int]:
         """Creates or replaces profiles (all of one shop) in one transaction (bulk intake).
 
-        A profile that exists gets the attributes and exclusions given and a new
-        ``update_time``; its ``create_time`` stays.
+        A profile that exists gets the fields named in ``replace`` (``attributes``,
+        ``exclusions``) from the one given, and a new ``update_time``; its other fields and its
+        ``create_time`` stay.
 
         Returns:
             The stored profiles, in order, and how many of them are new.

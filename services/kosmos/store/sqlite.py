@@ -11,7 +11,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -270,28 +270,30 @@ class SQLiteStore:
             found.update(row[0] for row in rows)
         return found
 
-    def upsert_customers(self, customers: Sequence[Customer]) -> tuple[list[Customer], int]:
+    def upsert_customers(
+        self,
+        customers: Sequence[Customer],
+        replace: Collection[str] = ("attributes", "exclusions"),
+    ) -> tuple[list[Customer], int]:
         if not customers:
             return [], 0
         shop_id = customers[0].shop_id
         now = time.time()
+        sets = [f"{f} = excluded.{f}" for f in ("attributes", "exclusions") if f in replace]
         with self._write() as conn:
-            created: dict[str, float] = {}
+            existing: dict[str, Customer] = {}
             for chunk in _chunks([c.customer_id for c in customers]):
                 marks = ",".join("?" * len(chunk))
-                created.update(
-                    conn.execute(
-                        "SELECT customer_id, create_time FROM customers"
-                        f" WHERE shop_id = ? AND customer_id IN ({marks})",
-                        (shop_id, *chunk),
-                    ).fetchall()
-                )
+                rows = conn.execute(
+                    f"SELECT * FROM customers WHERE shop_id = ? AND customer_id IN ({marks})",
+                    (shop_id, *chunk),
+                ).fetchall()
+                existing.update((row["customer_id"], _customer(row)) for row in rows)
             conn.executemany(
                 "INSERT INTO customers (shop_id, customer_id, attributes, exclusions,"
                 " create_time, update_time) VALUES (?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (shop_id, customer_id) DO UPDATE SET"
-                " attributes = excluded.attributes, exclusions = excluded.exclusions,"
-                " update_time = excluded.update_time",
+                " ON CONFLICT (shop_id, customer_id) DO UPDATE SET "
+                + ", ".join([*sets, "update_time = excluded.update_time"]),
                 [
                     (
                         c.shop_id,
@@ -304,18 +306,22 @@ class SQLiteStore:
                     for c in customers
                 ],
             )
-        stored = [
-            Customer(
-                c.shop_id,
-                c.customer_id,
-                dict(c.attributes),
-                tuple(c.exclusions),
-                created.get(c.customer_id, now),
-                now,
+        stored = []
+        for c in customers:
+            old = existing.get(c.customer_id)
+            keep_attributes = old is not None and "attributes" not in replace
+            keep_exclusions = old is not None and "exclusions" not in replace
+            stored.append(
+                Customer(
+                    c.shop_id,
+                    c.customer_id,
+                    old.attributes if old is not None and keep_attributes else dict(c.attributes),
+                    old.exclusions if old is not None and keep_exclusions else tuple(c.exclusions),
+                    old.create_time if old is not None else now,
+                    now,
+                )
             )
-            for c in customers
-        ]
-        return stored, len(customers) - len(created)
+        return stored, len(customers) - len(existing)
 
     # -- items -------------------------------------------------------------------------------
 

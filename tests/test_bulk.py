@@ -263,7 +263,7 @@ def test_kosmos_import_reads_csv_and_points_at_the_bad_line(kosmos, capsys, tmp_
     (tmp_path / "interactions.csv").write_text(
         "customer_id,item_id,type,value,event_time\n"
         "c1,i1,purchase,2,2011-03-04T10:00:00\n"
-        "c1,i2,view,,1300000000\n"
+        "c1,i2,1,,1300000000\n"  # the proto's number for view
     )
     code, out, err = run_cli(kosmos, capsys, "import", "csvshop", str(tmp_path))
     assert code == 0, err
@@ -273,7 +273,10 @@ def test_kosmos_import_reads_csv_and_points_at_the_bad_line(kosmos, capsys, tmp_
     assert items["i2"].available
     assert store.get_customer("csvshop", "c1").attributes == {"country": "UK"}
     events = list(store.iter_interactions("csvshop"))
-    assert [(e.item_id, e.value) for e in events] == [("i1", 2.0), ("i2", 0.0)]
+    assert [(e.item_id, e.type.name, e.value) for e in events] == [
+        ("i1", "PURCHASE", 2.0),
+        ("i2", "VIEW", 0.0),
+    ]
     assert events[0].event_time == 1299232800.0  # 2011-03-04 10:00 UTC
     bad = tmp_path / "bad"
     bad.mkdir()

@@ -12,7 +12,7 @@ Record shapes (``python -m kosmos.datasets --out DIR`` writes exactly these):
   or ``out_of_stock``, ``attributes`` (an object);
 - customers: ``customer_id``, ``attributes``;
 - interactions: ``customer_id``, ``item_id``, ``type`` (``view``, ``click``, ``add_to_cart``,
-  ``purchase``, ``rating``, ``dismiss``), ``value``, ``time`` or ``event_time`` (epoch seconds or
+  ``purchase``, ``rating``, ``dismiss``, or the proto's number), ``value``, ``time`` or ``event_time`` (epoch seconds or
   ISO 8601; any moment in the past), ``recommendation_id``.
 
 In CSV the header names the columns; a column that is none of the above becomes an attribute
@@ -228,9 +228,11 @@ def interaction_message(shop_id: str, record: Record) -> common_pb2.Interaction:
     code = _TYPES.get(kind)
     if code is None:
         try:
-            code = _TYPES[kind] = int(interaction_type(kind))
+            # A name (`purchase`) or the proto's number (`4`); the service checks the number.
+            code = int(kind) if kind.isdigit() else int(interaction_type(kind))
         except ValueError as exc:
             raise BulkImportError(f"{where}: type: {exc}") from None
+        _TYPES[kind] = code
     message = common_pb2.Interaction(
         customer=f"shops/{shop_id}/customers/{_text(f, ('customer_id',), where)}",
         item_id=_text(f, ("item_id",), where),

@@ -48,8 +48,11 @@ __all__ = [
     "find_files",
     "import_customers",
     "import_interactions",
+    "customer_message",
     "import_items",
     "in_memory",
+    "interaction_message",
+    "item_message",
     "read_records",
 ]
 

@@ -12,8 +12,8 @@ Record shapes (``python -m kosmos.datasets --out DIR`` writes exactly these):
   or ``out_of_stock``, ``attributes`` (an object);
 - customers: ``customer_id``, ``attributes``;
 - interactions: ``customer_id``, ``item_id``, ``type`` (``view``, ``click``, ``add_to_cart``,
-  ``purchase``, ``rating``, ``dismiss``, or the proto's number), ``value``, ``time`` or ``event_time`` (epoch seconds or
-  ISO 8601; any moment in the past), ``recommendation_id``.
+  ``purchase``, ``rating``, ``dismiss``, or the proto's number), ``value``, ``time`` or
+  ``event_time`` (epoch seconds or ISO 8601; any moment in the past), ``recommendation_id``.
 
 In CSV the header names the columns; a column that is none of the above becomes an attribute
 (``attributes`` may also hold a JSON object). Each batch of events is imported under a request

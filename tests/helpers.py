@@ -26,7 +26,7 @@ def item(
         category=category,
         brand=brand,
         price=price,
-        available=available,
+        out_of_stock=not available,
     )
 
 

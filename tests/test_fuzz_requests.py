@@ -26,6 +26,7 @@ from kosmos.v1 import (
     feedback_service_pb2_grpc,
     profile_service_pb2_grpc,
     recommendation_service_pb2_grpc,
+    shop_settings_service_pb2_grpc,
 )
 from kosmos.v1 import (
     catalog_service_pb2 as cat,
@@ -38,6 +39,9 @@ from kosmos.v1 import (
 )
 from kosmos.v1 import (
     recommendation_service_pb2 as rec,
+)
+from kosmos.v1 import (
+    shop_settings_service_pb2 as ss,
 )
 from tests.conftest import start_cluster
 from tests.helpers import small_shop
@@ -143,6 +147,10 @@ def test_profile_rpcs(
     )
     call(stub.GetCustomer, pr.GetCustomerRequest(name=name))
     call(
+        stub.CreateCustomers,
+        pr.CreateCustomersRequest(parent=name, customers=[customer], update_mask={"paths": mask}),
+    )
+    call(
         stub.UpdateCustomer,
         pr.UpdateCustomerRequest(customer=customer, update_mask={"paths": mask}),
     )
@@ -170,7 +178,7 @@ def test_catalog_rpcs(channel, parent, item_name, title, price, attrs, size, tok
             category=title[:10],
             price=price,
             attributes=attrs,
-            available=True,
+            out_of_stock=False,
         )
     ] * count
     call(stub.UpsertItems, cat.UpsertItemsRequest(parent=parent, items=items))
@@ -203,6 +211,12 @@ def test_feedback_rpcs(
     call(
         stub.RecordInteractions,
         fb.RecordInteractionsRequest(
+            parent=parent, request_id=request_id, interactions=[interaction] * count
+        ),
+    )
+    call(
+        stub.ImportInteractions,
+        fb.ImportInteractionsRequest(
             parent=parent, request_id=request_id, interactions=[interaction] * count
         ),
     )
@@ -250,3 +264,82 @@ def test_api_key_rpcs(channel, shop, scope, display, size, token, name):
     )
     call(stub.ListApiKeys, keys.ListApiKeysRequest(shop=shop, page_size=size, page_token=token))
     call(stub.RevokeApiKey, keys.RevokeApiKeyRequest(name=name))
+
+
+@given(
+    name=st.one_of(st.just("shops/acme/settings"), names),
+    routing=st.one_of(
+        st.sampled_from(["popularity", "warm=popularity;cold=popularity", "als,", "=;"]), texts
+    ),
+    plugins=st.dictionaries(
+        st.one_of(st.just("popularity"), st.text(max_size=20)),
+        st.dictionaries(st.text(max_size=70), st.text(max_size=1100), max_size=3),
+        max_size=2,
+    ),
+    per_category=int32,
+    owned=st.lists(enum, max_size=3),
+    mode=enum,
+    threshold=numbers,
+    repeatable=st.lists(ids, max_size=3),
+    weight=numbers,
+    mask=st.lists(
+        st.one_of(
+            st.sampled_from(
+                [
+                    "routing",
+                    "plugin_settings",
+                    "max_per_category",
+                    "seen_items",
+                    "interaction_weights",
+                    "seen_items.owned_types",
+                    "interaction_weights.purchase",
+                ]
+            ),
+            texts,
+        ),
+        max_size=3,
+    ),
+    revision=st.integers(-(2**63), 2**63 - 1),
+    size=int32,
+    token=texts,
+)
+def test_shop_settings_rpcs(
+    channel,
+    name,
+    routing,
+    plugins,
+    per_category,
+    owned,
+    mode,
+    threshold,
+    repeatable,
+    weight,
+    mask,
+    revision,
+    size,
+    token,
+):
+    stub = shop_settings_service_pb2_grpc.ShopSettingsServiceStub(channel)
+    settings_message = ss.ShopSettings(
+        name=name,
+        routing=routing,
+        plugin_settings={k: ss.PluginSettings(values=v) for k, v in plugins.items()},
+        max_per_category=per_category,
+        seen_items=ss.SeenItemPolicy(
+            owned_types=owned,
+            repeat_purchase_mode=mode,
+            repurchase_threshold=threshold,
+            repeatable_item_ids=repeatable,
+            repeatable_categories=repeatable,
+        ),
+        interaction_weights=ss.InteractionWeights(purchase=weight, quantity_exponent=weight),
+    )
+    call(
+        stub.UpdateShopSettings,
+        ss.UpdateShopSettingsRequest(settings=settings_message, update_mask={"paths": mask}),
+    )
+    call(stub.GetShopSettings, ss.GetShopSettingsRequest(name=name, revision=revision))
+    call(
+        stub.ListShopSettingsRevisions,
+        ss.ListShopSettingsRevisionsRequest(parent=name, page_size=size, page_token=token),
+    )

@@ -35,6 +35,8 @@ from kosmos.v1 import (
     profile_service_pb2_grpc,
     recommendation_service_pb2,
     recommendation_service_pb2_grpc,
+    shop_settings_service_pb2,
+    shop_settings_service_pb2_grpc,
 )
 from tests.helpers import assert_code, item, small_shop, status_of
 
@@ -57,12 +59,13 @@ class Rpc:
 
 def _rpcs(admin_client) -> list[Rpc]:
     counter = itertools.count()
-    pr, cat, fb, rec, keys = (
+    pr, cat, fb, rec, keys, ss = (
         profile_service_pb2,
         catalog_service_pb2,
         feedback_service_pb2,
         recommendation_service_pb2,
         api_key_service_pb2,
+        shop_settings_service_pb2,
     )
 
     def fresh_customer(shop: str) -> str:
@@ -88,6 +91,14 @@ def _rpcs(admin_client) -> list[Rpc]:
             "profile",
             lambda s: pr.CreateCustomerRequest(
                 parent=f"shops/{s}", customer_id=f"n{next(counter)}"
+            ),
+        ),
+        Rpc(
+            "ProfileService/CreateCustomers",
+            "profile",
+            lambda s: pr.CreateCustomersRequest(
+                parent=f"shops/{s}",
+                customers=[common_pb2.Customer(name=f"shops/{s}/customers/m{next(counter)}")],
             ),
         ),
         Rpc(
@@ -146,6 +157,39 @@ def _rpcs(admin_client) -> list[Rpc]:
             ),
         ),
         Rpc(
+            "FeedbackService/ImportInteractions",
+            "feedback",
+            lambda s: fb.ImportInteractionsRequest(
+                parent=f"shops/{s}",
+                request_id=str(uuid.uuid4()),
+                interactions=[
+                    common_pb2.Interaction(
+                        customer=f"shops/{s}/customers/alice",
+                        item_id="i02",
+                        type=common_pb2.INTERACTION_TYPE_PURCHASE,
+                    )
+                ],
+            ),
+        ),
+        Rpc(
+            "ShopSettingsService/GetShopSettings",
+            "settings",
+            lambda s: ss.GetShopSettingsRequest(name=f"shops/{s}/settings"),
+        ),
+        Rpc(
+            "ShopSettingsService/UpdateShopSettings",
+            "settings",
+            lambda s: ss.UpdateShopSettingsRequest(
+                settings=ss.ShopSettings(name=f"shops/{s}/settings", max_per_category=4),
+                update_mask=field_mask_pb2.FieldMask(paths=["max_per_category"]),
+            ),
+        ),
+        Rpc(
+            "ShopSettingsService/ListShopSettingsRevisions",
+            "settings",
+            lambda s: ss.ListShopSettingsRevisionsRequest(parent=f"shops/{s}/settings"),
+        ),
+        Rpc(
             "FeedbackService/ListInteractions",
             "feedback",
             lambda s: fb.ListInteractionsRequest(parent=f"shops/{s}/customers/alice"),
@@ -187,6 +231,7 @@ def _stubs(channel: grpc.Channel) -> dict[str, object]:
         "feedback": feedback_service_pb2_grpc.FeedbackServiceStub(channel),
         "recommendation": recommendation_service_pb2_grpc.RecommendationServiceStub(channel),
         "keys": api_key_service_pb2_grpc.ApiKeyServiceStub(channel),
+        "settings": shop_settings_service_pb2_grpc.ShopSettingsServiceStub(channel),
     }
 
 

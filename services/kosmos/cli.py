@@ -7,11 +7,12 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from kosmos.client import InteractionInput, KosmosClient, KosmosRpcError
+from kosmos.client import InteractionInput, KosmosClient, KosmosRpcError, interaction_type
 from kosmos.common.config import (
     KOSMOS_API_KEY,
     KOSMOS_MODEL_DIR,
@@ -184,6 +185,169 @@ def cmd_keys_revoke(client: KosmosClient, args: argparse.Namespace, out: Console
     out.print(f"revoked {key.name}")
 
 
+def cmd_import(client: KosmosClient, args: argparse.Namespace, out: Console) -> None:
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    from kosmos import bulk
+    from kosmos.client import NotFoundError
+
+    files: dict[str, Path] = {}
+    for path in args.paths:
+        if path.is_dir():
+            files.update(bulk.find_files(path))
+        else:
+            kind = next((k for k in bulk.KINDS if path.name.startswith(k)), None)
+            if kind is None:
+                raise bulk.BulkImportError(
+                    f"{path}: name it items.*, customers.* or interactions.* (or pass its folder)"
+                )
+            files[kind] = path
+    for kind in bulk.KINDS:
+        explicit = getattr(args, kind)
+        if explicit is not None:
+            files[kind] = explicit
+    if not files:
+        raise bulk.BulkImportError("no items, customers or interactions file (.jsonl or .csv)")
+    try:
+        client.get_shop(args.shop)
+    except NotFoundError:
+        client.create_shop(args.shop, args.shop)
+        out.print(f"created shop {args.shop}")
+    importers = {
+        "items": bulk.import_items,
+        "customers": bulk.import_customers,
+        "interactions": bulk.import_interactions,
+    }
+    columns = (
+        TextColumn("{task.description:<13}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=out) as progress:
+        for kind in bulk.KINDS:
+            if kind not in files:
+                continue
+            path = files[kind]
+            task = progress.add_task(kind, total=path.stat().st_size)
+            started = time.perf_counter()
+            count = importers[kind](
+                client,
+                args.shop,
+                bulk.read_records(path),
+                lambda n, task=task: progress.advance(task, n),  # type: ignore[misc]
+            )
+            seconds = time.perf_counter() - started
+            progress.console.print(
+                f"{kind}: {count:,} from {path} in {seconds:.1f}s"
+                f" ({count / max(seconds, 1e-9):,.0f}/s)"
+            )
+
+
+def _settings_json(settings: object) -> str:
+    from google.protobuf import json_format
+
+    return json_format.MessageToJson(settings, preserving_proto_field_name=True)  # type: ignore[arg-type]
+
+
+def cmd_settings_get(client: KosmosClient, args: argparse.Namespace, out: Console) -> None:
+    settings = client.get_shop_settings(args.shop, revision=args.revision)
+    out.print_json(_settings_json(settings))
+
+
+def cmd_settings_history(client: KosmosClient, args: argparse.Namespace, out: Console) -> None:
+    table = Table(title=f"Settings revisions of {args.shop}", title_justify="left")
+    for column in ("revision", "stored (UTC)", "settings"):
+        table.add_column(column)
+    for r in client.list_shop_settings_revisions(args.shop):
+        stored = r.update_time.ToDatetime().strftime("%Y-%m-%d %H:%M:%S")
+        body = _settings_json(r).replace("\n", " ")
+        table.add_row(str(r.revision), stored, body)
+    out.print(table)
+
+
+def _settings_change(
+    client: KosmosClient, shop: str, assignments: Sequence[str], clear: bool
+) -> tuple[object, list[str]]:
+    """``key=value`` (or, to clear, ``key``) arguments → a ShopSettings message and its mask."""
+    from kosmos.v1 import shop_settings_service_pb2 as pb
+
+    message = pb.ShopSettings()
+    paths: list[str] = []
+    plugins: dict[str, dict[str, str]] | None = None
+    for assignment in assignments:
+        key, sep, value = assignment.partition("=")
+        key = key.strip()
+        if clear == bool(sep):
+            raise ValueError(
+                f"{assignment!r}: unset takes field names, set takes field=value"
+                if clear
+                else f"{assignment!r}: expected field=value"
+            )
+        if key.startswith("plugin_settings."):
+            _, _, rest = key.partition(".")
+            plugin, dot, setting = rest.partition(".")
+            if plugins is None:
+                current = client.get_shop_settings(shop).plugin_settings
+                plugins = {name: dict(p.values) for name, p in current.items()}
+            if clear and not dot:
+                plugins.pop(plugin, None)
+            elif not dot:
+                raise ValueError(f"{key!r}: expected plugin_settings.<plugin>.<setting>=value")
+            elif clear:
+                plugins.get(plugin, {}).pop(setting, None)
+            else:
+                plugins.setdefault(plugin, {})[setting] = value
+            continue
+        paths.append(key)
+        if clear:
+            continue
+        head, _, leaf = key.partition(".")
+        if key == "routing":
+            message.routing = value
+        elif key == "max_per_category":
+            message.max_per_category = int(value)
+        elif head == "interaction_weights" and leaf:
+            setattr(message.interaction_weights, leaf, float(value))
+        elif key == "seen_items.owned_types":
+            message.seen_items.owned_types.extend(interaction_type(v) for v in _csv(value))
+        elif key == "seen_items.repeat_purchase_mode":
+            message.seen_items.repeat_purchase_mode = pb.RepeatPurchaseMode.Value(
+                f"REPEAT_PURCHASE_MODE_{value.strip().upper()}"
+            )
+        elif key == "seen_items.repurchase_threshold":
+            message.seen_items.repurchase_threshold = float(value)
+        elif key in ("seen_items.repeatable_item_ids", "seen_items.repeatable_categories"):
+            getattr(message.seen_items, leaf).extend(_csv(value))
+        else:
+            raise ValueError(f"{key!r} is not a setting (see `kosmos settings set --help`)")
+    if plugins is not None:
+        for name, values in plugins.items():
+            if values:
+                message.plugin_settings[name].values.update(values)
+        paths.append("plugin_settings")
+    return message, paths
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def cmd_settings_set(client: KosmosClient, args: argparse.Namespace, out: Console) -> None:
+    message, paths = _settings_change(client, args.shop, args.assignments, args.clear)
+    settings = client.update_shop_settings(args.shop, message, paths)  # type: ignore[arg-type]
+    out.print(f"{args.shop}: settings revision {settings.revision}")
+    out.print_json(_settings_json(settings))
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kosmos", description="Talk to a Kosmos cluster.")
     p.add_argument(
@@ -243,6 +407,54 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("customer")
     pr.add_argument("-n", type=int, default=10, help="how many interactions")
     pr.set_defaults(run=cmd_profile)
+    im = sub.add_parser(
+        "import",
+        help="bulk-load a shop from JSONL/CSV files (items, customers, interactions)",
+        description="Loads items, then customers, then interactions through the bulk API, with "
+        "progress. PATH is a folder holding items.jsonl|csv, customers.jsonl|csv and "
+        "interactions.jsonl|csv (any may be missing), or such files themselves; `python -m "
+        "kosmos.datasets --out DIR` writes a folder this reads. The shop is created if needed. "
+        "Importing the same files again stores no event twice.",
+    )
+    im.add_argument("shop")
+    im.add_argument("paths", nargs="*", type=Path, metavar="PATH")
+    for kind in ("items", "customers", "interactions"):
+        im.add_argument(f"--{kind}", type=Path, help=f"the {kind} file (.jsonl or .csv)")
+    im.set_defaults(run=cmd_import)
+
+    st = sub.add_parser("settings", help="a shop's own settings (over the cluster's)")
+    stsub = st.add_subparsers(dest="settings_command", required=True)
+    sg = stsub.add_parser("get", help="the shop's own settings (unset fields: the cluster's)")
+    sg.add_argument("shop")
+    sg.add_argument("--revision", type=int, default=0, help="an older revision")
+    sg.set_defaults(run=cmd_settings_get)
+    fields = (
+        "routing, max_per_category, plugin_settings.<plugin>.<setting>, "
+        "seen_items.owned_types (e.g. purchase,rating), seen_items.repeat_purchase_mode "
+        "(learned|always|never), seen_items.repurchase_threshold, seen_items.repeatable_item_ids, "
+        "seen_items.repeatable_categories, interaction_weights.<view|click|add_to_cart|purchase|"
+        "rating|quantity_exponent>"
+    )
+    ss = stsub.add_parser(
+        "set",
+        help="change settings: field=value ...",
+        description=f"Stores a new revision with these fields changed. Fields: {fields}.",
+    )
+    ss.add_argument("shop")
+    ss.add_argument("assignments", nargs="+", metavar="FIELD=VALUE")
+    ss.set_defaults(run=cmd_settings_set, clear=False)
+    su = stsub.add_parser(
+        "unset",
+        help="give fields back to the cluster's defaults",
+        description=f"Stores a new revision without these fields. Fields: {fields}.",
+    )
+    su.add_argument("shop")
+    su.add_argument("assignments", nargs="+", metavar="FIELD")
+    su.set_defaults(run=cmd_settings_set, clear=True)
+    sh = stsub.add_parser("history", help="every stored revision, newest first")
+    sh.add_argument("shop")
+    sh.set_defaults(run=cmd_settings_history)
+
     m = sub.add_parser("models", help="list model versions, roll back (reads the model dir)")
     m.add_argument("--model-dir", help=f"the artifact directory (env {KOSMOS_MODEL_DIR})")
     msub = m.add_subparsers(dest="models_command", required=True)

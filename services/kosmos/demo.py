@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as dt
 import logging
 import os
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import Progress
+from rich.progress import Progress, TaskID
 
-from kosmos import cluster
-from kosmos.client import InteractionInput, KosmosClient, NotFoundError
+from kosmos import bulk, cluster
+from kosmos.client import KosmosClient, NotFoundError
 from kosmos.common import telemetry
 from kosmos.common.auth import Authorizer
 from kosmos.common.config import (
@@ -35,62 +34,36 @@ from kosmos.recommendation import load_plugins
 from kosmos.store import SQLiteStore
 from kosmos.training.artifacts import Artifacts
 from kosmos.training.trainer import results_table, train
-from kosmos.v1 import common_pb2
 
 SHOP = "demo"
-BATCH = 500
 log = logging.getLogger(__name__)
 
 
 def load(client: KosmosClient, shop: SyntheticShop, console: Console) -> None:
-    """Loads a synthetic shop through the gRPC API, with progress."""
+    """Loads a synthetic shop through the bulk API (`kosmos.bulk`, as ``kosmos import``
+    does), with progress."""
     client.create_shop(SHOP, "Kosmos demo shop")
     with Progress(console=console) as progress:
-        task = progress.add_task("catalog", total=len(shop.items))
-        for start in range(0, len(shop.items), BATCH):
-            batch = shop.items[start : start + BATCH]
-            client.upsert_items(
-                SHOP,
-                [
-                    common_pb2.Item(
-                        name=f"shops/{SHOP}/items/{i.item_id}",
-                        title=i.title,
-                        category=i.category,
-                        brand=i.brand,
-                        price=i.price,
-                        available=i.available,
-                        attributes=i.attributes,
-                    )
-                    for i in batch
-                ],
-            )
-            progress.advance(task, len(batch))
-        task = progress.add_task("customers", total=len(shop.customers))
-        for c in shop.customers:
-            client.create_customer(SHOP, c.customer_id, c.attributes)
-            progress.advance(task)
-        task = progress.add_task("interactions", total=len(shop.interactions))
-        for start in range(0, len(shop.interactions), BATCH):
-            events = shop.interactions[start : start + BATCH]
-            client.record_interactions(
-                SHOP,
-                [
-                    InteractionInput(
-                        i.customer_id,
-                        i.item_id,
-                        i.type.name.lower(),
-                        value=i.value,
-                        event_time=_utc(i.time),
-                    )
-                    for i in events
-                ],
-                request_id=f"demo-load-{start}",
-            )
-            progress.advance(task, len(events))
+        steps: list[tuple[str, Sequence[object], Callable[..., int]]] = [
+            ("catalog", shop.items, bulk.import_items),
+            ("customers", shop.customers, bulk.import_customers),
+            ("interactions", shop.interactions, bulk.import_interactions),
+        ]
+        for kind, rows, run in steps:
+            task = progress.add_task(kind, total=len(rows))
+
+            def advance(n: int, task: TaskID = task) -> None:
+                progress.advance(task, n)
+
+            run(client, SHOP, bulk.in_memory((_record(row) for row in rows), kind), advance)
 
 
-def _utc(seconds: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(seconds, tz=dt.UTC)
+def _record(row: object) -> dict[str, object]:
+    """A generated row in the shape ``python -m kosmos.datasets`` writes."""
+    record = dataclasses.asdict(row)  # type: ignore[call-overload]
+    if "type" in record:
+        record["type"] = record["type"].name.lower()
+    return dict(record)
 
 
 def instructions(

@@ -61,6 +61,7 @@ def test_online_retail_cleaning_and_features(tmp_path):
         "12583": {"country": "France"},
     }
     assert data.item_features["85123A"] == {
+        "price": "2.55",  # the median unit price, for models that read numbers
         "price_band": "4",  # median £2.55: £2-£4
         "word:WHITE": "1",
         "word:HANGING": "1",

@@ -36,7 +36,7 @@ def test_served_equals_plugins_when_the_service_adds_nothing():
         ["popularity", "als"],
         [routing],
         {"als": {"factors": "8", "iterations": "5"}},
-        served=SeenPolicy(owned=TOUCHED, repeat=Repeat.NEVER),
+        served=SeenPolicy(owned_types=TOUCHED, repeat_purchase=Repeat.NEVER),
         max_per_category=1000,  # no variety cap: the page is the chain's top k
     )
     for name in ("popularity", "als", f"routed {routing}"):
@@ -49,7 +49,7 @@ def test_served_equals_plugins_when_the_service_adds_nothing():
 
 def test_the_served_path_stores_only_training_data_and_applies_the_policy():
     dataset, split = shop(new_items_only=False)
-    with ServedPath(dataset, split, Routing(), SeenPolicy(repeat=Repeat.NEVER)) as path:
+    with ServedPath(dataset, split, Routing(), SeenPolicy(repeat_purchase=Repeat.NEVER)) as path:
         path.load()
         customer = sorted(split.warm)[0]
         stored = path.store.list_interactions(dataset.name, customer, None, 10_000)
@@ -64,7 +64,7 @@ def test_the_served_path_stores_only_training_data_and_applies_the_policy():
             i.item_id for i in train if i.type in (InteractionType.PURCHASE, InteractionType.RATING)
         }
         assert got and not bought & set(got)
-        path.policy = SeenPolicy(repeat=Repeat.ALWAYS)
+        path.policy = SeenPolicy(repeat_purchase=Repeat.ALWAYS)
         again = path.rankings({"popularity": popularity}, data, [customer], 40)[customer]
         assert bought & set(again)
 

@@ -108,18 +108,18 @@ def test_learned_repeatables_need_enough_buyers_and_a_rate():
     rows += [purchase(f"c{n}", "kettle", 0) for n in range(10)]
     rows += [purchase("c1", "kettle", 0.01)]  # same basket, a few minutes later: one occasion
     rows += [purchase("c1", "green-tea", 0), purchase("c1", "green-tea", 20)]  # one buyer only
-    policy = SeenPolicy(repeat_rate=0.3, min_buyers=5)
+    policy = SeenPolicy(repurchase_threshold=0.3, min_buyers=5)
     learned = learn_repeatable(rows, policy, {"tea": "Tea", "green-tea": "Tea"})
     assert learned == {"tea", "green-tea"}  # green tea takes its category's rate
-    assert learn_repeatable(rows, SeenPolicy(repeat_rate=0.5)) == frozenset()
+    assert learn_repeatable(rows, SeenPolicy(repurchase_threshold=0.5)) == frozenset()
 
 
 def test_policy_modes():
     owned = {"a", "b"}
     assert SeenPolicy().excluded(owned, frozenset({"a"})) == {"b"}
     assert SeenPolicy().excluded(owned, frozenset(), placement="buy_again") == frozenset()
-    assert SeenPolicy(repeat=Repeat.ALWAYS).excluded(owned, frozenset()) == frozenset()
-    never = SeenPolicy(repeat=Repeat.NEVER, repeatable_item_ids=frozenset({"b"}))
+    assert SeenPolicy(repeat_purchase=Repeat.ALWAYS).excluded(owned, frozenset()) == frozenset()
+    never = SeenPolicy(repeat_purchase=Repeat.NEVER, repeatable_item_ids=frozenset({"b"}))
     assert never.excluded(owned, frozenset({"a"})) == {"a"}
     with pytest.raises(ValueError):
-        SeenPolicy(repeat_rate=2)
+        SeenPolicy(repurchase_threshold=2)

@@ -33,6 +33,7 @@ def item_to_proto(item: Item) -> common_pb2.Item:
         brand=item.brand,
         price=item.price,
         available=item.available,
+        out_of_stock=not item.available,
         attributes=item.attributes,
         update_time=to_timestamp(item.update_time),
     )
@@ -56,7 +57,10 @@ def item_from_proto(message: Any, shop_id: str, field: str) -> Item:
         category=message.category,
         brand=message.brand,
         price=message.price,
-        available=message.available,
+        # `available` is deprecated and ignored: proto3 sends no `false`, so an item upserted
+        # without it looked unavailable and was never offered (issue 7). `out_of_stock`'s zero
+        # value is the safe reading.
+        available=not message.out_of_stock,
         attributes=check_attributes(message.attributes, f"{field}.attributes"),
     )
 

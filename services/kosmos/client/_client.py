@@ -31,6 +31,8 @@ from kosmos.v1 import (
     profile_service_pb2_grpc,
     recommendation_service_pb2,
     recommendation_service_pb2_grpc,
+    shop_settings_service_pb2,
+    shop_settings_service_pb2_grpc,
 )
 
 R = TypeVar("R")
@@ -116,6 +118,7 @@ class _Stubs:
     feedback: Any = field(default=None)
     recommendation: Any = field(default=None)
     keys: Any = field(default=None)
+    settings: Any = field(default=None)
 
 
 def interaction_type(name: str) -> common_pb2.InteractionType.ValueType:
@@ -173,6 +176,7 @@ class KosmosClient:
         self._stubs = _Stubs(
             profile=profile_service_pb2_grpc.ProfileServiceStub(profile_channel),
             catalog=catalog_service_pb2_grpc.CatalogServiceStub(profile_channel),
+            settings=shop_settings_service_pb2_grpc.ShopSettingsServiceStub(profile_channel),
             feedback=feedback_service_pb2_grpc.FeedbackServiceStub(channel("feedback")),
             recommendation=recommendation_service_pb2_grpc.RecommendationServiceStub(
                 channel("recommendation")
@@ -253,6 +257,29 @@ class KosmosClient:
         result: common_pb2.Customer = response.customer
         return result
 
+    def create_customers(
+        self,
+        shop_id: str,
+        customers: Sequence[common_pb2.Customer],
+        *,
+        replace: Sequence[str] = (),
+        timeout: float | None = None,
+    ) -> tuple[list[common_pb2.Customer], int]:
+        """Creates or replaces up to 1000 profiles at once (each with ``name`` set to
+        ``shops/{shop}/customers/{customer}``); returns them and how many are new.
+
+        Args:
+            replace: For profiles that exist, the fields to replace (``attributes``,
+                ``exclusions``); empty means both.
+        """
+        request = profile_service_pb2.CreateCustomersRequest(
+            parent=f"shops/{shop_id}",
+            customers=customers,
+            update_mask=field_mask_pb2.FieldMask(paths=list(replace)),
+        )
+        response = self._call(self._stubs.profile.CreateCustomers, request, timeout)
+        return list(response.customers), int(response.created_count)
+
     def get_customer(
         self, shop_id: str, customer_id: str, *, timeout: float | None = None
     ) -> common_pb2.Customer:
@@ -308,6 +335,52 @@ class KosmosClient:
             timeout,
         ):
             yield from response.customers
+
+    # -- per-shop settings -------------------------------------------------------------------
+
+    def get_shop_settings(
+        self, shop_id: str, *, revision: int = 0, timeout: float | None = None
+    ) -> shop_settings_service_pb2.ShopSettings:
+        """A shop's own settings (revision 0: the current ones)."""
+        request = shop_settings_service_pb2.GetShopSettingsRequest(
+            name=f"shops/{shop_id}/settings", revision=revision
+        )
+        response = self._call(self._stubs.settings.GetShopSettings, request, timeout)
+        result: shop_settings_service_pb2.ShopSettings = response.settings
+        return result
+
+    def update_shop_settings(
+        self,
+        shop_id: str,
+        settings: shop_settings_service_pb2.ShopSettings,
+        paths: Sequence[str],
+        *,
+        timeout: float | None = None,
+    ) -> shop_settings_service_pb2.ShopSettings:
+        """Replaces the fields named in ``paths`` (a field mask) with those of ``settings``;
+        returns the new revision."""
+        message = shop_settings_service_pb2.ShopSettings()
+        message.CopyFrom(settings)
+        message.name = f"shops/{shop_id}/settings"
+        request = shop_settings_service_pb2.UpdateShopSettingsRequest(
+            settings=message, update_mask=field_mask_pb2.FieldMask(paths=list(paths))
+        )
+        response = self._call(self._stubs.settings.UpdateShopSettings, request, timeout)
+        result: shop_settings_service_pb2.ShopSettings = response.settings
+        return result
+
+    def list_shop_settings_revisions(
+        self, shop_id: str, *, page_size: int = 0, timeout: float | None = None
+    ) -> Iterator[shop_settings_service_pb2.ShopSettings]:
+        """Every stored revision of a shop's settings, newest first."""
+        for response in self._pages(
+            self._stubs.settings.ListShopSettingsRevisions,
+            lambda token: shop_settings_service_pb2.ListShopSettingsRevisionsRequest(
+                parent=f"shops/{shop_id}/settings", page_size=page_size, page_token=token
+            ),
+            timeout,
+        ):
+            yield from response.revisions
 
     # -- catalog -----------------------------------------------------------------------------
 
@@ -366,6 +439,30 @@ class KosmosClient:
                 if attempt == retries:
                     raise
                 time.sleep(random.uniform(0, min(2.0, 0.1 * 2**attempt)))  # backoff, not a sync
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def import_interactions(
+        self,
+        shop_id: str,
+        interactions: Sequence[common_pb2.Interaction],
+        *,
+        request_id: str,
+        retries: int = 3,
+        timeout: float | None = None,
+    ) -> tuple[int, bool]:
+        """Imports up to 10000 interactions (history back-fill) in one transaction. Retries
+        UNAVAILABLE with the same ``request_id``; returns the count stored and whether the
+        request id had been imported before (a replay stores nothing)."""
+        request = feedback_service_pb2.ImportInteractionsRequest(
+            parent=f"shops/{shop_id}", request_id=request_id, interactions=interactions
+        )
+        for attempt in range(retries + 1):
+            try:
+                response = self._call(self._stubs.feedback.ImportInteractions, request, timeout)
+                return int(response.imported_count), bool(response.replayed)
+            except UnavailableError:
+                if attempt == retries:
+                    raise
         raise AssertionError("unreachable")  # pragma: no cover
 
     def list_interactions(

@@ -61,6 +61,7 @@ _P = "/kosmos.v1.ProfileService/"
 _C = "/kosmos.v1.CatalogService/"
 _F = "/kosmos.v1.FeedbackService/"
 _R = "/kosmos.v1.RecommendationService/"
+_S = "/kosmos.v1.ShopSettingsService/"
 
 METHOD_SCOPES: dict[str, Scope] = {
     _R + "Recommend": Scope.STOREFRONT,
@@ -76,6 +77,11 @@ METHOD_SCOPES: dict[str, Scope] = {
     _C + "UpsertItems": Scope.ADMIN,
     _C + "GetItem": Scope.ADMIN,
     _C + "ListItems": Scope.ADMIN,
+    _P + "CreateCustomers": Scope.ADMIN,
+    _F + "ImportInteractions": Scope.ADMIN,
+    _S + "GetShopSettings": Scope.ADMIN,
+    _S + "UpdateShopSettings": Scope.ADMIN,
+    _S + "ListShopSettingsRevisions": Scope.ADMIN,
     _P + "CreateShop": Scope.OPERATOR,
 }
 """The scope each RPC needs. Anything not listed needs `Scope.OPERATOR`."""

@@ -11,12 +11,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from dataclasses import replace as dataclass_replace
 from pathlib import Path
-from typing import Self, TypeVar
+from typing import Any, Self, TypeVar
 
 from kosmos.common.tls import ClientTls, TlsFiles
 from kosmos.plugin.routing import Routing
 from kosmos.plugin.routing import parse_names as _names
+from kosmos.plugin.signals import DEFAULT_WEIGHTS, Weights
 from kosmos.store.records import InteractionType
 
 KOSMOS_DATABASE_URL = "KOSMOS_DATABASE_URL"
@@ -72,19 +74,6 @@ KOSMOS_REPURCHASE_COOLDOWN_HOURS = "KOSMOS_REPURCHASE_COOLDOWN_HOURS"
 """Hours during which a bought item is not offered again (buying again later is fine).
 Default: ``24``."""
 
-KOSMOS_SEEN_OWNED = "KOSMOS_SEEN_OWNED"
-"""The seen-item policy: interaction kinds after which a customer has an item, so that it is
-not offered again in "for you" (``purchase``, ``rating``, ``add_to_cart``, ``click``,
-``view``). Default: ``purchase,rating``."""
-
-KOSMOS_SEEN_REPEAT = "KOSMOS_SEEN_REPEAT"
-"""Which owned items may come back: ``learned`` (items the shop's customers buy again, see
-`KOSMOS_SEEN_REPEAT_RATE`), ``always`` or ``never``. Default: ``learned``."""
-
-KOSMOS_SEEN_REPEAT_RATE = "KOSMOS_SEEN_REPEAT_RATE"
-"""With ``KOSMOS_SEEN_REPEAT=learned``: the share of an item's buyers who bought it on more than
-one occasion at which it counts as bought again. Default: ``0.1``."""
-
 KOSMOS_MODEL_DIR = "KOSMOS_MODEL_DIR"
 """Where the trainer writes versioned model artifacts and recommendation replicas load them.
 Empty: every routed recommender is fitted inside the recommendation process. Default: empty."""
@@ -114,6 +103,33 @@ Default: ``250``."""
 KOSMOS_PLUGIN_PREFIX = "KOSMOS_PLUGIN__"
 """``KOSMOS_PLUGIN__<NAME>__<SETTING>=value`` passes ``setting=value`` to plugin ``name``'s
 factory, e.g. ``KOSMOS_PLUGIN__POPULARITY__HALF_LIFE_DAYS=7``. Default: none."""
+
+KOSMOS_INTERACTION_WEIGHTS = "KOSMOS_INTERACTION_WEIGHTS"
+"""Interaction weights, ``kind=weight,...`` for any of ``view``, ``click``, ``add_to_cart``,
+``purchase`` and ``rating`` (per star); kinds left out keep their default. A shop's own settings
+override it. Default: ``"view=1,click=2,add_to_cart=4,purchase=8,rating=1"``."""
+
+KOSMOS_QUANTITY_EXPONENT = "KOSMOS_QUANTITY_EXPONENT"
+"""How much a purchase's quantity counts, 0 to 1: a purchase weighs
+``purchase × quantity^exponent``. Default: ``0`` (quantity does not count)."""
+
+KOSMOS_OWNED_INTERACTIONS = "KOSMOS_OWNED_INTERACTIONS"
+"""The interaction kinds that make an item "owned" by a customer (the seen-item policy),
+comma-separated. Default: ``"purchase,rating"``."""
+
+KOSMOS_REPEAT_PURCHASE = "KOSMOS_REPEAT_PURCHASE"
+"""Whether owned items are offered again: ``learned`` (when the item's repurchase rate reaches
+`KOSMOS_REPURCHASE_THRESHOLD`), ``always`` or ``never``. Default: ``"learned"``."""
+
+KOSMOS_REPURCHASE_THRESHOLD = "KOSMOS_REPURCHASE_THRESHOLD"
+"""With ``learned``: the share of an item's buyers who bought it again from which it is offered
+again, 0 to 1. Default: ``0.1`` (measured: see the README's served-path figures)."""
+
+KOSMOS_REPEATABLE_ITEMS = "KOSMOS_REPEATABLE_ITEMS"
+"""Item ids always offered again, comma-separated. Default: empty."""
+
+KOSMOS_REPEATABLE_CATEGORIES = "KOSMOS_REPEATABLE_CATEGORIES"
+"""Categories whose items are always offered again, comma-separated. Default: empty."""
 
 KOSMOS_TARGET = "KOSMOS_TARGET"
 """Address the ``kosmos`` command and ``make bench`` call. Default: ``"localhost:50051"``."""
@@ -213,39 +229,6 @@ def _positive_float(raw: str) -> float:
 _NO_REMOTES: dict[str, str] = {}
 
 
-_SEEN_KINDS = {
-    "view": InteractionType.VIEW,
-    "click": InteractionType.CLICK,
-    "add_to_cart": InteractionType.ADD_TO_CART,
-    "purchase": InteractionType.PURCHASE,
-    "rating": InteractionType.RATING,
-}
-
-
-def _interaction_types(raw: str) -> frozenset[InteractionType]:
-    names = [n.strip() for n in raw.split(",") if n.strip()]
-    unknown = [n for n in names if n not in _SEEN_KINDS]
-    if unknown:
-        raise ValueError(
-            f"unknown interaction kind {unknown[0]!r} (one of {', '.join(_SEEN_KINDS)})"
-        )
-    return frozenset(_SEEN_KINDS[n] for n in names)
-
-
-def _repeat_mode(raw: str) -> str:
-    mode = raw.strip()
-    if mode not in ("learned", "always", "never"):
-        raise ValueError("expected learned, always or never")
-    return mode
-
-
-def _share(raw: str) -> float:
-    value = float(raw)
-    if not 0.0 <= value <= 1.0:
-        raise ValueError("must be between 0 and 1")
-    return value
-
-
 def _remotes(raw: str) -> dict[str, str]:
     remotes = {}
     for part in raw.split(","):
@@ -274,6 +257,69 @@ def _model_store(raw: str) -> str:
     if raw.strip() not in ("files", "database"):
         raise ValueError("must be files or database")
     return raw.strip()
+
+
+WEIGHTED_KINDS = ("view", "click", "add_to_cart", "purchase", "rating")
+REPEAT_PURCHASE_MODES = ("learned", "always", "never")
+DEFAULT_OWNED = frozenset({InteractionType.PURCHASE, InteractionType.RATING})
+
+
+def _weights(raw: str) -> Weights:
+    values: dict[str, Any] = {}
+    for part in raw.split(","):
+        if not part.strip():
+            continue
+        kind, sep, number = part.partition("=")
+        kind = kind.strip().lower()
+        if not sep or kind not in WEIGHTED_KINDS:
+            raise ValueError(
+                f"expected kind=weight with kind one of {WEIGHTED_KINDS}, got {part!r}"
+            )
+        values[kind] = _weight(number)
+    return dataclass_replace(DEFAULT_WEIGHTS, **values)
+
+
+def _weight(raw: str) -> float:
+    value = float(raw)
+    if not 0 <= value <= 1e6:
+        raise ValueError("a weight must be a number from 0 to 1000000")
+    return value
+
+
+def _fraction(raw: str) -> float:
+    value = float(raw)
+    if not 0 <= value <= 1:
+        raise ValueError("must be a number from 0 to 1")
+    return value
+
+
+def _kinds(raw: str) -> frozenset[InteractionType]:
+    kinds = set()
+    for name in _names(raw):
+        try:
+            kinds.add(InteractionType[name.upper()])
+        except KeyError:
+            raise ValueError(f"unknown interaction kind {name!r}") from None
+    return frozenset(kinds)
+
+
+def _mode(raw: str) -> str:
+    if raw.lower() not in REPEAT_PURCHASE_MODES:
+        raise ValueError(f"must be one of {', '.join(REPEAT_PURCHASE_MODES)}")
+    return raw.lower()
+
+
+def _list(raw: str) -> frozenset[str]:
+    return frozenset(v.strip() for v in raw.split(",") if v.strip())
+
+
+def _weights_from_env(env: Mapping[str, str]) -> Weights:
+    weights = _read(env, KOSMOS_INTERACTION_WEIGHTS, DEFAULT_WEIGHTS, _weights)
+    exponent = _read(env, KOSMOS_QUANTITY_EXPONENT, weights.quantity_exponent, _fraction)
+    if exponent != weights.quantity_exponent:
+        weights = dataclass_replace(weights, quantity_exponent=exponent)
+    # The defaults themselves, when nothing changed: `signals.to_plugin` has a fast path for them.
+    return DEFAULT_WEIGHTS if weights == DEFAULT_WEIGHTS else weights
 
 
 def _database_url(raw: str) -> str:
@@ -410,9 +456,6 @@ class RecommendationSettings:
         max_per_category: See `KOSMOS_MAX_PER_CATEGORY`.
         recent_interactions: See `KOSMOS_RECENT_INTERACTIONS`.
         repurchase_cooldown_hours: See `KOSMOS_REPURCHASE_COOLDOWN_HOURS`.
-        seen_owned: See `KOSMOS_SEEN_OWNED`.
-        seen_repeat: See `KOSMOS_SEEN_REPEAT`.
-        seen_repeat_rate: See `KOSMOS_SEEN_REPEAT_RATE`.
         model_dir: See `KOSMOS_MODEL_DIR`.
         model_store: See `KOSMOS_MODEL_STORE`.
         model_poll_seconds: See `KOSMOS_MODEL_POLL_SECONDS`.
@@ -422,6 +465,15 @@ class RecommendationSettings:
         remote_timeout_ms: See `KOSMOS_REMOTE_TIMEOUT_MS`.
         plugin_settings: See `KOSMOS_PLUGIN_PREFIX`; plugin name → setting → value.
         remote_tls: See `KOSMOS_TLS_CA`: how to call out-of-process plugins.
+        weights: See `KOSMOS_INTERACTION_WEIGHTS` and `KOSMOS_QUANTITY_EXPONENT`.
+        owned_types: See `KOSMOS_OWNED_INTERACTIONS`.
+        repeat_purchase: See `KOSMOS_REPEAT_PURCHASE`.
+        repurchase_threshold: See `KOSMOS_REPURCHASE_THRESHOLD`.
+        repeatable_items: See `KOSMOS_REPEATABLE_ITEMS`.
+        repeatable_categories: See `KOSMOS_REPEATABLE_CATEGORIES`.
+
+    Each shop may override routing, plugin settings, variety, the seen-item policy and the
+    weights (`kosmos.shopconfig`); these are the cluster-wide defaults.
     """
 
     routing: Routing = field(default_factory=Routing)
@@ -430,11 +482,6 @@ class RecommendationSettings:
     max_per_category: int = 3
     recent_interactions: int = 25
     repurchase_cooldown_hours: float = 24.0
-    seen_owned: frozenset[InteractionType] = frozenset(
-        {InteractionType.PURCHASE, InteractionType.RATING}
-    )
-    seen_repeat: str = "learned"
-    seen_repeat_rate: float = 0.1
     model_dir: str = ""
     model_poll_seconds: float = 5.0
     model_store: str = "files"
@@ -444,6 +491,12 @@ class RecommendationSettings:
     remote_timeout_ms: float = 250.0
     plugin_settings: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     remote_tls: ClientTls | None = None
+    weights: Weights = DEFAULT_WEIGHTS
+    owned_types: frozenset[InteractionType] = DEFAULT_OWNED
+    repeat_purchase: str = "learned"
+    repurchase_threshold: float = 0.1
+    repeatable_items: frozenset[str] = frozenset()
+    repeatable_categories: frozenset[str] = frozenset()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Self:
@@ -475,9 +528,6 @@ class RecommendationSettings:
                 defaults.repurchase_cooldown_hours,
                 _non_negative_float,
             ),
-            seen_owned=_read(env, KOSMOS_SEEN_OWNED, defaults.seen_owned, _interaction_types),
-            seen_repeat=_read(env, KOSMOS_SEEN_REPEAT, defaults.seen_repeat, _repeat_mode),
-            seen_repeat_rate=_read(env, KOSMOS_SEEN_REPEAT_RATE, defaults.seen_repeat_rate, _share),
             model_dir=env.get(KOSMOS_MODEL_DIR, "").strip(),
             model_store=_read(env, KOSMOS_MODEL_STORE, defaults.model_store, _model_store),
             model_poll_seconds=_read(
@@ -493,4 +543,12 @@ class RecommendationSettings:
             ),
             plugin_settings=plugin_settings,
             remote_tls=client_tls_from_env(env),
+            weights=_weights_from_env(env),
+            owned_types=_read(env, KOSMOS_OWNED_INTERACTIONS, defaults.owned_types, _kinds),
+            repeat_purchase=_read(env, KOSMOS_REPEAT_PURCHASE, defaults.repeat_purchase, _mode),
+            repurchase_threshold=_read(
+                env, KOSMOS_REPURCHASE_THRESHOLD, defaults.repurchase_threshold, _fraction
+            ),
+            repeatable_items=_read(env, KOSMOS_REPEATABLE_ITEMS, frozenset(), _list),
+            repeatable_categories=_read(env, KOSMOS_REPEATABLE_CATEGORIES, frozenset(), _list),
         )

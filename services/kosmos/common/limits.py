@@ -54,6 +54,12 @@ LIST_LIMITS: dict[str, int] = {
 }
 """Entries per repeated field, by field name."""
 
+FIELD_LIST_LIMITS: dict[str, int] = {
+    "kosmos.v1.ImportInteractionsRequest.interactions": 10_000,
+}
+"""Entries per repeated field of one message (full field name), before `LIST_LIMITS`: bulk
+intake takes larger batches than live calls."""
+
 MAX_MAP = 64
 """Entries in any map field (attributes)."""
 
@@ -101,7 +107,7 @@ def check_limits(message: Message, prefix: str = "") -> None:
                     )
             continue
         if repeated:
-            most = LIST_LIMITS.get(field.name, MAX_LIST)
+            most = FIELD_LIST_LIMITS.get(field.full_name) or LIST_LIMITS.get(field.name, MAX_LIST)
             if len(value) > most:
                 raise InvalidArgument(path, "TOO_MANY_ENTRIES", f"takes at most {most} entries")
         values = value if repeated else [value]

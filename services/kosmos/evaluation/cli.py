@@ -114,14 +114,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     e.add_argument(
         "--seen-repeat",
         choices=[r.value for r in Repeat],
-        help="served path: which owned items may come back (KOSMOS_SEEN_REPEAT; default: "
+        help="served path: which owned items may come back (KOSMOS_REPEAT_PURCHASE; default: "
         "never when testing new items only, else learned)",
     )
     e.add_argument(
         "--seen-repeat-rate",
         type=float,
-        default=SeenPolicy().repeat_rate,
-        help="served path: KOSMOS_SEEN_REPEAT_RATE (default %(default)s)",
+        default=SeenPolicy().repurchase_threshold,
+        help="served path: KOSMOS_REPURCHASE_THRESHOLD (default %(default)s)",
     )
     e.add_argument(
         "--max-per-category",
@@ -176,7 +176,9 @@ def seen_policy(args: argparse.Namespace) -> SeenPolicy:
         repeat, owned = Repeat(args.seen_repeat or Repeat.LEARNED), OWNED_DEFAULT
     else:
         repeat, owned = Repeat(args.seen_repeat or Repeat.NEVER), TOUCHED
-    return SeenPolicy(owned=owned, repeat=repeat, repeat_rate=args.seen_repeat_rate)
+    return SeenPolicy(
+        owned_types=owned, repeat_purchase=repeat, repurchase_threshold=args.seen_repeat_rate
+    )
 
 
 def _names(text: str | None, installed: Mapping[str, object]) -> list[str]:

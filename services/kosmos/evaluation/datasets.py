@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import math
 import re
 import statistics
 from collections import Counter
@@ -28,6 +27,7 @@ from pathlib import Path
 
 from kosmos.datasets import generate
 from kosmos.plugin import Interaction, InteractionType
+from kosmos.plugin.features import item_features
 from kosmos.plugin.signals import DEFAULT_WEIGHTS, Weights, weight
 
 __all__ = [
@@ -63,7 +63,6 @@ MOVIELENS_GENRES = (
 """The 19 genre flags of ``u.item``, in column order (as ``u.genre`` lists them)."""
 
 _PRODUCT = re.compile(r"^\d{5}")
-_WORD = re.compile(r"[A-Z]{3,}")
 _RETAIL_COLUMNS = (
     "InvoiceNo",
     "StockCode",
@@ -126,15 +125,21 @@ class Dataset:
 def synthetic(customers: int = 1000, items: int = 300, seed: int = 7) -> Dataset:
     """The synthetic shop the demo loads, with the service's interaction weights.
 
-    Item features are what the service fits on: the item's attributes, category and brand.
+    Item features are what the service fits on (`kosmos.plugin.features.item_features`).
     """
     shop = generate(customers=customers, items=items, seed=seed)
     interactions = [
         Interaction(i.customer_id, i.item_id, i.type, weight(i.type, i.value), i.time, i.value)
         for i in shop.interactions
     ]
-    item_features = {
-        item.item_id: {**item.attributes, "category": item.category, "brand": item.brand}
+    features = {
+        item.item_id: item_features(
+            item.attributes,
+            title=item.title,
+            category=item.category,
+            brand=item.brand,
+            price=item.price,
+        )
         for item in shop.items
     }
     return Dataset(
@@ -142,7 +147,7 @@ def synthetic(customers: int = 1000, items: int = 300, seed: int = 7) -> Dataset
         interactions=interactions,
         item_ids=[item.item_id for item in shop.items],
         customer_features={c.customer_id: dict(c.attributes) for c in shop.customers},
-        item_features=item_features,
+        item_features=features,
         catalog={i.item_id: CatalogEntry(i.title, i.category, i.price) for i in shop.items},
         summary=(
             f"synthetic shop (seed {seed}): {len(interactions):,} interactions, "
@@ -216,18 +221,13 @@ def movielens_100k(path: Path) -> Dataset:
         customer_features=customer_features,
         item_features=item_features,
         # Having rated a film is the signal, whatever the stars, as in the fit above.
-        weights=Weights(base={InteractionType.RATING: 1.0}, rating_value=False),
+        weights=Weights(rating=1.0, rating_per_star=False),
         catalog=catalog,
         summary=(
             f"MovieLens 100k: {len(interactions):,} ratings, {len(customer_features):,} users, "
             f"{len(item_ids):,} movies"
         ),
     )
-
-
-def _price_band(price: float) -> str:
-    """Octaves of price: band 3 is £1-£2, each band up doubles it; 0-9."""
-    return str(max(0, min(int(math.floor(math.log2(price))) + 3, 9)))
 
 
 def online_retail(path: Path) -> Dataset:
@@ -237,8 +237,9 @@ def online_retail(path: Path) -> Dataset:
     Quantity <= 0, UnitPrice <= 0 and StockCodes not starting with 5 digits are dropped. The lines
     of one invoice for one product become one `PURCHASE` of weight 1 (value: the quantity), so a
     customer-product pair weighs its invoice count. Customers have ``country`` (their latest);
-    products ``price_band`` (of the median unit price) and one ``word:<TOKEN>`` feature per word
-    of their most frequent description.
+    products the features `kosmos.plugin.features.item_features` gives their most frequent
+    description (as the title: one ``word:<TOKEN>`` per word) and median unit price (``price``
+    and ``price_band``), as the service builds them for a catalog loaded through the API.
 
     Raises:
         DataNotFound: The file is missing.
@@ -292,24 +293,21 @@ def online_retail(path: Path) -> Dataset:
         key=lambda i: (i.time, i.customer_id, i.item_id),
     )
     item_ids = sorted(prices)
-    item_features: dict[str, dict[str, str]] = {}
+    features: dict[str, dict[str, str]] = {}
     catalog: dict[str, CatalogEntry] = {}
     for code in item_ids:
         price = statistics.median(prices[code])
-        features = {"price_band": _price_band(price)}
         title = descriptions[code].most_common(1)[0][0]
         catalog[code] = CatalogEntry(title=title.strip().capitalize(), price=price)
-        text = title.upper()
-        features.update((f"word:{w}", "1") for w in _WORD.findall(text))
-        item_features[code] = features
+        features[code] = item_features({}, title=title, price=price)
     return Dataset(
         name="online-retail",
         interactions=interactions,
         item_ids=item_ids,
         customer_features={c: {"country": v} for c, v in country.items()},
-        item_features=item_features,
+        item_features=features,
         # One invoice line is one purchase whatever its quantity, as in the fit above.
-        weights=Weights(base={InteractionType.PURCHASE: 1.0}, quantity_exponent=0.0),
+        weights=Weights(purchase=1.0, quantity_exponent=0.0),
         catalog=catalog,
         summary=(
             f"UCI Online Retail: {lines:,} purchase lines → {len(interactions):,} "

@@ -35,6 +35,18 @@ class Feedback:
         )
         return stored
 
+    def import_history(
+        self, shop_id: str, request_id: str, request_hash: str, interactions: Sequence[Interaction]
+    ) -> tuple[int, bool]:
+        """Bulk intake: like `record`, but answers with a count (and whether it was a replay).
+
+        Raises:
+            NotFound: The shop, a customer or an item is unknown.
+            AlreadyExists: ``request_id`` was used for a different request.
+        """
+        # The store checks shop, customers and items inside the write (as for `record`).
+        return self.store.import_interactions(shop_id, request_id, request_hash, interactions)
+
     def list(
         self, shop_id: str, customer_id: str, before_seq: int | None, limit: int
     ) -> list[Interaction]:

@@ -26,6 +26,9 @@ from kosmos.store.records import Interaction, InteractionType
 from kosmos.v1 import common_pb2, feedback_service_pb2, feedback_service_pb2_grpc
 
 MAX_BATCH = 1000
+# ImportInteractions answers with a count, so a batch can be larger: fewer round trips and
+# fewer transactions (each one is a disk sync) for a history back-fill.
+MAX_IMPORT_BATCH = 10_000
 MAX_REQUEST_ID = 128
 # Clocks drift: an event up to this far in the future is accepted as "now".
 CLOCK_SKEW_SECONDS = 300.0
@@ -79,42 +82,55 @@ def interaction_from_proto(message: Any, shop_id: str, field: str, now: float) -
     )
 
 
+_KINDS = {t.value: t for t in InteractionType}
+
+
+def interactions_from_proto(messages: Any, shop_id: str, now: float) -> list[Interaction]:
+    """`interaction_from_proto` for a whole batch, as fast as history imports need.
+
+    A history names the same customers and items again and again: each name is checked once
+    per batch. A message that is not plainly valid goes through `interaction_from_proto`,
+    which names the bad field.
+    """
+    customers: dict[str, str] = {}  # checked resource name → customer id
+    items: set[str] = set()
+    latest = now + CLOCK_SKEW_SECONDS
+    out = []
+    for n, m in enumerate(messages):
+        customer_id = customers.get(m.customer)
+        kind = _KINDS.get(m.type)
+        value = m.value
+        event_time = now
+        if m.HasField("event_time"):
+            ts = m.event_time
+            event_time = ts.seconds + ts.nanos / 1e9
+        if (
+            customer_id is None
+            or m.item_id not in items
+            or kind is None
+            or not 0.0 <= value <= (MAX_RATING if kind is InteractionType.RATING else math.inf)
+            or not 0.0 < event_time <= latest
+            or len(m.recommendation_id) > MAX_REQUEST_ID
+        ):
+            checked = interaction_from_proto(m, shop_id, f"interactions[{n}]", now)
+            customers[m.customer] = checked.customer_id
+            items.add(checked.item_id)
+            out.append(checked)
+            continue
+        out.append(
+            Interaction(
+                shop_id, customer_id, m.item_id, kind, event_time, value, m.recommendation_id
+            )
+        )
+    return out
+
+
 class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
     def __init__(self, feedback: Feedback) -> None:
         self.feedback = feedback
 
     def RecordInteractions(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC's names)
-        shop_id = parse_shop(request.parent, "parent")
-        request_id = request.request_id
-        if not request_id:
-            raise InvalidArgument("request_id", "MISSING_FIELD", "is required (a UUID per request)")
-        if len(request_id) > MAX_REQUEST_ID or not request_id.isprintable():
-            raise InvalidArgument(
-                "request_id",
-                "INVALID_REQUEST_ID",
-                f"must be 1-{MAX_REQUEST_ID} printable characters",
-            )
-        if not request.interactions:
-            raise InvalidArgument("interactions", "MISSING_FIELD", "needs at least one interaction")
-        if len(request.interactions) > MAX_BATCH:
-            raise InvalidArgument("interactions", "TOO_MANY_ENTRIES", f"takes at most {MAX_BATCH}")
-        now = time.time()
-        interactions = [
-            interaction_from_proto(m, shop_id, f"interactions[{n}]", now)
-            for n, m in enumerate(request.interactions)
-        ]
-        # The hash of the request as sent (before defaults are filled in) tells a retry from a
-        # different request reusing the same id.
-        request_hash = hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
-        # Only an id this shop was served keeps its attribution; anything else (another
-        # shop's id, an expired or made-up one) is stored without it, and the answer says so.
-        interactions = [
-            i
-            if not i.recommendation_id
-            or signing.recommendation_id_valid(shop_id, i.recommendation_id, now)
-            else dataclasses.replace(i, recommendation_id="")
-            for i in interactions
-        ]
+        shop_id, request_id, request_hash, interactions = _batch(request, MAX_BATCH)
         stored = self.feedback.record(shop_id, request_id, request_hash, interactions)
         return feedback_service_pb2.RecordInteractionsResponse(
             interactions=[interaction_to_proto(i) for i in stored],
@@ -123,6 +139,15 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
                 for n, (sent, kept) in enumerate(zip(request.interactions, stored, strict=True))
                 if sent.recommendation_id and not kept.recommendation_id
             ],
+        )
+
+    def ImportInteractions(self, request: Any, context: Any) -> Any:  # noqa: N802
+        shop_id, request_id, request_hash, interactions = _batch(request, MAX_IMPORT_BATCH)
+        count, replayed = self.feedback.import_history(
+            shop_id, request_id, request_hash, interactions
+        )
+        return feedback_service_pb2.ImportInteractionsResponse(
+            imported_count=count, replayed=replayed
         )
 
     def ListInteractions(self, request: Any, context: Any) -> Any:  # noqa: N802
@@ -138,3 +163,37 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
         return feedback_service_pb2.ListInteractionsResponse(
             interactions=[interaction_to_proto(i) for i in found], next_page_token=token
         )
+
+
+def _batch(request: Any, maximum: int) -> tuple[str, str, str, list[Interaction]]:
+    """Validates a RecordInteractions or ImportInteractions request: shop, request id, hash and
+    the interactions as domain records."""
+    shop_id = parse_shop(request.parent, "parent")
+    request_id = request.request_id
+    if not request_id:
+        raise InvalidArgument("request_id", "MISSING_FIELD", "is required (a UUID per request)")
+    if len(request_id) > MAX_REQUEST_ID or not request_id.isprintable():
+        raise InvalidArgument(
+            "request_id",
+            "INVALID_REQUEST_ID",
+            f"must be 1-{MAX_REQUEST_ID} printable characters",
+        )
+    if not request.interactions:
+        raise InvalidArgument("interactions", "MISSING_FIELD", "needs at least one interaction")
+    if len(request.interactions) > maximum:
+        raise InvalidArgument("interactions", "TOO_MANY_ENTRIES", f"takes at most {maximum}")
+    now = time.time()
+    interactions = interactions_from_proto(request.interactions, shop_id, now)
+    # The hash of the request as sent (before defaults are filled in) tells a retry from a
+    # different request reusing the same id.
+    request_hash = hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
+    # Only an id this shop was served keeps its attribution; anything else (another shop's id,
+    # an expired or made-up one) is stored without it, and the answer says so.
+    interactions = [
+        i
+        if not i.recommendation_id
+        or signing.recommendation_id_valid(shop_id, i.recommendation_id, now)
+        else dataclasses.replace(i, recommendation_id="")
+        for i in interactions
+    ]
+    return shop_id, request_id, request_hash, interactions

@@ -1,17 +1,18 @@
 """How strongly each kind of interaction says "I like this", for every recommender.
 
 A purchase says more than a view; a dismissal says nothing positive (it is filtered out of
-recommendations instead). Ratings weigh their value (0-5) unless a shop says otherwise, and a
-purchase of several units may count more than one (``quantity_exponent``). Plugins receive these
-weights in `kosmos.plugin.Interaction.weight` and never need to know the interaction types. The
-service, the trainer and ``kosmos evaluate`` all weigh through `to_plugin` with the shop's
-`Weights`, so a model is fitted on the same signal it is served with.
+recommendations instead). Ratings weigh their value (0-5). Plugins receive these weights in
+`kosmos.plugin.Interaction.weight` and never need to know the interaction types.
+
+The module-level `WEIGHTS` are the defaults. A cluster sets its own with
+``KOSMOS_INTERACTION_WEIGHTS`` and ``KOSMOS_QUANTITY_EXPONENT`` and a shop its own through
+`ShopSettingsService`; `kosmos.shopconfig.EffectiveSettings.weights` is the `Weights` that apply
+to a shop, which `to_plugin` and `weight` take.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from kosmos.plugin import Interaction as PluginInteraction
 from kosmos.store.records import Interaction, InteractionType
@@ -24,47 +25,60 @@ WEIGHTS: dict[InteractionType, float] = {
     InteractionType.RATING: 0.0,  # the rating's value is the weight
     InteractionType.DISMISS: 0.0,
 }
+QUANTITY_EXPONENT = 0.0
+"""By default a purchase weighs the same whatever its quantity."""
 
 
 @dataclass(frozen=True, slots=True)
 class Weights:
-    """A shop's interaction weights.
+    """Interaction weights: a base per kind, a rating's weight per star, and how much a
+    purchase's quantity counts.
 
-    Attributes:
-        base: Interaction kind → weight; kinds left out weigh as in `WEIGHTS`.
-        rating_value: A rating weighs its value (stars); otherwise its ``base`` weight.
-        quantity_exponent: A purchase of ``q`` units weighs ``base × q**quantity_exponent``
-            (0: quantity does not count; 1: linearly; 0.5: with diminishing returns).
+    A purchase weighs ``purchase × max(quantity, 1) ** quantity_exponent`` (0: quantity does not
+    count; 1: ten pieces weigh ten times one; 0.5 in between). A rating weighs ``rating × stars``.
+    A dismissal weighs 0: it is filtered out instead. With ``rating_per_star`` off, a rating
+    weighs ``rating`` whatever its stars (having rated a film is the signal: MovieLens as
+    implicit feedback).
     """
 
-    base: Mapping[InteractionType, float] = field(default_factory=lambda: dict(WEIGHTS))
-    rating_value: bool = True
-    quantity_exponent: float = 0.0
-
-    def __post_init__(self) -> None:
-        if any(w < 0 for w in self.base.values()):
-            raise ValueError("interaction weights must not be negative")
-        if not 0.0 <= self.quantity_exponent <= 2.0:
-            raise ValueError("quantity_exponent must be between 0 and 2")
+    view: float = WEIGHTS[InteractionType.VIEW]
+    click: float = WEIGHTS[InteractionType.CLICK]
+    add_to_cart: float = WEIGHTS[InteractionType.ADD_TO_CART]
+    purchase: float = WEIGHTS[InteractionType.PURCHASE]
+    rating: float = 1.0
+    quantity_exponent: float = QUANTITY_EXPONENT
+    rating_per_star: bool = True
 
     def of(self, kind: InteractionType, value: float) -> float:
-        if kind is InteractionType.RATING and self.rating_value:
-            return value
-        w = self.base.get(kind, WEIGHTS[kind])
-        if kind is InteractionType.PURCHASE and self.quantity_exponent and value > 1:
-            w *= float(value) ** self.quantity_exponent
-        return w
+        """The weight of one interaction of ``kind`` with ``value`` (rating or quantity)."""
+        if kind is InteractionType.PURCHASE:
+            if self.quantity_exponent and value > 1.0:
+                return float(self.purchase * value**self.quantity_exponent)
+            return self.purchase
+        if kind is InteractionType.RATING:
+            return self.rating * value if self.rating_per_star else self.rating
+        if kind is InteractionType.VIEW:
+            return self.view
+        if kind is InteractionType.CLICK:
+            return self.click
+        if kind is InteractionType.ADD_TO_CART:
+            return self.add_to_cart
+        return 0.0
 
 
 DEFAULT_WEIGHTS = Weights()
 
 
 def weight(kind: InteractionType, value: float, weights: Weights = DEFAULT_WEIGHTS) -> float:
+    if weights is DEFAULT_WEIGHTS:
+        return value if kind is InteractionType.RATING else WEIGHTS[kind]
     return weights.of(kind, value)
 
 
 def to_plugin(i: Interaction, weights: Weights = DEFAULT_WEIGHTS) -> PluginInteraction:
     # Positional: this runs for every recent interaction of every request.
-    return PluginInteraction(
-        i.customer_id, i.item_id, i.type, weights.of(i.type, i.value), i.event_time, i.value
-    )
+    if weights is DEFAULT_WEIGHTS:
+        w = i.value if i.type is InteractionType.RATING else WEIGHTS[i.type]
+    else:
+        w = weights.of(i.type, i.value)
+    return PluginInteraction(i.customer_id, i.item_id, i.type, w, i.event_time, i.value)

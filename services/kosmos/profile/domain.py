@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from kosmos.common.errors import NotFound
 from kosmos.common.names import customer_name, shop_name
@@ -36,6 +36,14 @@ class Profiles:
         return self.store.create_customer(
             Customer(shop_id, customer_id, dict(attributes), tuple(exclusions))
         )
+
+    def upsert_customers(
+        self, shop_id: str, customers: Sequence[Customer], replace: Collection[str]
+    ) -> tuple[list[Customer], int]:
+        """Creates profiles, or replaces the ``replace`` fields of those that exist, in one
+        transaction; returns them and how many are new."""
+        self.get_shop(shop_id)
+        return self.store.upsert_customers(customers, replace)
 
     def get_customer(self, shop_id: str, customer_id: str) -> Customer:
         customer = self.store.get_customer(shop_id, customer_id)

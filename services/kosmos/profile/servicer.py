@@ -24,6 +24,7 @@ from kosmos.store.records import Customer, Exclusion, ExclusionKind, Shop
 from kosmos.v1 import common_pb2, profile_service_pb2, profile_service_pb2_grpc
 
 MAX_EXCLUSIONS = 500
+MAX_CUSTOMERS_BATCH = 1000
 UPDATABLE = ("attributes", "exclusions")
 
 
@@ -84,6 +85,44 @@ class ProfileServicer(profile_service_pb2_grpc.ProfileServiceServicer):
         exclusions = exclusions_from_proto(request.customer.exclusions, "customer.exclusions")
         customer = self.profiles.create_customer(shop_id, customer_id, attributes, exclusions)
         return profile_service_pb2.CreateCustomerResponse(customer=customer_to_proto(customer))
+
+    def CreateCustomers(self, request: Any, context: Any) -> Any:  # noqa: N802
+        shop_id = parse_shop(request.parent, "parent")
+        check_count(len(request.customers), "customers", MAX_CUSTOMERS_BATCH, minimum=1)
+        replace = list(request.update_mask.paths) or list(UPDATABLE)
+        for n, path in enumerate(replace):
+            if path not in UPDATABLE:
+                raise InvalidArgument(
+                    f"update_mask.paths[{n}]",
+                    "NOT_UPDATABLE",
+                    f"{path!r} is not one of {UPDATABLE}",
+                )
+        customers = []
+        seen: dict[str, int] = {}
+        for n, message in enumerate(request.customers):
+            field = f"customers[{n}]"
+            customer_shop, customer_id = parse_customer(message.name, f"{field}.name")
+            if customer_shop != shop_id:
+                raise InvalidArgument(
+                    f"{field}.name", "WRONG_SHOP", f"must be under shops/{shop_id}"
+                )
+            if customer_id in seen:
+                raise InvalidArgument(
+                    f"{field}.name", "DUPLICATE_CUSTOMER", f"repeats customers[{seen[customer_id]}]"
+                )
+            seen[customer_id] = n
+            customers.append(
+                Customer(
+                    shop_id,
+                    customer_id,
+                    check_attributes(message.attributes, f"{field}.attributes"),
+                    tuple(exclusions_from_proto(message.exclusions, f"{field}.exclusions")),
+                )
+            )
+        stored, created = self.profiles.upsert_customers(shop_id, customers, replace)
+        return profile_service_pb2.CreateCustomersResponse(
+            customers=[customer_to_proto(c) for c in stored], created_count=created
+        )
 
     def GetCustomer(self, request: Any, context: Any) -> Any:  # noqa: N802
         shop_id, customer_id = parse_customer(request.name, "name")

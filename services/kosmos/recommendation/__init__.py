@@ -11,7 +11,6 @@ from kosmos.common.server import Service
 from kosmos.plugin import LoadedPlugin, discover
 from kosmos.recommendation.domain import Context, Recommendations
 from kosmos.recommendation.models import ModelHub
-from kosmos.recommendation.seen import Repeat, SeenPolicy
 from kosmos.recommendation.servicer import RecommendationServicer
 from kosmos.store import Store
 from kosmos.training.artifacts import open_artifacts
@@ -44,15 +43,6 @@ def load_plugins(settings: RecommendationSettings) -> dict[str, LoadedPlugin]:
     return {**local, **remote}
 
 
-def seen_policy(settings: RecommendationSettings) -> SeenPolicy:
-    """The cluster-wide seen-item policy (``KOSMOS_SEEN_*``)."""
-    return SeenPolicy(
-        owned=settings.seen_owned,
-        repeat=Repeat(settings.seen_repeat),
-        repeat_rate=settings.seen_repeat_rate,
-    )
-
-
 def services(
     store: Store,
     settings: RecommendationSettings,
@@ -70,7 +60,10 @@ def services(
     """
     if plugins is None:
         plugins = load_plugins(settings)
-    policy = seen_policy(settings)
+    from kosmos.shopconfig import ShopConfig, cluster_policy  # noqa: PLC0415 (it imports us)
+
+    shops = ShopConfig(store, settings)
+    policy = cluster_policy(settings)
     models = ModelHub(
         store,
         plugins,
@@ -81,6 +74,8 @@ def services(
         fit_in_process=settings.fit_in_process,
         poll_seconds=settings.model_poll_seconds,
         seen_policy=policy,
+        weights=settings.weights,
+        shop_settings=shops,
     )
     servicer = RecommendationServicer(
         Recommendations(
@@ -91,6 +86,8 @@ def services(
             settings.recent_interactions,
             settings.repurchase_cooldown_hours,
             seen_policy=policy,
+            weights=settings.weights,
+            shop_settings=shops,
         )
     )
 

@@ -19,7 +19,7 @@ from kosmos.plugin import Recommender, RecommendQuery, Scored, SimilarItemsQuery
 from kosmos.plugin.routing import Candidate, Routing, run_chain
 from kosmos.plugin.signals import DEFAULT_WEIGHTS, Weights, to_plugin
 from kosmos.recommendation.catalog_cache import CatalogCache
-from kosmos.recommendation.models import ModelHub
+from kosmos.recommendation.models import ModelHub, ShopSettings
 from kosmos.recommendation.seen import SeenPolicy
 from kosmos.store import Store
 from kosmos.store.records import Customer, ExclusionKind, InteractionType, Item
@@ -135,6 +135,14 @@ def _page(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _ShopView:
+    routing: Routing
+    max_per_category: int
+    seen_policy: SeenPolicy
+    weights: Weights
+
+
 class Recommendations:
     """Serves offers from the routed chain of recommenders."""
 
@@ -150,7 +158,11 @@ class Recommendations:
         seen_policy: SeenPolicy | None = None,
         weights: Weights = DEFAULT_WEIGHTS,
         reasons: bool = True,
+        shop_settings: ShopSettings | None = None,
     ) -> None:
+        # Per-shop settings over the cluster's (the arguments above): routing, variety, the
+        # seen-item policy and weights, read once per request (`kosmos.shopconfig`).
+        self.shop_settings = shop_settings
         self.seen_policy = seen_policy or SeenPolicy()
         self.weights = weights
         self.reasons = reasons
@@ -174,22 +186,27 @@ class Recommendations:
         offset: int,
         recommendation_id: str = "",
     ) -> OfferPage:
+        shop = self._view(shop_id)
         # One read for the profile, the recent history, the dismissals and what the customer
         # owns (issue 8).
         inputs = self.store.recommend_inputs(
-            shop_id, customer_id, self.recent_interactions, self.seen_policy.owned
+            shop_id, customer_id, self.recent_interactions, shop.seen_policy.owned_types
         )
         if inputs is None:
             self._customer(shop_id, customer_id)  # raises NotFound for the shop or the customer
             raise NotFound("customer", customer_name(shop_id, customer_id))
         customer = inputs.customer
         now = self.clock() if context.request_time is None else context.request_time
-        recent = [to_plugin(i, self.weights) for i in inputs.recent]
+        recent = [to_plugin(i, shop.weights) for i in inputs.recent]
         excluded = set(inputs.dismissed_item_ids) | context.cart_item_ids
         excluded |= set(context.item_ids)
         # The seen-item policy: what the customer has, unless people buy it again.
-        excluded |= self.seen_policy.excluded(
-            inputs.owned_item_ids, self.models.repeatable(shop_id), context.page
+        catalog = self.catalog.items(shop_id)
+        excluded |= shop.seen_policy.excluded(
+            inputs.owned_item_ids,
+            self.models.repeatable(shop_id),
+            context.page,
+            lambda item_id: catalog[item_id].category if item_id in catalog else "",
         )
         cooled = now - self.repurchase_cooldown
         excluded |= {
@@ -211,7 +228,7 @@ class Recommendations:
             seed_item_ids=context.seed_item_ids,
             placement=context.page,
         )
-        chain = self.routing.chain(has_history=bool(recent), placement=context.page)
+        chain = shop.routing.chain(has_history=bool(recent), placement=context.page)
         candidates = self._gather(shop_id, chain, query.k, lambda m: m.recommend(query))
         offers = self._finish(
             shop_id, candidates, customer, excluded, want, recent, seeds=context.seed_item_ids
@@ -241,7 +258,7 @@ class Recommendations:
             exclude_item_ids=frozenset(excluded),
         )
         candidates = self._gather(
-            shop_id, self.routing.warm, query.k, lambda m: m.similar_items(query)
+            shop_id, self._view(shop_id).routing.warm, query.k, lambda m: m.similar_items(query)
         )
         offers = self._finish(
             shop_id,
@@ -341,9 +358,16 @@ class Recommendations:
                 kept.append(Offer(item, c.scored.score, reason, c.recommender, kind, evidence))
             span.set_attribute("kosmos.candidates.kept", len(kept))
         with tracer.start_as_current_span("recommend.rank"):
-            return self._vary(kept, want + 1)
+            return self._vary(kept, want + 1, self._view(shop_id).max_per_category)
 
-    def _vary(self, offers: list[Offer], limit: int) -> list[Offer]:
+    def _view(self, shop_id: str) -> _ShopView:
+        """What applies to one shop: its settings (cached by revision), or the cluster's."""
+        if self.shop_settings is None:
+            return _ShopView(self.routing, self.max_per_category, self.seen_policy, self.weights)
+        e = self.shop_settings.settings_for(shop_id)
+        return _ShopView(e.routing, e.max_per_category, e.seen_items, e.weights)
+
+    def _vary(self, offers: list[Offer], limit: int, max_per_category: int) -> list[Offer]:
         """Keeps the chain's order but lets no category take more than its share of a page,
         while other categories have offers left; then fills with the rest."""
         chosen: list[Offer] = []
@@ -353,7 +377,7 @@ class Recommendations:
             if len(chosen) >= limit:
                 break
             category = offer.item.category
-            if category and per_category.get(category, 0) >= self.max_per_category:
+            if category and per_category.get(category, 0) >= max_per_category:
                 held.append(offer)
                 continue
             per_category[category] = per_category.get(category, 0) + 1

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 from opentelemetry import trace
 
@@ -30,6 +31,9 @@ from kosmos.store import Store
 from kosmos.training.artifacts import Artifacts
 from kosmos.training.data import training_data
 
+if TYPE_CHECKING:  # the resolver imports this package's seen-item policy
+    from kosmos.shopconfig import EffectiveSettings
+
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
@@ -40,6 +44,20 @@ class Serving:
 
     model: Recommender
     version: str
+
+
+class ShopSettings(Protocol):
+    """Where per-shop settings come from (`kosmos.shopconfig.ShopConfig`)."""
+
+    def settings_for(self, shop_id: str) -> EffectiveSettings: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _ShopView:
+    names: tuple[str, ...]
+    plugin_settings: Mapping[str, Mapping[str, str]]
+    weights: Weights
+    seen_policy: SeenPolicy
 
 
 class ModelHub:
@@ -58,7 +76,11 @@ class ModelHub:
         clock: Callable[[], float] = time.time,
         seen_policy: SeenPolicy | None = None,
         weights: Weights = DEFAULT_WEIGHTS,
+        shop_settings: ShopSettings | None = None,
     ) -> None:
+        # Per-shop settings (routing, plugin settings, weights, seen-item policy) over the
+        # cluster's, which the other arguments are (`kosmos.shopconfig`).
+        self.shop_settings = shop_settings
         self.seen_policy = seen_policy or SeenPolicy()
         self.weights = weights
         self._repeatable: dict[str, frozenset[str]] = {}
@@ -79,9 +101,21 @@ class ModelHub:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def create(self, name: str) -> Recommender:
-        """A fresh, unfitted instance of plugin ``name`` with its configured settings."""
-        return self.plugins[name].factory(self.plugin_settings.get(name, {}))
+    def create(self, name: str, shop_id: str = "") -> Recommender:
+        """A fresh, unfitted instance of plugin ``name`` with the shop's settings for it."""
+        return self.plugins[name].factory(self._for(shop_id).plugin_settings.get(name, {}))
+
+    def _for(self, shop_id: str) -> _ShopView:
+        """What applies to one shop: its settings, or the cluster's."""
+        if self.shop_settings is None or not shop_id:
+            return _ShopView(self.names, self.plugin_settings, self.weights, self.seen_policy)
+        effective = self.shop_settings.settings_for(shop_id)
+        return _ShopView(
+            tuple(n for n in effective.routing.names if n in self.plugins),
+            effective.plugin_settings,
+            effective.weights,
+            effective.seen_items,
+        )
 
     def get(self, shop_id: str, name: str) -> Recommender | None:
         """The serving model; loads or fits the shop's models first if it never was."""
@@ -115,7 +149,7 @@ class ModelHub:
         """Learns which of the shop's items are bought again, from ``data``."""
         categories = {i: f.get("category", "") for i, f in data.item_features.items()}
         self._repeatable[shop_id] = learn_repeatable(
-            data.interactions, self.seen_policy, categories
+            data.interactions, self._for(shop_id).seen_policy, categories
         )
 
     def version(self, shop_id: str, name: str) -> str | None:
@@ -130,7 +164,7 @@ class ModelHub:
             return []
         swapped = []
         with self._load_lock:
-            for name in self.names:
+            for name in self._for(shop_id).names:
                 current = self.artifacts.current(shop_id, name)
                 serving = self._serving.get((shop_id, name))
                 if current is None or (serving is not None and serving.version == current):
@@ -139,7 +173,7 @@ class ModelHub:
                     span.set_attribute("kosmos.shop", shop_id)
                     span.set_attribute("kosmos.recommender", name)
                     span.set_attribute("kosmos.model.version", current)
-                    model = self.create(name)
+                    model = self.create(name, shop_id)
                     try:
                         model.load(self.artifacts.folder(shop_id, name, current))
                     except Exception:
@@ -169,21 +203,22 @@ class ModelHub:
             if only_if_missing and shop_id in self._fitted_shops:
                 return  # Another request fitted it while this one waited for the lock.
             span.set_attribute("kosmos.shop", shop_id)
+            view = self._for(shop_id)
             names = [
                 n
-                for n in self.names
-                if n in self.fit_in_process
+                for n in view.names
+                if (self.artifacts is None or n in self.fit_in_process)
                 and not (self.artifacts and self.artifacts.current(shop_id, n))
             ]
-            learn = self.seen_policy.repeat is Repeat.LEARNED
+            learn = view.seen_policy.repeat_purchase is Repeat.LEARNED
             if names or learn:
-                data = training_data(self.store, shop_id, self.clock(), self.weights)
+                data = training_data(self.store, shop_id, self.clock(), view.weights)
                 span.set_attribute("kosmos.interactions.count", len(data.interactions))
                 if learn:
                     self.learn_repeatable(shop_id, data)
                 for name in names:
                     started = time.perf_counter()
-                    model = self.create(name)
+                    model = self.create(name, shop_id)
                     try:
                         model.fit(data)
                     except Exception:

@@ -25,7 +25,7 @@ import json
 import queue
 import threading
 import time
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +58,7 @@ from kosmos.store.records import (
     ModelArtifact,
     RecommendInputs,
     Shop,
+    ShopSettingsRevision,
 )
 
 # How long a statement waits for another writer's lock, or a caller for a pooled connection,
@@ -71,6 +72,11 @@ GROUP_LIMIT = 256
 COMMITTERS = 4
 
 Conn = psycopg.Connection[TupleRow]
+
+
+def _settings(row: TupleRow) -> ShopSettingsRevision:
+    return ShopSettingsRevision(row[0], int(row[1]), json.loads(row[2]), row[3])
+
 
 _API_KEY_COLUMNS = "key_id, shop_id, scope, secret_hash, display_name, create_time, revoke_time"
 _CUSTOMER_COLUMNS = "shop_id, customer_id, attributes, exclusions, create_time, update_time"
@@ -373,6 +379,62 @@ class PostgresStore:
         )
         return {r[0] for r in rows}
 
+    def upsert_customers(
+        self,
+        customers: Sequence[Customer],
+        replace: Collection[str] = ("attributes", "exclusions"),
+    ) -> tuple[list[Customer], int]:
+        if not customers:
+            return [], 0
+        shop_id = customers[0].shop_id
+        now = time.time()
+        sets = [f"{f} = excluded.{f}" for f in ("attributes", "exclusions") if f in replace]
+        with self._tx("upsert_customers", write=True) as conn:
+            existing = {
+                r[1]: _customer(r)
+                for r in conn.execute(
+                    f"SELECT {_CUSTOMER_COLUMNS} FROM customers"
+                    " WHERE shop_id = %s AND customer_id = ANY(%s)",
+                    (shop_id, [c.customer_id for c in customers]),
+                ).fetchall()
+            }
+            try:
+                conn.execute(
+                    f"INSERT INTO customers ({_CUSTOMER_COLUMNS})"
+                    " SELECT %s, c, a, x, %s, %s FROM unnest(%s::text[], %s::text[], %s::text[])"
+                    " AS u(c, a, x) ON CONFLICT (shop_id, customer_id) DO UPDATE SET "
+                    + ", ".join([*sets, "update_time = excluded.update_time"]),
+                    (
+                        shop_id,
+                        now,
+                        now,
+                        [c.customer_id for c in customers],
+                        [json.dumps(c.attributes) for c in customers],
+                        [
+                            json.dumps([(e.kind.value, e.value) for e in c.exclusions])
+                            for c in customers
+                        ],
+                    ),
+                )
+            except pg_errors.ForeignKeyViolation:
+                raise NotFound("shop", shop_name(shop_id)) from None
+        stored = []
+        for c in customers:
+            old = existing.get(c.customer_id)
+            keep_attributes = old is not None and "attributes" not in replace
+            keep_exclusions = old is not None and "exclusions" not in replace
+            stored.append(
+                Customer(
+                    c.shop_id,
+                    c.customer_id,
+                    old.attributes if old is not None and keep_attributes else dict(c.attributes),
+                    old.exclusions if old is not None and keep_exclusions else tuple(c.exclusions),
+                    old.create_time if old is not None else now,
+                    now,
+                )
+            )
+        return stored, len(customers) - len(existing)
+
     # -- items -------------------------------------------------------------------------------
 
     def upsert_items(self, items: Sequence[Item]) -> list[Item]:
@@ -425,6 +487,13 @@ class PostgresStore:
             )
             for i in items
         ]
+
+    def existing_item_ids(self, shop_id: str, item_ids: Iterable[str]) -> set[str]:
+        rows = self._query(
+            "SELECT item_id FROM items WHERE shop_id = %s AND item_id = ANY(%s)",
+            (shop_id, sorted(set(item_ids))),
+        )
+        return {r[0] for r in rows}
 
     def catalog_version(self, shop_id: str) -> int | None:
         rows = self._query("SELECT catalog_version FROM shops WHERE shop_id = %s", (shop_id,))
@@ -636,6 +705,14 @@ class PostgresStore:
         if unknown:
             raise NotFound("item", item_name(shop_id, unknown[0]))
 
+    def import_interactions(
+        self, shop_id: str, request_id: str, request_hash: str, interactions: Sequence[Interaction]
+    ) -> tuple[int, bool]:
+        # The same group-committed, idempotent path as live feedback: one WAL flush for many
+        # batches, the request id's row making a retry on any replica a replay.
+        stored, replayed = self.record_interactions(shop_id, request_id, request_hash, interactions)
+        return len(stored), replayed
+
     def list_interactions(
         self, shop_id: str, customer_id: str, before_seq: int | None, limit: int
     ) -> list[Interaction]:
@@ -684,6 +761,57 @@ class PostgresStore:
             frozenset(row[7]),
             frozenset(row[8]),
         )
+
+    # -- per-shop settings -------------------------------------------------------------------
+
+    def settings_revision(self, shop_id: str) -> int | None:
+        rows = self._query("SELECT settings_revision FROM shops WHERE shop_id = %s", (shop_id,))
+        return int(rows[0][0]) if rows else None
+
+    def get_shop_settings(self, shop_id: str, revision: int = 0) -> ShopSettingsRevision | None:
+        if revision:
+            rows = self._query(
+                "SELECT shop_id, revision, document, create_time FROM shop_settings"
+                " WHERE shop_id = %s AND revision = %s",
+                (shop_id, revision),
+            )
+        else:
+            rows = self._query(
+                "SELECT s.shop_id, s.revision, s.document, s.create_time FROM shop_settings s"
+                " JOIN shops USING (shop_id) WHERE s.shop_id = %s"
+                " AND s.revision = shops.settings_revision",
+                (shop_id,),
+            )
+        return _settings(rows[0]) if rows else None
+
+    def put_shop_settings(self, shop_id: str, document: Mapping[str, Any]) -> ShopSettingsRevision:
+        now = time.time()
+        text = json.dumps(document, sort_keys=True)
+        with self._tx("put_shop_settings", write=True) as conn:
+            row = conn.execute(
+                "UPDATE shops SET settings_revision = settings_revision + 1 WHERE shop_id = %s"
+                " RETURNING settings_revision",
+                (shop_id,),
+            ).fetchone()
+            if row is None:
+                raise NotFound("shop", shop_name(shop_id))
+            revision = int(row[0])
+            conn.execute(
+                "INSERT INTO shop_settings (shop_id, revision, document, create_time)"
+                " VALUES (%s, %s, %s, %s)",
+                (shop_id, revision, text, now),
+            )
+        return ShopSettingsRevision(shop_id, revision, json.loads(text), now)
+
+    def list_shop_settings(
+        self, shop_id: str, before_revision: int | None, limit: int
+    ) -> list[ShopSettingsRevision]:
+        rows = self._query(
+            "SELECT shop_id, revision, document, create_time FROM shop_settings"
+            " WHERE shop_id = %s AND revision < %s ORDER BY revision DESC LIMIT %s",
+            (shop_id, before_revision if before_revision is not None else 2**62, limit),
+        )
+        return [_settings(row) for row in rows]
 
     # -- API keys ----------------------------------------------------------------------------
 

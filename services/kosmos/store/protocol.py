@@ -13,8 +13,8 @@ Errors are translated the same way by every store: the deadline running out rais
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Sequence
-from typing import Protocol
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Protocol
 
 from kosmos.store.records import (
     ApiKey,
@@ -26,6 +26,7 @@ from kosmos.store.records import (
     ModelArtifact,
     RecommendInputs,
     Shop,
+    ShopSettingsRevision,
 )
 
 
@@ -60,8 +61,28 @@ class Store(Protocol):
 
     def existing_customer_ids(self, shop_id: str, customer_ids: Iterable[str]) -> set[str]: ...
 
+    def upsert_customers(
+        self,
+        customers: Sequence[Customer],
+        replace: Collection[str] = ("attributes", "exclusions"),
+    ) -> tuple[list[Customer], int]:
+        """Creates or replaces profiles (all of one shop) in one transaction (bulk intake).
+
+        A profile that exists gets the fields named in ``replace`` (``attributes``,
+        ``exclusions``) from the one given, and a new ``update_time``; its other fields and its
+        ``create_time`` stay.
+
+        Returns:
+            The stored profiles, in order, and how many of them are new.
+        """
+        ...
+
     def upsert_items(self, items: Sequence[Item]) -> list[Item]:
         """Creates or replaces items (all of one shop), stamping ``update_time``."""
+        ...
+
+    def existing_item_ids(self, shop_id: str, item_ids: Iterable[str]) -> set[str]:
+        """The ids among ``item_ids`` that are in the catalog (cheaper than `get_items`)."""
         ...
 
     def catalog_version(self, shop_id: str) -> int | None:
@@ -89,6 +110,20 @@ class Store(Protocol):
             AlreadyExists: ``request_id`` was used before with a different ``request_hash``.
             NotFound: The shop, a customer or an item is unknown (checked in the same
                 transaction as the write, so a concurrent delete cannot slip between).
+        """
+        ...
+
+    def import_interactions(
+        self, shop_id: str, request_id: str, request_hash: str, interactions: Sequence[Interaction]
+    ) -> tuple[int, bool]:
+        """Bulk intake: stores interactions atomically under ``request_id``, in one batched
+        write (``executemany``), without reading them back.
+
+        Returns:
+            How many interactions the request stored and whether this was a replay.
+
+        Raises:
+            AlreadyExists: ``request_id`` was used before with a different ``request_hash``.
         """
         ...
 
@@ -175,6 +210,26 @@ class Store(Protocol):
 
     def revoke_api_key(self, key_id: str) -> ApiKey | None:
         """Stamps ``revoke_time`` (once); None if there is no such key."""
+        ...
+
+    def settings_revision(self, shop_id: str) -> int | None:
+        """The shop's current settings revision (0: never set); None for an unknown shop. Read
+        on every request, so it must be cheap."""
+        ...
+
+    def get_shop_settings(self, shop_id: str, revision: int = 0) -> ShopSettingsRevision | None:
+        """A stored revision (0: the current one); None if there is none."""
+        ...
+
+    def put_shop_settings(self, shop_id: str, document: Mapping[str, Any]) -> ShopSettingsRevision:
+        """Stores ``document`` as the shop's next revision and makes it current. Raises
+        NotFound for an unknown shop."""
+        ...
+
+    def list_shop_settings(
+        self, shop_id: str, before_revision: int | None, limit: int
+    ) -> list[ShopSettingsRevision]:
+        """Revisions below ``before_revision`` (None: all), newest first."""
         ...
 
     def close(self) -> None: ...

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any
 
 
 class InteractionType(IntEnum):
@@ -135,3 +137,17 @@ class ApiKey:
     display_name: str = ""
     create_time: float = 0.0
     revoke_time: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ShopSettingsRevision:
+    """One stored revision of a shop's settings.
+
+    ``document`` is the JSON object of the fields the shop set (`kosmos.shopconfig` gives it
+    its meaning); the store keeps it as it is. Revisions count from 1.
+    """
+
+    shop_id: str
+    revision: int
+    document: Mapping[str, Any]
+    create_time: float = 0.0

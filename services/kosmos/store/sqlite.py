@@ -15,7 +15,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from kosmos.store.records import (
     ModelArtifact,
     RecommendInputs,
     Shop,
+    ShopSettingsRevision,
 )
 
 # SQLite calls the progress handler every this many virtual machine steps; it aborts the
@@ -400,6 +401,59 @@ class SQLiteStore:
             found.update(row[0] for row in rows)
         return found
 
+    def upsert_customers(
+        self,
+        customers: Sequence[Customer],
+        replace: Collection[str] = ("attributes", "exclusions"),
+    ) -> tuple[list[Customer], int]:
+        if not customers:
+            return [], 0
+        shop_id = customers[0].shop_id
+        now = time.time()
+        sets = [f"{f} = excluded.{f}" for f in ("attributes", "exclusions") if f in replace]
+        with self._write() as conn:
+            existing: dict[str, Customer] = {}
+            for chunk in _chunks([c.customer_id for c in customers]):
+                marks = ",".join("?" * len(chunk))
+                rows = conn.execute(
+                    f"SELECT * FROM customers WHERE shop_id = ? AND customer_id IN ({marks})",
+                    (shop_id, *chunk),
+                ).fetchall()
+                existing.update((row["customer_id"], _customer(row)) for row in rows)
+            conn.executemany(
+                "INSERT INTO customers (shop_id, customer_id, attributes, exclusions,"
+                " create_time, update_time) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (shop_id, customer_id) DO UPDATE SET "
+                + ", ".join([*sets, "update_time = excluded.update_time"]),
+                [
+                    (
+                        c.shop_id,
+                        c.customer_id,
+                        json.dumps(c.attributes),
+                        json.dumps([(e.kind.value, e.value) for e in c.exclusions]),
+                        now,
+                        now,
+                    )
+                    for c in customers
+                ],
+            )
+        stored = []
+        for c in customers:
+            old = existing.get(c.customer_id)
+            keep_attributes = old is not None and "attributes" not in replace
+            keep_exclusions = old is not None and "exclusions" not in replace
+            stored.append(
+                Customer(
+                    c.shop_id,
+                    c.customer_id,
+                    old.attributes if old is not None and keep_attributes else dict(c.attributes),
+                    old.exclusions if old is not None and keep_exclusions else tuple(c.exclusions),
+                    old.create_time if old is not None else now,
+                    now,
+                )
+            )
+        return stored, len(customers) - len(existing)
+
     # -- items -------------------------------------------------------------------------------
 
     def upsert_items(self, items: Sequence[Item]) -> list[Item]:
@@ -450,6 +504,17 @@ class SQLiteStore:
             )
             for i in items
         ]
+
+    def existing_item_ids(self, shop_id: str, item_ids: Iterable[str]) -> set[str]:
+        found: set[str] = set()
+        for chunk in _chunks(sorted(set(item_ids))):
+            marks = ",".join("?" * len(chunk))
+            rows = self._query(
+                f"SELECT item_id FROM items WHERE shop_id = ? AND item_id IN ({marks})",
+                (shop_id, *chunk),
+            )
+            found.update(row[0] for row in rows)
+        return found
 
     def catalog_version(self, shop_id: str) -> int | None:
         rows = self._query("SELECT catalog_version FROM shops WHERE shop_id = ?", (shop_id,))
@@ -503,34 +568,22 @@ class SQLiteStore:
                 " VALUES (?, ?, ?, ?)",
                 (shop_id, request_id, request_hash, time.time()),
             )
-            stored = []
-            for i in interactions:
-                cursor = conn.execute(
-                    "INSERT INTO interactions (shop_id, customer_id, item_id, type, value,"
-                    " event_time, recommendation_id, request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        shop_id,
-                        i.customer_id,
-                        i.item_id,
-                        int(i.type),
-                        i.value,
-                        i.event_time,
-                        i.recommendation_id,
-                        request_id,
-                    ),
-                )
-                stored.append(
-                    Interaction(
-                        shop_id,
-                        i.customer_id,
-                        i.item_id,
-                        i.type,
-                        i.event_time,
-                        i.value,
-                        i.recommendation_id,
-                        int(cursor.lastrowid or 0),
-                    )
-                )
+            last = self._insert_interactions(conn, shop_id, request_id, interactions)
+        # One writer holds the lock and seq is AUTOINCREMENT: the batch got consecutive seqs.
+        first = last - len(interactions) + 1
+        stored = [
+            Interaction(
+                shop_id,
+                i.customer_id,
+                i.item_id,
+                i.type,
+                i.event_time,
+                i.value,
+                i.recommendation_id,
+                first + n,
+            )
+            for n, i in enumerate(interactions)
+        ]
         return stored, False
 
     @staticmethod
@@ -580,6 +633,62 @@ class SQLiteStore:
             missing = sorted(ids - found)
             if missing:
                 raise NotFound(table.removesuffix("s"), name(shop_id, missing[0]))
+
+    @staticmethod
+    def _insert_interactions(
+        conn: sqlite3.Connection,
+        shop_id: str,
+        request_id: str,
+        interactions: Sequence[Interaction],
+    ) -> int:
+        """Inserts a batch with one ``executemany``; returns the last seq it got."""
+        conn.executemany(
+            "INSERT INTO interactions (shop_id, customer_id, item_id, type, value,"
+            " event_time, recommendation_id, request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    shop_id,
+                    i.customer_id,
+                    i.item_id,
+                    int(i.type),
+                    i.value,
+                    i.event_time,
+                    i.recommendation_id,
+                    request_id,
+                )
+                for i in interactions
+            ],
+        )
+        return int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
+
+    def import_interactions(
+        self, shop_id: str, request_id: str, request_hash: str, interactions: Sequence[Interaction]
+    ) -> tuple[int, bool]:
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT request_hash FROM feedback_requests WHERE shop_id = ? AND request_id = ?",
+                (shop_id, request_id),
+            ).fetchone()
+            if row is not None:
+                if row[0] != request_hash:
+                    raise AlreadyExists(
+                        "REQUEST_ID_REUSED",
+                        f"request_id {request_id!r} was already used for a different request",
+                    )
+                count = conn.execute(
+                    "SELECT count(*) FROM interactions WHERE shop_id = ? AND request_id = ?",
+                    (shop_id, request_id),
+                ).fetchone()[0]
+                return int(count), True
+            # Inside the write, as for record_interactions: no orphan rows (issue 8).
+            self._check_references(conn, shop_id, interactions)
+            conn.execute(
+                "INSERT INTO feedback_requests (shop_id, request_id, request_hash, create_time)"
+                " VALUES (?, ?, ?, ?)",
+                (shop_id, request_id, request_hash, time.time()),
+            )
+            self._insert_interactions(conn, shop_id, request_id, interactions)
+        return len(interactions), False
 
     def list_interactions(
         self, shop_id: str, customer_id: str, before_seq: int | None, limit: int
@@ -734,3 +843,58 @@ class SQLiteStore:
             (shop_id,),
         )
         return [r[0] for r in rows]
+
+    # -- per-shop settings -------------------------------------------------------------------
+
+    def settings_revision(self, shop_id: str) -> int | None:
+        rows = self._query("SELECT settings_revision FROM shops WHERE shop_id = ?", (shop_id,))
+        return int(rows[0][0]) if rows else None
+
+    def get_shop_settings(self, shop_id: str, revision: int = 0) -> ShopSettingsRevision | None:
+        if revision:
+            rows = self._query(
+                "SELECT * FROM shop_settings WHERE shop_id = ? AND revision = ?",
+                (shop_id, revision),
+            )
+        else:
+            rows = self._query(
+                "SELECT s.* FROM shop_settings s JOIN shops USING (shop_id)"
+                " WHERE s.shop_id = ? AND s.revision = shops.settings_revision",
+                (shop_id,),
+            )
+        return _settings(rows[0]) if rows else None
+
+    def put_shop_settings(self, shop_id: str, document: Mapping[str, Any]) -> ShopSettingsRevision:
+        now = time.time()
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT settings_revision FROM shops WHERE shop_id = ?", (shop_id,)
+            ).fetchone()
+            if row is None:
+                raise NotFound("shop", f"shops/{shop_id}")
+            revision = int(row[0]) + 1
+            conn.execute(
+                "INSERT INTO shop_settings (shop_id, revision, document, create_time)"
+                " VALUES (?, ?, ?, ?)",
+                (shop_id, revision, json.dumps(document, sort_keys=True), now),
+            )
+            conn.execute(
+                "UPDATE shops SET settings_revision = ? WHERE shop_id = ?", (revision, shop_id)
+            )
+        return ShopSettingsRevision(shop_id, revision, json.loads(json.dumps(document)), now)
+
+    def list_shop_settings(
+        self, shop_id: str, before_revision: int | None, limit: int
+    ) -> list[ShopSettingsRevision]:
+        rows = self._query(
+            "SELECT * FROM shop_settings WHERE shop_id = ? AND revision < ?"
+            " ORDER BY revision DESC LIMIT ?",
+            (shop_id, before_revision if before_revision is not None else 2**62, limit),
+        )
+        return [_settings(row) for row in rows]
+
+
+def _settings(row: sqlite3.Row) -> ShopSettingsRevision:
+    return ShopSettingsRevision(
+        row["shop_id"], row["revision"], json.loads(row["document"]), row["create_time"]
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from kosmos.plugin import TrainingData
+from kosmos.plugin.features import item_features
 from kosmos.plugin.signals import DEFAULT_WEIGHTS, Weights, to_plugin
 from kosmos.store import Store
 
@@ -16,16 +17,21 @@ def training_data(
 
     The fit's ``now`` is the newest event time (never later than ``now``): a shop whose
     history was imported from last year is fresh at its own last day, not stale by the clock.
+    Item features come from `kosmos.plugin.features.item_features` (words of the title and of
+    free-text attributes, category, brand, price and price band), exactly as ``kosmos
+    evaluate`` builds them. ``weights`` are the shop's (`kosmos.shopconfig`).
     """
     items: dict[str, dict[str, str]] = {}
     after = ""
     while batch := store.list_items(shop_id, after, PAGE):
         for item in batch:
-            features = dict(item.attributes)
-            for key in ("category", "brand"):
-                if getattr(item, key):
-                    features[key] = getattr(item, key)
-            items[item.item_id] = features
+            items[item.item_id] = item_features(
+                item.attributes,
+                title=item.title,
+                category=item.category,
+                brand=item.brand,
+                price=item.price,
+            )
         after = batch[-1].item_id
     customers: dict[str, dict[str, str]] = {}
     after = ""

@@ -40,6 +40,7 @@ from kosmos.plugin import (
     Unsupported,
     closest_history,
 )
+from kosmos.plugin.features import NUMERIC
 from kosmos_lightfm._settings import NAME, LightFMSettings
 
 tracer = trace.get_tracer(__name__)
@@ -268,8 +269,12 @@ def _feature_rows(
 
 
 def _vocabulary(ids: Iterable[str], features: Mapping[str, Mapping[str, str]]) -> dict[str, int]:
+    # Numbers (an item's price) would be near-unique one-hot columns: their band stands in.
     names = dict.fromkeys(
-        _feature(name, value) for entity in ids for name, value in features.get(entity, {}).items()
+        _feature(name, value)
+        for entity in ids
+        for name, value in features.get(entity, {}).items()
+        if name not in NUMERIC
     )
     return {f: n for n, f in enumerate(names)}
 

@@ -1,0 +1,291 @@
+"""Bulk intake through the real gRPC API: CreateCustomers, ImportInteractions, `kosmos import`
+and the item availability default (issue 7, points 5 and 6)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import grpc
+import pytest
+
+from kosmos.cli import main
+from kosmos.datasets.__main__ import main as write_dataset
+from kosmos.v1 import (
+    catalog_service_pb2,
+    catalog_service_pb2_grpc,
+    common_pb2,
+    feedback_service_pb2,
+    feedback_service_pb2_grpc,
+    profile_service_pb2,
+    profile_service_pb2_grpc,
+)
+from tests.helpers import assert_code, assert_invalid, item, small_shop
+
+OLD = 1_293_840_000  # 2011-01-01: history from a data set a decade old
+
+
+@pytest.fixture
+def profiles(kosmos):
+    return profile_service_pb2_grpc.ProfileServiceStub(kosmos.channel)
+
+
+@pytest.fixture
+def feedback(kosmos):
+    return feedback_service_pb2_grpc.FeedbackServiceStub(kosmos.channel)
+
+
+def customer(shop: str, customer_id: str, **attributes: str) -> common_pb2.Customer:
+    return common_pb2.Customer(name=f"shops/{shop}/customers/{customer_id}", attributes=attributes)
+
+
+def event(shop: str, who: str, what: str, kind: int, when: float, value: float = 0.0):
+    message = common_pb2.Interaction(
+        customer=f"shops/{shop}/customers/{who}", item_id=what, type=kind, value=value
+    )
+    message.event_time.FromSeconds(int(when))
+    return message
+
+
+def test_create_customers_creates_then_replaces(client):
+    small_shop(client)
+    stored, created = client.create_customers(
+        "acme", [customer("acme", f"c{n}", segment="a") for n in range(3)]
+    )
+    assert created == 3 and [c.name for c in stored][0] == "shops/acme/customers/c0"
+    first = client.get_customer("acme", "c1")
+    stored, created = client.create_customers(
+        "acme", [customer("acme", "c1", segment="b"), customer("acme", "c9")]
+    )
+    assert created == 1
+    again = client.get_customer("acme", "c1")
+    assert again.attributes == {"segment": "b"}
+    assert again.create_time == first.create_time  # replaced, not re-created
+    assert len(list(client.list_customers("acme"))) == 2 + 4  # alice, bob, c0-c2, c9
+
+
+def test_create_customers_replaces_only_the_masked_fields(client, profiles):
+    small_shop(client)
+    client.update_customer("acme", "alice", exclusions=[("brand", "B1")])
+    stored, created = client.create_customers(
+        "acme", [customer("acme", "alice", tier="gold")], replace=["attributes"]
+    )
+    assert created == 0
+    assert stored[0].attributes == {"tier": "gold"} and stored[0].exclusions[0].value == "B1"
+    alice = client.get_customer("acme", "alice")
+    assert alice.attributes == {"tier": "gold"} and [e.value for e in alice.exclusions] == ["B1"]
+    client.create_customers("acme", [customer("acme", "alice")])  # no mask: both fields
+    assert not client.get_customer("acme", "alice").exclusions
+    request = profile_service_pb2.CreateCustomersRequest(
+        parent="shops/acme", customers=[customer("acme", "alice")]
+    )
+    request.update_mask.paths.append("create_time")
+    assert_invalid(profiles.CreateCustomers, request, "update_mask.paths[0]")
+
+
+def test_create_customers_names_the_bad_entry(kosmos, profiles):
+    small_shop(kosmos.client)
+    good = [customer("acme", f"c{n}") for n in range(3)]
+
+    def request(*extra: common_pb2.Customer):
+        return profile_service_pb2.CreateCustomersRequest(
+            parent="shops/acme", customers=[*good, *extra]
+        )
+
+    assert_invalid(
+        profiles.CreateCustomers, request(customer("acme", "bad id!")), "customers[3].name"
+    )
+    assert_invalid(profiles.CreateCustomers, request(customer("other", "c7")), "customers[3].name")
+    assert_invalid(profiles.CreateCustomers, request(customer("acme", "c1")), "customers[3].name")
+    too_long = customer("acme", "c8", **{"k" * 65: "v"})
+    assert_invalid(
+        profiles.CreateCustomers, request(too_long), "customers[3].attributes['" + "k" * 65 + "']"
+    )
+    assert_invalid(
+        profiles.CreateCustomers,
+        profile_service_pb2.CreateCustomersRequest(parent="shops/acme"),
+        "customers",
+    )
+    many = [customer("acme", f"m{n}") for n in range(1001)]
+    assert_invalid(
+        profiles.CreateCustomers,
+        profile_service_pb2.CreateCustomersRequest(parent="shops/acme", customers=many),
+        "customers",
+    )
+    # All or nothing: none of the good entries of a refused request were stored.
+    assert {c.name.rsplit("/", 1)[-1] for c in kosmos.client.list_customers("acme")} == {
+        "alice",
+        "bob",
+    }
+    assert_code(
+        profiles.CreateCustomers,
+        profile_service_pb2.CreateCustomersRequest(
+            parent="shops/nope", customers=[customer("nope", "c0")]
+        ),
+        grpc.StatusCode.NOT_FOUND,
+        "SHOP_NOT_FOUND",
+    )
+
+
+def test_import_interactions_back_fills_history_once(kosmos, feedback):
+    small_shop(kosmos.client)
+    events = [
+        event("acme", "alice", f"i{n:02d}", common_pb2.INTERACTION_TYPE_PURCHASE, OLD + n, 2)
+        for n in range(20)
+    ]
+    request = feedback_service_pb2.ImportInteractionsRequest(
+        parent="shops/acme", request_id="history-1", interactions=events
+    )
+    first = feedback.ImportInteractions(request, timeout=5)
+    assert (first.imported_count, first.replayed) == (20, False)
+    again = feedback.ImportInteractions(request, timeout=5)
+    assert (again.imported_count, again.replayed) == (20, True)
+    stored = list(kosmos.client.list_interactions("acme", "alice"))
+    assert len(stored) == 20
+    # Newest first, in the order sent, with the event's own (old) time and quantity.
+    assert [i.item_id for i in stored] == [f"i{n:02d}" for n in reversed(range(20))]
+    assert stored[-1].event_time.seconds == OLD and stored[-1].value == 2
+    changed = feedback_service_pb2.ImportInteractionsRequest(
+        parent="shops/acme", request_id="history-1", interactions=events[:3]
+    )
+    assert_code(
+        feedback.ImportInteractions, changed, grpc.StatusCode.ALREADY_EXISTS, "REQUEST_ID_REUSED"
+    )
+
+
+def test_import_interactions_validates_each_entry(kosmos, feedback):
+    small_shop(kosmos.client)
+    kind = common_pb2.INTERACTION_TYPE_VIEW
+
+    def request(bad: common_pb2.Interaction, request_id: str = "r"):
+        good = [event("acme", "bob", "i01", kind, OLD) for _ in range(3)]
+        return feedback_service_pb2.ImportInteractionsRequest(
+            parent="shops/acme", request_id=request_id, interactions=[*good, bad]
+        )
+
+    future = event("acme", "bob", "i01", kind, time.time() + 3600)
+    assert_invalid(feedback.ImportInteractions, request(future), "interactions[3].event_time")
+    assert_invalid(
+        feedback.ImportInteractions,
+        request(event("acme", "bob", "i01", common_pb2.INTERACTION_TYPE_UNSPECIFIED, OLD)),
+        "interactions[3].type",
+    )
+    assert_invalid(
+        feedback.ImportInteractions,
+        request(event("other", "bob", "i01", kind, OLD)),
+        "interactions[3].customer",
+    )
+    assert_code(
+        feedback.ImportInteractions,
+        request(event("acme", "bob", "nope", kind, OLD)),
+        grpc.StatusCode.NOT_FOUND,
+        "ITEM_NOT_FOUND",
+    )
+    many = [event("acme", "bob", "i01", kind, OLD)] * 10_001
+    assert_invalid(
+        feedback.ImportInteractions,
+        feedback_service_pb2.ImportInteractionsRequest(
+            parent="shops/acme", request_id="big", interactions=many
+        ),
+        "interactions",
+    )
+    assert list(kosmos.client.list_interactions("acme", "bob")) == []  # nothing half-stored
+
+
+def test_an_item_upserted_without_availability_is_offered(kosmos):
+    """Regression, issue 7: proto3 sends no `available: false`, so such items were hidden."""
+    client = kosmos.client
+    client.create_shop("acme")
+    client.upsert_items("acme", [common_pb2.Item(name="shops/acme/items/plain", title="Plain")])
+    got = client.get_item("acme", "plain")
+    assert got.available and not got.out_of_stock
+    client.create_customer("acme", "alice")
+    assert [o.item for o in client.recommend("acme", "alice").offers] == ["shops/acme/items/plain"]
+    client.upsert_items("acme", [item("acme", "plain", available=False)])
+    got = client.get_item("acme", "plain")
+    assert got.out_of_stock and not got.available
+    assert client.recommend("acme", "alice").offers == []
+    stub = catalog_service_pb2_grpc.CatalogServiceStub(kosmos.channel)
+    listed = stub.ListItems(catalog_service_pb2.ListItemsRequest(parent="shops/acme"), timeout=5)
+    assert [i.out_of_stock for i in listed.items] == [True]
+
+
+def run_cli(kosmos, capsys, *args: str) -> tuple[int, str, str]:
+    code = main(["--target", kosmos.address, "--api-key", kosmos.operator_key, *args], env={})
+    out = capsys.readouterr()
+    return code, out.out, out.err.replace("\n", "")  # rich wraps long paths
+
+
+def test_kosmos_import_loads_the_generator_output(kosmos, capsys, tmp_path):
+    folder = tmp_path / "shop"
+    assert write_dataset(["--customers", "40", "--items", "30", "--out", str(folder)]) == 0
+    lines = {
+        kind: (folder / f"{kind}.jsonl").read_text().splitlines()
+        for kind in ("items", "customers", "interactions")
+    }
+    capsys.readouterr()
+    code, out, err = run_cli(kosmos, capsys, "import", "synth", str(folder))
+    assert code == 0, err
+    assert f"interactions: {len(lines['interactions']):,} from" in out
+    store = kosmos.store
+    assert len(store.list_items("synth", "", 1000)) == len(lines["items"])
+    assert len(store.list_customers("synth", "", 1000)) == len(lines["customers"])
+    stored = list(store.iter_interactions("synth"))
+    assert len(stored) == len(lines["interactions"])
+    first = json.loads(lines["interactions"][0])
+    assert (stored[0].customer_id, stored[0].item_id, stored[0].type.name.lower()) == (
+        first["customer_id"],
+        first["item_id"],
+        first["type"],
+    )
+    assert stored[0].event_time == pytest.approx(first["time"], abs=1e-6)
+    unavailable = {json.loads(line)["item_id"] for line in lines["items"]} - {
+        i.item_id for i in store.list_items("synth", "", 1000) if i.available
+    }
+    assert unavailable == {
+        json.loads(line)["item_id"] for line in lines["items"] if not json.loads(line)["available"]
+    }
+    # A customer's own exclusions survive a re-import of the customers file.
+    first_customer = json.loads(lines["customers"][0])["customer_id"]
+    kosmos.client.update_customer("synth", first_customer, exclusions=[("category", "Toys")])
+    # Again: every batch is a replay, nothing is stored twice.
+    code, _, err = run_cli(kosmos, capsys, "import", "synth", str(folder))
+    assert code == 0, err
+    assert len(list(store.iter_interactions("synth"))) == len(lines["interactions"])
+    assert [e.value for e in store.get_customer("synth", first_customer).exclusions] == ["Toys"]
+
+
+def test_kosmos_import_reads_csv_and_points_at_the_bad_line(kosmos, capsys, tmp_path):
+    (tmp_path / "items.csv").write_text(
+        "item_id,title,category,price,colour\ni1,Mug,Kitchen,3.5,red\ni2,Pan,Kitchen,12,\n"
+    )
+    (tmp_path / "customers.csv").write_text("customer_id,country\nc1,UK\n")
+    (tmp_path / "interactions.csv").write_text(
+        "customer_id,item_id,type,value,event_time\n"
+        "c1,i1,purchase,2,2011-03-04T10:00:00\n"
+        "c1,i2,1,,1300000000\n"  # the proto's number for view
+    )
+    code, out, err = run_cli(kosmos, capsys, "import", "csvshop", str(tmp_path))
+    assert code == 0, err
+    store = kosmos.store
+    items = store.get_items("csvshop", ["i1", "i2"])
+    assert items["i1"].attributes == {"colour": "red"} and items["i2"].price == 12
+    assert items["i2"].available
+    assert store.get_customer("csvshop", "c1").attributes == {"country": "UK"}
+    events = list(store.iter_interactions("csvshop"))
+    assert [(e.item_id, e.type.name, e.value) for e in events] == [
+        ("i1", "PURCHASE", 2.0),
+        ("i2", "VIEW", 0.0),
+    ]
+    assert events[0].event_time == 1299232800.0  # 2011-03-04 10:00 UTC
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "interactions.csv").write_text(
+        "customer_id,item_id,type,event_time\nc1,i1,view,1300000000\nc1,i1,view,2999999999\n"
+    )
+    code, _, err = run_cli(kosmos, capsys, "import", "csvshop", str(bad))
+    assert code == 2
+    assert f"{bad / 'interactions.csv'}:3: event_time" in err, err
+    (bad / "interactions.csv").write_text("customer_id,item_id,type\nc1,i1,teleport\n")
+    code, _, err = run_cli(kosmos, capsys, "import", "csvshop", str(bad))
+    assert code == 2 and "interactions.csv:2: type" in err, err

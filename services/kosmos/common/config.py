@@ -256,6 +256,9 @@ class RecommendationSettings:
     remote: Mapping[str, str] = field(default_factory=dict)
     remote_timeout_ms: float = 250.0
     plugin_settings: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    train_in_background: bool = False
+    """Embedded mode (``make run``): the recommendation process also runs the trainer every
+    ``refresh_seconds`` (skipping unchanged shops), so models keep up without a CronJob."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Self:

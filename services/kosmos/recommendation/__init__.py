@@ -14,6 +14,7 @@ from kosmos.recommendation.models import ModelHub
 from kosmos.recommendation.servicer import RecommendationServicer
 from kosmos.store import Store
 from kosmos.training.artifacts import open_artifacts
+from kosmos.training.trainer import train
 from kosmos.v1 import recommendation_service_pb2, recommendation_service_pb2_grpc
 
 SERVICE_NAME = recommendation_service_pb2.DESCRIPTOR.services_by_name[
@@ -58,15 +59,26 @@ def services(
     """
     if plugins is None:
         plugins = load_plugins(settings)
+    artifacts = open_artifacts(settings.model_store, settings.model_dir, store)
+    trainer = None
+    if settings.train_in_background and artifacts is not None:
+        trained, names = artifacts, list(settings.routing.names)
+
+        def trainer() -> object:
+            return train(
+                store, trained, plugins, names, settings.plugin_settings, None, settings.model_keep
+            )
+
     models = ModelHub(
         store,
         plugins,
         settings.routing.names,
         settings.plugin_settings,
         settings.refresh_seconds,
-        artifacts=open_artifacts(settings.model_store, settings.model_dir, store),
+        artifacts=artifacts,
         fit_in_process=settings.fit_in_process,
         poll_seconds=settings.model_poll_seconds,
+        trainer=trainer,
     )
     servicer = RecommendationServicer(
         Recommendations(
@@ -85,4 +97,4 @@ def services(
         )
         models.start()
 
-    return [Service(SERVICE_NAME, register, stop=models.stop)]
+    return [Service(SERVICE_NAME, register, stop=models.stop, ready=lambda: models.ready)]

@@ -10,6 +10,16 @@ Two sources:
 
 Either way a new model is built on a fresh instance and swapped in with one assignment:
 requests in flight keep the model they started with, none is dropped or sees half a model.
+
+Threads (issue 8): a fit or a load never runs on a request thread. A shop's first request starts
+that shop's loader thread and waits for it no longer than its own deadline (a recommender still
+loading is skipped for the next in the chain). Each shop has its own lock, so one shop's fit
+never holds up another's. A refit is skipped while the shop's ``Store.data_version`` has not
+moved, and between refits new interactions are folded into models that can
+(``Capabilities.partial_fit``). ``ready`` turns true once the first background pass has
+loaded or fitted every shop's routed models (health stays NOT_SERVING until then). In embedded
+mode a ``trainer`` callback also publishes new versions in the background every
+``KOSMOS_MODEL_REFRESH_SECONDS``.
 """
 
 from __future__ import annotations
@@ -22,11 +32,16 @@ from dataclasses import dataclass
 
 from opentelemetry import trace
 
+from kosmos.common import deadline
 from kosmos.common.deadline import deadline_scope
 from kosmos.plugin import LoadedPlugin, Recommender
+from kosmos.plugin.signals import to_plugin
 from kosmos.store import Store
 from kosmos.training.artifacts import Artifacts
 from kosmos.training.data import training_data
+
+# A first request without a deadline waits this long at most for its shop's models.
+FIRST_LOAD_WAIT_SECONDS = 60.0
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -54,6 +69,7 @@ class ModelHub:
         fit_in_process: Collection[str] = ("popularity",),
         poll_seconds: float = 5.0,
         clock: Callable[[], float] = time.time,
+        trainer: Callable[[], object] | None = None,
     ) -> None:
         self.store = store
         self.plugins = plugins
@@ -65,28 +81,65 @@ class ModelHub:
         self.fit_in_process = frozenset(names if artifacts is None else fit_in_process)
         self.poll_seconds = poll_seconds
         self.clock = clock
+        self.trainer = trainer
         self._serving: dict[tuple[str, str], Serving] = {}
         self._fitted_shops: set[str] = set()
-        self._fit_lock = threading.Lock()
-        self._load_lock = threading.Lock()
+        self._guard = threading.Lock()  # only around the dicts below, never around work
+        self._shop_locks: dict[str, threading.Lock] = {}
+        self._first_load: dict[str, threading.Event] = {}
+        self._fitted_data: dict[str, str] = {}  # shop -> data_version of its in-process fit
+        self._folded_seq: dict[str, int] = {}  # shop -> newest interaction seq in the models
+        self._ready = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def _lock_of(self, shop_id: str) -> threading.Lock:
+        with self._guard:
+            return self._shop_locks.setdefault(shop_id, threading.Lock())
+
+    @property
+    def ready(self) -> bool:
+        """Whether every shop's routed models have been loaded or fitted once (or models are
+        only loaded on demand: no background thread)."""
+        return self._thread is None or self._ready.is_set()
 
     def create(self, name: str) -> Recommender:
         """A fresh, unfitted instance of plugin ``name`` with its configured settings."""
         return self.plugins[name].factory(self.plugin_settings.get(name, {}))
 
     def get(self, shop_id: str, name: str) -> Recommender | None:
-        """The serving model; loads or fits the shop's models first if it never was."""
+        """The serving model. A shop never seen before gets its models loaded or fitted on
+        its own loader thread; the caller waits for that within its deadline only."""
         serving = self._serving.get((shop_id, name))
         if serving is None and shop_id not in self._fitted_shops:
-            # A model outlives the request that first needed it: fitting or loading it is not
-            # bounded by that shopper's deadline (the shopper's request still is).
-            with deadline_scope(None):
-                self.load_artifacts(shop_id)
-                self.refresh_shop(shop_id, only_if_missing=True)
+            left = deadline.remaining()
+            wait = FIRST_LOAD_WAIT_SECONDS if left is None else max(0.0, left)
+            self._start_first_load(shop_id).wait(wait)
             serving = self._serving.get((shop_id, name))
         return None if serving is None else serving.model
+
+    def _start_first_load(self, shop_id: str) -> threading.Event:
+        with self._guard:
+            done = self._first_load.get(shop_id)
+            if done is not None:
+                return done
+            done = self._first_load[shop_id] = threading.Event()
+
+        def load() -> None:
+            # A model outlives the request that first needed it: not bounded by its deadline.
+            try:
+                with deadline_scope(None):
+                    self.load_artifacts(shop_id)
+                    self.refresh_shop(shop_id, only_if_missing=True)
+            except Exception:
+                log.exception("loading the models of shop %r failed", shop_id)
+                with self._guard:
+                    self._first_load.pop(shop_id, None)  # the next request tries again
+            finally:
+                done.set()
+
+        threading.Thread(target=load, name=f"kosmos-models-{shop_id}", daemon=True).start()
+        return done
 
     def version(self, shop_id: str, name: str) -> str | None:
         serving = self._serving.get((shop_id, name))
@@ -99,7 +152,7 @@ class ModelHub:
         if self.artifacts is None:
             return []
         swapped = []
-        with self._load_lock:
+        with self._lock_of(shop_id):
             for name in self.names:
                 current = self.artifacts.current(shop_id, name)
                 serving = self._serving.get((shop_id, name))
@@ -134,11 +187,16 @@ class ModelHub:
     # -- in-process fitting ------------------------------------------------------------------
 
     def refresh_shop(self, shop_id: str, *, only_if_missing: bool = False) -> None:
-        """Refits the shop's in-process recommenders and swaps the new models in."""
-        with self._fit_lock, tracer.start_as_current_span("models.refresh") as span:
+        """Refits the shop's in-process recommenders and swaps the new models in; skipped
+        while the shop's data has not changed since the last fit."""
+        with self._lock_of(shop_id), tracer.start_as_current_span("models.refresh") as span:
             if only_if_missing and shop_id in self._fitted_shops:
-                return  # Another request fitted it while this one waited for the lock.
+                return  # Another thread fitted it while this one waited for the lock.
             span.set_attribute("kosmos.shop", shop_id)
+            data_version = self.store.data_version(shop_id)
+            if shop_id in self._fitted_shops and self._fitted_data.get(shop_id) == data_version:
+                span.set_attribute("kosmos.refresh.skipped", True)
+                return
             names = [
                 n
                 for n in self.names
@@ -148,6 +206,8 @@ class ModelHub:
             if names:
                 data = training_data(self.store, shop_id, self.clock())
                 span.set_attribute("kosmos.interactions.count", len(data.interactions))
+                # The fit read at least up to this seq; later ones are folded in (partial_fit).
+                self._folded_seq[shop_id] = int(data_version.split(".", 1)[0])
                 for name in names:
                     started = time.perf_counter()
                     model = self.create(name)
@@ -165,7 +225,36 @@ class ModelHub:
                         len(data.interactions),
                         time.perf_counter() - started,
                     )
+            self._fitted_data[shop_id] = data_version
             self._fitted_shops.add(shop_id)
+
+    def fold_in(self, shop_id: str) -> int:
+        """Folds the interactions stored since the last fit into the shop's in-process models
+        that support ``partial_fit``; returns how many were folded."""
+        with self._lock_of(shop_id):
+            if shop_id not in self._folded_seq:
+                return 0
+            models = [
+                s.model
+                for (shop, name), s in list(self._serving.items())
+                if shop == shop_id
+                and s.version == "in-process"
+                and s.model.capabilities.partial_fit
+            ]
+            if not models:
+                return 0
+            after = self._folded_seq[shop_id]
+            new = list(self.store.iter_interactions(shop_id, after_seq=after))
+            if not new:
+                return 0
+            plugin_new = [to_plugin(i) for i in new]
+            for model in models:
+                try:
+                    model.partial_fit(plugin_new)
+                except Exception:
+                    log.exception("folding interactions into shop %r failed", shop_id)
+            self._folded_seq[shop_id] = new[-1].seq
+            return len(new)
 
     def refresh_all(self) -> None:
         for shop_id in self.store.list_shop_ids():
@@ -183,15 +272,23 @@ class ModelHub:
 
     def _loop(self) -> None:
         next_refit = 0.0
+        first = True
         while not self._stop.is_set():
             try:
-                if self.refresh_seconds > 0 and time.monotonic() >= next_refit:
+                if first or (self.refresh_seconds > 0 and time.monotonic() >= next_refit):
+                    if self.trainer is not None and not first:
+                        self.trainer()  # embedded mode: publish new versions (skips unchanged)
                     self.refresh_all()
                     next_refit = time.monotonic() + self.refresh_seconds
                 else:
                     self.poll()
+                    for shop_id in list(self._fitted_shops):
+                        self.fold_in(shop_id)
             except Exception:
                 log.exception("model refresh failed; serving the previous models")
+            if first:
+                first = False
+                self._ready.set()
             wait = self.poll_seconds if self.artifacts is not None else self.refresh_seconds
             self._stop.wait(wait)
 

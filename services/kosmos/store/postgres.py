@@ -669,8 +669,8 @@ class PostgresStore:
         recent = row[6] if isinstance(row[6], list) else json.loads(row[6])
         return RecommendInputs(_customer(row), [_interaction(r) for r in recent], frozenset(row[7]))
 
-    def iter_interactions(self, shop_id: str) -> Iterator[Interaction]:
-        after = 0
+    def iter_interactions(self, shop_id: str, after_seq: int = 0) -> Iterator[Interaction]:
+        after = after_seq
         while True:
             rows = self._query(
                 f"SELECT {_INTERACTION_COLUMNS} FROM interactions"

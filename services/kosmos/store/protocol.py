@@ -116,13 +116,14 @@ class Store(Protocol):
         customer (or the shop) does not exist."""
         ...
 
-    def iter_interactions(self, shop_id: str) -> Iterator[Interaction]:
-        """Every interaction of a shop, oldest first (training)."""
+    def iter_interactions(self, shop_id: str, after_seq: int = 0) -> Iterator[Interaction]:
+        """Every interaction of a shop with seq > ``after_seq``, oldest first (training)."""
         ...
 
     def data_version(self, shop_id: str) -> str:
         """A fingerprint that changes whenever what a fit reads does (interactions, catalog,
-        customers), so a trainer can skip a shop whose data has not changed."""
+        customers), so a trainer can skip a shop whose data has not changed. It reads
+        ``{newest interaction seq}.{anything}``: the part before the first dot is the seq."""
         ...
 
     # -- model artifacts (the trainer writes, replicas read) ---------------------------------

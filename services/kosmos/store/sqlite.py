@@ -552,8 +552,8 @@ class SQLiteStore:
             _customer(row), [_interaction(r) for r in recent], frozenset(r[0] for r in dismissed)
         )
 
-    def iter_interactions(self, shop_id: str) -> Iterator[Interaction]:
-        after = 0
+    def iter_interactions(self, shop_id: str, after_seq: int = 0) -> Iterator[Interaction]:
+        after = after_seq
         while True:
             rows = self._query(
                 f"SELECT {_INTERACTION_COLUMNS} FROM interactions"

@@ -125,3 +125,9 @@ def decode_page_token(token: str, scope: str, field: str = "page_token") -> dict
             field, "INVALID_PAGE_TOKEN", "is not a token this request returned"
         ) from None
     return cursor
+
+
+def parse_recommender(name: str, field: str) -> tuple[str, str]:
+    """``shops/{shop}/recommenders/{recommender}`` → (shop id, recommender name)."""
+    shop, recommender = _parts(name, field, ("shops", "recommenders"))
+    return shop, recommender

@@ -6,6 +6,8 @@
    into the same database.
 2. Recommend latency through gRPC right after a one-item catalog write, beside the latency
    with no write in between, on a 20k-item shop.
+4. Event delivery between two replicas' stores (PostgreSQL LISTEN/NOTIFY): from the writing
+   commit returning to the other replica's subscriber, beside the commit itself.
 3. Goodput of well-behaved callers (4 threads, 50 ms calls) while another process floods the
    server with 1 ms-deadline calls, beside their goodput alone.
 """
@@ -229,6 +231,42 @@ def goodput(calls: int = 40) -> tuple[float, float]:
         server.stop(None).wait()
 
 
+def events(rounds: int = 100) -> tuple[float, float] | None:
+    """(p50 ms commit → delivery on the other store, p50 ms of the commit) on PostgreSQL."""
+    import psycopg
+
+    from kosmos.store.postgres import PostgresStore
+
+    schema = f"kosmos_bench_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = psycopg.connect(PG_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError:
+        return None
+    admin.execute(f"CREATE SCHEMA {schema}")
+    url = f"{PG_URL}?options={quote(f'-c search_path={schema}')}"
+    writer, reader = PostgresStore(url, pool_size=2), PostgresStore(url, pool_size=2)
+    arrived = threading.Event()
+    reader.subscribe(lambda _event: arrived.set())
+    try:
+        writer.create_shop(Shop("bench"))
+        delivery, commit = [], []
+        for n in range(rounds):
+            arrived.clear()
+            started = time.perf_counter()
+            writer.upsert_items([Item("bench", f"i{n}")])
+            committed = time.perf_counter()
+            if not arrived.wait(5):
+                raise RuntimeError("an event did not arrive within 5 s")
+            delivery.append((time.perf_counter() - committed) * 1000)
+            commit.append((committed - started) * 1000)
+        return statistics.median(delivery), statistics.median(commit)
+    finally:
+        writer.close()
+        reader.close()
+        admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        admin.close()
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--threads", type=int, default=16)
@@ -254,6 +292,12 @@ def main() -> int:
             f"Recommend p50 on a {args.catalog}-item shop: {before:.1f} ms without writes,"
             f" {after:.1f} ms right after a 1-item catalog write"
             f" (ratio {after / before:.2f}, goal <= 1.20)"
+        )
+    delivered = events()
+    if delivered is not None:
+        print(
+            f"catalog event to the other replica (LISTEN/NOTIFY): p50 {delivered[0]:.2f} ms after"
+            f" the commit returned (the 1-item catalog commit itself: p50 {delivered[1]:.2f} ms)"
         )
     alone, flooded = goodput()
     print(

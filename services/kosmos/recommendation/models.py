@@ -37,6 +37,7 @@ from kosmos.common.deadline import deadline_scope
 from kosmos.plugin import LoadedPlugin, Recommender
 from kosmos.plugin.signals import to_plugin
 from kosmos.store import Store
+from kosmos.store.events import MODEL, RESYNC, Event
 from kosmos.training.artifacts import Artifacts
 from kosmos.training.data import training_data
 
@@ -92,6 +93,28 @@ class ModelHub:
         self._ready = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        if artifacts is not None:
+            # A version made current by the trainer or a rollback, on any replica, is loaded
+            # at once instead of at the next poll.
+            store.subscribe(self._on_event)
+
+    def _on_event(self, event: Event) -> None:
+        if event.kind == MODEL and event.shop_id in self._fitted_shops:
+            shops = [event.shop_id]
+        elif event.kind == RESYNC:
+            shops = list(self._fitted_shops)
+        else:
+            return
+        for shop_id in shops:
+            threading.Thread(
+                target=self._load_quietly, args=(shop_id,), name="kosmos-models-event", daemon=True
+            ).start()
+
+    def _load_quietly(self, shop_id: str) -> None:
+        try:
+            self.load_artifacts(shop_id)
+        except Exception:  # the next poll tries again
+            log.warning("loading new models of %r failed", shop_id, exc_info=True)
 
     def _lock_of(self, shop_id: str) -> threading.Lock:
         with self._guard:

@@ -22,6 +22,7 @@ replicas starting together apply each migration once and none serves a half-migr
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import threading
 import time
@@ -33,6 +34,7 @@ from typing import Any
 import psycopg
 import psycopg_pool
 from psycopg import errors as pg_errors
+from psycopg import sql
 from psycopg.rows import TupleRow
 
 from kosmos.common import deadline
@@ -46,6 +48,15 @@ from kosmos.common.errors import (
 )
 from kosmos.common.names import customer_name, item_name, shop_name
 from kosmos.store import _migrations
+from kosmos.store.events import (
+    CATALOG,
+    CUSTOMER,
+    MODEL,
+    RESYNC,
+    Event,
+    Subscriber,
+    Subscribers,
+)
 from kosmos.store.records import (
     CatalogChanges,
     Customer,
@@ -58,6 +69,8 @@ from kosmos.store.records import (
     RecommendInputs,
     Shop,
 )
+
+log = logging.getLogger(__name__)
 
 # How long a statement waits for another writer's lock, or a caller for a pooled connection,
 # when the caller set no deadline.
@@ -191,11 +204,20 @@ class PostgresStore:
             ) from exc
         self._pending: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._closed = False
+        self._listener_lock = threading.Lock()
+        self._closing = threading.Event()
         try:
             self._migrate()
         except BaseException:
             self._pool.close()
             raise
+        # Notifications are database-wide: one channel per schema keeps deployments (and
+        # tests) that share a database apart.
+        schema = self._query("SELECT current_schema()")[0][0]
+        self._channel = f"kosmos_events.{schema}"
+        self._subscribers = Subscribers()
+        self._listener: threading.Thread | None = None
+        self._listening = threading.Event()
         self._committers = [
             threading.Thread(target=self._commit_groups, name="kosmos-group-commit", daemon=True)
             for _ in range(min(COMMITTERS, pool_size))
@@ -261,13 +283,58 @@ class PostgresStore:
         with deadline_scope(1.0):
             self._query("SELECT 1")
 
+    # -- events ------------------------------------------------------------------------------
+
+    def _notify(self, conn: Conn, event: Event) -> None:
+        """Sent with the transaction's commit, and only if it commits."""
+        conn.execute("SELECT pg_notify(%s, %s)", (self._channel, event.encode()))
+
+    def subscribe(self, callback: Subscriber) -> None:
+        self._subscribers.add(callback)
+        with self._guard_listener():
+            if self._listener is None:
+                self._listener = threading.Thread(
+                    target=self._listen, name="kosmos-events", daemon=True
+                )
+                self._listener.start()
+        self._listening.wait(timeout=10)  # events from now on are not missed
+
+    @contextmanager
+    def _guard_listener(self) -> Iterator[None]:
+        with self._listener_lock:
+            yield
+
+    def _listen(self) -> None:
+        first = True
+        while not self._closed:
+            try:
+                with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
+                    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+                    self._listening.set()
+                    if not first:  # events may have been sent while we were not listening
+                        self._subscribers.deliver(Event(RESYNC))
+                    first = False
+                    while not self._closed:
+                        for note in conn.notifies(timeout=1.0):
+                            event = Event.decode(note.payload)
+                            if event is not None:
+                                self._subscribers.deliver(event)
+            except psycopg.Error:
+                log.warning("event listener lost its connection; reconnecting")
+                first = False
+                self._listening.set()  # subscribers must not wait on a database that is down
+                self._closing.wait(1.0)  # reconnect backoff; close() cuts it short
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            self._closing.set()
             for _ in self._committers:
                 self._pending.put(None)
             for committer in self._committers:
                 committer.join(timeout=30)
+            if self._listener is not None:
+                self._listener.join(timeout=10)
             self._pool.close()
 
     # -- shops -------------------------------------------------------------------------------
@@ -340,6 +407,8 @@ class PostgresStore:
                     customer.customer_id,
                 ),
             ).fetchone()
+            if row is not None:
+                self._notify(conn, Event(CUSTOMER, customer.shop_id, customer.customer_id))
         if row is None:
             raise NotFound("customer", f"shops/{customer.shop_id}/customers/{customer.customer_id}")
         return _customer(row)
@@ -354,6 +423,8 @@ class PostgresStore:
                 "DELETE FROM customers WHERE shop_id = %s AND customer_id = %s",
                 (shop_id, customer_id),
             )
+            if cursor.rowcount > 0:
+                self._notify(conn, Event(CUSTOMER, shop_id, customer_id))
             return cursor.rowcount > 0
 
     def list_customers(self, shop_id: str, after: str, limit: int) -> list[Customer]:
@@ -409,6 +480,8 @@ class PostgresStore:
                         for i in items
                     ],
                 )
+            for shop_id in versions:
+                self._notify(conn, Event(CATALOG, shop_id))
         return [
             Item(
                 i.shop_id,
@@ -747,6 +820,7 @@ class PostgresStore:
                 " ON CONFLICT (shop_id, recommender) DO UPDATE SET version = excluded.version",
                 (shop_id, recommender, version),
             )
+            self._notify(conn, Event(MODEL, shop_id, recommender))
 
     def current_model(self, shop_id: str, recommender: str) -> str | None:
         rows = self._query(

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol
 
+from kosmos.store.events import Subscriber
 from kosmos.store.records import (
     CatalogChanges,
     Customer,
@@ -150,6 +151,11 @@ class Store(Protocol):
 
     def model_recommenders(self, shop_id: str) -> list[str]:
         """Recommenders with at least one stored version for the shop, by name."""
+        ...
+
+    def subscribe(self, callback: Subscriber) -> None:
+        """Calls ``callback`` with every change `Event` any replica commits from now on (see
+        `kosmos.store.events`); a ``resync`` event means some may have been missed."""
         ...
 
     def ping(self) -> None:

@@ -24,6 +24,7 @@ from kosmos.common import deadline
 from kosmos.common.errors import AlreadyExists, DeadlineExceeded, NotFound, Unavailable
 from kosmos.common.names import customer_name, item_name, shop_name
 from kosmos.store import _migrations
+from kosmos.store.events import CATALOG, CUSTOMER, MODEL, Event, Subscriber, Subscribers
 from kosmos.store.records import (
     CatalogChanges,
     Customer,
@@ -110,6 +111,7 @@ class SQLiteStore:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._subscribers = Subscribers()
         self._migrate()
 
     # -- connections -------------------------------------------------------------------------
@@ -224,6 +226,10 @@ class SQLiteStore:
     def ping(self) -> None:
         self._query("SELECT 1")
 
+    def subscribe(self, callback: Subscriber) -> None:
+        # One process owns an embedded file: its own writes are every write there is.
+        self._subscribers.add(callback)
+
     def close(self) -> None:
         with self._lock:
             for conn in self._connections:
@@ -303,6 +309,7 @@ class SQLiteStore:
             )
         if cursor.rowcount == 0:
             raise NotFound("customer", f"shops/{customer.shop_id}/customers/{customer.customer_id}")
+        self._subscribers.deliver(Event(CUSTOMER, customer.shop_id, customer.customer_id))
         updated = self.get_customer(customer.shop_id, customer.customer_id)
         assert updated is not None
         return updated
@@ -317,6 +324,8 @@ class SQLiteStore:
                 "DELETE FROM customers WHERE shop_id = ? AND customer_id = ?",
                 (shop_id, customer_id),
             )
+        if cursor.rowcount > 0:
+            self._subscribers.deliver(Event(CUSTOMER, shop_id, customer_id))
         return cursor.rowcount > 0
 
     def list_customers(self, shop_id: str, after: str, limit: int) -> list[Customer]:
@@ -374,6 +383,8 @@ class SQLiteStore:
                     for i in items
                 ],
             )
+        for shop_id in versions:
+            self._subscribers.deliver(Event(CATALOG, shop_id))
         return [
             Item(
                 i.shop_id,
@@ -634,6 +645,7 @@ class SQLiteStore:
                 " ON CONFLICT (shop_id, recommender) DO UPDATE SET version = excluded.version",
                 (shop_id, recommender, version),
             )
+        self._subscribers.deliver(Event(MODEL, shop_id, recommender))
 
     def current_model(self, shop_id: str, recommender: str) -> str | None:
         rows = self._query(

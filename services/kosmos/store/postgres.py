@@ -572,11 +572,19 @@ class PostgresStore:
                     stop = True
                     break
                 group.append(more)
-            self._commit_group(group)
+            # Every group takes its request-id locks in one order, so two committers never
+            # deadlock on retries of each other's batches.
+            group.sort(key=lambda p: (p.shop_id, p.request_id))
+            for attempt in range(3):
+                if self._commit_group(group, last_try=attempt == 2):
+                    break
             if stop:
                 return
 
-    def _commit_group(self, group: list[_Pending]) -> None:
+    def _commit_group(self, group: list[_Pending], last_try: bool = True) -> bool:
+        """Commits ``group`` and answers its callers; False (callers not answered) when the
+        database rolled the transaction back for a conflict and ``last_try`` is not set."""
+        group = [p for p in group if not p.done.is_set()]
         now = time.monotonic()
         live = []
         for p in group:
@@ -586,7 +594,7 @@ class PostgresStore:
             else:
                 live.append(p)
         if not live:
-            return
+            return True
         expiries = [p.expires for p in live if p.expires is not None]
         expires = min(expiries) if expiries else None
         lock_wait, statement = self._wait_bound(expires)
@@ -605,19 +613,24 @@ class PostgresStore:
                 )
                 for n, p in enumerate(live):
                     try:
-                        with conn.transaction():  # a savepoint: one bad batch fails alone
-                            results[n] = self._record_one(conn, p)
+                        # No savepoint (round trips are what a group commit saves): a batch
+                        # that fails its checks has written nothing but its request row,
+                        # which _record_one removes again.
+                        results[n] = self._record_one(conn, p)
                     except (NotFound, AlreadyExists) as error:
                         errors[n] = error
         except Exception as error:  # noqa: BLE001 - handed to every waiting caller
+            if not last_try and isinstance(error.__cause__, pg_errors.TransactionRollback):
+                return False  # a deadlock or serialization failure: nothing committed, retry
             for p in live:
                 p.error = _as_error(error, p.expires)
                 p.done.set()
-            return
+            return True
         for n, p in enumerate(live):
             p.result = results.get(n)
             p.error = errors.get(n)
             p.done.set()
+        return True
 
     @staticmethod
     def _record_one(conn: Conn, p: _Pending) -> tuple[list[Interaction], bool]:
@@ -642,7 +655,14 @@ class PostgresStore:
                 (p.shop_id, p.request_id),
             ).fetchall()
             return [_interaction(r) for r in rows], True
-        PostgresStore._check_references(conn, p.shop_id, p.interactions)
+        try:
+            PostgresStore._check_references(conn, p.shop_id, p.interactions)
+        except NotFound:
+            conn.execute(
+                "DELETE FROM feedback_requests WHERE shop_id = %s AND request_id = %s",
+                (p.shop_id, p.request_id),
+            )
+            raise
         rows = conn.execute(
             "INSERT INTO interactions (shop_id, customer_id, item_id, type, value, event_time,"
             " recommendation_id, request_id)"
@@ -679,30 +699,25 @@ class PostgresStore:
 
     @staticmethod
     def _check_references(conn: Conn, shop_id: str, interactions: Sequence[Interaction]) -> None:
-        """Raises NotFound for the first unknown shop, customer or item, inside the write; the
-        rows read are locked against a concurrent delete until the commit."""
-        if conn.execute("SELECT 1 FROM shops WHERE shop_id = %s", (shop_id,)).fetchone() is None:
-            raise NotFound("shop", shop_name(shop_id))
+        """Raises NotFound for the first unknown shop, customer or item, in one round trip
+        inside the write; the customers found are locked against a concurrent delete until the
+        commit (FOR KEY SHARE)."""
         customers = sorted({i.customer_id for i in interactions})
-        found = {
-            r[0]
-            for r in conn.execute(
-                "SELECT customer_id FROM customers WHERE shop_id = %s AND customer_id = ANY(%s)"
-                " FOR KEY SHARE",
-                (shop_id, customers),
-            )
-        }
+        items = sorted({i.item_id for i in interactions})
+        row = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM shops WHERE shop_id = %s),"
+            " ARRAY(SELECT customer_id FROM customers"
+            "       WHERE shop_id = %s AND customer_id = ANY(%s) FOR KEY SHARE),"
+            " ARRAY(SELECT item_id FROM items WHERE shop_id = %s AND item_id = ANY(%s))",
+            (shop_id, shop_id, customers, shop_id, items),
+        ).fetchone()
+        assert row is not None
+        if not row[0]:
+            raise NotFound("shop", shop_name(shop_id))
+        found, known = set(row[1]), set(row[2])
         missing = [c for c in customers if c not in found]
         if missing:
             raise NotFound("customer", customer_name(shop_id, missing[0]))
-        items = sorted({i.item_id for i in interactions})
-        known = {
-            r[0]
-            for r in conn.execute(
-                "SELECT item_id FROM items WHERE shop_id = %s AND item_id = ANY(%s)",
-                (shop_id, items),
-            )
-        }
         unknown = [i for i in items if i not in known]
         if unknown:
             raise NotFound("item", item_name(shop_id, unknown[0]))

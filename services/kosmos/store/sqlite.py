@@ -452,11 +452,10 @@ class SQLiteStore:
                 " VALUES (?, ?, ?, ?)",
                 (shop_id, request_id, request_hash, time.time()),
             )
-            stored = []
-            for i in interactions:
-                cursor = conn.execute(
-                    "INSERT INTO interactions (shop_id, customer_id, item_id, type, value,"
-                    " event_time, recommendation_id, request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            conn.executemany(
+                "INSERT INTO interactions (shop_id, customer_id, item_id, type, value,"
+                " event_time, recommendation_id, request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
                     (
                         shop_id,
                         i.customer_id,
@@ -466,20 +465,29 @@ class SQLiteStore:
                         i.event_time,
                         i.recommendation_id,
                         request_id,
-                    ),
-                )
-                stored.append(
-                    Interaction(
-                        shop_id,
-                        i.customer_id,
-                        i.item_id,
-                        i.type,
-                        i.event_time,
-                        i.value,
-                        i.recommendation_id,
-                        int(cursor.lastrowid or 0),
                     )
+                    for i in interactions
+                ],
+            )
+            # AUTOINCREMENT under the write lock this transaction holds: the batch got the
+            # consecutive seqs that end at the table's sequence.
+            last = conn.execute(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'interactions'"
+            ).fetchone()[0]
+            first = last - len(interactions) + 1
+            stored = [
+                Interaction(
+                    shop_id,
+                    i.customer_id,
+                    i.item_id,
+                    i.type,
+                    i.event_time,
+                    i.value,
+                    i.recommendation_id,
+                    first + n,
                 )
+                for n, i in enumerate(interactions)
+            ]
         return stored, False
 
     @staticmethod

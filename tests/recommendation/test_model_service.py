@@ -44,7 +44,7 @@ def versions_once(c: Cluster, count: int) -> list[model_service_pb2.ModelVersion
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         found = c.client.list_model_versions("acme")
-        if len(found) >= count:
+        if len(found) >= count and found[-1].serving:  # published, then made current
             return found
         time.sleep(0.05)  # polling the API as an operator would, bounded
     raise AssertionError(f"fewer than {count} versions after 30 s")

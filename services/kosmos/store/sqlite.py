@@ -111,6 +111,9 @@ class SQLiteStore:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        # SQLite has one writer at a time anyway: this process's writers queue here and are
+        # handed the file in turn, instead of sleeping in SQLite's busy handler and polling.
+        self._writer = threading.Lock()
         self._subscribers = Subscribers()
         self._migrate()
 
@@ -151,18 +154,27 @@ class SQLiteStore:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._translate():
-            conn = self._bounded("a database write")
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-                # The caller gave up while we waited or worked: do not commit behind its back
-                # (it will retry, and the retry must not find a half-known first attempt).
-                deadline.check("a database commit")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        deadline.check("a database write")
+        left = deadline.remaining()
+        wait = self.lock_timeout if left is None else min(max(left, 0.0), self.lock_timeout)
+        if not self._writer.acquire(timeout=wait):
+            deadline.check("waiting for the database lock")
+            raise Unavailable("DATABASE_BUSY", "the database is busy with other writes; retry")
+        try:
+            with self._translate():
+                conn = self._bounded("a database write")
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    # The caller gave up while we waited or worked: do not commit behind its
+                    # back (it will retry, and the retry must not find a half-known attempt).
+                    deadline.check("a database commit")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+        finally:
+            self._writer.release()
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:

@@ -81,7 +81,6 @@ RETAIL := $(DATA_DIR)/online-retail/online_retail.csv.gz
 bench: setup ## Recommend vs an empty RPC; plugin scoring vs numpy; bulk import vs executemany.
 	$(PY) tools/bench.py
 	$(PY) tools/bench_store.py
-	$(PY) tools/bench_admission.py
 	$(PY) tools/bench_import.py
 	@if [ -f "$(RETAIL)" ]; then \
 	  $(PY) plugins/implicit/bench.py --data "$(RETAIL)" && $(PY) plugins/lightfm/bench.py --data "$(RETAIL)"; \

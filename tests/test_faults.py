@@ -432,44 +432,62 @@ def test_losing_the_database_turns_health_off_and_loses_nothing_acked(postgres_u
         proxy.close()
 
 
-def test_a_flood_of_hopeless_calls_never_reaches_the_workers():
-    # (d) Issue 8: 1 ms-deadline calls cut well-behaved callers' goodput by 93%. Admission
-    # refuses them on arrival, so the workers stay with calls that can still succeed: during a
-    # flood every good call succeeds and no hopeless one starts work. The goodput ratio itself
-    # is a speed figure: `tools/bench_admission.py` (make bench) measures it.
-    slow = _SlowService(0.02)
-    server, port, _health = build_server(
-        "127.0.0.1:0", 4, [Service("kosmos.test.Slow", slow.register)]
+_FLOOD = """
+import sys, threading, grpc
+channel = grpc.insecure_channel(sys.argv[1])
+call = channel.unary_unary("/kosmos.test.Slow/Work")
+def flood():
+    for _ in range(200000):
+        try:
+            call(b"x", timeout=0.001)
+        except grpc.RpcError:
+            pass
+threads = [threading.Thread(target=flood, daemon=True) for _ in range(4)]
+for t in threads:
+    t.start()
+print("flooding", flush=True)
+for t in threads:
+    t.join()
+"""
+
+
+def test_under_a_flood_of_hopeless_calls_only_good_ones_start_work():
+    # (d) Issue 8: 1 ms-deadline calls kept running after their callers gave up and cut the
+    # goodput of well-behaved callers by 93%. Here none of the flood starts work, and every
+    # good call succeeds. The goodput ratio itself (goal >= 80%) is a speed figure: `make
+    # bench` measures it (tools/bench_store.py), as the house rules want for speed goals.
+    slow = _SlowService(0.05)
+    server, port, _health = build_server(  # 8 workers: the default KOSMOS_WORKERS
+        "127.0.0.1:0", 8, [Service("kosmos.test.Slow", slow.register)]
     )
     server.start()
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             call = channel.unary_unary(SLOW)
-            for _ in range(3):  # the method's recent runs: admission learns its cost
-                call(b"x", timeout=5)
-            stop = threading.Event()
-            refused: list[grpc.StatusCode] = []
-
-            def flood() -> None:
-                for _ in range(2000):
-                    if stop.is_set():
-                        return
-                    try:
-                        call(b"x", timeout=0.001)
-                    except grpc.RpcError as error:
-                        refused.append(error.code())
-
-            flooders = [threading.Thread(target=flood) for _ in range(4)]
-            for t in flooders:
-                t.start()
+            assert call(b"x", timeout=5) == b"x"  # the method's cost is known: 50 ms
+            flood = subprocess.Popen(
+                [sys.executable, "-c", _FLOOD, f"127.0.0.1:{port}"],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             try:
-                good = [call(b"x", timeout=5) for _ in range(20)]
+                assert flood.stdout.readline().strip() == "flooding"
+                good: list[bytes] = []
+
+                def caller() -> None:
+                    for _ in range(10):
+                        good.append(call(b"x", timeout=5))
+
+                threads = [threading.Thread(target=caller) for _ in range(4)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join(timeout=60)
             finally:
-                stop.set()
-                for t in flooders:
-                    t.join(timeout=30)
-        assert good == [b"x"] * 20
-        assert refused and set(refused) == {grpc.StatusCode.DEADLINE_EXCEEDED}
-        assert slow.started == 3 + 20  # not one hopeless call started work
+                flood.kill()
+                flood.communicate(timeout=30)
+        assert good == [b"x"] * 40
+        # At most one flood call a second is let through as a probe of the estimate.
+        assert slow.started <= 1 + 40 + 2
     finally:
         server.stop(None).wait()

@@ -7,16 +7,27 @@ the other serves next.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from kosmos.client import InteractionInput
+from kosmos.common.errors import NotFound
+from kosmos.plugin import LoadedPlugin
+from kosmos.recommendation.models import ModelHub
+from kosmos.recommenders.popularity import create as popularity
+from kosmos.store.events import CATALOG, CUSTOMER, MODEL, Event
 from kosmos.store.postgres import PostgresStore
+from kosmos.store.records import Customer, Item, ModelArtifact, Shop
+from kosmos.training import train
+from kosmos.training.artifacts import StoreArtifacts
 from tests.conftest import Cluster, start_cluster
 from tests.helpers import item
 
 pytestmark = pytest.mark.postgres
+PLUGINS = {"popularity": LoadedPlugin("popularity", popularity, "kosmos")}
 
 
 @pytest.fixture
@@ -56,3 +67,65 @@ def test_what_one_replica_writes_the_other_serves_next(replicas):
     b.client.upsert_items("acme", [item("acme", "i9", category="c9", title="New")])
     similar = a.client.similar_items("acme", "i9")  # A knows the item B just created
     assert similar.recommendation_id
+
+
+def _until(condition, seconds: float = 15.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        threading.Event().wait(0.02)  # a bounded wait on a condition another thread meets
+    return False
+
+
+def test_events_reach_the_other_replica_through_postgres(postgres_url):
+    # LISTEN/NOTIFY: a catalog write, a new current model version and a customer change made
+    # through one replica's store reach the other's subscribers; only committed writes do.
+    writer = PostgresStore(postgres_url, pool_size=2)
+    reader = PostgresStore(postgres_url, pool_size=2)
+    try:
+        seen: list[Event] = []
+        reader.subscribe(seen.append)
+        writer.create_shop(Shop("acme"))
+        writer.create_customer(Customer("acme", "alice"))
+        writer.upsert_items([Item("acme", "i1")])
+        writer.delete_customer("acme", "alice")
+        with pytest.raises(NotFound):  # a failed write announces nothing
+            writer.set_current_model("acme", "als", "missing")
+        assert _until(lambda: len(seen) >= 2)
+        assert seen[:2] == [Event(CATALOG, "acme"), Event(CUSTOMER, "acme", "alice")]
+        writer.put_model_artifact(ModelArtifact("acme", "als", "v1", 1.0, "{}"), b"x")
+        writer.set_current_model("acme", "als", "v1")
+        assert _until(lambda: Event(MODEL, "acme", "als") in seen)
+        assert len(seen) == 3
+    finally:
+        writer.close()
+        reader.close()
+
+
+def test_a_new_model_version_is_swapped_in_without_waiting_for_the_poll(postgres_url, tmp_path):
+    trainer_store = PostgresStore(postgres_url, pool_size=2)
+    replica_store = PostgresStore(postgres_url, pool_size=2)
+    try:
+        trainer_store.create_shop(Shop("acme"))
+        trainer_store.create_customer(Customer("acme", "bob"))
+        trainer_store.upsert_items([Item("acme", f"i{n}") for n in range(3)])
+        artifacts = StoreArtifacts(trainer_store, tmp_path / "trainer")
+        (first,) = train(trainer_store, artifacts, PLUGINS, ["popularity"], {})
+        hub = ModelHub(
+            replica_store,
+            PLUGINS,
+            ("popularity",),
+            {},
+            0,
+            artifacts=StoreArtifacts(replica_store, tmp_path / "replica"),
+            fit_in_process=(),
+            poll_seconds=3600,  # only the event can bring the next version in time
+        )
+        assert hub.get("acme", "popularity") is not None
+        assert hub.version("acme", "popularity") == first.version
+        (second,) = train(trainer_store, artifacts, PLUGINS, ["popularity"], {}, force=True)
+        assert _until(lambda: hub.version("acme", "popularity") == second.version)
+    finally:
+        trainer_store.close()
+        replica_store.close()

@@ -146,6 +146,35 @@ def cmd_models_list(_client: None, args: argparse.Namespace, out: Console) -> No
     out.print(table)
 
 
+def cmd_models_list_rpc(client: KosmosClient, args: argparse.Namespace, out: Console) -> None:
+    table = Table(title=f"Model versions of shop {args.shop}", title_justify="left")
+    for column in ("recommender", "version", "age", "interactions", "fit s", "serving"):
+        table.add_column(column, no_wrap=column == "version")
+    now = time.time()
+    for v in client.list_model_versions(args.shop):
+        parts = v.name.split("/")
+        age = now - v.create_time.ToSeconds()
+        table.add_row(
+            parts[3],
+            parts[5],
+            f"{age / 3600:.1f} h" if age >= 3600 else f"{age / 60:.0f} min",
+            f"{v.interactions:,}",
+            f"{v.fit_seconds:.2f}",
+            "●" if v.serving else "",
+        )
+    out.print(table)
+
+
+def cmd_models_rollback_rpc(client: KosmosClient, args: argparse.Namespace, out: Console) -> None:
+    served = client.rollback_model(args.shop, args.recommender, args.to or "")
+    out.print(f"{args.shop}/{args.recommender} now serves {served.name.rsplit('/', 1)[1]}")
+
+
+def cmd_models_train(client: KosmosClient, args: argparse.Namespace, out: Console) -> None:
+    names = client.train_models(args.shop, force=args.force)
+    out.print(f"training {', '.join(names)} for {args.shop}; `kosmos models list` shows the result")
+
+
 def cmd_models_rollback(_client: None, args: argparse.Namespace, out: Console) -> None:
     version = Artifacts(args.model_dir).rollback(args.shop, args.recommender, args.to)
     out.print(
@@ -455,8 +484,15 @@ def parser() -> argparse.ArgumentParser:
     sh.add_argument("shop")
     sh.set_defaults(run=cmd_settings_history)
 
-    m = sub.add_parser("models", help="list model versions, roll back (reads the model dir)")
-    m.add_argument("--model-dir", help=f"the artifact directory (env {KOSMOS_MODEL_DIR})")
+    m = sub.add_parser(
+        "models",
+        help="list model versions, train, roll back (over gRPC; or in a model dir, offline)",
+    )
+    m.add_argument(
+        "--model-dir",
+        help=f"work on this artifact directory offline (env {KOSMOS_MODEL_DIR}) instead of"
+        " asking the cluster",
+    )
     msub = m.add_subparsers(dest="models_command", required=True)
     ml = msub.add_parser("list", help="every version, the serving one marked")
     ml.add_argument("--shop")
@@ -466,6 +502,10 @@ def parser() -> argparse.ArgumentParser:
     mr.add_argument("recommender")
     mr.add_argument("--to", help="the version to serve (default: the one before the current)")
     mr.set_defaults(run=cmd_models_rollback, offline=True)
+    mt = msub.add_parser("train", help="start training a shop's recommenders (cluster only)")
+    mt.add_argument("shop")
+    mt.add_argument("--force", action="store_true", help="fit even if the data is unchanged")
+    mt.set_defaults(run=cmd_models_train)
     from kosmos.evaluation.cli import add_parser as add_evaluate
 
     add_evaluate(sub)
@@ -476,14 +516,18 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
     args = parser().parse_args(argv)
     # Piped output (CI logs, files) gets room for wide tables instead of the 80-column default.
     out = Console() if sys.stdout.isatty() else Console(width=160)
-    if getattr(args, "offline", False):
-        if hasattr(args, "model_dir"):
-            args.model_dir = args.model_dir or env.get(KOSMOS_MODEL_DIR, "")
-            if not args.model_dir:
-                Console(stderr=True).print(
-                    f"[red]error[/red]: give --model-dir or set {KOSMOS_MODEL_DIR}"
-                )
+    if getattr(args, "offline", False) and hasattr(args, "model_dir"):
+        args.model_dir = args.model_dir or env.get(KOSMOS_MODEL_DIR, "")
+        if not args.model_dir:  # no directory: ask the cluster's ModelService
+            if args.run is cmd_models_list and not args.shop:
+                Console(stderr=True).print("[red]error[/red]: give --shop (or --model-dir)")
                 return 2
+            args.run = {
+                cmd_models_list: cmd_models_list_rpc,
+                cmd_models_rollback: cmd_models_rollback_rpc,
+            }[args.run]
+            args.offline = False
+    if getattr(args, "offline", False):
         try:
             return int(args.run(None, args, out) or 0)
         except ArtifactError as error:

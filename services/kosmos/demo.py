@@ -132,6 +132,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
     settings = RecommendationSettings.from_env(env)
     if not settings.model_dir:
         settings = dataclasses.replace(settings, model_dir=str(Path(args.dir) / "models"))
+    # Embedded mode has no CronJob: keep training in the background (issue 8: models went
+    # stale after start), skipping shops whose data has not changed.
+    settings = dataclasses.replace(settings, train_in_background=True)
     server, port, health = build_server(
         config.listen,
         config.workers,

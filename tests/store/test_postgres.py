@@ -95,7 +95,7 @@ def test_group_commit_stores_each_batch_once_and_fails_bad_ones_alone(postgres_u
         for t in threads:
             t.join(timeout=30)
         assert len(outcomes) == 16
-        assert {n for n, o in outcomes.items() if isinstance(o, Exception)} == {5}
+        assert {n for n, o in outcomes.items() if isinstance(o, Exception)} == {5}, outcomes
         for n in range(4):  # one of each pair stored, the other replayed the same answer
             (first, first_replay), (second, second_replay) = outcomes[n], outcomes[n + 12]
             assert first == second and {first_replay, second_replay} == {True, False}

@@ -27,6 +27,8 @@ from kosmos.v1 import (
     common_pb2,
     feedback_service_pb2,
     feedback_service_pb2_grpc,
+    model_service_pb2,
+    model_service_pb2_grpc,
     profile_service_pb2,
     profile_service_pb2_grpc,
     recommendation_service_pb2,
@@ -43,6 +45,7 @@ _IDEMPOTENT = {
     "kosmos.v1.CatalogService": ("UpsertItems", "GetItem", "ListItems"),
     "kosmos.v1.FeedbackService": ("RecordInteractions", "ListInteractions"),
     "kosmos.v1.RecommendationService": ("Recommend", "SimilarItems"),
+    "kosmos.v1.ModelService": ("ListModelVersions",),
 }
 # gRPC's own retry policy (exponential backoff with jitter, within the call's deadline): a call
 # that meets a restarting or overloaded server is resent with the same request, so the same
@@ -119,6 +122,7 @@ class _Stubs:
     recommendation: Any = field(default=None)
     keys: Any = field(default=None)
     settings: Any = field(default=None)
+    models: Any = field(default=None)
 
 
 def interaction_type(name: str) -> common_pb2.InteractionType.ValueType:
@@ -182,6 +186,7 @@ class KosmosClient:
                 channel("recommendation")
             ),
             keys=api_key_service_pb2_grpc.ApiKeyServiceStub(profile_channel),
+            models=model_service_pb2_grpc.ModelServiceStub(channel("recommendation")),
         )
 
     def close(self) -> None:
@@ -598,6 +603,42 @@ class KosmosClient:
         )
         key: api_key_service_pb2.ApiKey = response.api_key
         return key
+
+    # -- models ------------------------------------------------------------------------------
+
+    def list_model_versions(
+        self, shop_id: str, recommender: str = "", *, timeout: float | None = None
+    ) -> list[model_service_pb2.ModelVersion]:
+        """Every stored version of the shop's routed recommenders (or of one), oldest first."""
+        versions: list[model_service_pb2.ModelVersion] = []
+        for page in self._pages(
+            self._stubs.models.ListModelVersions,
+            lambda token: model_service_pb2.ListModelVersionsRequest(
+                parent=f"shops/{shop_id}", recommender=recommender, page_token=token
+            ),
+            timeout,
+        ):
+            versions.extend(page.model_versions)
+        return versions
+
+    def train_models(
+        self, shop_id: str, *, force: bool = False, timeout: float | None = None
+    ) -> list[str]:
+        """Starts training the shop's routed recommenders; returns their names at once."""
+        request = model_service_pb2.TrainModelsRequest(parent=f"shops/{shop_id}", force=force)
+        return list(self._call(self._stubs.models.TrainModels, request, timeout).recommenders)
+
+    def rollback_model(
+        self, shop_id: str, recommender: str, version: str = "", *, timeout: float | None = None
+    ) -> model_service_pb2.ModelVersion:
+        """Serves ``version`` (default: the one before the serving one); returns it."""
+        request = model_service_pb2.RollbackModelRequest(
+            name=f"shops/{shop_id}/recommenders/{recommender}", version=version
+        )
+        response: model_service_pb2.RollbackModelResponse = self._call(
+            self._stubs.models.RollbackModel, request, timeout
+        )
+        return response.model_version
 
 
 def _exclusions(pairs: Sequence[tuple[str, str]]) -> list[common_pb2.Exclusion]:

@@ -62,6 +62,7 @@ _C = "/kosmos.v1.CatalogService/"
 _F = "/kosmos.v1.FeedbackService/"
 _R = "/kosmos.v1.RecommendationService/"
 _S = "/kosmos.v1.ShopSettingsService/"
+_M = "/kosmos.v1.ModelService/"
 
 METHOD_SCOPES: dict[str, Scope] = {
     _R + "Recommend": Scope.STOREFRONT,
@@ -82,6 +83,9 @@ METHOD_SCOPES: dict[str, Scope] = {
     _S + "GetShopSettings": Scope.ADMIN,
     _S + "UpdateShopSettings": Scope.ADMIN,
     _S + "ListShopSettingsRevisions": Scope.ADMIN,
+    _M + "ListModelVersions": Scope.ADMIN,
+    _M + "TrainModels": Scope.ADMIN,
+    _M + "RollbackModel": Scope.ADMIN,
     _P + "CreateShop": Scope.OPERATOR,
 }
 """The scope each RPC needs. Anything not listed needs `Scope.OPERATOR`."""

@@ -497,6 +497,9 @@ class RecommendationSettings:
     repurchase_threshold: float = 0.1
     repeatable_items: frozenset[str] = frozenset()
     repeatable_categories: frozenset[str] = frozenset()
+    train_in_background: bool = False
+    """Embedded mode (``make run``): the recommendation process also runs the trainer every
+    ``refresh_seconds`` (skipping unchanged shops), so models keep up without a CronJob."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Self:

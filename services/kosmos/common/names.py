@@ -156,3 +156,9 @@ def decode_page_token(token: str, scope: str, field: str = "page_token") -> dict
     if not isinstance(cursor, dict):
         raise InvalidArgument(field, "INVALID_PAGE_TOKEN", "is not a token this request returned")
     return cursor
+
+
+def parse_recommender(name: str, field: str) -> tuple[str, str]:
+    """``shops/{shop}/recommenders/{recommender}`` → (shop id, recommender name)."""
+    shop, recommender = _parts(name, field, ("shops", "recommenders"))
+    return shop, recommender

@@ -55,7 +55,14 @@ def run_service(
     # Tests and scripts read this line to learn the port when they asked for port 0.
     print(f"{service_name} listening on {host}:{port}", flush=True)
     stops = [s.stop for s in services if s.stop is not None]
-    watch = DependencyWatch(health, [s.name for s in services], store.ping)
+    readiness = [s.ready for s in services if s.ready is not None]
+
+    def check() -> None:
+        store.ping()
+        if not all(ready() for ready in readiness):
+            raise RuntimeError("models are still loading")
+
+    watch = DependencyWatch(health, [s.name for s in services], check)
     watch.start()
     serve(
         server,

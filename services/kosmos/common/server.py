@@ -50,6 +50,9 @@ class Service:
     register: Callable[[grpc.Server], None]
     stop: Callable[[], None] | None = None
     """Runs after the server has stopped (background threads, caches)."""
+    ready: Callable[[], bool] | None = None
+    """False while the service cannot serve well yet (models still loading): health then
+    says NOT_SERVING (see `DependencyWatch`)."""
 
 
 def _domain(method: str) -> str:
@@ -194,17 +197,56 @@ class _Gate:
 _GATES: dict[int, _Gate] = {}
 
 
+class AdmissionInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+    """The outermost layer: refuses, before any other work (tracing included), a call whose
+    deadline has passed or cannot be met (DEADLINE_EXCEEDED), and once the server is shutting
+    down, any new call (UNAVAILABLE); counts the calls in handlers for the drain."""
+
+    def __init__(self) -> None:
+        self.admission = _Admission()
+        self.gate = _Gate()
+
+    def intercept_service(
+        self, continuation: Callable[[grpc.HandlerCallDetails], Any], details: Any
+    ) -> Any:
+        handler = continuation(details)
+        if handler is None:
+            return None
+        method: str = details.method
+        if handler.unary_unary is not None:
+            return handler._replace(unary_unary=self._wrap(handler.unary_unary, method))
+        if handler.stream_unary is not None:
+            return handler._replace(stream_unary=self._wrap(handler.stream_unary, method))
+        return handler
+
+    def _wrap(self, behavior: Callable[[Any, Any], Any], method: str) -> Callable[[Any, Any], Any]:
+        admission, gate = self.admission, self.gate
+
+        def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
+            try:
+                gate.enter()
+                admission.check(method, context.time_remaining())
+            except KosmosError as error:
+                if not isinstance(error, Unavailable):
+                    gate.leave()
+                context.abort_with_status(rpc_status.to_status(to_status(error, method)))
+            started = time.monotonic()
+            try:
+                response = behavior(request, context)
+            finally:
+                gate.leave()
+            admission.record(method, time.monotonic() - started)
+            return response
+
+        return wrapped
+
+
 class ErrorInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     """Turns exceptions into statuses and sets the deadline context for the handler.
 
     A `KosmosError` becomes its rich status; anything else becomes INTERNAL with the trace id,
-    its traceback going to the log and never to the wire. Admission control runs first: a call
-    whose deadline has passed, or cannot be met, is DEADLINE_EXCEEDED before its handler runs.
+    its traceback going to the log and never to the wire.
     """
-
-    def __init__(self) -> None:
-        self._admission = _Admission()
-        self.gate = _Gate()
 
     def intercept_service(
         self, continuation: Callable[[grpc.HandlerCallDetails], Any], details: Any
@@ -219,25 +261,12 @@ class ErrorInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             return handler._replace(stream_unary=self._wrap_unary(handler.stream_unary, method))
         return handler  # Streaming responses are not used by Kosmos services.
 
-    def _wrap_unary(
-        self, behavior: Callable[[Any, Any], Any], method: str
-    ) -> Callable[[Any, Any], Any]:
-        admission = self._admission
-        gate = self.gate
-
+    @staticmethod
+    def _wrap_unary(behavior: Callable[[Any, Any], Any], method: str) -> Callable[[Any, Any], Any]:
         def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
             try:
-                gate.enter()
-            except KosmosError as error:
-                context.abort_with_status(rpc_status.to_status(to_status(error, method)))
-            try:
-                remaining = context.time_remaining()
-                admission.check(method, remaining)
-                started = time.monotonic()
-                with deadline_scope(remaining):
-                    response = behavior(request, context)
-                admission.record(method, time.monotonic() - started)
-                return response
+                with deadline_scope(context.time_remaining()):
+                    return behavior(request, context)
             except KosmosError as error:
                 status = to_status(error, method)
             except Exception:
@@ -246,8 +275,6 @@ class ErrorInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
                 trace_id = telemetry.current_trace_id()
                 log.exception("internal error in %s (trace %s)", method, trace_id or "-")
                 status = _internal_status(trace_id)
-            finally:
-                gate.leave()
             span = trace.get_current_span()
             span.set_attribute("rpc.grpc.status_code", status.code)
             if status.code == code_pb2.INTERNAL:
@@ -290,12 +317,13 @@ def build_server(
     Raises:
         RuntimeError: The address cannot be bound.
     """
-    errors = ErrorInterceptor()
+    admission = AdmissionInterceptor()
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kosmos-rpc"),
         interceptors=[
+            admission,
             *telemetry.server_interceptors(),
-            errors,
+            ErrorInterceptor(),
             *([AuthInterceptor(auth)] if auth is not None else []),
             LimitsInterceptor(),
         ],
@@ -322,7 +350,7 @@ def build_server(
         raise RuntimeError(f"cannot bind {listen}")
     for name in ("", *names):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    _GATES[id(server)] = errors.gate
+    _GATES[id(server)] = admission.gate
     return server, port, health_servicer
 
 
@@ -348,6 +376,7 @@ class DependencyWatch:
         self.healthy = True
 
     def start(self) -> None:
+        self._probe()  # at once: a replica still loading must not look SERVING for a second
         self._thread.start()
 
     def stop(self) -> None:
@@ -356,21 +385,24 @@ class DependencyWatch:
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
-            try:
-                self._check()
-                healthy = True
-            except Exception:  # any failure of the check means "cannot serve now"
-                healthy = False
-            if healthy != self.healthy:
-                log.warning("dependency %s", "back" if healthy else "down: health NOT_SERVING")
-                self.healthy = healthy
-                status = (
-                    health_pb2.HealthCheckResponse.SERVING
-                    if healthy
-                    else health_pb2.HealthCheckResponse.NOT_SERVING
-                )
-                for name in self._names:
-                    self._health.set(name, status)
+            self._probe()
+
+    def _probe(self) -> None:
+        try:
+            self._check()
+            healthy = True
+        except Exception:  # any failure of the check means "cannot serve now"
+            healthy = False
+        if healthy != self.healthy:
+            log.warning("dependency %s", "back" if healthy else "down: health NOT_SERVING")
+            self.healthy = healthy
+            status = (
+                health_pb2.HealthCheckResponse.SERVING
+                if healthy
+                else health_pb2.HealthCheckResponse.NOT_SERVING
+            )
+            for name in self._names:
+                self._health.set(name, status)
 
 
 def serve(

@@ -10,17 +10,33 @@ from kosmos.common.config import RecommendationSettings
 from kosmos.common.server import Service
 from kosmos.plugin import LoadedPlugin, discover
 from kosmos.recommendation.domain import Context, Recommendations
+from kosmos.recommendation.model_admin import ModelAdmin, ModelServicer
 from kosmos.recommendation.models import ModelHub
 from kosmos.recommendation.servicer import RecommendationServicer
 from kosmos.store import Store
 from kosmos.training.artifacts import open_artifacts
-from kosmos.v1 import recommendation_service_pb2, recommendation_service_pb2_grpc
+from kosmos.training.trainer import train
+from kosmos.v1 import (
+    model_service_pb2,
+    model_service_pb2_grpc,
+    recommendation_service_pb2,
+    recommendation_service_pb2_grpc,
+)
 
 SERVICE_NAME = recommendation_service_pb2.DESCRIPTOR.services_by_name[
     "RecommendationService"
 ].full_name
 
-__all__ = ["SERVICE_NAME", "Context", "ModelHub", "Recommendations", "services"]
+MODEL_SERVICE_NAME = model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name
+
+__all__ = [
+    "MODEL_SERVICE_NAME",
+    "SERVICE_NAME",
+    "Context",
+    "ModelHub",
+    "Recommendations",
+    "services",
+]
 
 
 def load_plugins(settings: RecommendationSettings) -> dict[str, LoadedPlugin]:
@@ -64,18 +80,29 @@ def services(
 
     shops = ShopConfig(store, settings)
     policy = cluster_policy(settings)
+    artifacts = open_artifacts(settings.model_store, settings.model_dir, store)
+    trainer = None
+    if settings.train_in_background and artifacts is not None:
+        trained, names = artifacts, list(settings.routing.names)
+
+        def trainer() -> object:
+            return train(
+                store, trained, plugins, names, settings.plugin_settings, None, settings.model_keep
+            )
+
     models = ModelHub(
         store,
         plugins,
         settings.routing.names,
         settings.plugin_settings,
         settings.refresh_seconds,
-        artifacts=open_artifacts(settings.model_store, settings.model_dir, store),
+        artifacts=artifacts,
         fit_in_process=settings.fit_in_process,
         poll_seconds=settings.model_poll_seconds,
         seen_policy=policy,
         weights=settings.weights,
         shop_settings=shops,
+        trainer=trainer,
     )
     servicer = RecommendationServicer(
         Recommendations(
@@ -97,4 +124,14 @@ def services(
         )
         models.start()
 
-    return [Service(SERVICE_NAME, register, stop=models.stop)]
+    admin = ModelServicer(
+        ModelAdmin(store, models, plugins, settings.plugin_settings, settings.model_keep)
+    )
+
+    def register_admin(server: grpc.Server) -> None:
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(admin, server)
+
+    return [
+        Service(SERVICE_NAME, register, stop=models.stop, ready=lambda: models.ready),
+        Service(MODEL_SERVICE_NAME, register_admin),
+    ]

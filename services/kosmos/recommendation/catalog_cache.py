@@ -3,13 +3,15 @@
 Filtering candidates (stock, categories, brands) and titling offers reads the catalog on every
 request; one cheap version query replaces a fetch of every candidate item. When the version
 moved, one thread per shop reads the items written since the version it holds and swaps in a new
-snapshot; meanwhile every other request keeps serving the previous snapshot instead of waiting
-or loading the same rows again (issue 8: one 1-item write used to reload a 20k-item catalog on
-every concurrent request). Memory grows with the catalog: about a kilobyte per item.
+snapshot; meanwhile other requests wait for it at most ``CATCH_UP_WAIT_SECONDS`` and then
+serve the previous snapshot, never loading the same rows again (issue 8: one 1-item write
+used to reload a 20k-item catalog on every concurrent request). Memory grows with the catalog:
+about a kilobyte per item.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import ChainMap
 from collections.abc import Mapping
@@ -19,7 +21,13 @@ from kosmos.common import deadline
 from kosmos.common.errors import DeadlineExceeded, NotFound
 from kosmos.common.names import shop_name
 from kosmos.store import Store
+from kosmos.store.events import CATALOG, RESYNC, Event
 from kosmos.store.records import Item
+
+log = logging.getLogger(__name__)
+
+# How long a request waits for another thread's catch-up before it serves the older snapshot.
+CATCH_UP_WAIT_SECONDS = 0.2
 
 # Changed items sit in a small overlay above the whole catalog, so a write copies only the
 # overlay; past this many the two are merged (one full copy, amortised over as many writes).
@@ -40,6 +48,34 @@ class CatalogCache:
         self._snapshots: dict[str, _Snapshot] = {}
         self._loading: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        # A catalog change made through any replica is caught up here at once, off the request
+        # path, so the next request finds the new snapshot ready (issue 8).
+        store.subscribe(self._on_event)
+
+    def _on_event(self, event: Event) -> None:
+        if event.kind == CATALOG:
+            shops = [event.shop_id]
+        elif event.kind == RESYNC:
+            shops = list(self._snapshots)
+        else:
+            return
+        for shop_id in shops:
+            if shop_id not in self._snapshots:
+                continue  # never served here: loaded on its first request
+            with self._guard:
+                loading = self._loading.setdefault(shop_id, threading.Lock())
+            if loading.acquire(blocking=False):  # one already catching up will do
+                threading.Thread(
+                    target=self._catch_up_then_release, args=(shop_id, loading), daemon=True
+                ).start()
+
+    def _catch_up_then_release(self, shop_id: str, loading: threading.Lock) -> None:
+        try:
+            self._catch_up(shop_id)
+        except Exception:  # the next request catches up instead
+            log.warning("catching up the catalog of %r failed", shop_id, exc_info=True)
+        finally:
+            loading.release()
 
     def items(self, shop_id: str) -> Mapping[str, Item]:
         """The shop's whole catalog by item id (never mutate it). Raises NotFound for an
@@ -53,9 +89,17 @@ class CatalogCache:
         with self._guard:
             loading = self._loading.setdefault(shop_id, threading.Lock())
         if held is not None:
-            # Someone is already catching up: serve what we have rather than queue behind it.
-            if not loading.acquire(blocking=False):
-                return held.items
+            # Someone is already catching up: a delta is quick, so wait for it briefly (the
+            # next request sees a write), but never queue long behind a big one: serve what
+            # we have instead.
+            left = deadline.remaining()
+            wait = (
+                CATCH_UP_WAIT_SECONDS
+                if left is None
+                else min(max(left, 0.0), CATCH_UP_WAIT_SECONDS)
+            )
+            if not loading.acquire(timeout=wait):
+                return self._snapshots[shop_id].items
         else:
             left = deadline.remaining()
             if not loading.acquire(timeout=-1 if left is None else max(left, 0.0)):

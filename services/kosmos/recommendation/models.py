@@ -10,6 +10,16 @@ Two sources:
 
 Either way a new model is built on a fresh instance and swapped in with one assignment:
 requests in flight keep the model they started with, none is dropped or sees half a model.
+
+Threads (issue 8): a fit or a load never runs on a request thread. A shop's first request starts
+that shop's loader thread and waits for it no longer than its own deadline (a recommender still
+loading is skipped for the next in the chain). Each shop has its own lock, so one shop's fit
+never holds up another's. A refit is skipped while the shop's ``Store.data_version`` has not
+moved, and between refits new interactions are folded into models that can
+(``Capabilities.partial_fit``). ``ready`` turns true once the first background pass has
+loaded or fitted every shop's routed models (health stays NOT_SERVING until then). In embedded
+mode a ``trainer`` callback also publishes new versions in the background every
+``KOSMOS_MODEL_REFRESH_SECONDS``.
 """
 
 from __future__ import annotations
@@ -23,16 +33,21 @@ from typing import TYPE_CHECKING, Protocol
 
 from opentelemetry import trace
 
+from kosmos.common import deadline
 from kosmos.common.deadline import deadline_scope
 from kosmos.plugin import LoadedPlugin, Recommender, TrainingData
-from kosmos.plugin.signals import DEFAULT_WEIGHTS, Weights
+from kosmos.plugin.signals import DEFAULT_WEIGHTS, Weights, to_plugin
 from kosmos.recommendation.seen import Repeat, SeenPolicy, learn_repeatable
 from kosmos.store import Store
+from kosmos.store.events import MODEL, RESYNC, Event
 from kosmos.training.artifacts import Artifacts
 from kosmos.training.data import training_data
 
 if TYPE_CHECKING:  # the resolver imports this package's seen-item policy
     from kosmos.shopconfig import EffectiveSettings
+
+# A first request without a deadline waits this long at most for its shop's models.
+FIRST_LOAD_WAIT_SECONDS = 60.0
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -77,6 +92,7 @@ class ModelHub:
         seen_policy: SeenPolicy | None = None,
         weights: Weights = DEFAULT_WEIGHTS,
         shop_settings: ShopSettings | None = None,
+        trainer: Callable[[], object] | None = None,
     ) -> None:
         # Per-shop settings (routing, plugin settings, weights, seen-item policy) over the
         # cluster's, which the other arguments are (`kosmos.shopconfig`).
@@ -94,16 +110,58 @@ class ModelHub:
         self.fit_in_process = frozenset(names if artifacts is None else fit_in_process)
         self.poll_seconds = poll_seconds
         self.clock = clock
+        self.trainer = trainer
         self._serving: dict[tuple[str, str], Serving] = {}
         self._fitted_shops: set[str] = set()
-        self._fit_lock = threading.Lock()
-        self._load_lock = threading.Lock()
+        self._guard = threading.Lock()  # only around the dicts below, never around work
+        self._shop_locks: dict[str, threading.Lock] = {}
+        self._first_load: dict[str, threading.Event] = {}
+        self._fitted_data: dict[str, str] = {}  # shop -> data_version of its in-process fit
+        self._folded_seq: dict[str, int] = {}  # shop -> newest interaction seq in the models
+        self._ready = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        if artifacts is not None:
+            # A version made current by the trainer or a rollback, on any replica, is loaded
+            # at once instead of at the next poll.
+            store.subscribe(self._on_event)
+
+    def _on_event(self, event: Event) -> None:
+        if event.kind == MODEL and event.shop_id in self._fitted_shops:
+            shops = [event.shop_id]
+        elif event.kind == RESYNC:
+            shops = list(self._fitted_shops)
+        else:
+            return
+        for shop_id in shops:
+            threading.Thread(
+                target=self._load_quietly, args=(shop_id,), name="kosmos-models-event", daemon=True
+            ).start()
+
+    def _load_quietly(self, shop_id: str) -> None:
+        try:
+            self.load_artifacts(shop_id)
+        except Exception:  # the next poll tries again
+            log.warning("loading new models of %r failed", shop_id, exc_info=True)
+
+    def _lock_of(self, shop_id: str) -> threading.Lock:
+        with self._guard:
+            return self._shop_locks.setdefault(shop_id, threading.Lock())
+
+    @property
+    def ready(self) -> bool:
+        """Whether every shop's routed models have been loaded or fitted once (or models are
+        only loaded on demand: no background thread)."""
+        return self._thread is None or self._ready.is_set()
 
     def create(self, name: str, shop_id: str = "") -> Recommender:
         """A fresh, unfitted instance of plugin ``name`` with the shop's settings for it."""
         return self.plugins[name].factory(self._for(shop_id).plugin_settings.get(name, {}))
+
+    def _revision(self, shop_id: str) -> int:
+        if self.shop_settings is None:
+            return 0
+        return self.shop_settings.settings_for(shop_id).revision
 
     def _for(self, shop_id: str) -> _ShopView:
         """What applies to one shop: its settings, or the cluster's."""
@@ -118,25 +176,46 @@ class ModelHub:
         )
 
     def get(self, shop_id: str, name: str) -> Recommender | None:
-        """The serving model; loads or fits the shop's models first if it never was."""
+        """The serving model. A shop never seen before gets its models loaded or fitted on
+        its own loader thread; the caller waits for that within its deadline only."""
         serving = self._serving.get((shop_id, name))
         if serving is None and shop_id not in self._fitted_shops:
-            self._first_use(shop_id)
+            left = deadline.remaining()
+            wait = FIRST_LOAD_WAIT_SECONDS if left is None else max(0.0, left)
+            self._start_first_load(shop_id).wait(wait)
             serving = self._serving.get((shop_id, name))
         return None if serving is None else serving.model
 
-    def _first_use(self, shop_id: str) -> None:
-        # A model outlives the request that first needed it: fitting or loading it is not
-        # bounded by that shopper's deadline (the shopper's request still is).
-        with deadline_scope(None):
-            self.load_artifacts(shop_id)
-            self.refresh_shop(shop_id, only_if_missing=True)
+    def _start_first_load(self, shop_id: str) -> threading.Event:
+        with self._guard:
+            done = self._first_load.get(shop_id)
+            if done is not None:
+                return done
+            done = self._first_load[shop_id] = threading.Event()
+
+        def load() -> None:
+            # A model outlives the request that first needed it: not bounded by its deadline.
+            try:
+                with deadline_scope(None):
+                    self.load_artifacts(shop_id)
+                    self.refresh_shop(shop_id, only_if_missing=True)
+            except Exception:
+                log.exception("loading the models of shop %r failed", shop_id)
+                with self._guard:
+                    self._first_load.pop(shop_id, None)  # the next request tries again
+            finally:
+                done.set()
+
+        threading.Thread(target=load, name=f"kosmos-models-{shop_id}", daemon=True).start()
+        return done
 
     def repeatable(self, shop_id: str) -> frozenset[str]:
         """The items the shop's customers buy again (`kosmos.recommendation.seen`), learned at
         the shop's last refresh."""
         if shop_id not in self._fitted_shops:
-            self._first_use(shop_id)
+            left = deadline.remaining()
+            wait = FIRST_LOAD_WAIT_SECONDS if left is None else max(0.0, left)
+            self._start_first_load(shop_id).wait(wait)
         return self._repeatable.get(shop_id, frozenset())
 
     def serve(self, shop_id: str, name: str, model: Recommender, version: str) -> None:
@@ -163,7 +242,7 @@ class ModelHub:
         if self.artifacts is None:
             return []
         swapped = []
-        with self._load_lock:
+        with self._lock_of(shop_id):
             for name in self._for(shop_id).names:
                 current = self.artifacts.current(shop_id, name)
                 serving = self._serving.get((shop_id, name))
@@ -198,12 +277,19 @@ class ModelHub:
     # -- in-process fitting ------------------------------------------------------------------
 
     def refresh_shop(self, shop_id: str, *, only_if_missing: bool = False) -> None:
-        """Refits the shop's in-process recommenders and swaps the new models in."""
-        with self._fit_lock, tracer.start_as_current_span("models.refresh") as span:
+        """Refits the shop's in-process recommenders and swaps the new models in; skipped
+        while the shop's data has not changed since the last fit."""
+        with self._lock_of(shop_id), tracer.start_as_current_span("models.refresh") as span:
             if only_if_missing and shop_id in self._fitted_shops:
-                return  # Another request fitted it while this one waited for the lock.
+                return  # Another thread fitted it while this one waited for the lock.
             span.set_attribute("kosmos.shop", shop_id)
             view = self._for(shop_id)
+            data_version = self.store.data_version(shop_id)
+            # A change of the shop's settings (plugin settings, weights) refits as new data does.
+            fitted_key = f"{data_version}/{self._revision(shop_id)}"
+            if shop_id in self._fitted_shops and self._fitted_data.get(shop_id) == fitted_key:
+                span.set_attribute("kosmos.refresh.skipped", True)
+                return
             names = [
                 n
                 for n in view.names
@@ -216,6 +302,8 @@ class ModelHub:
                 span.set_attribute("kosmos.interactions.count", len(data.interactions))
                 if learn:
                     self.learn_repeatable(shop_id, data)
+                # The fit read at least up to this seq; later ones are folded in (partial_fit).
+                self._folded_seq[shop_id] = int(data_version.split(".", 1)[0])
                 for name in names:
                     started = time.perf_counter()
                     model = self.create(name, shop_id)
@@ -233,7 +321,37 @@ class ModelHub:
                         len(data.interactions),
                         time.perf_counter() - started,
                     )
+            self._fitted_data[shop_id] = fitted_key
             self._fitted_shops.add(shop_id)
+
+    def fold_in(self, shop_id: str) -> int:
+        """Folds the interactions stored since the last fit into the shop's in-process models
+        that support ``partial_fit``; returns how many were folded."""
+        with self._lock_of(shop_id):
+            if shop_id not in self._folded_seq:
+                return 0
+            models = [
+                s.model
+                for (shop, name), s in list(self._serving.items())
+                if shop == shop_id
+                and s.version == "in-process"
+                and s.model.capabilities.partial_fit
+            ]
+            if not models:
+                return 0
+            after = self._folded_seq[shop_id]
+            new = list(self.store.iter_interactions(shop_id, after_seq=after))
+            if not new:
+                return 0
+            weights = self._for(shop_id).weights
+            plugin_new = [to_plugin(i, weights) for i in new]
+            for model in models:
+                try:
+                    model.partial_fit(plugin_new)
+                except Exception:
+                    log.exception("folding interactions into shop %r failed", shop_id)
+            self._folded_seq[shop_id] = new[-1].seq
+            return len(new)
 
     def refresh_all(self) -> None:
         for shop_id in self.store.list_shop_ids():
@@ -251,15 +369,23 @@ class ModelHub:
 
     def _loop(self) -> None:
         next_refit = 0.0
+        first = True
         while not self._stop.is_set():
             try:
-                if self.refresh_seconds > 0 and time.monotonic() >= next_refit:
+                if first or (self.refresh_seconds > 0 and time.monotonic() >= next_refit):
+                    if self.trainer is not None and not first:
+                        self.trainer()  # embedded mode: publish new versions (skips unchanged)
                     self.refresh_all()
                     next_refit = time.monotonic() + self.refresh_seconds
                 else:
                     self.poll()
+                    for shop_id in list(self._fitted_shops):
+                        self.fold_in(shop_id)
             except Exception:
                 log.exception("model refresh failed; serving the previous models")
+            if first:
+                first = False
+                self._ready.set()
             wait = self.poll_seconds if self.artifacts is not None else self.refresh_seconds
             self._stop.wait(wait)
 

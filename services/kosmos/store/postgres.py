@@ -22,6 +22,7 @@ replicas starting together apply each migration once and none serves a half-migr
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import threading
 import time
@@ -33,6 +34,7 @@ from typing import Any
 import psycopg
 import psycopg_pool
 from psycopg import errors as pg_errors
+from psycopg import sql
 from psycopg.rows import TupleRow
 
 from kosmos.common import deadline
@@ -46,6 +48,15 @@ from kosmos.common.errors import (
 )
 from kosmos.common.names import customer_name, item_name, shop_name
 from kosmos.store import _migrations
+from kosmos.store.events import (
+    CATALOG,
+    CUSTOMER,
+    MODEL,
+    RESYNC,
+    Event,
+    Subscriber,
+    Subscribers,
+)
 from kosmos.store.records import (
     ApiKey,
     CatalogChanges,
@@ -60,6 +71,8 @@ from kosmos.store.records import (
     Shop,
     ShopSettingsRevision,
 )
+
+log = logging.getLogger(__name__)
 
 # How long a statement waits for another writer's lock, or a caller for a pooled connection,
 # when the caller set no deadline.
@@ -199,11 +212,20 @@ class PostgresStore:
             ) from exc
         self._pending: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._closed = False
+        self._listener_lock = threading.Lock()
+        self._closing = threading.Event()
         try:
             self._migrate()
         except BaseException:
             self._pool.close()
             raise
+        # Notifications are database-wide: one channel per schema keeps deployments (and
+        # tests) that share a database apart.
+        schema = self._query("SELECT current_schema()")[0][0]
+        self._channel = f"kosmos_events.{schema}"
+        self._subscribers = Subscribers()
+        self._listener: threading.Thread | None = None
+        self._listening = threading.Event()
         self._committers = [
             threading.Thread(target=self._commit_groups, name="kosmos-group-commit", daemon=True)
             for _ in range(min(COMMITTERS, pool_size))
@@ -269,13 +291,58 @@ class PostgresStore:
         with deadline_scope(1.0):
             self._query("SELECT 1")
 
+    # -- events ------------------------------------------------------------------------------
+
+    def _notify(self, conn: Conn, event: Event) -> None:
+        """Sent with the transaction's commit, and only if it commits."""
+        conn.execute("SELECT pg_notify(%s, %s)", (self._channel, event.encode()))
+
+    def subscribe(self, callback: Subscriber) -> None:
+        self._subscribers.add(callback)
+        with self._guard_listener():
+            if self._listener is None:
+                self._listener = threading.Thread(
+                    target=self._listen, name="kosmos-events", daemon=True
+                )
+                self._listener.start()
+        self._listening.wait(timeout=10)  # events from now on are not missed
+
+    @contextmanager
+    def _guard_listener(self) -> Iterator[None]:
+        with self._listener_lock:
+            yield
+
+    def _listen(self) -> None:
+        first = True
+        while not self._closed:
+            try:
+                with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
+                    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+                    self._listening.set()
+                    if not first:  # events may have been sent while we were not listening
+                        self._subscribers.deliver(Event(RESYNC))
+                    first = False
+                    while not self._closed:
+                        for note in conn.notifies(timeout=1.0):
+                            event = Event.decode(note.payload)
+                            if event is not None:
+                                self._subscribers.deliver(event)
+            except psycopg.Error:
+                log.warning("event listener lost its connection; reconnecting")
+                first = False
+                self._listening.set()  # subscribers must not wait on a database that is down
+                self._closing.wait(1.0)  # reconnect backoff; close() cuts it short
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            self._closing.set()
             for _ in self._committers:
                 self._pending.put(None)
             for committer in self._committers:
                 committer.join(timeout=30)
+            if self._listener is not None:
+                self._listener.join(timeout=10)
             self._pool.close()
 
     # -- shops -------------------------------------------------------------------------------
@@ -348,6 +415,8 @@ class PostgresStore:
                     customer.customer_id,
                 ),
             ).fetchone()
+            if row is not None:
+                self._notify(conn, Event(CUSTOMER, customer.shop_id, customer.customer_id))
         if row is None:
             raise NotFound("customer", f"shops/{customer.shop_id}/customers/{customer.customer_id}")
         return _customer(row)
@@ -362,6 +431,8 @@ class PostgresStore:
                 "DELETE FROM customers WHERE shop_id = %s AND customer_id = %s",
                 (shop_id, customer_id),
             )
+            if cursor.rowcount > 0:
+                self._notify(conn, Event(CUSTOMER, shop_id, customer_id))
             return cursor.rowcount > 0
 
     def list_customers(self, shop_id: str, after: str, limit: int) -> list[Customer]:
@@ -473,6 +544,8 @@ class PostgresStore:
                         for i in items
                     ],
                 )
+            for shop_id in versions:
+                self._notify(conn, Event(CATALOG, shop_id))
         return [
             Item(
                 i.shop_id,
@@ -570,11 +643,19 @@ class PostgresStore:
                     stop = True
                     break
                 group.append(more)
-            self._commit_group(group)
+            # Every group takes its request-id locks in one order, so two committers never
+            # deadlock on retries of each other's batches.
+            group.sort(key=lambda p: (p.shop_id, p.request_id))
+            for attempt in range(3):
+                if self._commit_group(group, last_try=attempt == 2):
+                    break
             if stop:
                 return
 
-    def _commit_group(self, group: list[_Pending]) -> None:
+    def _commit_group(self, group: list[_Pending], last_try: bool = True) -> bool:
+        """Commits ``group`` and answers its callers; False (callers not answered) when the
+        database rolled the transaction back for a conflict and ``last_try`` is not set."""
+        group = [p for p in group if not p.done.is_set()]
         now = time.monotonic()
         live = []
         for p in group:
@@ -584,7 +665,7 @@ class PostgresStore:
             else:
                 live.append(p)
         if not live:
-            return
+            return True
         expiries = [p.expires for p in live if p.expires is not None]
         expires = min(expiries) if expiries else None
         lock_wait, statement = self._wait_bound(expires)
@@ -603,19 +684,24 @@ class PostgresStore:
                 )
                 for n, p in enumerate(live):
                     try:
-                        with conn.transaction():  # a savepoint: one bad batch fails alone
-                            results[n] = self._record_one(conn, p)
+                        # No savepoint (round trips are what a group commit saves): a batch
+                        # that fails its checks has written nothing but its request row,
+                        # which _record_one removes again.
+                        results[n] = self._record_one(conn, p)
                     except (NotFound, AlreadyExists) as error:
                         errors[n] = error
         except Exception as error:  # noqa: BLE001 - handed to every waiting caller
+            if not last_try and isinstance(error.__cause__, pg_errors.TransactionRollback):
+                return False  # a deadlock or serialization failure: nothing committed, retry
             for p in live:
                 p.error = _as_error(error, p.expires)
                 p.done.set()
-            return
+            return True
         for n, p in enumerate(live):
             p.result = results.get(n)
             p.error = errors.get(n)
             p.done.set()
+        return True
 
     @staticmethod
     def _record_one(conn: Conn, p: _Pending) -> tuple[list[Interaction], bool]:
@@ -640,7 +726,14 @@ class PostgresStore:
                 (p.shop_id, p.request_id),
             ).fetchall()
             return [_interaction(r) for r in rows], True
-        PostgresStore._check_references(conn, p.shop_id, p.interactions)
+        try:
+            PostgresStore._check_references(conn, p.shop_id, p.interactions)
+        except NotFound:
+            conn.execute(
+                "DELETE FROM feedback_requests WHERE shop_id = %s AND request_id = %s",
+                (p.shop_id, p.request_id),
+            )
+            raise
         rows = conn.execute(
             "INSERT INTO interactions (shop_id, customer_id, item_id, type, value, event_time,"
             " recommendation_id, request_id)"
@@ -677,30 +770,25 @@ class PostgresStore:
 
     @staticmethod
     def _check_references(conn: Conn, shop_id: str, interactions: Sequence[Interaction]) -> None:
-        """Raises NotFound for the first unknown shop, customer or item, inside the write; the
-        rows read are locked against a concurrent delete until the commit."""
-        if conn.execute("SELECT 1 FROM shops WHERE shop_id = %s", (shop_id,)).fetchone() is None:
-            raise NotFound("shop", shop_name(shop_id))
+        """Raises NotFound for the first unknown shop, customer or item, in one round trip
+        inside the write; the customers found are locked against a concurrent delete until the
+        commit (FOR KEY SHARE)."""
         customers = sorted({i.customer_id for i in interactions})
-        found = {
-            r[0]
-            for r in conn.execute(
-                "SELECT customer_id FROM customers WHERE shop_id = %s AND customer_id = ANY(%s)"
-                " FOR KEY SHARE",
-                (shop_id, customers),
-            )
-        }
+        items = sorted({i.item_id for i in interactions})
+        row = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM shops WHERE shop_id = %s),"
+            " ARRAY(SELECT customer_id FROM customers"
+            "       WHERE shop_id = %s AND customer_id = ANY(%s) FOR KEY SHARE),"
+            " ARRAY(SELECT item_id FROM items WHERE shop_id = %s AND item_id = ANY(%s))",
+            (shop_id, shop_id, customers, shop_id, items),
+        ).fetchone()
+        assert row is not None
+        if not row[0]:
+            raise NotFound("shop", shop_name(shop_id))
+        found, known = set(row[1]), set(row[2])
         missing = [c for c in customers if c not in found]
         if missing:
             raise NotFound("customer", customer_name(shop_id, missing[0]))
-        items = sorted({i.item_id for i in interactions})
-        known = {
-            r[0]
-            for r in conn.execute(
-                "SELECT item_id FROM items WHERE shop_id = %s AND item_id = ANY(%s)",
-                (shop_id, items),
-            )
-        }
         unknown = [i for i in items if i not in known]
         if unknown:
             raise NotFound("item", item_name(shop_id, unknown[0]))
@@ -868,8 +956,8 @@ class PostgresStore:
             ).fetchall()
         return ApiKey(*rows[0]) if rows else None
 
-    def iter_interactions(self, shop_id: str) -> Iterator[Interaction]:
-        after = 0
+    def iter_interactions(self, shop_id: str, after_seq: int = 0) -> Iterator[Interaction]:
+        after = after_seq
         while True:
             rows = self._query(
                 f"SELECT {_INTERACTION_COLUMNS} FROM interactions"
@@ -946,6 +1034,7 @@ class PostgresStore:
                 " ON CONFLICT (shop_id, recommender) DO UPDATE SET version = excluded.version",
                 (shop_id, recommender, version),
             )
+            self._notify(conn, Event(MODEL, shop_id, recommender))
 
     def current_model(self, shop_id: str, recommender: str) -> str | None:
         rows = self._query(

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
+from kosmos.store.events import Subscriber
 from kosmos.store.records import (
     ApiKey,
     CatalogChanges,
@@ -158,13 +159,14 @@ class Store(Protocol):
         customer (or the shop) does not exist."""
         ...
 
-    def iter_interactions(self, shop_id: str) -> Iterator[Interaction]:
-        """Every interaction of a shop, oldest first (training)."""
+    def iter_interactions(self, shop_id: str, after_seq: int = 0) -> Iterator[Interaction]:
+        """Every interaction of a shop with seq > ``after_seq``, oldest first (training)."""
         ...
 
     def data_version(self, shop_id: str) -> str:
         """A fingerprint that changes whenever what a fit reads does (interactions, catalog,
-        customers), so a trainer can skip a shop whose data has not changed."""
+        customers), so a trainer can skip a shop whose data has not changed. It reads
+        ``{newest interaction seq}.{anything}``: the part before the first dot is the seq."""
         ...
 
     # -- model artifacts (the trainer writes, replicas read) ---------------------------------
@@ -191,6 +193,11 @@ class Store(Protocol):
 
     def model_recommenders(self, shop_id: str) -> list[str]:
         """Recommenders with at least one stored version for the shop, by name."""
+        ...
+
+    def subscribe(self, callback: Subscriber) -> None:
+        """Calls ``callback`` with every change `Event` any replica commits from now on (see
+        `kosmos.store.events`); a ``resync`` event means some may have been missed."""
         ...
 
     def ping(self) -> None:

@@ -24,6 +24,7 @@ from kosmos.common import deadline
 from kosmos.common.errors import AlreadyExists, DeadlineExceeded, NotFound, Unavailable
 from kosmos.common.names import customer_name, item_name, shop_name
 from kosmos.store import _migrations
+from kosmos.store.events import CATALOG, CUSTOMER, MODEL, Event, Subscriber, Subscribers
 from kosmos.store.records import (
     ApiKey,
     CatalogChanges,
@@ -124,6 +125,10 @@ class SQLiteStore:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        # SQLite has one writer at a time anyway: this process's writers queue here and are
+        # handed the file in turn, instead of sleeping in SQLite's busy handler and polling.
+        self._writer = threading.Lock()
+        self._subscribers = Subscribers()
         self._migrate()
 
     # -- connections -------------------------------------------------------------------------
@@ -163,18 +168,27 @@ class SQLiteStore:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._translate():
-            conn = self._bounded("a database write")
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-                # The caller gave up while we waited or worked: do not commit behind its back
-                # (it will retry, and the retry must not find a half-known first attempt).
-                deadline.check("a database commit")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        deadline.check("a database write")
+        left = deadline.remaining()
+        wait = self.lock_timeout if left is None else min(max(left, 0.0), self.lock_timeout)
+        if not self._writer.acquire(timeout=wait):
+            deadline.check("waiting for the database lock")
+            raise Unavailable("DATABASE_BUSY", "the database is busy with other writes; retry")
+        try:
+            with self._translate():
+                conn = self._bounded("a database write")
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    # The caller gave up while we waited or worked: do not commit behind its
+                    # back (it will retry, and the retry must not find a half-known attempt).
+                    deadline.check("a database commit")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+        finally:
+            self._writer.release()
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -287,6 +301,10 @@ class SQLiteStore:
             rows = conn.execute("SELECT * FROM api_keys WHERE key_id = ?", (key_id,)).fetchall()
         return _api_key(rows[0]) if rows else None
 
+    def subscribe(self, callback: Subscriber) -> None:
+        # One process owns an embedded file: its own writes are every write there is.
+        self._subscribers.add(callback)
+
     def close(self) -> None:
         with self._lock:
             for conn in self._connections:
@@ -366,6 +384,7 @@ class SQLiteStore:
             )
         if cursor.rowcount == 0:
             raise NotFound("customer", f"shops/{customer.shop_id}/customers/{customer.customer_id}")
+        self._subscribers.deliver(Event(CUSTOMER, customer.shop_id, customer.customer_id))
         updated = self.get_customer(customer.shop_id, customer.customer_id)
         assert updated is not None
         return updated
@@ -380,6 +399,8 @@ class SQLiteStore:
                 "DELETE FROM customers WHERE shop_id = ? AND customer_id = ?",
                 (shop_id, customer_id),
             )
+        if cursor.rowcount > 0:
+            self._subscribers.deliver(Event(CUSTOMER, shop_id, customer_id))
         return cursor.rowcount > 0
 
     def list_customers(self, shop_id: str, after: str, limit: int) -> list[Customer]:
@@ -490,6 +511,8 @@ class SQLiteStore:
                     for i in items
                 ],
             )
+        for shop_id in versions:
+            self._subscribers.deliver(Event(CATALOG, shop_id))
         return [
             Item(
                 i.shop_id,
@@ -738,8 +761,8 @@ class SQLiteStore:
             frozenset(r[0] for r in owned),
         )
 
-    def iter_interactions(self, shop_id: str) -> Iterator[Interaction]:
-        after = 0
+    def iter_interactions(self, shop_id: str, after_seq: int = 0) -> Iterator[Interaction]:
+        after = after_seq
         while True:
             rows = self._query(
                 f"SELECT {_INTERACTION_COLUMNS} FROM interactions"
@@ -820,6 +843,7 @@ class SQLiteStore:
                 " ON CONFLICT (shop_id, recommender) DO UPDATE SET version = excluded.version",
                 (shop_id, recommender, version),
             )
+        self._subscribers.deliver(Event(MODEL, shop_id, recommender))
 
     def current_model(self, shop_id: str, recommender: str) -> str | None:
         rows = self._query(

@@ -57,6 +57,7 @@ def train(
     shops: Iterable[str] | None = None,
     keep: int = 5,
     on_step: Callable[[TrainResult], None] | None = None,
+    force: bool = False,
 ) -> list[TrainResult]:
     """Fits ``names`` for each shop and publishes each model as the new current version.
 
@@ -64,6 +65,7 @@ def train(
 
     Args:
         on_step: Called after each (shop, recommender) with its result (progress display).
+        force: Fit even when the shop's data has not changed since the current version.
     """
     results = []
     for shop in shops if shops is not None else store.list_shop_ids():
@@ -72,7 +74,7 @@ def train(
             data_version = store.data_version(shop)
             data = None
             for name in names:
-                unchanged = _unchanged(artifacts, shop, name, data_version)
+                unchanged = None if force else _unchanged(artifacts, shop, name, data_version)
                 if unchanged is not None:  # the shop's data has not moved since that fit
                     result = TrainResult(shop, name, unchanged, 0, 0.0, skipped=True)
                     results.append(result)

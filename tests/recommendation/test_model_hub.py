@@ -1,0 +1,119 @@
+"""Where and when models are fitted (issue 8): never on a request thread, never under a lock
+another shop waits on, not again while the shop's data is unchanged, and new interactions
+folded in between fits."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from kosmos.common.deadline import deadline_scope
+from kosmos.plugin import LoadedPlugin, RecommendQuery, TrainingData
+from kosmos.recommendation.models import ModelHub
+from kosmos.recommenders.popularity import PopularityRecommender
+from kosmos.store.records import Customer, Interaction, InteractionType, Item, Shop
+
+
+class Recorded(PopularityRecommender):
+    """Popularity that notes which thread fitted it, and can be held inside ``fit``."""
+
+    fits: list[tuple[str, str]] = []
+    hold: dict[str, threading.Event] = {}
+
+    def fit(self, data: TrainingData) -> None:
+        Recorded.fits.append((data.shop_id, threading.current_thread().name))
+        gate = Recorded.hold.get(data.shop_id)
+        if gate is not None:
+            assert gate.wait(timeout=30)
+        super().fit(data)
+
+
+PLUGINS = {"popularity": LoadedPlugin("popularity", lambda _s: Recorded(), "test")}
+
+
+def shop(store, shop_id: str) -> None:
+    store.create_shop(Shop(shop_id))
+    store.create_customer(Customer(shop_id, "alice"))
+    store.upsert_items([Item(shop_id, f"i{n}") for n in range(4)])
+
+
+def bought(store, shop_id: str, item_id: str, times: int, request_id: str) -> None:
+    now = time.time()
+    store.record_interactions(
+        shop_id,
+        request_id,
+        "h",
+        [
+            Interaction(shop_id, "alice", item_id, InteractionType.PURCHASE, now)
+            for _ in range(times)
+        ],
+    )
+
+
+def hub(store) -> ModelHub:
+    Recorded.fits = []
+    Recorded.hold = {}
+    return ModelHub(store, PLUGINS, ("popularity",), {}, 0)
+
+
+def top(model) -> str:
+    return model.recommend(RecommendQuery("bob", k=1))[0].item_id
+
+
+def test_a_first_request_waits_for_a_loader_thread_and_no_longer_than_its_deadline(store):
+    shop(store, "slow")
+    shop(store, "fast")
+    bought(store, "fast", "i2", 3, "r")
+    models = hub(store)
+    Recorded.hold["slow"] = threading.Event()
+    started = time.monotonic()
+    with deadline_scope(0.3):
+        assert models.get("slow", "popularity") is None  # still fitting: skipped, not waited on
+    assert time.monotonic() - started < 3
+    fast = models.get("fast", "popularity")  # another shop is not held up by "slow"'s fit
+    assert fast is not None and top(fast) == "i2"
+    Recorded.hold["slow"].set()
+    assert models.get("slow", "popularity") is not None
+    assert {name for _, name in Recorded.fits} == {"kosmos-models-slow", "kosmos-models-fast"}
+    assert threading.current_thread().name not in {name for _, name in Recorded.fits}
+
+
+def test_a_refit_is_skipped_until_the_data_changes(store):
+    shop(store, "acme")
+    models = hub(store)
+    models.get("acme", "popularity")
+    models.refresh_shop("acme")
+    assert len(Recorded.fits) == 1
+    bought(store, "acme", "i1", 2, "r")
+    models.refresh_shop("acme")
+    assert len(Recorded.fits) == 2
+
+
+def test_new_interactions_are_folded_in_between_fits(store):
+    shop(store, "acme")
+    bought(store, "acme", "i0", 2, "r0")
+    models = hub(store)
+    model = models.get("acme", "popularity")
+    assert top(model) == "i0"
+    bought(store, "acme", "i3", 5, "r1")
+    assert models.fold_in("acme") == 5
+    assert top(models.get("acme", "popularity")) == "i3" and len(Recorded.fits) == 1
+    assert models.fold_in("acme") == 0  # nothing new
+
+
+def test_ready_only_after_the_first_background_pass(store):
+    shop(store, "acme")
+    Recorded.fits = []
+    Recorded.hold = {"acme": threading.Event()}
+    models = ModelHub(store, PLUGINS, ("popularity",), {}, 3600)
+    assert models.ready  # no background thread yet: models load on demand
+    models.start()
+    try:
+        assert not models.ready  # the first pass is held inside fit
+        Recorded.hold["acme"].set()
+        deadline = time.monotonic() + 30
+        while not models.ready and time.monotonic() < deadline:
+            threading.Event().wait(0.05)  # polling, as a health probe would
+        assert models.ready
+    finally:
+        models.stop()

@@ -1,0 +1,136 @@
+"""ModelService: operators list, train and roll back model versions over gRPC (issue 8)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import grpc
+import pytest
+
+from kosmos.cli import main as kosmos_cli
+from kosmos.client import InteractionInput
+from kosmos.common.config import RecommendationSettings
+from kosmos.plugin import LoadedPlugin
+from kosmos.recommenders.popularity import create as popularity
+from kosmos.v1 import model_service_pb2, model_service_pb2_grpc
+from tests.conftest import OPERATOR_KEY, Cluster, start_cluster
+from tests.helpers import assert_code, assert_invalid, small_shop
+
+PLUGINS = {"popularity": LoadedPlugin("popularity", popularity, "kosmos")}
+
+
+def _stop(c: Cluster) -> None:
+    c.client.close()
+    c.channel.close()
+    c.server.stop(None).wait()
+
+
+@pytest.fixture
+def cluster(store) -> Iterator[Cluster]:
+    settings = RecommendationSettings(
+        refresh_seconds=0, model_store="database", fit_in_process=frozenset()
+    )
+    c = start_cluster(store, settings, PLUGINS)
+    small_shop(c.client)
+    c.client.record_interactions(
+        "acme", [InteractionInput("bob", "i05", "purchase", value=1) for _ in range(3)]
+    )
+    yield c
+    _stop(c)
+
+
+def versions_once(c: Cluster, count: int) -> list[model_service_pb2.ModelVersion]:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        found = c.client.list_model_versions("acme")
+        if len(found) >= count and found[-1].serving:  # published, then made current
+            return found
+        time.sleep(0.05)  # polling the API as an operator would, bounded
+    raise AssertionError(f"fewer than {count} versions after 30 s")
+
+
+def test_train_list_and_roll_back_over_grpc(cluster, capsys, monkeypatch):
+    c = cluster
+    assert c.client.list_model_versions("acme") == []
+    assert c.client.train_models("acme") == ["popularity"]
+    (first,) = versions_once(c, 1)
+    assert first.serving and first.interactions == 3 and first.distribution == "kosmos"
+    assert first.name.startswith("shops/acme/recommenders/popularity/versions/")
+    assert c.client.recommend("acme", "alice", page_size=1).offers[0].item.endswith("i05")
+
+    c.client.train_models("acme", force=True)  # same data: only a forced training fits again
+    first_again, second = versions_once(c, 2)
+    assert second.serving and not first_again.serving
+    served = c.client.rollback_model("acme", "popularity")
+    assert served.name == first.name and served.serving
+    assert [v.serving for v in c.client.list_model_versions("acme")] == [True, False]
+
+    monkeypatch.setenv("COLUMNS", "200")
+    assert (
+        kosmos_cli(
+            ["--target", c.address, "--api-key", OPERATOR_KEY, "models", "list", "--shop", "acme"],
+            env={},
+        )
+        == 0
+    )
+    listed = capsys.readouterr().out
+    assert first.name.rsplit("/", 1)[1] in listed and second.name.rsplit("/", 1)[1] in listed
+    to = second.name.rsplit("/", 1)[1]
+    assert (
+        kosmos_cli(
+            [
+                *("--target", c.address, "--api-key", OPERATOR_KEY),
+                *("models", "rollback", "acme", "popularity", "--to", to),
+            ],
+            env={},
+        )
+        == 0
+    )
+    assert c.client.list_model_versions("acme")[1].serving
+
+
+def test_bad_requests_are_named(cluster):
+    stub = model_service_pb2_grpc.ModelServiceStub(cluster.channel)
+    assert_invalid(
+        stub.ListModelVersions, model_service_pb2.ListModelVersionsRequest(parent="x"), "parent"
+    )
+    assert_invalid(
+        stub.ListModelVersions,
+        model_service_pb2.ListModelVersionsRequest(parent="shops/acme", recommender="nope"),
+        "recommender",
+    )
+    assert_invalid(
+        stub.ListModelVersions,
+        model_service_pb2.ListModelVersionsRequest(parent="shops/acme", page_token="junk"),
+        "page_token",
+    )
+    assert_invalid(
+        stub.RollbackModel, model_service_pb2.RollbackModelRequest(name="shops/acme"), "name"
+    )
+    assert_code(
+        stub.ListModelVersions,
+        model_service_pb2.ListModelVersionsRequest(parent="shops/nope"),
+        grpc.StatusCode.NOT_FOUND,
+    )
+    assert_code(
+        stub.RollbackModel,
+        model_service_pb2.RollbackModelRequest(name="shops/acme/recommenders/popularity"),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "NO_EARLIER_VERSION",
+    )
+
+
+def test_without_a_model_store_there_is_nothing_to_steer(store):
+    c = start_cluster(store, RecommendationSettings(refresh_seconds=0), PLUGINS)
+    try:
+        small_shop(c.client)
+        stub = model_service_pb2_grpc.ModelServiceStub(c.channel)
+        assert_code(
+            stub.TrainModels,
+            model_service_pb2.TrainModelsRequest(parent="shops/acme"),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "NO_MODEL_STORE",
+        )
+    finally:
+        _stop(c)

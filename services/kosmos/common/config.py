@@ -43,6 +43,14 @@ KOSMOS_GRACE_SECONDS = "KOSMOS_GRACE_SECONDS"
 KOSMOS_LOG_LEVEL = "KOSMOS_LOG_LEVEL"
 """Python logging level. Default: ``"INFO"``."""
 
+KOSMOS_LOG_FORMAT = "KOSMOS_LOG_FORMAT"
+"""``text`` (one plain line per record) or ``json`` (one JSON object per line); both carry
+``trace_id`` and ``span_id``. Default: ``"text"``."""
+
+KOSMOS_METRICS_LISTEN = "KOSMOS_METRICS_LISTEN"
+"""Address of the Prometheus scrape endpoint (``GET /metrics``), ``host:port``; empty: none
+(OTLP export still works). The Kubernetes manifests set ``0.0.0.0:9464``. Default: empty."""
+
 KOSMOS_ROUTING = "KOSMOS_ROUTING"
 """The recommender chain, comma-separated, tried in order; later ones fill what earlier ones
 could not. One chain per segment: ``warm=als,popularity;cold=lightfm,popularity`` (cold: no
@@ -156,6 +164,12 @@ def _address(raw: str) -> str:
     return raw
 
 
+def _log_format(raw: str) -> str:
+    if raw.lower() not in ("text", "json"):
+        raise ValueError("must be text or json")
+    return raw.lower()
+
+
 def _routing(raw: str) -> Routing:
     return Routing.parse(raw)
 
@@ -176,6 +190,8 @@ class ServerConfig:
         workers: See `KOSMOS_WORKERS`.
         grace_seconds: See `KOSMOS_GRACE_SECONDS`.
         log_level: See `KOSMOS_LOG_LEVEL`.
+        log_format: See `KOSMOS_LOG_FORMAT`.
+        metrics_listen: See `KOSMOS_METRICS_LISTEN`.
     """
 
     listen: str
@@ -183,6 +199,8 @@ class ServerConfig:
     workers: int = 8
     grace_seconds: float = 5.0
     log_level: str = "INFO"
+    log_format: str = "text"
+    metrics_listen: str = ""
 
     @classmethod
     def from_env(
@@ -198,6 +216,8 @@ class ServerConfig:
                 env, KOSMOS_GRACE_SECONDS, defaults.grace_seconds, _non_negative_float
             ),
             log_level=_read(env, KOSMOS_LOG_LEVEL, defaults.log_level, str.upper),
+            log_format=_read(env, KOSMOS_LOG_FORMAT, defaults.log_format, _log_format),
+            metrics_listen=_read(env, KOSMOS_METRICS_LISTEN, defaults.metrics_listen, _address),
         )
 
 

@@ -27,8 +27,8 @@ def run_service(
     """Serves ``factory``'s services until SIGTERM; exits 2 on bad configuration."""
     try:
         config = ServerConfig.from_env(listen_var, default_listen, env)
-        configure_logging(config.log_level)
-        telemetry.configure(service_name, env)
+        configure_logging(config.log_level, config.log_format)
+        telemetry.configure(service_name, env, config.metrics_listen)
         store = open_store(config.database_url)
         services = factory(store, env)
     except (ConfigError, ValueError, RuntimeError) as exc:
@@ -39,5 +39,7 @@ def run_service(
     host = config.listen.rpartition(":")[0]
     # Tests and scripts read this line to learn the port when they asked for port 0.
     print(f"{service_name} listening on {host}:{port}", flush=True)
+    if telemetry.metrics_address():
+        print(f"{service_name} metrics on {telemetry.metrics_address()}", flush=True)
     stops = [s.stop for s in services if s.stop is not None]
     serve(server, health, config.grace_seconds, on_stop=[*stops, store.close])

@@ -205,8 +205,6 @@ def serve(
     log.info("stopped")
 
 
-def configure_logging(level: str) -> None:
-    """Plain, greppable log lines on stderr."""
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
-    )
+def configure_logging(level: str, log_format: str = "text") -> None:
+    """Log lines on stderr, plain or JSON (``KOSMOS_LOG_FORMAT``), carrying trace and span ids."""
+    logging.basicConfig(level=level, handlers=[telemetry.log_handler(log_format)], force=True)

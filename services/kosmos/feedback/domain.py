@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from opentelemetry import trace
+
+from kosmos.common import metrics
 from kosmos.common.errors import NotFound
 from kosmos.common.names import customer_name, item_name, shop_name
 from kosmos.store import Store
@@ -38,9 +41,15 @@ class Feedback:
         unknown = sorted(items - set(self.store.get_items(shop_id, items)))
         if unknown:
             raise NotFound("item", item_name(shop_id, unknown[0]))
-        stored, _replayed = self.store.record_interactions(
+        stored, replayed = self.store.record_interactions(
             shop_id, request_id, request_hash, interactions
         )
+        if not replayed:
+            metrics.record_interactions(i.type.name.lower() for i in stored)
+        span = trace.get_current_span()
+        span.set_attribute("kosmos.shop", shop_id)
+        span.set_attribute("kosmos.interactions.count", len(stored))
+        span.set_attribute("kosmos.request.replayed", bool(replayed))
         return stored
 
     def list(

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from opentelemetry import trace
 
+from kosmos.common import metrics
 from kosmos.common.deadline import deadline_scope
 from kosmos.plugin import LoadedPlugin, Recommender
 from kosmos.store import Store
@@ -38,6 +39,8 @@ class Serving:
 
     model: Recommender
     version: str
+    built_time: float = 0.0
+    """When its data was read: the artifact's creation, or the in-process fit (epoch seconds)."""
 
 
 class ModelHub:
@@ -71,6 +74,21 @@ class ModelHub:
         self._load_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        metrics.watch_models(self)
+
+    def model_states(self) -> list[metrics.ModelState]:
+        """Every serving model (the ``kosmos.model.age`` gauge reads this)."""
+        return [
+            metrics.ModelState(shop, name, s.version, s.built_time)
+            for (shop, name), s in list(self._serving.items())
+        ]
+
+    def _swap(self, shop_id: str, name: str, serving: Serving) -> None:
+        previous = self._serving.get((shop_id, name))
+        self._serving[(shop_id, name)] = serving
+        if previous is not None and previous.built_time:
+            # Feedback recorded just after the previous model read its data waited until now.
+            metrics.record_freshness(serving.built_time - previous.built_time, shop_id, name)
 
     def create(self, name: str) -> Recommender:
         """A fresh, unfitted instance of plugin ``name`` with its configured settings."""
@@ -112,6 +130,11 @@ class ModelHub:
                     model = self.create(name)
                     try:
                         model.load(self.artifacts.folder(shop_id, name, current))
+                        built = next(
+                            v.create_time
+                            for v in self.artifacts.versions(shop_id, name)
+                            if v.version == current
+                        )
                     except Exception:
                         log.exception(
                             "loading %s/%s version %s failed; keeping %s",
@@ -121,7 +144,7 @@ class ModelHub:
                             serving.version if serving else "nothing",
                         )
                         continue
-                self._serving[(shop_id, name)] = Serving(model, current)
+                self._swap(shop_id, name, Serving(model, current, built))
                 swapped.append(name)
                 log.info("serving %s/%s version %s", shop_id, name, current)
         return swapped
@@ -146,18 +169,28 @@ class ModelHub:
                 and not (self.artifacts and self.artifacts.current(shop_id, n))
             ]
             if names:
-                data = training_data(self.store, shop_id, self.clock())
+                read_time = self.clock()
+                data = training_data(self.store, shop_id, read_time)
                 span.set_attribute("kosmos.interactions.count", len(data.interactions))
                 for name in names:
                     started = time.perf_counter()
                     model = self.create(name)
                     try:
-                        model.fit(data)
+                        with tracer.start_as_current_span("models.fit") as fit_span:
+                            fit_span.set_attribute("kosmos.shop", shop_id)
+                            fit_span.set_attribute("kosmos.recommender", name)
+                            model.fit(data)
                     except Exception:
                         # One failing recommender leaves the previous model serving.
                         log.exception("fitting %r for shop %r failed", name, shop_id)
+                        metrics.record_training(
+                            time.perf_counter() - started, shop_id, name, "error", "in_process"
+                        )
                         continue
-                    self._serving[(shop_id, name)] = Serving(model, "in-process")
+                    metrics.record_training(
+                        time.perf_counter() - started, shop_id, name, "ok", "in_process"
+                    )
+                    self._swap(shop_id, name, Serving(model, "in-process", read_time))
                     log.info(
                         "fitted %r for shop %r on %d interactions in %.2fs",
                         name,

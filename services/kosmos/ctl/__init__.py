@@ -1,0 +1,5 @@
+"""kosmosctl."""
+
+
+def main() -> int:
+    return 0

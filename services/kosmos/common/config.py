@@ -87,6 +87,10 @@ KOSMOS_FIT_IN_PROCESS = "KOSMOS_FIT_IN_PROCESS"
 KOSMOS_MODEL_KEEP = "KOSMOS_MODEL_KEEP"
 """How many versions per shop and recommender the trainer keeps. Default: ``5``."""
 
+KOSMOS_MODEL_PINS = "KOSMOS_MODEL_PINS"
+"""Model versions an operator pinned, overriding the trainer's ``CURRENT``:
+``shop/recommender=version,...`` (``kosmosctl models rollout`` writes it). Default: empty."""
+
 KOSMOS_REMOTE_RECOMMENDERS = "KOSMOS_REMOTE_RECOMMENDERS"
 """Out-of-process plugins, ``name=host:port,...``, routed to like installed ones. Default: empty."""
 
@@ -155,6 +159,22 @@ def _remotes(raw: str) -> dict[str, str]:
         (name,) = _names(name)
         remotes[name] = _address(address.strip())
     return remotes
+
+
+_NO_PINS: dict[tuple[str, str], str] = {}
+
+
+def _pins(raw: str) -> dict[tuple[str, str], str]:
+    pins = {}
+    for part in raw.split(","):
+        if not part.strip():
+            continue
+        key, sep, version = part.partition("=")
+        shop, slash, recommender = key.strip().partition("/")
+        if not sep or not slash or not shop or not recommender or not version.strip():
+            raise ValueError(f"expected shop/recommender=version, got {part.strip()!r}")
+        pins[(shop, recommender)] = version.strip()
+    return pins
 
 
 def _address(raw: str) -> str:
@@ -236,6 +256,7 @@ class RecommendationSettings:
         model_poll_seconds: See `KOSMOS_MODEL_POLL_SECONDS`.
         fit_in_process: See `KOSMOS_FIT_IN_PROCESS`.
         model_keep: See `KOSMOS_MODEL_KEEP`.
+        model_pins: See `KOSMOS_MODEL_PINS`; (shop, recommender) → version.
         remote: See `KOSMOS_REMOTE_RECOMMENDERS`; name → ``host:port``.
         remote_timeout_ms: See `KOSMOS_REMOTE_TIMEOUT_MS`.
         plugin_settings: See `KOSMOS_PLUGIN_PREFIX`; plugin name → setting → value.
@@ -254,6 +275,7 @@ class RecommendationSettings:
     remote: Mapping[str, str] = field(default_factory=dict)
     remote_timeout_ms: float = 250.0
     plugin_settings: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    model_pins: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Self:
@@ -298,4 +320,5 @@ class RecommendationSettings:
                 env, KOSMOS_REMOTE_TIMEOUT_MS, defaults.remote_timeout_ms, _positive_float
             ),
             plugin_settings=plugin_settings,
+            model_pins=_read(env, KOSMOS_MODEL_PINS, _NO_PINS, _pins),
         )

@@ -67,6 +67,7 @@ def services(
         artifacts=Artifacts(settings.model_dir) if settings.model_dir else None,
         fit_in_process=settings.fit_in_process,
         poll_seconds=settings.model_poll_seconds,
+        pins=settings.model_pins,
     )
     servicer = RecommendationServicer(
         Recommendations(

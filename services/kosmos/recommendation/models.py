@@ -57,6 +57,7 @@ class ModelHub:
         fit_in_process: Collection[str] = ("popularity",),
         poll_seconds: float = 5.0,
         clock: Callable[[], float] = time.time,
+        pins: Mapping[tuple[str, str], str] | None = None,
     ) -> None:
         self.store = store
         self.plugins = plugins
@@ -68,6 +69,8 @@ class ModelHub:
         self.fit_in_process = frozenset(names if artifacts is None else fit_in_process)
         self.poll_seconds = poll_seconds
         self.clock = clock
+        # (shop, recommender) → the version an operator pinned (KOSMOS_MODEL_PINS).
+        self.pins = dict(pins or {})
         self._serving: dict[tuple[str, str], Serving] = {}
         self._fitted_shops: set[str] = set()
         self._fit_lock = threading.Lock()
@@ -119,7 +122,7 @@ class ModelHub:
         swapped = []
         with self._load_lock:
             for name in self.names:
-                current = self.artifacts.current(shop_id, name)
+                current = self.pins.get((shop_id, name)) or self.artifacts.current(shop_id, name)
                 serving = self._serving.get((shop_id, name))
                 if current is None or (serving is not None and serving.version == current):
                     continue
@@ -166,7 +169,10 @@ class ModelHub:
                 n
                 for n in self.names
                 if n in self.fit_in_process
-                and not (self.artifacts and self.artifacts.current(shop_id, n))
+                and not (
+                    self.artifacts
+                    and (self.pins.get((shop_id, n)) or self.artifacts.current(shop_id, n))
+                )
             ]
             if names:
                 read_time = self.clock()

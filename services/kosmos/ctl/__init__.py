@@ -1,5 +1,6 @@
-"""kosmosctl."""
+"""kosmosctl: operate Kosmos on Kubernetes (apply, status, model pins, scale, plugins)."""
 
+from kosmos.ctl._cli import main
+from kosmos.ctl._cluster import Cluster, CtlError, Plugin, ServedModel, Status, Workload, connect
 
-def main() -> int:
-    return 0
+__all__ = ["Cluster", "CtlError", "Plugin", "ServedModel", "Status", "Workload", "connect", "main"]

@@ -347,3 +347,31 @@ def test_log_lines_carry_the_trace_and_span_ids(log_format, spans):
 def test_an_unknown_log_format_is_refused():
     with pytest.raises(ValueError, match="text, json"):
         telemetry.log_handler("xml")
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    [
+        ("KOSMOS_LOG_FORMAT", "xml"),
+        ("KOSMOS_METRICS_LISTEN", "9464"),
+        ("KOSMOS_METRICS_LISTEN", "h:x"),
+    ],
+)
+def test_bad_telemetry_settings_stop_startup_naming_the_variable(variable, raw):
+    from kosmos.common.config import ConfigError, ServerConfig
+
+    with pytest.raises(ConfigError, match=variable):
+        ServerConfig.from_env("KOSMOS_CLUSTER_LISTEN", "127.0.0.1:0", {variable: raw})
+
+
+def test_telemetry_settings_default_to_text_logs_and_no_scrape_endpoint():
+    from kosmos.common.config import ServerConfig
+
+    config = ServerConfig.from_env("KOSMOS_CLUSTER_LISTEN", "127.0.0.1:0", {})
+    assert (config.log_format, config.metrics_listen) == ("text", "")
+    config = ServerConfig.from_env(
+        "KOSMOS_CLUSTER_LISTEN",
+        "127.0.0.1:0",
+        {"KOSMOS_LOG_FORMAT": "JSON", "KOSMOS_METRICS_LISTEN": "0.0.0.0:9464"},
+    )
+    assert (config.log_format, config.metrics_listen) == ("json", "0.0.0.0:9464")

@@ -37,9 +37,13 @@ def run_service(
     server, port, health = build_server(config.listen, config.workers, services)
     server.start()
     host = config.listen.rpartition(":")[0]
-    # Tests and scripts read this line to learn the port when they asked for port 0.
-    print(f"{service_name} listening on {host}:{port}", flush=True)
-    if telemetry.metrics_address():
-        print(f"{service_name} metrics on {telemetry.metrics_address()}", flush=True)
+
+    def ready() -> None:
+        # Tests and scripts read this line to learn the port when they asked for port 0; it
+        # comes once SIGTERM is handled, so a stop sent right after it is graceful.
+        print(f"{service_name} listening on {host}:{port}", flush=True)
+        if telemetry.metrics_address():
+            print(f"{service_name} metrics on {telemetry.metrics_address()}", flush=True)
+
     stops = [s.stop for s in services if s.stop is not None]
-    serve(server, health, config.grace_seconds, on_stop=[*stops, store.close])
+    serve(server, health, config.grace_seconds, on_stop=[*stops, store.close], on_ready=ready)

@@ -183,11 +183,14 @@ def serve(
     health_servicer: health.HealthServicer,
     grace_seconds: float,
     on_stop: Iterable[Callable[[], None]] = (),
+    on_ready: Callable[[], None] | None = None,
 ) -> None:
     """Runs a started server until SIGTERM or SIGINT, then shuts down gracefully.
 
     Health turns NOT_SERVING first (load balancers stop sending), in-flight RPCs get
     ``grace_seconds`` to finish, then ``on_stop`` callbacks run (closing stores).
+    ``on_ready`` runs once the signal handlers are in place (a SIGTERM sent after it is
+    always a graceful stop).
     """
     stop = threading.Event()
 
@@ -197,6 +200,8 @@ def serve(
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
+    if on_ready is not None:
+        on_ready()
     stop.wait()
     health_servicer.enter_graceful_shutdown()
     server.stop(grace_seconds).wait()

@@ -18,8 +18,8 @@ sys.path.insert(0, str(ROOT / "tools"))
 import manifests  # noqa: E402  (tools/ is scripts, not a package)
 
 SERVICES = {"profile": 50061, "feedback": 50062, "recommendation": 50063}
-# Variables the manifests set for code on other branches (event bus, API keys) and the
-# pinned model versions; a typo in a KOSMOS_ name fails below.
+# Variables the manifests set for code on other branches (the event bus URL, API keys); any
+# other KOSMOS_ name must be a constant in kosmos.common.config, so a typo fails below.
 OTHER_BRANCH_VARIABLES = {"KOSMOS_EVENTS_URL", "KOSMOS_API_KEYS"}
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 

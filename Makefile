@@ -45,8 +45,27 @@ proto: $(STAMP) ## Generate Python code from proto/kosmos/v1.
 	$(PY) tools/gen_proto.py
 	touch $(GEN_STAMP)
 
+# checkov (the policy check on deploy/k8s and the Dockerfile) lives in its own venv: its
+# pinned dependencies would fight ours.
+CHECKOV_VENV := .venv-checkov
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+
+$(CHECKOV_STAMP):
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install -q --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install -q 'checkov>=3.2,<4'
+	touch $@
+
+.PHONY: checkov
+checkov: $(CHECKOV_STAMP) ## Install checkov into its own venv (.venv-checkov).
+
+.PHONY: manifests
+manifests: setup $(CHECKOV_STAMP) ## Render deploy/k8s overlays, validate them against the Kubernetes schemas, policy-check them and the Dockerfile.
+	$(PY) tools/manifests.py --checkov $(CHECKOV) --out $(RUN_DIR)/manifests
+
 .PHONY: test
-test: setup ## Run the whole test suite.
+test: setup $(CHECKOV_STAMP) ## Run the whole test suite.
 	$(PY) -m pytest tests $(wildcard plugins/*/tests)
 
 # The CI suite runs the fuzz tests at 20,000 raw requests and 60 examples per RPC group; this
@@ -111,4 +130,4 @@ fmt: setup ## Format the code.
 
 .PHONY: clean
 clean: ## Remove the virtual environment, generated code and run state.
-	rm -rf $(VENV) $(RUN_DIR) services/kosmos/v1/*_pb2*.py* $(GEN_STAMP)
+	rm -rf $(VENV) $(CHECKOV_VENV) $(RUN_DIR) services/kosmos/v1/*_pb2*.py* $(GEN_STAMP)

@@ -11,13 +11,14 @@ from urllib.parse import quote
 
 import grpc
 import pytest
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from kosmos import cluster
 from kosmos.client import KosmosClient
+from kosmos.common import telemetry
 from kosmos.common.auth import Authorizer, with_key
 from kosmos.common.config import RecommendationSettings
 from kosmos.common.server import build_server
@@ -27,14 +28,26 @@ from kosmos.store import SQLiteStore
 _EXPORTER = InMemorySpanExporter()
 
 
+_METRICS = InMemoryMetricReader()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # A KosmosClient made without api_key= reads KOSMOS_API_KEY: tests that build their own
     # client against a test cluster need not know about keys.
     os.environ.setdefault("KOSMOS_API_KEY", OPERATOR_KEY)
-    # The global provider can be set once per process: the tests share one, reset per test.
-    provider = TracerProvider()
+    # The global providers can be set once per process: the tests share one, reset per test.
+    # They are built as production builds them (privacy sampler included), without exporters.
+    provider = telemetry.tracer_provider("kosmos-tests", env={})
     provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
     trace.set_tracer_provider(provider)
+    meters, _address = telemetry.meter_provider("kosmos-tests", env={}, readers=[_METRICS])
+    metrics.set_meter_provider(meters)
+
+
+@pytest.fixture
+def metric_reader() -> InMemoryMetricReader:
+    """The reader behind the global meter provider (cumulative: compare before and after)."""
+    return _METRICS
 
 
 @pytest.fixture

@@ -118,7 +118,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
     args = p.parse_args(argv)
 
     config = ServerConfig.from_env(KOSMOS_CLUSTER_LISTEN, "127.0.0.1:50051", env)
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, config.log_format)
     if not config.secret:
         # The embedded default: a secret kept beside the database, so page tokens,
         # recommendation ids and plugin pseudonyms survive a second `make run`.
@@ -126,7 +126,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
     configure_secret(config)
     # The demo loads and trains through the API with an operator key of its own, never shown.
     bootstrap = config.bootstrap_key or secrets.token_urlsafe(32)
-    telemetry.configure("kosmos", env)
+    telemetry.configure("kosmos", env, config.metrics_listen)
     console = Console()
     store = SQLiteStore(Path(args.dir) / "kosmos.db")
     settings = RecommendationSettings.from_env(env)

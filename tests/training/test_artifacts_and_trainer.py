@@ -199,3 +199,44 @@ def test_routing_names_the_recommenders_the_trainer_fits():
         "popularity",
         "lightfm",
     )
+
+
+def test_a_pinned_version_serves_instead_of_current(store, tmp_path):
+    # Issue 10: kosmosctl pins versions through KOSMOS_MODEL_PINS.
+    artifacts = Artifacts(tmp_path / "models")
+    c = start_cluster(store, RecommendationSettings(refresh_seconds=0), PLUGINS)
+    try:
+        small_shop(c.client)
+        (first,) = train(store, artifacts, PLUGINS, ["popularity"], {})
+        (second,) = train(store, artifacts, PLUGINS, ["popularity"], {})
+    finally:
+        c.client.close()
+        c.server.stop(None).wait()
+    assert artifacts.current("acme", "popularity") == second.version
+    settings = RecommendationSettings.from_env(
+        {"KOSMOS_MODEL_PINS": f"acme/popularity={first.version}"}
+    )
+    hub = ModelHub(
+        store,
+        PLUGINS,
+        ("popularity",),
+        {},
+        0,
+        artifacts=artifacts,
+        fit_in_process=(),
+        pins=settings.model_pins,
+    )
+    assert hub.get("acme", "popularity") is not None
+    assert hub.version("acme", "popularity") == first.version
+    (state,) = hub.model_states()
+    assert (state.shop, state.recommender, state.version) == ("acme", "popularity", first.version)
+    created = {v.version: v.create_time for v in artifacts.versions("acme", "popularity")}
+    assert state.built_time == created[first.version]
+
+
+@pytest.mark.parametrize("raw", ["acme=v1", "acme/popularity", "/popularity=v1", "acme/als="])
+def test_a_malformed_pin_stops_startup_naming_the_variable(raw):
+    from kosmos.common.config import ConfigError
+
+    with pytest.raises(ConfigError, match="KOSMOS_MODEL_PINS"):
+        RecommendationSettings.from_env({"KOSMOS_MODEL_PINS": raw})

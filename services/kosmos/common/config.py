@@ -52,6 +52,14 @@ balancers and pollers stop sending before it stops accepting. SIGINT skips it. D
 KOSMOS_LOG_LEVEL = "KOSMOS_LOG_LEVEL"
 """Python logging level. Default: ``"INFO"``."""
 
+KOSMOS_LOG_FORMAT = "KOSMOS_LOG_FORMAT"
+"""``text`` (one plain line per record) or ``json`` (one JSON object per line); both carry
+``trace_id`` and ``span_id``. Default: ``"text"``."""
+
+KOSMOS_METRICS_LISTEN = "KOSMOS_METRICS_LISTEN"
+"""Address of the Prometheus scrape endpoint (``GET /metrics``), ``host:port``; empty: none
+(OTLP export still works). The Kubernetes manifests set ``0.0.0.0:9464``. Default: empty."""
+
 KOSMOS_ROUTING = "KOSMOS_ROUTING"
 """The recommender chain, comma-separated, tried in order; later ones fill what earlier ones
 could not. One chain per segment: ``warm=als,popularity;cold=lightfm,popularity`` (cold: no
@@ -92,6 +100,10 @@ KOSMOS_FIT_IN_PROCESS = "KOSMOS_FIT_IN_PROCESS"
 
 KOSMOS_MODEL_KEEP = "KOSMOS_MODEL_KEEP"
 """How many versions per shop and recommender the trainer keeps. Default: ``5``."""
+
+KOSMOS_MODEL_PINS = "KOSMOS_MODEL_PINS"
+"""Model versions an operator pinned, overriding the trainer's ``CURRENT``:
+``shop/recommender=version,...`` (``kosmosctl models rollout`` writes it). Default: empty."""
 
 KOSMOS_REMOTE_RECOMMENDERS = "KOSMOS_REMOTE_RECOMMENDERS"
 """Out-of-process plugins, ``name=host:port,...``, routed to like installed ones. Default: empty."""
@@ -242,11 +254,33 @@ def _remotes(raw: str) -> dict[str, str]:
     return remotes
 
 
+_NO_PINS: dict[tuple[str, str], str] = {}
+
+
+def _pins(raw: str) -> dict[tuple[str, str], str]:
+    pins = {}
+    for part in raw.split(","):
+        if not part.strip():
+            continue
+        key, sep, version = part.partition("=")
+        shop, slash, recommender = key.strip().partition("/")
+        if not sep or not slash or not shop or not recommender or not version.strip():
+            raise ValueError(f"expected shop/recommender=version, got {part.strip()!r}")
+        pins[(shop, recommender)] = version.strip()
+    return pins
+
+
 def _address(raw: str) -> str:
     host, sep, port = raw.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError("must be host:port")
     return raw
+
+
+def _log_format(raw: str) -> str:
+    if raw.lower() not in ("text", "json"):
+        raise ValueError("must be text or json")
+    return raw.lower()
 
 
 def _routing(raw: str) -> Routing:
@@ -344,6 +378,8 @@ class ServerConfig:
         secret: See `KOSMOS_SECRET`; empty: a random one.
         tls: See `KOSMOS_TLS_CERT`; None: plaintext.
         client_tls: See `KOSMOS_TLS_CA`; None: plaintext outgoing calls.
+        log_format: See `KOSMOS_LOG_FORMAT`.
+        metrics_listen: See `KOSMOS_METRICS_LISTEN`.
     """
 
     listen: str
@@ -357,6 +393,8 @@ class ServerConfig:
     secret: str = field(default="", repr=False)
     tls: TlsFiles | None = None
     client_tls: ClientTls | None = None
+    log_format: str = "text"
+    metrics_listen: str = ""
 
     @classmethod
     def from_env(
@@ -381,6 +419,8 @@ class ServerConfig:
             secret=_read_secret(env, KOSMOS_SECRET, _secret),
             tls=server_tls_from_env(env),
             client_tls=client_tls_from_env(env),
+            log_format=_read(env, KOSMOS_LOG_FORMAT, defaults.log_format, _log_format),
+            metrics_listen=_read(env, KOSMOS_METRICS_LISTEN, defaults.metrics_listen, _address),
         )
 
 
@@ -461,6 +501,7 @@ class RecommendationSettings:
         model_poll_seconds: See `KOSMOS_MODEL_POLL_SECONDS`.
         fit_in_process: See `KOSMOS_FIT_IN_PROCESS`.
         model_keep: See `KOSMOS_MODEL_KEEP`.
+        model_pins: See `KOSMOS_MODEL_PINS`; (shop, recommender) → version.
         remote: See `KOSMOS_REMOTE_RECOMMENDERS`; name → ``host:port``.
         remote_timeout_ms: See `KOSMOS_REMOTE_TIMEOUT_MS`.
         plugin_settings: See `KOSMOS_PLUGIN_PREFIX`; plugin name → setting → value.
@@ -500,6 +541,7 @@ class RecommendationSettings:
     train_in_background: bool = False
     """Embedded mode (``make run``): the recommendation process also runs the trainer every
     ``refresh_seconds`` (skipping unchanged shops), so models keep up without a CronJob."""
+    model_pins: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Self:
@@ -554,4 +596,5 @@ class RecommendationSettings:
             ),
             repeatable_items=_read(env, KOSMOS_REPEATABLE_ITEMS, frozenset(), _list),
             repeatable_categories=_read(env, KOSMOS_REPEATABLE_CATEGORIES, frozenset(), _list),
+            model_pins=_read(env, KOSMOS_MODEL_PINS, _NO_PINS, _pins),
         )

@@ -34,8 +34,8 @@ def run_service(
     """Serves ``factory``'s services until SIGTERM; exits 2 on bad configuration."""
     try:
         config = ServerConfig.from_env(listen_var, default_listen, env)
-        configure_logging(config.log_level)
-        telemetry.configure(service_name, env)
+        configure_logging(config.log_level, config.log_format)
+        telemetry.configure(service_name, env, config.metrics_listen)
         configure_secret(config)
         store = open_store(config.database_url)
         services = factory(store, env)
@@ -52,8 +52,14 @@ def run_service(
         raise SystemExit(2) from exc
     server.start()
     host = config.listen.rpartition(":")[0]
-    # Tests and scripts read this line to learn the port when they asked for port 0.
-    print(f"{service_name} listening on {host}:{port}", flush=True)
+
+    def announce() -> None:
+        # Tests and scripts read this line to learn the port when they asked for port 0; it
+        # comes once SIGTERM is handled, so a stop sent right after it is graceful.
+        print(f"{service_name} listening on {host}:{port}", flush=True)
+        if telemetry.metrics_address():
+            print(f"{service_name} metrics on {telemetry.metrics_address()}", flush=True)
+
     stops = [s.stop for s in services if s.stop is not None]
     readiness = [s.ready for s in services if s.ready is not None]
 
@@ -70,6 +76,7 @@ def run_service(
         config.grace_seconds,
         on_stop=[watch.stop, *stops, store.close],
         drain_seconds=config.drain_seconds,
+        on_ready=announce,
     )
 
 

@@ -411,6 +411,7 @@ def serve(
     grace_seconds: float,
     on_stop: Iterable[Callable[[], None]] = (),
     drain_seconds: float = 0.0,
+    on_ready: Callable[[], None] | None = None,
 ) -> None:
     """Runs a started server until SIGTERM or SIGINT, then shuts down gracefully.
 
@@ -418,7 +419,8 @@ def serve(
     ``drain_seconds``, so that pollers and load balancers see it draining and stop sending
     while calls still succeed; then it stops accepting and in-flight RPCs get ``grace_seconds``
     to finish; then ``on_stop`` callbacks run (closing stores). SIGINT (a person at a terminal)
-    and a second signal skip the drain.
+    and a second signal skip the drain. ``on_ready`` runs once the signal handlers are in place
+    (a SIGTERM sent after it is always a graceful stop).
     """
     stop = threading.Event()
     hurry = threading.Event()
@@ -431,6 +433,8 @@ def serve(
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
+    if on_ready is not None:
+        on_ready()
     stop.wait()
     health_servicer.enter_graceful_shutdown()
     if drain_seconds > 0 and not hurry.is_set():
@@ -446,8 +450,6 @@ def serve(
     log.info("stopped")
 
 
-def configure_logging(level: str) -> None:
-    """Plain, greppable log lines on stderr."""
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
-    )
+def configure_logging(level: str, log_format: str = "text") -> None:
+    """Log lines on stderr, plain or JSON (``KOSMOS_LOG_FORMAT``), carrying trace and span ids."""
+    logging.basicConfig(level=level, handlers=[telemetry.log_handler(log_format)], force=True)

@@ -1,56 +1,237 @@
-"""The one place that touches the OpenTelemetry SDK.
+"""The one place that touches the OpenTelemetry SDK: traces, metrics and the log format.
 
-Everything else uses the API (``trace.get_tracer(__name__)``). Without
-``OTEL_EXPORTER_OTLP_ENDPOINT`` spans are made (so trace ids reach logs and error messages) but
-exported nowhere; with it they go to an OTLP collector over gRPC. The gRPC server and client
-interceptors from opentelemetry-instrumentation-grpc carry one trace across every hop.
+Everything else uses the API (``trace.get_tracer(__name__)``, `kosmos.common.metrics`).
+
+Traces: spans are always made (so trace ids reach logs and error messages); they are exported
+over OTLP/gRPC when ``OTEL_TRACES_EXPORTER`` names ``otlp``, or, when it is unset, when an OTLP
+endpoint is configured (``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``).
+The SDK itself reads the rest of the standard environment: ``OTEL_SERVICE_NAME`` and
+``OTEL_RESOURCE_ATTRIBUTES`` (both win over the name a service passes), ``OTEL_TRACES_SAMPLER``
+and ``OTEL_TRACES_SAMPLER_ARG``, the exporter's headers, timeouts and certificates.
+
+Metrics: the same rule with ``OTEL_METRICS_EXPORTER`` / ``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT``
+(interval: ``OTEL_METRIC_EXPORT_INTERVAL``), and a Prometheus scrape endpoint on
+``KOSMOS_METRICS_LISTEN`` through the OpenTelemetry Prometheus exporter: one set of instruments
+feeds both.
+
+Privacy: every span passes `PrivacySampler`, which drops the peer's address and user agent the
+gRPC instrumentation would record. The gRPC server and client interceptors from
+opentelemetry-instrumentation-grpc carry one trace across every hop.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import grpc
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.grpc import (
     client_interceptor,
     filters,
     server_interceptor,
 )
 from opentelemetry.instrumentation.grpc.grpcext import intercept_channel
-from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import Sampler, SamplingResult
+from opentelemetry.semconv._incubating.attributes.rpc_attributes import (
+    RPC_METHOD,
+    RPC_RESPONSE_STATUS_CODE,
+    RPC_SYSTEM_NAME,
+)
+from opentelemetry.semconv._incubating.metrics.rpc_metrics import RPC_SERVER_CALL_DURATION
+from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
+from opentelemetry.trace import Link, SpanKind
+from opentelemetry.trace.span import TraceState
+from opentelemetry.util.types import Attributes
+from pythonjsonlogger.json import JsonFormatter
 
 from kosmos.common.privacy import PrivateTracerProvider
 
 log = logging.getLogger(__name__)
 
 OTEL_EXPORTER_OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
+OTEL_EXPORTER_OTLP_TRACES_ENDPOINT = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+OTEL_EXPORTER_OTLP_METRICS_ENDPOINT = "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"
+OTEL_TRACES_EXPORTER = "OTEL_TRACES_EXPORTER"
+OTEL_METRICS_EXPORTER = "OTEL_METRICS_EXPORTER"
 
-# Probes and reflection would drown real traffic in traces.
+# Probes and reflection would drown real traffic in traces and RPC metrics.
 _UNTRACED_SERVICES = ("grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection")
 
+# What identifies a person or their machine: never recorded (the semantic conventions' old and
+# new names for the peer's address and user agent).
+PERSONAL_ATTRIBUTES = frozenset(
+    {
+        "net.peer.ip",
+        "net.peer.port",
+        "net.peer.name",
+        "net.sock.peer.addr",
+        "net.sock.peer.port",
+        "network.peer.address",
+        "network.peer.port",
+        "client.address",
+        "client.port",
+        "rpc.user_agent",
+        "http.user_agent",
+        "user_agent.original",
+    }
+)
 
-def configure(service_name: str, env: Mapping[str, str] = os.environ) -> None:
-    """Installs the global tracer provider for this process, once.
+# RPC latency buckets in seconds (the semantic conventions' advice for call durations).
+_RPC_SECONDS = (0.0, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
 
-    Args:
-        service_name: The ``service.name`` resource attribute, such as ``kosmos-feedback``.
-        env: The environment to read ``OTEL_*`` from.
+_meter_provider: MeterProvider | None = None
+_metrics_address = ""
+
+
+class PrivacySampler(Sampler):
+    """Wraps a sampler and strips `PERSONAL_ATTRIBUTES` from every span it lets through.
+
+    The SDK gives a span exactly the attributes its sampler returns, so this is the one place
+    that sees every start attribute, the gRPC instrumentation's peer address included.
     """
-    if isinstance(trace.get_tracer_provider(), TracerProvider):
-        return  # Already configured (the all-in-one process configures once for all services).
-    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
-    if env.get(OTEL_EXPORTER_OTLP_ENDPOINT):
+
+    def __init__(self, inner: Sampler) -> None:
+        self.inner = inner
+
+    def should_sample(
+        self,
+        parent_context: Any,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        result = self.inner.should_sample(
+            parent_context, trace_id, name, kind, attributes, links, trace_state
+        )
+        if not any(key in PERSONAL_ATTRIBUTES for key in result.attributes):
+            return result
+        kept = {k: v for k, v in result.attributes.items() if k not in PERSONAL_ATTRIBUTES}
+        return SamplingResult(result.decision, kept, result.trace_state)
+
+    def get_description(self) -> str:
+        return f"PrivacySampler{{{self.inner.get_description()}}}"
+
+
+def _exports(env: Mapping[str, str], exporter_var: str, endpoint_var: str) -> bool:
+    chosen = env.get(exporter_var, "").strip()
+    if chosen:
+        return "otlp" in {c.strip() for c in chosen.split(",")}
+    # Unlike the SDK's own default, no endpoint means no export: a laptop run does not spend
+    # its time retrying a collector that is not there.
+    return bool(env.get(OTEL_EXPORTER_OTLP_ENDPOINT) or env.get(endpoint_var))
+
+
+def resource(service_name: str) -> Resource:
+    """The process's resource: the SDK's (``OTEL_*``), named ``service_name`` if it has no name."""
+    detected = Resource.create()
+    if str(detected.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
+        return detected.merge(Resource({SERVICE_NAME: service_name}))
+    return detected
+
+
+def tracer_provider(service_name: str, env: Mapping[str, str] = os.environ) -> TracerProvider:
+    """A tracer provider as `configure` installs it (tests add their own span processors)."""
+    provider = TracerProvider(resource=resource(service_name))
+    # The provider chose its sampler from OTEL_TRACES_SAMPLER; tracers take it when they are
+    # made, and none is made yet.
+    provider.sampler = PrivacySampler(provider.sampler)
+    if _exports(env, OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT):
         # Imported here: the exporter pulls in its own gRPC channel machinery only when used.
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-        log.info("exporting traces to %s", env[OTEL_EXPORTER_OTLP_ENDPOINT])
-    trace.set_tracer_provider(provider)
+        log.info("exporting traces over OTLP")
+    return provider
+
+
+def _split(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def meter_provider(
+    service_name: str,
+    env: Mapping[str, str] = os.environ,
+    metrics_listen: str = "",
+    readers: Sequence[MetricReader] = (),
+) -> tuple[MeterProvider, str]:
+    """A meter provider as `configure` installs it, and the Prometheus endpoint it serves.
+
+    Args:
+        service_name: See `configure`.
+        env: The environment to read the exporter choice from.
+        metrics_listen: ``host:port`` for the Prometheus scrape endpoint; empty: none.
+        readers: More readers (tests).
+
+    Returns:
+        The provider and ``http://host:port/metrics`` (empty without an endpoint).
+    """
+    all_readers = list(readers)
+    address = ""
+    if _exports(env, OTEL_METRICS_EXPORTER, OTEL_EXPORTER_OTLP_METRICS_ENDPOINT):
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+
+        all_readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
+        log.info("exporting metrics over OTLP")
+    if metrics_listen:
+        # The OTel exporter rather than prometheus-client's own instruments: one set of
+        # instruments (the API's) feeds Prometheus and OTLP alike, and domain code never
+        # learns which backend watches it.
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+        from prometheus_client import CollectorRegistry, start_http_server
+
+        registry = CollectorRegistry()
+        all_readers.append(PrometheusMetricReader(registry=registry))
+        host, port = _split(metrics_listen)
+        httpd, _thread = start_http_server(port, host, registry=registry)
+        address = f"http://{metrics_listen.rpartition(':')[0]}:{httpd.server_port}/metrics"
+        log.info("serving Prometheus metrics on %s", address)
+    return MeterProvider(resource=resource(service_name), metric_readers=all_readers), address
+
+
+def configure(
+    service_name: str, env: Mapping[str, str] = os.environ, metrics_listen: str = ""
+) -> None:
+    """Installs the global tracer and meter providers for this process, once.
+
+    Args:
+        service_name: The ``service.name`` resource attribute, such as ``kosmos-feedback``,
+            unless ``OTEL_SERVICE_NAME`` or ``OTEL_RESOURCE_ATTRIBUTES`` name the service.
+        env: The environment to read the exporter choice from.
+        metrics_listen: See ``KOSMOS_METRICS_LISTEN``; empty: no scrape endpoint.
+    """
+    global _meter_provider, _metrics_address
+    if isinstance(trace.get_tracer_provider(), TracerProvider):
+        return  # Already configured (the all-in-one process configures once for all services).
+    trace.set_tracer_provider(tracer_provider(service_name, env))
+    _meter_provider, _metrics_address = meter_provider(service_name, env, metrics_listen)
+    metrics.set_meter_provider(_meter_provider)
+
+
+def metrics_address() -> str:
+    """``http://host:port/metrics`` of the Prometheus endpoint `configure` started, or empty."""
+    return _metrics_address
+
+
+def shutdown() -> None:
+    """Flushes and stops the exporters (a short-lived process, the trainer, calls this last)."""
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, TracerProvider):
+        provider.force_flush()
+    if _meter_provider is not None:
+        _meter_provider.force_flush()
 
 
 def _traced() -> filters.Condition:  # type: ignore[type-arg]
@@ -58,13 +239,67 @@ def _traced() -> filters.Condition:  # type: ignore[type-arg]
     return filters.negate(untraced)
 
 
+class MetricsInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+    """Records ``rpc.server.call.duration`` for every call, with its method and status.
+
+    One histogram gives the rate (its count), the latency and the errors (by
+    ``rpc.response.status_code``) per method, as the RPC semantic conventions define them.
+    """
+
+    def __init__(self) -> None:
+        self.duration = metrics.get_meter(__name__).create_histogram(
+            RPC_SERVER_CALL_DURATION,
+            unit="s",
+            description="Duration of incoming RPCs, by method and status code.",
+            explicit_bucket_boundaries_advisory=_RPC_SECONDS,
+        )
+
+    def intercept_service(
+        self, continuation: Callable[[grpc.HandlerCallDetails], Any], details: Any
+    ) -> Any:
+        handler = continuation(details)
+        method: str = details.method
+        if handler is None or method.strip("/").split("/")[0] in _UNTRACED_SERVICES:
+            return handler
+        if handler.unary_unary is not None:
+            return handler._replace(unary_unary=self._wrap(handler.unary_unary, method))
+        if handler.stream_unary is not None:
+            return handler._replace(stream_unary=self._wrap(handler.stream_unary, method))
+        return handler  # Streaming responses are not used by Kosmos services.
+
+    def _wrap(self, behavior: Callable[[Any, Any], Any], method: str) -> Callable[[Any, Any], Any]:
+        base = {RPC_SYSTEM_NAME: "grpc", RPC_METHOD: method.strip("/")}
+
+        def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
+            started = time.perf_counter()
+            failed = False
+            try:
+                return behavior(request, context)
+            except Exception:
+                failed = True
+                raise
+            finally:
+                code = context.code()
+                if code is None:
+                    code = grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
+                attributes = {**base, RPC_RESPONSE_STATUS_CODE: code.name}
+                if code is not grpc.StatusCode.OK:
+                    attributes[ERROR_TYPE] = code.name
+                self.duration.record(time.perf_counter() - started, attributes)
+
+        return wrapped
+
+
 def server_interceptors() -> list[grpc.ServerInterceptor]:
-    """The tracing interceptors every Kosmos server installs."""
+    """The tracing and metrics interceptors every Kosmos server installs."""
     # No peer addresses or user agents on server spans (`kosmos.common.privacy`). A call that
     # is gone before its handler runs (a refused or expired deadline) has no peer; the
     # instrumentation warns once per such call, which under a flood floods the log.
     logging.getLogger("opentelemetry.instrumentation.grpc._server").setLevel(logging.ERROR)
-    return [server_interceptor(tracer_provider=PrivateTracerProvider(), filter_=_traced())]
+    return [
+        server_interceptor(tracer_provider=PrivateTracerProvider(), filter_=_traced()),
+        MetricsInterceptor(),
+    ]
 
 
 def instrument_channel(channel: grpc.Channel) -> grpc.Channel:
@@ -78,3 +313,43 @@ def current_trace_id() -> str:
     """The current trace id as 32 hex digits, or empty when no span is recording."""
     context = trace.get_current_span().get_span_context()
     return format(context.trace_id, "032x") if context.is_valid else ""
+
+
+class TraceContextFilter(logging.Filter):
+    """Adds ``trace_id`` and ``span_id`` (hex, empty outside a span) to every log record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        context = trace.get_current_span().get_span_context()
+        record.trace_id = format(context.trace_id, "032x") if context.is_valid else ""
+        record.span_id = format(context.span_id, "016x") if context.is_valid else ""
+        return True
+
+
+LOG_FORMATS = ("text", "json")
+
+
+def log_handler(log_format: str = "text") -> logging.Handler:
+    """A stderr handler: plain greppable lines, or one JSON object per line, with trace ids.
+
+    Raises:
+        ValueError: ``log_format`` is not one of `LOG_FORMATS`.
+    """
+    handler = logging.StreamHandler()
+    handler.addFilter(TraceContextFilter())
+    if log_format == "json":
+        handler.setFormatter(
+            JsonFormatter(
+                "%(asctime)s %(levelname)s %(name)s %(message)s %(trace_id)s %(span_id)s",
+                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            )
+        )
+    elif log_format == "text":
+        handler.setFormatter(
+            logging.Formatter(
+                "%(asctime)s %(levelname)s %(name)s: %(message)s"
+                " trace_id=%(trace_id)s span_id=%(span_id)s"
+            )
+        )
+    else:
+        raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}")
+    return handler

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from opentelemetry import trace
+
+from kosmos.common import metrics
 from kosmos.common.errors import NotFound
 from kosmos.common.names import customer_name, shop_name
 from kosmos.store import Store
@@ -30,9 +33,15 @@ class Feedback:
         """
         # The store checks shop, customers and items inside the write's own transaction, so a
         # customer deleted between a check and the insert cannot leave orphan interactions.
-        stored, _replayed = self.store.record_interactions(
+        stored, replayed = self.store.record_interactions(
             shop_id, request_id, request_hash, interactions
         )
+        if not replayed:
+            metrics.record_interactions(i.type.name.lower() for i in stored)
+        span = trace.get_current_span()
+        span.set_attribute("kosmos.shop", shop_id)
+        span.set_attribute("kosmos.interactions.count", len(stored))
+        span.set_attribute("kosmos.request.replayed", bool(replayed))
         return stored
 
     def import_history(

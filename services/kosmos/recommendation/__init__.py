@@ -103,6 +103,7 @@ def services(
         weights=settings.weights,
         shop_settings=shops,
         trainer=trainer,
+        pins=settings.model_pins,
     )
     servicer = RecommendationServicer(
         Recommendations(

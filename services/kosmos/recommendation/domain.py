@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from opentelemetry import trace
 
-from kosmos.common import deadline, signing
+from kosmos.common import deadline, metrics, signing
 from kosmos.common.errors import NotFound
 from kosmos.common.names import customer_name, item_name, shop_name
 from kosmos.plugin import Interaction as PluginInteraction
@@ -143,6 +143,13 @@ class _ShopView:
     weights: Weights
 
 
+def _served(page: OfferPage, shop_id: str, rpc: str) -> None:
+    metrics.record_offers((o.recommender for o in page.offers), rpc)
+    span = trace.get_current_span()  # the RPC's server span
+    span.set_attribute("kosmos.shop", shop_id)
+    span.set_attribute("kosmos.offers.count", len(page.offers))
+
+
 class Recommendations:
     """Serves offers from the routed chain of recommenders."""
 
@@ -233,7 +240,9 @@ class Recommendations:
         offers = self._finish(
             shop_id, candidates, customer, excluded, want, recent, seeds=context.seed_item_ids
         )
-        return _page(shop_id, offers, offset, want, recommendation_id)
+        page = _page(shop_id, offers, offset, want, recommendation_id)
+        _served(page, shop_id, "recommend")
+        return page
 
     def similar_items(
         self,
@@ -269,7 +278,9 @@ class Recommendations:
             default_kind="similar_to",
             seeds=(item_id,),
         )
-        return _page(shop_id, offers, offset, want, recommendation_id)
+        page = _page(shop_id, offers, offset, want, recommendation_id)
+        _served(page, shop_id, "similar_items")
+        return page
 
     # -- steps -------------------------------------------------------------------------------
 
@@ -288,16 +299,40 @@ class Recommendations:
         k: int,
         call: Callable[[Recommender], Sequence[Scored]],
     ) -> list[Candidate]:
+        asked: list[str] = []  # in order
+        passed: set[str] = set()  # asked, but had no model or failed
+
         def ask(name: str) -> Sequence[Scored] | None:
-            model = self.models.get(shop_id, name)
-            return None if model is None else call(model)
+            asked.append(name)
+            with tracer.start_as_current_span("recommend.recommender") as step:
+                step.set_attribute("kosmos.shop", shop_id)
+                step.set_attribute("kosmos.recommender", name)
+                model = self.models.get(shop_id, name)
+                if model is None:
+                    metrics.record_fallback(name, "no_model")
+                    passed.add(name)
+                    return None
+                step.set_attribute("kosmos.model.version", self.models.version(shop_id, name) or "")
+                try:
+                    results = call(model)
+                except Exception:
+                    metrics.record_fallback(name, "failed")
+                    passed.add(name)
+                    raise
+                step.set_attribute("kosmos.candidates.count", len(results))
+                return results
 
         with tracer.start_as_current_span("recommend.candidates") as span:
+            span.set_attribute("kosmos.shop", shop_id)
             span.set_attribute("kosmos.routing.chain", ",".join(chain))
             candidates = run_chain(
                 chain, ask, k, before_each=lambda: deadline.check("recommend.candidates")
             )
             span.set_attribute("kosmos.candidates.count", len(candidates))
+        # One that answered, but with too few, for the chain to move on to the next.
+        for name in asked[:-1]:
+            if name not in passed:
+                metrics.record_fallback(name, "short")
         return candidates
 
     def _finish(

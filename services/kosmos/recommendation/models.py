@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from opentelemetry import trace
 
-from kosmos.common import deadline
+from kosmos.common import deadline, metrics
 from kosmos.common.deadline import deadline_scope
 from kosmos.plugin import LoadedPlugin, Recommender, TrainingData
 from kosmos.plugin.signals import DEFAULT_WEIGHTS, Weights, to_plugin
@@ -59,6 +59,8 @@ class Serving:
 
     model: Recommender
     version: str
+    built_time: float = 0.0
+    """When its data was read: the artifact's creation, or the in-process fit (epoch seconds)."""
 
 
 class ShopSettings(Protocol):
@@ -93,6 +95,7 @@ class ModelHub:
         weights: Weights = DEFAULT_WEIGHTS,
         shop_settings: ShopSettings | None = None,
         trainer: Callable[[], object] | None = None,
+        pins: Mapping[tuple[str, str], str] | None = None,
     ) -> None:
         # Per-shop settings (routing, plugin settings, weights, seen-item policy) over the
         # cluster's, which the other arguments are (`kosmos.shopconfig`).
@@ -111,6 +114,8 @@ class ModelHub:
         self.poll_seconds = poll_seconds
         self.clock = clock
         self.trainer = trainer
+        # (shop, recommender) → the version an operator pinned (KOSMOS_MODEL_PINS).
+        self.pins = dict(pins or {})
         self._serving: dict[tuple[str, str], Serving] = {}
         self._fitted_shops: set[str] = set()
         self._guard = threading.Lock()  # only around the dicts below, never around work
@@ -125,6 +130,21 @@ class ModelHub:
             # A version made current by the trainer or a rollback, on any replica, is loaded
             # at once instead of at the next poll.
             store.subscribe(self._on_event)
+        metrics.watch_models(self)
+
+    def model_states(self) -> list[metrics.ModelState]:
+        """Every serving model (the ``kosmos.model.age`` gauge reads this)."""
+        return [
+            metrics.ModelState(shop, name, s.version, s.built_time)
+            for (shop, name), s in list(self._serving.items())
+        ]
+
+    def _swap(self, shop_id: str, name: str, serving: Serving) -> None:
+        previous = self._serving.get((shop_id, name))
+        self._serving[(shop_id, name)] = serving
+        if previous is not None and previous.built_time:
+            # Feedback recorded just after the previous model read its data waited until now.
+            metrics.record_freshness(serving.built_time - previous.built_time, shop_id, name)
 
     def _on_event(self, event: Event) -> None:
         if event.kind == MODEL and event.shop_id in self._fitted_shops:
@@ -244,7 +264,7 @@ class ModelHub:
         swapped = []
         with self._lock_of(shop_id):
             for name in self._for(shop_id).names:
-                current = self.artifacts.current(shop_id, name)
+                current = self.pins.get((shop_id, name)) or self.artifacts.current(shop_id, name)
                 serving = self._serving.get((shop_id, name))
                 if current is None or (serving is not None and serving.version == current):
                     continue
@@ -255,6 +275,11 @@ class ModelHub:
                     model = self.create(name, shop_id)
                     try:
                         model.load(self.artifacts.folder(shop_id, name, current))
+                        built = next(
+                            v.create_time
+                            for v in self.artifacts.versions(shop_id, name)
+                            if v.version == current
+                        )
                     except Exception:
                         log.exception(
                             "loading %s/%s version %s failed; keeping %s",
@@ -264,7 +289,7 @@ class ModelHub:
                             serving.version if serving else "nothing",
                         )
                         continue
-                self._serving[(shop_id, name)] = Serving(model, current)
+                self._swap(shop_id, name, Serving(model, current, built))
                 swapped.append(name)
                 log.info("serving %s/%s version %s", shop_id, name, current)
         return swapped
@@ -294,11 +319,15 @@ class ModelHub:
                 n
                 for n in view.names
                 if (self.artifacts is None or n in self.fit_in_process)
-                and not (self.artifacts and self.artifacts.current(shop_id, n))
+                and not (
+                    self.artifacts
+                    and (self.pins.get((shop_id, n)) or self.artifacts.current(shop_id, n))
+                )
             ]
             learn = view.seen_policy.repeat_purchase is Repeat.LEARNED
             if names or learn:
-                data = training_data(self.store, shop_id, self.clock(), view.weights)
+                read_time = self.clock()
+                data = training_data(self.store, shop_id, read_time, view.weights)
                 span.set_attribute("kosmos.interactions.count", len(data.interactions))
                 if learn:
                     self.learn_repeatable(shop_id, data)
@@ -308,12 +337,21 @@ class ModelHub:
                     started = time.perf_counter()
                     model = self.create(name, shop_id)
                     try:
-                        model.fit(data)
+                        with tracer.start_as_current_span("models.fit") as fit_span:
+                            fit_span.set_attribute("kosmos.shop", shop_id)
+                            fit_span.set_attribute("kosmos.recommender", name)
+                            model.fit(data)
                     except Exception:
                         # One failing recommender leaves the previous model serving.
                         log.exception("fitting %r for shop %r failed", name, shop_id)
+                        metrics.record_training(
+                            time.perf_counter() - started, shop_id, name, "error", "in_process"
+                        )
                         continue
-                    self._serving[(shop_id, name)] = Serving(model, "in-process")
+                    metrics.record_training(
+                        time.perf_counter() - started, shop_id, name, "ok", "in_process"
+                    )
+                    self._swap(shop_id, name, Serving(model, "in-process", read_time))
                     log.info(
                         "fitted %r for shop %r on %d interactions in %.2fs",
                         name,

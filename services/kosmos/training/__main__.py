@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{KOSMOS_MODEL_DIR} must name the artifact directory"
                 f" (or set {KOSMOS_MODEL_STORE}=database)"
             )
-        configure_logging(server.log_level)
+        configure_logging(server.log_level, server.log_format)
         telemetry.configure("kosmos-trainer", env)
         store = open_store(server.database_url)
         plugins = load_plugins(settings)
@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             on_step=lambda _r: progress.advance(task),
         )
     store.close()
+    telemetry.shutdown()  # A CronJob's pod ends here: push its spans and metrics first.
     Console().print(results_table(results))
     return 1 if any(r.error for r in results) else 0
 

@@ -12,9 +12,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
 from rich.table import Table
 
-from kosmos.plugin import LoadedPlugin
+from kosmos.common import metrics
+from kosmos.plugin import LoadedPlugin, TrainingData
 from kosmos.store import Store
 from kosmos.training.artifacts import Artifacts
 from kosmos.training.data import training_data
@@ -86,38 +88,63 @@ def train(
                 plugin = plugins[name]
                 settings = dict(plugin_settings.get(name, {}))
                 started = time.perf_counter()
-                try:
-                    model = plugin.factory(settings)
-                    model.fit(data)
-                    seconds = time.perf_counter() - started
-                    version = artifacts.publish(
-                        shop,
-                        name,
-                        model.save,
-                        interactions=len(data.interactions),
-                        fit_seconds=seconds,
-                        distribution=plugin.distribution,
-                        settings=settings,
-                        data_version=data_version,
+                with tracer.start_as_current_span("train.fit") as fit_span:
+                    fit_span.set_attribute("kosmos.shop", shop)
+                    fit_span.set_attribute("kosmos.recommender", name)
+                    fit_span.set_attribute("kosmos.interactions.count", len(data.interactions))
+                    result = _fit_one(
+                        artifacts, plugin, shop, name, settings, data, keep, started, data_version
                     )
-                    artifacts.prune(shop, name, keep)
-                    result = TrainResult(
-                        shop, name, version.version, len(data.interactions), seconds
-                    )
-                except Exception as exc:  # One plugin's failure must not stop the others.
-                    log.exception("training %r for shop %r failed", name, shop)
-                    result = TrainResult(
-                        shop,
-                        name,
-                        None,
-                        len(data.interactions),
-                        time.perf_counter() - started,
-                        f"{type(exc).__name__}: {exc}",
-                    )
+                    if result.version:
+                        fit_span.set_attribute("kosmos.model.version", result.version)
+                    else:
+                        fit_span.set_status(Status(StatusCode.ERROR, result.error))
+                metrics.record_training(
+                    result.fit_seconds, shop, name, "error" if result.error else "ok", "trainer"
+                )
                 results.append(result)
                 if on_step is not None:
                     on_step(result)
     return results
+
+
+def _fit_one(
+    artifacts: Artifacts,
+    plugin: LoadedPlugin,
+    shop: str,
+    name: str,
+    settings: dict[str, str],
+    data: TrainingData,
+    keep: int,
+    started: float,
+    data_version: str = "",
+) -> TrainResult:
+    try:
+        model = plugin.factory(settings)
+        model.fit(data)
+        seconds = time.perf_counter() - started
+        version = artifacts.publish(
+            shop,
+            name,
+            model.save,
+            interactions=len(data.interactions),
+            fit_seconds=seconds,
+            distribution=plugin.distribution,
+            settings=settings,
+            data_version=data_version,
+        )
+        artifacts.prune(shop, name, keep)
+        return TrainResult(shop, name, version.version, len(data.interactions), seconds)
+    except Exception as exc:  # One plugin's failure must not stop the others.
+        log.exception("training %r for shop %r failed", name, shop)
+        return TrainResult(
+            shop,
+            name,
+            None,
+            len(data.interactions),
+            time.perf_counter() - started,
+            f"{type(exc).__name__}: {exc}",
+        )
 
 
 def results_table(results: list[TrainResult]) -> Table:

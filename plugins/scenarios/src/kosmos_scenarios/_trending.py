@@ -2,7 +2,8 @@
 
 **Trending.** For each item, ``recent`` counts its positive interactions in the
 ``recent_days`` before ``now`` (the query's, else the fit's), and ``baseline`` those in the
-``baseline_days`` before that, scaled to the recent window's length. An item trends when
+``baseline_days`` before that (or as much of them as the data covers), scaled to the recent
+window's length. An item trends when
 ``(recent + prior) / (baseline + prior) > 1``; its score is that ratio times ``ln(1 + recent)``,
 so a jump from 1 to 3 counts less than one from 100 to 300. Counts are taken at request time
 from the fitted interaction times, once per distinct ``now`` (to the minute; a few are cached).
@@ -264,12 +265,20 @@ class TrendingRecommender(_Scenario):
         self.prior = number(self.name, values, "prior", 1e-6)
 
     def base(self, model: _Model, now: float) -> Floats:
-        lo, mid, hi = np.searchsorted(
-            model.times, [now - self.recent - self.baseline, now - self.recent, now]
-        )
         n = len(model.item_ids)
+        if model.times.size == 0:
+            return np.zeros(n)
+        # Windows end on their right edge: (now - recent, now] and the baseline before it.
+        lo, mid, hi = np.searchsorted(
+            model.times, [now - self.recent - self.baseline, now - self.recent, now], side="right"
+        )
         recent = np.bincount(model.rows[mid:hi], minlength=n).astype(np.float64)
-        baseline = np.bincount(model.rows[lo:mid], minlength=n) * (self.recent / self.baseline)
+        # A baseline that reaches back before the shop's first interaction is only as long as
+        # the data it covers; with none at all, every item with recent interactions is rising.
+        start = max(now - self.recent - self.baseline, float(model.times[0]))
+        span = (now - self.recent) - start
+        scale = self.recent / span if span > 0 else 0.0
+        baseline = np.bincount(model.rows[lo:mid], minlength=n) * scale
         ratio = (recent + self.prior) / (baseline + self.prior)
         return np.where(ratio > 1.0, ratio * np.log1p(recent), 0.0)
 

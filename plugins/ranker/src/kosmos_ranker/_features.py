@@ -1,0 +1,237 @@
+"""The features the ranker learns from, per (customer, candidate), and the shop statistics
+behind them. Every feature is a number; a missing one is NaN, which LightGBM treats as missing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from kosmos_scenarios import History
+
+from kosmos.plugin import Interaction, InteractionType, RecommendQuery, TrainingData
+
+DAY = 86400.0
+RECENT_DAYS = 30.0
+
+Floats = npt.NDArray[np.float64]
+Ints = npt.NDArray[np.int64]
+
+ITEM_FEATURES = (
+    "item_popularity",  # ln(1 + positive interactions)
+    "item_popularity_30d",  # ln(1 + positive interactions in the 30 days before now)
+    "item_days_since_last",  # days since anyone last interacted with the item
+    "item_age_days",  # days since its first interaction
+)
+CUSTOMER_FEATURES = (
+    "times_bought",  # the customer's interactions with the item (fit time and recent)
+    "days_since_bought",  # days since their latest one; NaN when never
+    "history_size",  # ln(1 + the customer's interactions)
+    "category_share",  # share of their history in the item's category
+    "price_ratio",  # item price over the median price of their items; NaN when unknown
+)
+
+
+def price_of(features: Mapping[str, str]) -> float:
+    """The item's ``price`` feature; else the middle of its ``price_band`` octave (band 3 is
+    £1-£2, each band up doubles it, as `kosmos evaluate`'s Online Retail features say); NaN."""
+    for name, read in (("price", float), ("price_band", lambda v: 1.5 * 2.0 ** (float(v) - 3))):
+        text = features.get(name, "").strip()
+        if text:
+            try:
+                value = read(text)
+            except ValueError:
+                continue
+            if math.isfinite(value) and value > 0:
+                return value
+    return math.nan
+
+
+def feature_names(sources: Sequence[str]) -> list[str]:
+    """Column names, in order: per source its score, rank and score over its best, then the rest."""
+    per_source = [f"{s}_{what}" for s in sources for what in ("score", "rank", "relative")]
+    return [*per_source, "sources", *ITEM_FEATURES, *CUSTOMER_FEATURES]
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """What the features read about the shop: item statistics and each customer's history."""
+
+    item_ids: tuple[str, ...]
+    index: dict[str, int]
+    popularity: Floats
+    popularity_30d: Floats
+    first: Floats  # per item, NaN when never touched
+    last: Floats
+    price: Floats  # per item, NaN when unknown
+    codes: Ints  # per item category code; 0 unknown
+    n_categories: int
+    history: History
+    usual_price: Floats  # per customer row; NaN when unknown
+    now: float
+
+    @classmethod
+    def build(cls, data: TrainingData, category_feature: str = "category") -> Stats:
+        item_ids = list(dict.fromkeys([*data.item_ids, *(i.item_id for i in data.interactions)]))
+        index = {item: n for n, item in enumerate(item_ids)}
+        liked = [i for i in data.interactions if i.weight > 0 and i.type is not InteractionType.DISMISS]
+        now = data.now or max((i.time for i in data.interactions), default=0.0)
+        rows = np.fromiter((index[i.item_id] for i in liked), np.int64, len(liked))
+        times = np.fromiter((i.time for i in liked), np.float64, len(liked))
+        n = len(item_ids)
+        popularity = np.log1p(np.bincount(rows, minlength=n).astype(np.float64))
+        recent = rows[times >= now - RECENT_DAYS * DAY]
+        popularity_30d = np.log1p(np.bincount(recent, minlength=n).astype(np.float64))
+        first = np.full(n, np.inf)
+        last = np.full(n, -np.inf)
+        np.minimum.at(first, rows, times)
+        np.maximum.at(last, rows, times)
+        first[~np.isfinite(first)] = np.nan
+        last[~np.isfinite(last)] = np.nan
+        price = np.array([price_of(data.item_features.get(i, {})) for i in item_ids])
+        table: dict[str, int] = {"": 0}
+        codes = np.array(
+            [
+                table.setdefault(data.item_features.get(i, {}).get(category_feature, ""), len(table))
+                for i in item_ids
+            ],
+            dtype=np.int64,
+        )
+        history = History.build(liked, index, n)
+        usual = np.full(len(history.customer_ids), np.nan)
+        for c, customer in enumerate(history.customer_ids):
+            owned = price[history.items(customer)[0]]
+            owned = owned[np.isfinite(owned)]
+            if owned.size:
+                usual[c] = float(np.median(owned))
+        return cls(
+            tuple(item_ids),
+            index,
+            popularity,
+            popularity_30d,
+            first,
+            last,
+            price,
+            codes,
+            len(table),
+            history,
+            usual,
+            now,
+        )
+
+    def customer(
+        self, query: RecommendQuery
+    ) -> tuple[dict[int, tuple[float, float]], Floats, float, float]:
+        """The customer's items (row → count, last time), category shares, history size and
+        usual price, counting ``recent_interactions`` newer than the fit."""
+        rows, counts, last = self.history.items(query.customer_id)
+        owned = {int(r): (float(n), float(t)) for r, n, t in zip(rows, counts, last, strict=True)}
+        for i in query.recent_interactions:
+            r = self.index.get(i.item_id)
+            if r is None or i.time <= self.now or i.weight <= 0:
+                continue
+            n, t = owned.get(r, (0.0, -math.inf))
+            owned[r] = (n + 1.0, max(t, i.time))
+        share = np.zeros(self.n_categories)
+        for r, (n, _) in owned.items():
+            share[self.codes[r]] += n
+        share[0] = 0.0
+        total = share.sum()
+        if total > 0:
+            share /= total
+        c = self.history.index.get(query.customer_id)
+        usual = float(self.usual_price[c]) if c is not None else math.nan
+        size = math.log1p(sum(n for n, _ in owned.values()))
+        return owned, share, size, usual
+
+    def rows(
+        self,
+        query: RecommendQuery,
+        candidates: Sequence[int],
+        per_source: Sequence[Mapping[int, tuple[int, float]]],
+        k: int,
+    ) -> Floats:
+        """The feature matrix for ``candidates`` (item rows); ``per_source[s]`` maps an item
+        row to its (rank, score) in source ``s``'s answer, ranks from 1."""
+        now = query.now or self.now
+        owned, share, size, usual = self.customer(query)
+        items = np.asarray(candidates, dtype=np.int64)
+        n = items.size
+        columns: list[Floats] = []
+        proposing = np.zeros(n)
+        for answer in per_source:
+            score = np.full(n, np.nan)
+            rank = np.full(n, float(k + 1))  # the sentinel: ranked below anything it gave
+            for m, r in enumerate(candidates):
+                hit = answer.get(r)
+                if hit is not None:
+                    rank[m], score[m] = hit
+            best = max((s for _, s in answer.values()), default=math.nan)
+            relative = score / best if best and math.isfinite(best) and best > 0 else score * np.nan
+            proposing += np.isfinite(score)
+            columns += [score, rank, relative]
+        bought = np.array([owned.get(int(r), (0.0, math.nan))[0] for r in items])
+        when = np.array([owned.get(int(r), (0.0, math.nan))[1] for r in items])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            price_ratio = self.price[items] / usual if math.isfinite(usual) else np.full(n, np.nan)
+        columns += [
+            proposing,
+            self.popularity[items],
+            self.popularity_30d[items],
+            (now - self.last[items]) / DAY,
+            (now - self.first[items]) / DAY,
+            bought,
+            (now - when) / DAY,
+            np.full(n, size),
+            share[self.codes[items]],
+            price_ratio,
+        ]
+        return np.column_stack(columns) if n else np.zeros((0, len(columns)))
+
+    def save(self, directory: Path) -> None:
+        self.history.save(directory, "history")
+        np.savez(
+            directory / "stats.npz",
+            popularity=self.popularity,
+            popularity_30d=self.popularity_30d,
+            first=self.first,
+            last=self.last,
+            price=self.price,
+            codes=self.codes,
+            usual_price=self.usual_price,
+        )
+        (directory / "stats.json").write_text(
+            json.dumps(
+                {"item_ids": self.item_ids, "n_categories": self.n_categories, "now": self.now}
+            )
+        )
+
+    @classmethod
+    def load(cls, directory: Path) -> Stats:
+        meta = json.loads((directory / "stats.json").read_text())
+        with np.load(directory / "stats.npz") as z:
+            a = {k: z[k] for k in z.files}
+        item_ids = tuple(meta["item_ids"])
+        return cls(
+            item_ids,
+            {item: n for n, item in enumerate(item_ids)},
+            a["popularity"],
+            a["popularity_30d"],
+            a["first"],
+            a["last"],
+            a["price"],
+            a["codes"],
+            int(meta["n_categories"]),
+            History.load(directory, "history"),
+            a["usual_price"],
+            float(meta["now"]),
+        )
+
+
+def positives(interactions: Sequence[Interaction]) -> list[Interaction]:
+    return [i for i in interactions if i.weight > 0 and i.type is not InteractionType.DISMISS]

@@ -63,6 +63,20 @@ def test_the_ranker_learns_what_the_shop_buys_next(trained, shop: TrainingData) 
     assert first_is_staple(popularity, shop) == 0.0
 
 
+def test_a_random_holdout_also_learns_the_staples(shop: TrainingData) -> None:
+    # For data with no "next" (ratings tested on a random split), labels are a random share.
+    model = kosmos_ranker.create({"sources": SOURCES, "trees": "40", "split": "random"})
+    model.fit(shop)
+    assert first_is_staple(model, shop) >= 0.9
+
+
+def test_a_customer_without_history_is_ranked_by_fusion(trained) -> None:
+    # The model never saw a customer without history; fusion of the sources answers them.
+    answer = trained.recommend(RecommendQuery("stranger", k=3))
+    assert len(answer) == 3
+    assert answer[0].item_id.startswith("pop-")
+
+
 def test_a_trained_ranker_saves_its_model_and_sources(trained, shop: TrainingData, tmp_path: Path) -> None:
     trained.save(tmp_path)
     assert (tmp_path / "model.txt").is_file()
@@ -109,6 +123,7 @@ def test_sources_get_their_own_settings() -> None:
         ({"trees": "many"}, "trees"),
         ({"holdout_share": "1.5"}, "holdout_share"),
         ({"colour": "red"}, "unknown settings"),
+        ({"split": "sideways"}, "split"),
     ],
 )
 def test_bad_settings_are_refused(settings: dict[str, str], message: str) -> None:

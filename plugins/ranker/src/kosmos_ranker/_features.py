@@ -23,8 +23,8 @@ Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
 
 ITEM_FEATURES = (
-    "item_popularity",  # ln(1 + positive interactions)
-    "item_popularity_30d",  # ln(1 + positive interactions in the 30 days before now)
+    "item_popularity",  # ln of the item's share of positive interactions (+1 smoothed)
+    "item_popularity_30d",  # the same over the 30 days before the fit's now
     "item_days_since_last",  # days since anyone last interacted with the item
     "item_age_days",  # days since its first interaction
 )
@@ -53,8 +53,12 @@ def price_of(features: Mapping[str, str]) -> float:
 
 
 def feature_names(sources: Sequence[str]) -> list[str]:
-    """Column names, in order: per source its score, rank and score over its best, then the rest."""
-    per_source = [f"{s}_{what}" for s in sources for what in ("score", "rank", "relative")]
+    """Column names, in order: per source its rank and score, then the rest.
+
+    A source's score is scaled within its answer (its best 1, its last 0): a factor model's raw
+    scores change scale from one fit to the next, and the ranker is trained on one fit of its
+    sources and serves from another."""
+    per_source = [f"{s}_{what}" for s in sources for what in ("rank", "score")]
     return [*per_source, "sources", *ITEM_FEATURES, *CUSTOMER_FEATURES]
 
 
@@ -84,9 +88,11 @@ class Stats:
         rows = np.fromiter((index[i.item_id] for i in liked), np.int64, len(liked))
         times = np.fromiter((i.time for i in liked), np.float64, len(liked))
         n = len(item_ids)
-        popularity = np.log1p(np.bincount(rows, minlength=n).astype(np.float64))
-        recent = rows[times >= now - RECENT_DAYS * DAY]
-        popularity_30d = np.log1p(np.bincount(recent, minlength=n).astype(np.float64))
+        # Shares, not counts: the ranker trains on part of the data and serves on all of it.
+        counts = np.bincount(rows, minlength=n).astype(np.float64)
+        popularity = np.log((counts + 1.0) / (counts.sum() + 1.0))
+        recent = np.bincount(rows[times >= now - RECENT_DAYS * DAY], minlength=n).astype(float)
+        popularity_30d = np.log((recent + 1.0) / (recent.sum() + 1.0))
         first = np.full(n, np.inf)
         last = np.full(n, -np.inf)
         np.minimum.at(first, rows, times)
@@ -171,10 +177,14 @@ class Stats:
                 hit = answer.get(r)
                 if hit is not None:
                     rank[m], score[m] = hit
-            best = max((s for _, s in answer.values()), default=math.nan)
-            relative = score / best if best and math.isfinite(best) and best > 0 else score * np.nan
+            given = [s for _, s in answer.values()]
+            if given:
+                low, high = min(given), max(given)
+                score = (score - low) / (high - low) if high > low else np.where(
+                    np.isfinite(score), 1.0, np.nan
+                )
             proposing += np.isfinite(score)
-            columns += [score, rank, relative]
+            columns += [rank, score]
         bought = np.array([owned.get(int(r), (0.0, math.nan))[0] for r in items])
         when = np.array([owned.get(int(r), (0.0, math.nan))[1] for r in items])
         with np.errstate(invalid="ignore", divide="ignore"):

@@ -7,7 +7,8 @@ with. It then fits the sources again on everything, to serve. ``recommend`` gath
 ``candidates`` best, computes the features (`kosmos_ranker._features`) and sorts by the model.
 With too little data to learn from (fewer than ``min_customers`` labelled customers with a hit
 among their candidates) it ranks by reciprocal-rank fusion of the sources instead, and says so in
-the log.
+the log. Customers with no history at all are ranked by fusion too: the model is trained on
+customers with history, and its features say nothing about the others.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ DEFAULTS = {
     "sources": "popularity,buy_again,bought_together",
     "candidates": "50",
     "holdout_share": "0.2",
+    "split": "time",
     "train_customers": "2000",
     "min_customers": "50",
     "train_seen": "auto",
@@ -153,6 +155,8 @@ class RankerRecommender:
         self.min_data_in_leaf = count("min_data_in_leaf", 1)
         self.threads = count("threads", 1)
         self.seed = count("seed", 0)
+        if values["split"] not in ("time", "random"):
+            raise ValueError(f"{NAME}: split must be time or random")
         if values["train_seen"] not in ("auto", "true", "false"):
             raise ValueError(f"{NAME}: train_seen must be auto, true or false")
         self.category_feature = values["category_feature"]
@@ -179,20 +183,27 @@ class RankerRecommender:
         )
 
     def _train(self, data: TrainingData) -> lgb.Booster | None:
-        liked = positives(data.interactions)
-        if len(liked) < 2:
+        if len(data.interactions) < 2:
             return None
         times = np.array([i.time for i in data.interactions])
-        cutoff = float(np.quantile(times, 1.0 - self.holdout_share, method="higher"))
-        early = [i for i in data.interactions if i.time < cutoff]
+        if self.settings["split"] == "time":
+            # What the customer does next: the latest interactions are the labels.
+            cutoff = float(np.quantile(times, 1.0 - self.holdout_share, method="higher"))
+            held = times >= cutoff
+        else:
+            # What is missing from a history with no "next" (ratings): a random share.
+            cutoff = data.now or float(times.max())
+            held = np.random.default_rng(self.seed).random(times.size) < self.holdout_share
+        early = [i for i, h in zip(data.interactions, held.tolist(), strict=True) if not h]
+        late = [i for i, h in zip(data.interactions, held.tolist(), strict=True) if h]
         if not early:
             return None
         owned: dict[str, set[str]] = {}
         for i in early:
             owned.setdefault(i.customer_id, set()).add(i.item_id)
         labels: dict[str, set[str]] = {}
-        for i in liked:
-            if i.time >= cutoff and i.customer_id in owned:
+        for i in positives(late):
+            if i.customer_id in owned:
                 labels.setdefault(i.customer_id, set()).add(i.item_id)
         if not labels:
             return None
@@ -269,6 +280,12 @@ class RankerRecommender:
             "min_data_in_leaf": self.min_data_in_leaf,
             "num_threads": self.threads,
             "seed": self.seed,
+            # All else equal, a source's better rank and higher score never hurt: the model
+            # learns how much to trust each source, not to invert one.
+            "monotone_constraints": [
+                -1 if c.endswith("_rank") else 1 if c.endswith("_score") else 0
+                for c in self.columns
+            ],
             "deterministic": True,
             "force_row_wise": True,
             "verbose": -1,
@@ -331,9 +348,10 @@ class RankerRecommender:
         if not rows:
             return []
         n_sources = len(self.source_names)
-        ranks = features[:, 1 : 3 * n_sources : 3]
+        ranks = features[:, 0 : 2 * n_sources : 2]
         fusion = (1.0 / (RRF_K + ranks)).sum(axis=1)
-        if model.booster is not None:
+        known = model.stats.history.index.get(query.customer_id) is not None
+        if model.booster is not None and (known or query.recent_interactions):
             scores = np.asarray(model.booster.predict(features, num_threads=1), dtype=np.float64)
         else:
             scores = fusion

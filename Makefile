@@ -71,9 +71,11 @@ RETAIL := $(DATA_DIR)/online-retail/online_retail.csv.gz
 bench: setup ## Recommend vs an empty RPC; plugin scoring vs a plain numpy floor.
 	$(PY) tools/bench.py
 	@if [ -f "$(RETAIL)" ]; then \
-	  $(PY) plugins/implicit/bench.py --data "$(RETAIL)" && $(PY) plugins/lightfm/bench.py --data "$(RETAIL)"; \
+	  $(PY) plugins/implicit/bench.py --data "$(RETAIL)" && $(PY) plugins/lightfm/bench.py --data "$(RETAIL)" \
+	    && $(PY) plugins/ranker/bench.py --data "$(RETAIL)"; \
 	else echo "($(RETAIL) not found: plugin benchmarks on synthetic data)"; \
-	  $(PY) plugins/implicit/bench.py --data synthetic && $(PY) plugins/lightfm/bench.py --synthetic; fi
+	  $(PY) plugins/implicit/bench.py --data synthetic && $(PY) plugins/lightfm/bench.py --synthetic \
+	    && $(PY) plugins/ranker/bench.py --data synthetic; fi
 
 .PHONY: lint
 lint: setup ## ruff, mypy and buf lint.

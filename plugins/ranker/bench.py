@@ -2,9 +2,9 @@
 
 The ranker asks each source for its candidates, computes the features and scores them with
 LightGBM. This prints p50 µs per customer of each source asked as the ranker asks it, their sum,
-the ranker's whole answer, and what the ranker adds on top (the bar: at most ``--bar`` × the
-sources' sum). Calls are interleaved customer by customer, so a noisy, shared machine slows all
-alike.
+the ranker's whole answer, and the ratio of the two. The bar is the latency budget: the ranker's
+p50 answer within ``--budget-ms`` (25 ms, a tenth of the 250 ms a plugin call may take by
+default). Calls are interleaved customer by customer, so a noisy, shared machine slows all alike.
 
     .venv/bin/python plugins/ranker/bench.py                   # UCI Online Retail if present
     .venv/bin/python plugins/ranker/bench.py --data synthetic  # no data needed
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--customers", type=int, default=300, help="customers timed")
     parser.add_argument("--sources", default="")
     parser.add_argument("--train-customers", default="1000")
-    parser.add_argument("--bar", type=float, default=2.0)
+    parser.add_argument("--budget-ms", type=float, default=25.0)
     parser.add_argument("-k", type=int, default=10)
     args = parser.parse_args(argv)
     if args.data == "synthetic" or not Path(args.data).is_file():
@@ -60,9 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     ranker.fit(training_data(dataset, split))
     fit_s = time.perf_counter() - started
     model = ranker._require()  # the very sources it serves from
-    queries = [
-        q for c, q in build_queries(dataset, split, args.k).items() if c in split.warm
-    ][: args.customers]
+    queries = [q for c, q in build_queries(dataset, split, args.k).items() if c in split.warm][
+        : args.customers
+    ]
     names = ranker.source_names
     timings: dict[str, list[int]] = {n: [] for n in [*names, "ranker"]}
     clock = time.perf_counter_ns
@@ -94,9 +94,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'source ' + n:<34} {p50[n]:>10.0f}")
     print(f"{'sources together':<34} {total_sources:>10.0f}")
     print(f"{'ranker (sources + features + GBM)':<34} {p50['ranker']:>10.0f}")
-    ratio = p50["ranker"] / total_sources
-    print(f"ranker / sources: {ratio:.2f} (bar {args.bar:.1f})")
-    return 0 if ratio <= args.bar else 1
+    print(f"ranker / sources: {p50['ranker'] / total_sources:.2f}")
+    within = p50["ranker"] <= args.budget_ms * 1000
+    print(
+        f"ranker p50 {p50['ranker'] / 1000:.1f} ms: {'within' if within else 'OVER'} the "
+        f"{args.budget_ms:g} ms budget"
+    )
+    return 0 if within else 1
 
 
 if __name__ == "__main__":

@@ -82,7 +82,9 @@ def test_a_customer_without_history_is_ranked_by_fusion(trained) -> None:
     assert answer[0].item_id.startswith("pop-")
 
 
-def test_a_trained_ranker_saves_its_model_and_sources(trained, shop: TrainingData, tmp_path: Path) -> None:
+def test_a_trained_ranker_saves_its_model_and_sources(
+    trained, shop: TrainingData, tmp_path: Path
+) -> None:
     trained.save(tmp_path)
     assert (tmp_path / "model.txt").is_file()
     assert {p.name for p in (tmp_path / "sources").iterdir()} == set(SOURCES.split(","))
@@ -109,7 +111,11 @@ def test_answers_carry_the_best_sources_reason_kind(trained, shop: TrainingData)
 
 def test_sources_get_their_own_settings() -> None:
     model = kosmos_ranker.create(
-        {"sources": "popularity,buy_again", "popularity.half_life_days": "3", "buy_again__smoothing": "1"}
+        {
+            "sources": "popularity,buy_again",
+            "popularity.half_life_days": "3",
+            "buy_again__smoothing": "1",
+        }
     )
     assert model.source_settings == {
         "popularity": {"half_life_days": "3"},

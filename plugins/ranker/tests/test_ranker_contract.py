@@ -7,6 +7,4 @@ from kosmos.plugin.testing import RecommenderContract
 
 class TestRankerContract(RecommenderContract):
     def make_recommender(self):
-        return kosmos_ranker.create(
-            {"sources": "popularity,bought_together,buy_again"}
-        )
+        return kosmos_ranker.create({"sources": "popularity,bought_together,buy_again"})

@@ -159,9 +159,7 @@ def test_bought_together_falls_back_to_recent_interactions_then_history() -> Non
     model = kosmos_scenarios.create_bought_together({})
     model.fit(baskets())
     viewed = Interaction("new", "y", InteractionType.VIEW, 1.0, T0 + 9 * DAY)
-    assert ids(model.recommend(RecommendQuery("new", k=3, recent_interactions=(viewed,)))) == [
-        "z"
-    ]
+    assert ids(model.recommend(RecommendQuery("new", k=3, recent_interactions=(viewed,)))) == ["z"]
     # No seeds and no recent interactions: the customer's fit-time history seeds it.
     assert ids(model.recommend(RecommendQuery("r", k=3))) == []  # y and z: both already theirs
     assert ids(model.recommend(RecommendQuery("p0", k=1))) == ["rare"]
@@ -171,7 +169,9 @@ def test_bought_together_serves_similar_items() -> None:
     model = kosmos_scenarios.create_bought_together({})
     model.fit(baskets())
     assert ids(model.similar_items(SimilarItemsQuery("x", k=1))) == ["partner"]
-    assert ids(model.similar_items(SimilarItemsQuery("x", k=1, exclude_item_ids=frozenset({"partner"})))) != ["partner"]
+    assert ids(
+        model.similar_items(SimilarItemsQuery("x", k=1, exclude_item_ids=frozenset({"partner"})))
+    ) != ["partner"]
 
 
 # -- trending and new arrivals ---------------------------------------------------------------
@@ -221,4 +221,6 @@ def test_new_arrivals_reads_item_times_then_first_interactions_and_tilts_to_cate
     model.save(tmp_path)
     loaded = kosmos_scenarios.create_new_arrivals({})
     loaded.load(tmp_path)
-    assert ids(loaded.recommend(RecommendQuery("c", k=5))) == ids(model.recommend(RecommendQuery("c", k=5)))
+    assert ids(loaded.recommend(RecommendQuery("c", k=5))) == ids(
+        model.recommend(RecommendQuery("c", k=5))
+    )

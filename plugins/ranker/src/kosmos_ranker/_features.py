@@ -83,7 +83,9 @@ class Stats:
     def build(cls, data: TrainingData, category_feature: str = "category") -> Stats:
         item_ids = list(dict.fromkeys([*data.item_ids, *(i.item_id for i in data.interactions)]))
         index = {item: n for n, item in enumerate(item_ids)}
-        liked = [i for i in data.interactions if i.weight > 0 and i.type is not InteractionType.DISMISS]
+        liked = [
+            i for i in data.interactions if i.weight > 0 and i.type is not InteractionType.DISMISS
+        ]
         now = data.now or max((i.time for i in data.interactions), default=0.0)
         rows = np.fromiter((index[i.item_id] for i in liked), np.int64, len(liked))
         times = np.fromiter((i.time for i in liked), np.float64, len(liked))
@@ -103,7 +105,9 @@ class Stats:
         table: dict[str, int] = {"": 0}
         codes = np.array(
             [
-                table.setdefault(data.item_features.get(i, {}).get(category_feature, ""), len(table))
+                table.setdefault(
+                    data.item_features.get(i, {}).get(category_feature, ""), len(table)
+                )
                 for i in item_ids
             ],
             dtype=np.int64,
@@ -130,30 +134,34 @@ class Stats:
             now,
         )
 
-    def customer(
-        self, query: RecommendQuery
-    ) -> tuple[dict[int, tuple[float, float]], Floats, float, float]:
-        """The customer's items (row → count, last time), category shares, history size and
-        usual price, counting ``recent_interactions`` newer than the fit."""
-        rows, counts, last = self.history.items(query.customer_id)
-        owned = {int(r): (float(n), float(t)) for r, n, t in zip(rows, counts, last, strict=True)}
-        for i in query.recent_interactions:
-            r = self.index.get(i.item_id)
-            if r is None or i.time <= self.now or i.weight <= 0:
-                continue
-            n, t = owned.get(r, (0.0, -math.inf))
-            owned[r] = (n + 1.0, max(t, i.time))
-        share = np.zeros(self.n_categories)
-        for r, (n, _) in owned.items():
-            share[self.codes[r]] += n
+    def customer(self, query: RecommendQuery) -> tuple[Ints, Floats, Floats, Floats, float, float]:
+        """The customer's items (rows ascending, counts, last times), category shares, history
+        size and usual price, counting ``recent_interactions`` newer than the fit."""
+        rows, counts, last = self.history.items(query.customer_id)  # CSR: rows ascending
+        later = [
+            (r, i.time)
+            for i in query.recent_interactions
+            if i.time > self.now and i.weight > 0 and (r := self.index.get(i.item_id)) is not None
+        ]
+        if later:
+            merged = {
+                int(r): [float(n), float(t)] for r, n, t in zip(rows, counts, last, strict=True)
+            }
+            for r, t in later:
+                entry = merged.setdefault(r, [0.0, -math.inf])
+                entry[0] += 1.0
+                entry[1] = max(entry[1], t)
+            rows = np.array(sorted(merged), dtype=np.int64)
+            counts = np.array([merged[int(r)][0] for r in rows])
+            last = np.array([merged[int(r)][1] for r in rows])
+        share = np.bincount(self.codes[rows], weights=counts, minlength=self.n_categories)
         share[0] = 0.0
         total = share.sum()
         if total > 0:
             share /= total
         c = self.history.index.get(query.customer_id)
         usual = float(self.usual_price[c]) if c is not None else math.nan
-        size = math.log1p(sum(n for n, _ in owned.values()))
-        return owned, share, size, usual
+        return rows, counts, last, share, math.log1p(float(counts.sum())), usual
 
     def rows(
         self,
@@ -165,28 +173,35 @@ class Stats:
         """The feature matrix for ``candidates`` (item rows); ``per_source[s]`` maps an item
         row to its (rank, score) in source ``s``'s answer, ranks from 1."""
         now = query.now or self.now
-        owned, share, size, usual = self.customer(query)
+        owned, owned_counts, owned_last, share, size, usual = self.customer(query)
         items = np.asarray(candidates, dtype=np.int64)
         n = items.size
         columns: list[Floats] = []
         proposing = np.zeros(n)
+        order = np.argsort(items, kind="stable")
         for answer in per_source:
             score = np.full(n, np.nan)
             rank = np.full(n, float(k + 1))  # the sentinel: ranked below anything it gave
-            for m, r in enumerate(candidates):
-                hit = answer.get(r)
-                if hit is not None:
-                    rank[m], score[m] = hit
-            given = [s for _, s in answer.values()]
-            if given:
-                low, high = min(given), max(given)
-                score = (score - low) / (high - low) if high > low else np.where(
-                    np.isfinite(score), 1.0, np.nan
+            if answer:
+                keys = np.fromiter(answer, np.int64, len(answer))
+                hits = np.array(list(answer.values()), dtype=np.float64)
+                at = order[np.searchsorted(items[order], keys)]  # every key is a candidate
+                rank[at], score[at] = hits[:, 0], hits[:, 1]
+                low, high = float(hits[:, 1].min()), float(hits[:, 1].max())
+                score = (
+                    (score - low) / (high - low)
+                    if high > low
+                    else np.where(np.isfinite(score), 1.0, np.nan)
                 )
             proposing += np.isfinite(score)
             columns += [rank, score]
-        bought = np.array([owned.get(int(r), (0.0, math.nan))[0] for r in items])
-        when = np.array([owned.get(int(r), (0.0, math.nan))[1] for r in items])
+        bought = np.zeros(n)
+        when = np.full(n, np.nan)
+        if owned.size:
+            at = np.minimum(np.searchsorted(owned, items), owned.size - 1)
+            mine = owned[at] == items
+            bought[mine] = owned_counts[at[mine]]
+            when[mine] = owned_last[at[mine]]
         with np.errstate(invalid="ignore", divide="ignore"):
             price_ratio = self.price[items] / usual if math.isfinite(usual) else np.full(n, np.nan)
         columns += [

@@ -54,9 +54,9 @@ DEFAULTS = {
     "min_customers": "50",
     "train_seen": "auto",
     "recent": "25",
-    "trees": "150",
-    "learning_rate": "0.05",
-    "leaves": "31",
+    "trees": "60",
+    "learning_rate": "0.1",
+    "leaves": "15",
     "min_data_in_leaf": "20",
     "threads": "1",
     "seed": "42",
@@ -110,7 +110,9 @@ class RankerRecommender:
         own, nested = split_settings(settings)
         unknown = set(own) - set(DEFAULTS)
         if unknown:
-            raise ValueError(f"{NAME}: unknown settings {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+            raise ValueError(
+                f"{NAME}: unknown settings {sorted(unknown)}; known: {sorted(DEFAULTS)}"
+            )
         values = {**DEFAULTS, **own}
         self.settings = values
         self.source_names = [s.strip() for s in values["sources"].split(",") if s.strip()]
@@ -130,7 +132,9 @@ class RankerRecommender:
             try:
                 value = int(values[name])
             except ValueError:
-                raise ValueError(f"{NAME}: {name} must be an integer, not {values[name]!r}") from None
+                raise ValueError(
+                    f"{NAME}: {name} must be an integer, not {values[name]!r}"
+                ) from None
             if value < minimum:
                 raise ValueError(f"{NAME}: {name} must be at least {minimum}")
             return value
@@ -359,9 +363,7 @@ class RankerRecommender:
         result = []
         for m in order:
             s = origin[rows[m]]
-            result.append(
-                Scored(s.item_id, float(scores[m]), s.reason, s.because_item_id, s.kind)
-            )
+            result.append(Scored(s.item_id, float(scores[m]), s.reason, s.because_item_id, s.kind))
         return result
 
     def similar_items(self, query: SimilarItemsQuery) -> list[Scored]:
@@ -419,7 +421,9 @@ class RankerRecommender:
             source.load(directory / "sources" / name)
             sources[name] = source
         booster = (
-            lgb.Booster(model_str=(directory / "model.txt").read_text()) if meta["trained"] else None
+            lgb.Booster(model_str=(directory / "model.txt").read_text())
+            if meta["trained"]
+            else None
         )
         self._model = _Model(sources, Stats.load(directory), booster)
 
@@ -430,4 +434,3 @@ def create(
 ) -> RankerRecommender:
     """Entry point ``ranker``: settings, including ``<source>.<setting>`` for its sources."""
     return RankerRecommender(settings, source_settings)
-

@@ -77,7 +77,11 @@ def baskets(
     basket, previous, size = -1, None, 0
     held: set[int] = set()
     for i in rows:
-        if previous is None or i.customer_id != previous.customer_id or i.time - previous.time > window:
+        if (
+            previous is None
+            or i.customer_id != previous.customer_id
+            or i.time - previous.time > window
+        ):
             basket, size, held = basket + 1, 0, set()
         previous = i
         n = index[i.item_id]
@@ -255,7 +259,12 @@ class BoughtTogetherRecommender:
         )
         (directory / "bought_together.json").write_text(
             json.dumps(
-                {"format": 1, "settings": self.settings, "item_ids": model.item_ids, "now": model.now}
+                {
+                    "format": 1,
+                    "settings": self.settings,
+                    "item_ids": model.item_ids,
+                    "now": model.now,
+                }
             )
         )
 

@@ -163,7 +163,9 @@ class BuyAgainRecommender:
                 paces[c] = float(np.clip(gap / typical, 0.25, 4.0)) if typical > 0 else 1.0
         own_cycle = np.zeros(history.counts.nnz)
         coo_rows = np.repeat(np.arange(history.counts.shape[0]), np.diff(history.counts.indptr))
-        for n, (c, item) in enumerate(zip(coo_rows.tolist(), history.counts.indices.tolist(), strict=True)):
+        for n, (c, item) in enumerate(
+            zip(coo_rows.tolist(), history.counts.indices.tolist(), strict=True)
+        ):
             own_cycle[n] = own.get((c, item), 0.0)
         now = data.now or max((i.time for i in data.interactions), default=0.0)
         self._model = _Model(
@@ -195,9 +197,7 @@ class BuyAgainRecommender:
         overdue = np.exp(-(t - 1.0) / self.overdue_decay)
         return FLOOR + (1.0 - FLOOR) * np.where(t <= 1.0, rising, overdue)
 
-    def own_scores(
-        self, model: _Model, query: RecommendQuery
-    ) -> tuple[np.ndarray, Floats]:
+    def own_scores(self, model: _Model, query: RecommendQuery) -> tuple[np.ndarray, Floats]:
         """The customer's items (rows) and their buy-again scores, before exclusions."""
         now = query.now or model.now
         rows, counts, last = model.history.items(query.customer_id)

@@ -98,8 +98,12 @@ class History:
     ) -> History:
         customer_ids = tuple(dict.fromkeys(i.customer_id for i in interactions))
         index = {c: n for n, c in enumerate(customer_ids)}
-        rows = np.fromiter((index[i.customer_id] for i in interactions), np.int64, len(interactions))
-        cols = np.fromiter((item_index[i.item_id] for i in interactions), np.int64, len(interactions))
+        rows = np.fromiter(
+            (index[i.customer_id] for i in interactions), np.int64, len(interactions)
+        )
+        cols = np.fromiter(
+            (item_index[i.item_id] for i in interactions), np.int64, len(interactions)
+        )
         times = np.fromiter((i.time for i in interactions), np.float64, len(interactions))
         shape = (len(customer_ids), n_items)
         counts = sparse.csr_matrix((np.ones(rows.size), (rows, cols)), shape=shape)
@@ -148,9 +152,7 @@ class History:
         return cls(customer_ids, {c: n for n, c in enumerate(customer_ids)}, counts, last)
 
 
-def excluded(
-    query: RecommendQuery, history: History, item_index: Mapping[str, int]
-) -> set[int]:
+def excluded(query: RecommendQuery, history: History, item_index: Mapping[str, int]) -> set[int]:
     """Item rows the query rules out: its exclusions and, with ``filter_already_seen``, what the
     customer interacted with at fit time or in ``recent_interactions``."""
     out = {item_index[i] for i in query.exclude_item_ids if i in item_index}
@@ -162,7 +164,9 @@ def excluded(
     return out
 
 
-def top(scores: Floats, k: int, exclude: set[int], keep: npt.NDArray[np.bool_] | None = None) -> list[int]:
+def top(
+    scores: Floats, k: int, exclude: set[int], keep: npt.NDArray[np.bool_] | None = None
+) -> list[int]:
     """The best ``k`` rows by score, ties by row, leaving out ``exclude`` and rows not ``keep``."""
     candidates = np.arange(scores.size) if keep is None else np.flatnonzero(keep)
     want = min(k + len(exclude), candidates.size)

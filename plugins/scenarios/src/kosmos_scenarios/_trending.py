@@ -103,7 +103,9 @@ class _Scenario:
     def fit(self, data: TrainingData) -> None:
         item_ids = catalog(data)
         index = {item: n for n, item in enumerate(item_ids)}
-        codes, table = category_codes(categories(item_ids, data.item_features, self.category_feature))
+        codes, table = category_codes(
+            categories(item_ids, data.item_features, self.category_feature)
+        )
         liked = positive(data.interactions)
         rows = np.fromiter((index[i.item_id] for i in liked), np.int64, len(liked))
         times = np.fromiter((i.time for i in liked), np.float64, len(liked))

@@ -128,14 +128,3 @@ def test_a_chain_serves_each_segment_from_its_own_recommenders():
     assert routed["warm"] == by_name[names[-1]].scores["warm"]
     assert all(r.failures == 0 for r in evaluation.results)
     assert "routed popularity" in markdown_table(evaluation.results, 10)
-
-
-def test_include_repeats_tests_every_later_item(capsys, monkeypatch):
-    # Issue 7: buy again is scored over all later purchases, repeats included.
-    code, out, err = kosmos(
-        capsys, monkeypatch, *SMALL, "--recommenders", "popularity", "--include-repeats"
-    )
-    assert code == 0, err
-    assert "test every item" in out
-    _, plain, _ = kosmos(capsys, monkeypatch, *SMALL, "--recommenders", "popularity")
-    assert "test items new to the customer" in plain

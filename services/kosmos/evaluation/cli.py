@@ -85,12 +85,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=RECENT_INTERACTIONS,
         help="latest interactions per query (KOSMOS_RECENT_INTERACTIONS; default %(default)s)",
     )
-    e.add_argument(
-        "--include-repeats",
-        action="store_true",
-        help="test every later interaction, items the customer had before included (buy again); "
-        "recommenders are then asked without filter_already_seen",
-    )
     e.add_argument("--customers", type=int, default=1000, help="synthetic: customers")
     e.add_argument("--items", type=int, default=300, help="synthetic: items")
     e.add_argument("--seed", type=int, default=7, help="synthetic: seed")
@@ -117,20 +111,15 @@ def load(args: argparse.Namespace) -> tuple[Dataset, Split]:
     Raises:
         DataNotFound: A real data set is not under ``--data-dir``.
     """
-    new_only = not getattr(args, "include_repeats", False)
     if args.dataset == "synthetic":
         dataset = synthetic(args.customers, args.items, args.seed)
         cutoff = quantile_cutoff(dataset.interactions, SYNTHETIC_TRAIN_SHARE)
-        return dataset, temporal_split(dataset.interactions, cutoff, new_items_only=new_only)
+        return dataset, temporal_split(dataset.interactions, cutoff)
     if args.dataset == "ml-100k":
         dataset = movielens_100k(args.data_dir / "ml-100k")
-        return dataset, random_split(
-            dataset.interactions, test_share=0.2, cold_share=0.1, seed=42, new_items_only=new_only
-        )
+        return dataset, random_split(dataset.interactions, test_share=0.2, cold_share=0.1, seed=42)
     dataset = online_retail(args.data_dir / "online-retail" / "online_retail.csv.gz")
-    return dataset, temporal_split(
-        dataset.interactions, ONLINE_RETAIL_CUTOFF, new_items_only=new_only
-    )
+    return dataset, temporal_split(dataset.interactions, ONLINE_RETAIL_CUTOFF)
 
 
 def _names(text: str | None, installed: Mapping[str, object]) -> list[str]:

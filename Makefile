@@ -102,9 +102,11 @@ bench: setup ## Recommend vs an empty RPC; plugin scoring vs numpy; bulk import 
 	$(PY) tools/bench_store.py
 	$(PY) tools/bench_import.py
 	@if [ -f "$(RETAIL)" ]; then \
-	  $(PY) plugins/implicit/bench.py --data "$(RETAIL)" && $(PY) plugins/lightfm/bench.py --data "$(RETAIL)"; \
+	  $(PY) plugins/implicit/bench.py --data "$(RETAIL)" && $(PY) plugins/lightfm/bench.py --data "$(RETAIL)" \
+	    && $(PY) plugins/ranker/bench.py --data "$(RETAIL)"; \
 	else echo "($(RETAIL) not found: plugin benchmarks on synthetic data)"; \
-	  $(PY) plugins/implicit/bench.py --data synthetic && $(PY) plugins/lightfm/bench.py --synthetic; fi
+	  $(PY) plugins/implicit/bench.py --data synthetic && $(PY) plugins/lightfm/bench.py --synthetic \
+	    && $(PY) plugins/ranker/bench.py --data synthetic; fi
 
 .PHONY: bench-quality
 bench-quality: setup ## What Recommend serves over gRPC on the real data, beside the plugins and the libraries.

@@ -225,6 +225,15 @@ def test_settings_for_applies_the_shop_over_the_cluster(kosmos):
     assert not learned.offered_again("sku-3", "Toys", learned=False)
 
 
+def test_a_rating_may_weigh_the_same_whatever_its_stars():
+    settings = RecommendationSettings.from_env(
+        {"KOSMOS_INTERACTION_WEIGHTS": "rating=1,rating_per_star=0"}
+    )
+    rated = Interaction("s", "c", "i", InteractionType.RATING, 0.0, value=4.0)
+    assert to_plugin(rated, settings.weights).weight == 1.0
+    assert to_plugin(rated).weight == 4.0  # the default: per star
+
+
 def test_cluster_weights_come_from_the_environment():
     settings = RecommendationSettings.from_env(
         {"KOSMOS_INTERACTION_WEIGHTS": "purchase=3,view=0.5", "KOSMOS_QUANTITY_EXPONENT": "0.5"}

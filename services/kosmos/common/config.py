@@ -119,7 +119,8 @@ factory, e.g. ``KOSMOS_PLUGIN__POPULARITY__HALF_LIFE_DAYS=7``. Default: none."""
 KOSMOS_INTERACTION_WEIGHTS = "KOSMOS_INTERACTION_WEIGHTS"
 """Interaction weights, ``kind=weight,...`` for any of ``view``, ``click``, ``add_to_cart``,
 ``purchase`` and ``rating`` (per star); kinds left out keep their default. A shop's own settings
-override it. Default: ``"view=1,click=2,add_to_cart=4,purchase=8,rating=1"``."""
+override it; ``rating_per_star=0`` makes a rating weigh ``rating`` whatever its stars (having
+rated is the signal). Default: ``"view=1,click=2,add_to_cart=4,purchase=8,rating=1"``."""
 
 KOSMOS_QUANTITY_EXPONENT = "KOSMOS_QUANTITY_EXPONENT"
 """How much a purchase's quantity counts, 0 to 1: a purchase weighs
@@ -305,6 +306,9 @@ def _weights(raw: str) -> Weights:
             continue
         kind, sep, number = part.partition("=")
         kind = kind.strip().lower()
+        if kind == "rating_per_star" and number.strip() in ("0", "1"):
+            values[kind] = number.strip() == "1"  # 0: a rating weighs `rating` whatever its stars
+            continue
         if not sep or kind not in WEIGHTED_KINDS:
             raise ValueError(
                 f"expected kind=weight with kind one of {WEIGHTED_KINDS}, got {part!r}"

@@ -129,3 +129,36 @@ def test_a_new_model_version_is_swapped_in_without_waiting_for_the_poll(postgres
     finally:
         trainer_store.close()
         replica_store.close()
+
+
+def test_the_event_engine_shows_in_traces(postgres_url, spans):
+    # Issue 10: a write inside a trace shows its store call and the publish, in that trace; the
+    # replica that hears it has a span for what it did; no customer id in either.
+    from opentelemetry import trace
+
+    writer = PostgresStore(postgres_url, pool_size=2)
+    reader = PostgresStore(postgres_url, pool_size=2)
+    try:
+        heard = threading.Event()
+        reader.subscribe(lambda event: heard.set() if event.kind == CUSTOMER else None)
+        writer.create_shop(Shop("acme"))
+        writer.create_customer(Customer("acme", "alice"))
+        spans.clear()
+        with trace.get_tracer(__name__).start_as_current_span("request") as request:
+            writer.delete_customer("acme", "alice")
+        assert heard.wait(10)
+        finished = spans.get_finished_spans()
+        by_name = {s.name: s for s in finished}
+        write, publish = by_name["store.delete_customer"], by_name["events.publish"]
+        trace_id = request.get_span_context().trace_id
+        assert write.context.trace_id == publish.context.trace_id == trace_id
+        assert publish.parent.span_id == write.context.span_id
+        assert write.attributes["db.system"] == "postgresql"
+        assert _until(lambda: "events.deliver" in {s.name for s in spans.get_finished_spans()})
+        deliver = [s for s in spans.get_finished_spans() if s.name == "events.deliver"][-1]
+        assert deliver.attributes["kosmos.event.kind"] == CUSTOMER
+        for span in (write, publish, deliver):
+            assert "alice" not in str(dict(span.attributes))
+    finally:
+        writer.close()
+        reader.close()

@@ -495,6 +495,12 @@ def test_one_trace_from_the_shopper_through_the_service_to_the_remote_plugin(sto
         }
         assert service.parent.span_id == shopper.context.span_id
         assert plugin_side.parent.span_id == hop.context.span_id
+        # The store hop is in the same trace, under the service (issue 10): the one combined
+        # read Recommend makes, with the database named and no ids in its attributes.
+        read = one("store.recommend_inputs", SpanKind.CLIENT)
+        assert read.context.trace_id == shopper.context.trace_id
+        assert read.attributes["db.system"] == "sqlite"
+        assert "alice" not in str(dict(read.attributes))
     finally:
         stop_cluster(c, plugins)
         plugin.stop()

@@ -17,6 +17,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+from opentelemetry import trace
+
 log = logging.getLogger(__name__)
 
 CATALOG = "catalog"
@@ -68,8 +70,15 @@ class Subscribers:
     def deliver(self, event: Event) -> None:
         with self._lock:
             callbacks = list(self._callbacks)
-        for callback in callbacks:
-            try:
-                callback(event)
-            except Exception:
-                log.exception("an event subscriber failed on %s", event)
+        # What a replica does on hearing of a change (reload a catalog, swap a model) is one
+        # span of its own; the key (a customer id) stays out of it.
+        with trace.get_tracer(__name__).start_as_current_span(
+            "events.deliver",
+            kind=trace.SpanKind.CONSUMER,
+            attributes={"kosmos.event.kind": event.kind, "kosmos.shop": event.shop_id},
+        ):
+            for callback in callbacks:
+                try:
+                    callback(event)
+                except Exception:
+                    log.exception("an event subscriber failed on %s", event)

@@ -33,6 +33,7 @@ from typing import Any
 
 import psycopg
 import psycopg_pool
+from opentelemetry import trace
 from psycopg import errors as pg_errors
 from psycopg import sql
 from psycopg.rows import TupleRow
@@ -48,6 +49,7 @@ from kosmos.common.errors import (
 )
 from kosmos.common.names import customer_name, item_name, shop_name
 from kosmos.store import _migrations
+from kosmos.store._tracing import traced
 from kosmos.store.events import (
     CATALOG,
     CUSTOMER,
@@ -183,6 +185,7 @@ class _Pending:
     error: BaseException | None = None
 
 
+@traced("postgresql")
 class PostgresStore:
     """`kosmos.store.Store` on PostgreSQL (``postgresql://...``)."""
 
@@ -295,6 +298,14 @@ class PostgresStore:
 
     def _notify(self, conn: Conn, event: Event) -> None:
         """Sent with the transaction's commit, and only if it commits."""
+        if trace.get_current_span().is_recording():  # the writer's trace shows the publish
+            with trace.get_tracer(__name__).start_as_current_span(
+                "events.publish",
+                kind=trace.SpanKind.PRODUCER,
+                attributes={"kosmos.event.kind": event.kind, "kosmos.shop": event.shop_id},
+            ):
+                conn.execute("SELECT pg_notify(%s, %s)", (self._channel, event.encode()))
+            return
         conn.execute("SELECT pg_notify(%s, %s)", (self._channel, event.encode()))
 
     def subscribe(self, callback: Subscriber) -> None:

@@ -24,6 +24,7 @@ from kosmos.common import deadline
 from kosmos.common.errors import AlreadyExists, DeadlineExceeded, NotFound, Unavailable
 from kosmos.common.names import customer_name, item_name, shop_name
 from kosmos.store import _migrations
+from kosmos.store._tracing import traced
 from kosmos.store.events import CATALOG, CUSTOMER, MODEL, Event, Subscriber, Subscribers
 from kosmos.store.records import (
     ApiKey,
@@ -114,6 +115,7 @@ def _interaction(row: sqlite3.Row) -> Interaction:
     return Interaction(row[0], row[1], row[2], _TYPES[row[3]], row[4], row[5], row[6], row[7])
 
 
+@traced("sqlite")
 class SQLiteStore:
     """`kosmos.store.Store` on one SQLite file."""
 

@@ -148,18 +148,21 @@ def cmd_models_list(_client: None, args: argparse.Namespace, out: Console) -> No
 
 def cmd_models_list_rpc(client: KosmosClient, args: argparse.Namespace, out: Console) -> None:
     table = Table(title=f"Model versions of shop {args.shop}", title_justify="left")
-    for column in ("recommender", "version", "age", "interactions", "fit s", "serving"):
+    columns = ("recommender", "version", "age", "interactions", "fit s", "holdout NDCG@10")
+    for column in (*columns, "serving"):
         table.add_column(column, no_wrap=column == "version")
     now = time.time()
     for v in client.list_model_versions(args.shop):
         parts = v.name.split("/")
         age = now - v.create_time.ToSeconds()
+        ndcg = v.metrics.get("ndcg@10")
         table.add_row(
             parts[3],
             parts[5],
             f"{age / 3600:.1f} h" if age >= 3600 else f"{age / 60:.0f} min",
             f"{v.interactions:,}",
             f"{v.fit_seconds:.2f}",
+            "" if ndcg is None else f"{ndcg:.4f} ({int(v.metrics['holdout_customers'])} cust.)",
             "●" if v.serving else "",
         )
     out.print(table)

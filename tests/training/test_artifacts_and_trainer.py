@@ -240,3 +240,24 @@ def test_a_malformed_pin_stops_startup_naming_the_variable(raw):
 
     with pytest.raises(ConfigError, match="KOSMOS_MODEL_PINS"):
         RecommendationSettings.from_env({"KOSMOS_MODEL_PINS": raw})
+
+
+def test_a_version_carries_holdout_figures_of_its_recipe(tmp_path):
+    # Issue 8: operators see each version's evaluation figures. A shop whose customers keep
+    # buying their favourite item: the recipe fitted before the last 10% of events finds it.
+    from kosmos.plugin import Interaction, InteractionType, LoadedPlugin, TrainingData
+    from kosmos.recommenders.popularity import create as popularity
+    from kosmos.training.holdout import holdout_metrics
+
+    rows = [
+        Interaction(
+            f"c{c}", "hit" if n % 2 else f"i{n % 7}", InteractionType.PURCHASE, 1.0, float(t)
+        )
+        for t, (c, n) in enumerate((c, n) for n in range(20) for c in range(15))
+    ]
+    data = TrainingData(rows, item_ids=["hit", *(f"i{n}" for n in range(7))], now=1e3)
+    plugin = LoadedPlugin("popularity", popularity, "kosmos")
+    figures = holdout_metrics(plugin, {}, data)
+    assert figures["holdout_customers"] == 15
+    assert 0.0 < figures["ndcg@10"] <= 1.0 and figures["recall@10"] > 0.5
+    assert holdout_metrics(plugin, {}, TrainingData(rows[:5])) == {}  # too short to cut

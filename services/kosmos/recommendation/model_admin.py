@@ -140,6 +140,7 @@ def _message(shop_id: str, listed: Listed) -> model_service_pb2.ModelVersion:
         interactions=v.interactions,
         fit_seconds=v.fit_seconds,
         distribution=v.distribution,
+        metrics=dict(v.metrics),
     )
 
 

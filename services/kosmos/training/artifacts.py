@@ -21,7 +21,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from kosmos.common.errors import NotFound
@@ -46,6 +46,8 @@ class Version:
     settings: Mapping[str, str]
     data_version: str = ""
     """The store's `data_version` the model was fitted on (skip a fit when it is unchanged)."""
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    """Holdout figures of this recipe on the shop's latest data (`kosmos.training.holdout`)."""
 
 
 class ArtifactError(RuntimeError):
@@ -77,6 +79,7 @@ class Artifacts:
         settings: Mapping[str, str],
         make_current: bool = True,
         data_version: str = "",
+        metrics: Mapping[str, float] | None = None,
     ) -> Version:
         """Writes a new version with ``save(folder)`` and (by default) makes it current."""
         now = time.time()
@@ -97,6 +100,7 @@ class Artifacts:
                 distribution,
                 dict(settings),
                 data_version,
+                dict(metrics or {}),
             )
             (tmp / MANIFEST).write_text(json.dumps(asdict(version), indent=2))
             tmp.rename(base / name)
@@ -195,6 +199,7 @@ class StoreArtifacts(Artifacts):
         settings: Mapping[str, str],
         make_current: bool = True,
         data_version: str = "",
+        metrics: Mapping[str, float] | None = None,
     ) -> Version:
         now = time.time()
         name = _version_name(now)
@@ -208,6 +213,7 @@ class StoreArtifacts(Artifacts):
             distribution,
             dict(settings),
             data_version,
+            dict(metrics or {}),
         )
         with tempfile.TemporaryDirectory(prefix="kosmos-publish-") as tmp:
             save(Path(tmp))

@@ -20,6 +20,7 @@ from kosmos.plugin import LoadedPlugin, TrainingData
 from kosmos.store import Store
 from kosmos.training.artifacts import Artifacts
 from kosmos.training.data import training_data
+from kosmos.training.holdout import holdout_metrics
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -60,6 +61,7 @@ def train(
     keep: int = 5,
     on_step: Callable[[TrainResult], None] | None = None,
     force: bool = False,
+    evaluate: bool = True,
 ) -> list[TrainResult]:
     """Fits ``names`` for each shop and publishes each model as the new current version.
 
@@ -68,6 +70,8 @@ def train(
     Args:
         on_step: Called after each (shop, recommender) with its result (progress display).
         force: Fit even when the shop's data has not changed since the current version.
+        evaluate: Give each version its holdout figures (`kosmos.training.holdout`): one more
+            fit, on the shop's history up to its last 10% of events.
     """
     results = []
     for shop in shops if shops is not None else store.list_shop_ids():
@@ -93,7 +97,16 @@ def train(
                     fit_span.set_attribute("kosmos.recommender", name)
                     fit_span.set_attribute("kosmos.interactions.count", len(data.interactions))
                     result = _fit_one(
-                        artifacts, plugin, shop, name, settings, data, keep, started, data_version
+                        artifacts,
+                        plugin,
+                        shop,
+                        name,
+                        settings,
+                        data,
+                        keep,
+                        started,
+                        data_version,
+                        evaluate,
                     )
                     if result.version:
                         fit_span.set_attribute("kosmos.model.version", result.version)
@@ -118,11 +131,18 @@ def _fit_one(
     keep: int,
     started: float,
     data_version: str = "",
+    evaluate: bool = True,
 ) -> TrainResult:
     try:
         model = plugin.factory(settings)
         model.fit(data)
         seconds = time.perf_counter() - started
+        figures: dict[str, float] = {}
+        if evaluate:
+            try:
+                figures = holdout_metrics(plugin, settings, data)
+            except Exception:  # the figures are for people; a failure must not stop publishing
+                log.exception("holdout figures for %r of shop %r failed", name, shop)
         version = artifacts.publish(
             shop,
             name,
@@ -132,6 +152,7 @@ def _fit_one(
             distribution=plugin.distribution,
             settings=settings,
             data_version=data_version,
+            metrics=figures,
         )
         artifacts.prune(shop, name, keep)
         return TrainResult(shop, name, version.version, len(data.interactions), seconds)

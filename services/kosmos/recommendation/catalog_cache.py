@@ -65,9 +65,11 @@ class CatalogCache:
             with self._guard:
                 loading = self._loading.setdefault(shop_id, threading.Lock())
             if loading.acquire(blocking=False):  # one already catching up will do
-                threading.Thread(
-                    target=self._catch_up_then_release, args=(shop_id, loading), daemon=True
-                ).start()
+                # On the thread that delivers the event (the writer's own, in embedded mode;
+                # the listener's on PostgreSQL), not a new one: the write returns, or the
+                # listener moves on, with the snapshot already caught up, so the next request
+                # finds it ready instead of waiting for a thread to start.
+                self._catch_up_then_release(shop_id, loading)
 
     def _catch_up_then_release(self, shop_id: str, loading: threading.Lock) -> None:
         try:

@@ -23,16 +23,21 @@ import grpc
 import pytest
 from google.protobuf import field_mask_pb2
 
+from kosmos.common.auth import METHOD_SCOPES
 from kosmos.v1 import (
     api_key_service_pb2,
     catalog_service_pb2,
     common_pb2,
     feedback_service_pb2,
+    model_service_pb2,
     profile_service_pb2,
     recommendation_service_pb2,
+    shop_settings_service_pb2,
 )
 from tests.conftest import start_cluster
 from tests.helpers import item, small_shop
+
+KEY_METHODS = ("CreateApiKey", "ListApiKeys", "RevokeApiKey")  # operator only: not in the table
 
 REQUESTS = int(os.environ.get("FUZZ_REQUESTS", "20000"))
 IN_FLIGHT = 48
@@ -48,12 +53,14 @@ FORBIDDEN = {
 
 def seeds(rid: str) -> dict[str, list[bytes]]:
     """Valid requests for every RPC, serialized, by method path."""
-    pr, cat, fb, rec, keys = (
+    pr, cat, fb, rec, keys, ss, ms = (
         profile_service_pb2,
         catalog_service_pb2,
         feedback_service_pb2,
         recommendation_service_pb2,
         api_key_service_pb2,
+        shop_settings_service_pb2,
+        model_service_pb2,
     )
     alice = "shops/acme/customers/alice"
     customer = common_pb2.Customer(
@@ -124,6 +131,37 @@ def seeds(rid: str) -> dict[str, list[bytes]]:
         "/kosmos.v1.ApiKeyService/ListApiKeys": [keys.ListApiKeysRequest(page_size=1)],
         "/kosmos.v1.ApiKeyService/RevokeApiKey": [
             keys.RevokeApiKeyRequest(name="apiKeys/0123456789abcdef")
+        ],
+        "/kosmos.v1.ProfileService/CreateCustomers": [
+            pr.CreateCustomersRequest(parent="shops/acme", customers=[customer])
+        ],
+        "/kosmos.v1.FeedbackService/ImportInteractions": [
+            fb.ImportInteractionsRequest(
+                parent="shops/acme", request_id="fuzz-import", interactions=[interaction] * 3
+            )
+        ],
+        "/kosmos.v1.ShopSettingsService/GetShopSettings": [
+            ss.GetShopSettingsRequest(name="shops/acme/settings")
+        ],
+        "/kosmos.v1.ShopSettingsService/UpdateShopSettings": [
+            ss.UpdateShopSettingsRequest(
+                settings=ss.ShopSettings(
+                    name="shops/acme/settings",
+                    routing="warm=popularity;cold=popularity",
+                    max_per_category=4,
+                ),
+                update_mask=field_mask_pb2.FieldMask(paths=["routing", "max_per_category"]),
+            )
+        ],
+        "/kosmos.v1.ShopSettingsService/ListShopSettingsRevisions": [
+            ss.ListShopSettingsRevisionsRequest(parent="shops/acme/settings", page_size=2)
+        ],
+        "/kosmos.v1.ModelService/ListModelVersions": [
+            ms.ListModelVersionsRequest(parent="shops/acme")
+        ],
+        "/kosmos.v1.ModelService/TrainModels": [ms.TrainModelsRequest(parent="shops/acme")],
+        "/kosmos.v1.ModelService/RollbackModel": [
+            ms.RollbackModelRequest(name="shops/acme/recommenders/popularity")
         ],
     }
     return {m: [r.SerializeToString() for r in rs] for m, rs in found.items()}
@@ -218,6 +256,9 @@ def test_mutated_and_oversized_bytes_never_break_the_service(cluster):
     c, admin, rid = cluster
     by_method = seeds(rid)
     methods = sorted(by_method)
+    # Every RPC the cluster hosts is fuzzed (a new one must get a seed here).
+    hosted = {*METHOD_SCOPES, *(f"/kosmos.v1.ApiKeyService/{m}" for m in KEY_METHODS)}
+    assert set(methods) == hosted
     pool = [b for bodies in by_method.values() for b in bodies]
     calls = {m: c.raw_channel.unary_unary(m) for m in methods}  # identity serializers
     keys = [

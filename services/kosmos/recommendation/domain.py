@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from opentelemetry import trace
@@ -238,7 +238,14 @@ class Recommendations:
         chain = shop.routing.chain(has_history=bool(recent), placement=context.page)
         candidates = self._gather(shop_id, chain, query.k, lambda m: m.recommend(query))
         offers = self._finish(
-            shop_id, candidates, customer, excluded, want, recent, seeds=context.seed_item_ids
+            catalog,
+            shop.max_per_category,
+            candidates,
+            customer,
+            excluded,
+            want,
+            recent,
+            seeds=context.seed_item_ids,
         )
         page = _page(shop_id, offers, offset, want, recommendation_id)
         _served(page, shop_id, "recommend")
@@ -253,7 +260,10 @@ class Recommendations:
         offset: int,
         recommendation_id: str = "",
     ) -> OfferPage:
-        if item_id not in self.catalog.items(shop_id):
+        # The catalog and the shop's settings are read once per request.
+        catalog = self.catalog.items(shop_id)
+        shop = self._view(shop_id)
+        if item_id not in catalog:
             raise NotFound("item", item_name(shop_id, item_id))
         customer = self._customer(shop_id, customer_id) if customer_id else None
         excluded: set[str] = {item_id}
@@ -267,10 +277,11 @@ class Recommendations:
             exclude_item_ids=frozenset(excluded),
         )
         candidates = self._gather(
-            shop_id, self._view(shop_id).routing.warm, query.k, lambda m: m.similar_items(query)
+            shop_id, shop.routing.warm, query.k, lambda m: m.similar_items(query)
         )
         offers = self._finish(
-            shop_id,
+            catalog,
+            shop.max_per_category,
             candidates,
             customer,
             excluded,
@@ -337,7 +348,8 @@ class Recommendations:
 
     def _finish(
         self,
-        shop_id: str,
+        items: Mapping[str, Item],
+        max_per_category: int,
         candidates: list[Candidate],
         customer: Customer | None,
         excluded: set[str] | frozenset[str],
@@ -346,15 +358,15 @@ class Recommendations:
         default_kind: str = "picked_for_you",
         seeds: tuple[str, ...] = (),
     ) -> list[Offer]:
-        """Filters, words the reasons and varies. ``default_kind`` and ``seeds`` (the evidence)
-        are what an offer's reason is when its recommender says nothing more specific."""
+        """Filters against the request's catalog snapshot ``items``, words the reasons and
+        varies. ``default_kind`` and ``seeds`` (the evidence) are what an offer's reason is when
+        its recommender says nothing more specific."""
         deadline.check("recommend.filter")
         last_done: dict[str, InteractionType] = {}
         citations: dict[str, int] = {}
         for i in recent:  # newest first: the first one seen per item is what they did last
             last_done.setdefault(i.item_id, i.type)
         with tracer.start_as_current_span("recommend.filter") as span:
-            items = self.catalog.items(shop_id)
             categories = brands = frozenset[str]()
             if customer is not None:
                 categories = frozenset(
@@ -393,7 +405,7 @@ class Recommendations:
                 kept.append(Offer(item, c.scored.score, reason, c.recommender, kind, evidence))
             span.set_attribute("kosmos.candidates.kept", len(kept))
         with tracer.start_as_current_span("recommend.rank"):
-            return self._vary(kept, want + 1, self._view(shop_id).max_per_category)
+            return self._vary(kept, want + 1, max_per_category)
 
     def _view(self, shop_id: str) -> _ShopView:
         """What applies to one shop: its settings (cached by revision), or the cluster's."""

@@ -54,6 +54,32 @@ class ArtifactError(RuntimeError):
     """A version is missing or unreadable."""
 
 
+def _new_version(
+    shop: str,
+    recommender: str,
+    interactions: int,
+    fit_seconds: float,
+    distribution: str,
+    settings: Mapping[str, str],
+    data_version: str,
+    metrics: Mapping[str, float] | None,
+) -> Version:
+    """The manifest of a version published now, under a fresh, sortable name."""
+    now = time.time()
+    return Version(
+        shop,
+        recommender,
+        _version_name(now),
+        now,
+        interactions,
+        fit_seconds,
+        distribution,
+        dict(settings),
+        data_version,
+        dict(metrics or {}),
+    )
+
+
 def _version_name(now: float) -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)) + "-" + uuid.uuid4().hex[:6]
 
@@ -82,26 +108,23 @@ class Artifacts:
         metrics: Mapping[str, float] | None = None,
     ) -> Version:
         """Writes a new version with ``save(folder)`` and (by default) makes it current."""
-        now = time.time()
-        name = _version_name(now)
+        version = _new_version(
+            shop,
+            recommender,
+            interactions,
+            fit_seconds,
+            distribution,
+            settings,
+            data_version,
+            metrics,
+        )
+        name = version.version
         base = self._dir(shop, recommender)
         base.mkdir(parents=True, exist_ok=True)
         tmp = base / f".{name}.tmp"
         tmp.mkdir()
         try:
             save(tmp)
-            version = Version(
-                shop,
-                recommender,
-                name,
-                now,
-                interactions,
-                fit_seconds,
-                distribution,
-                dict(settings),
-                data_version,
-                dict(metrics or {}),
-            )
             (tmp / MANIFEST).write_text(json.dumps(asdict(version), indent=2))
             tmp.rename(base / name)
         except BaseException:
@@ -201,20 +224,17 @@ class StoreArtifacts(Artifacts):
         data_version: str = "",
         metrics: Mapping[str, float] | None = None,
     ) -> Version:
-        now = time.time()
-        name = _version_name(now)
-        version = Version(
+        version = _new_version(
             shop,
             recommender,
-            name,
-            now,
             interactions,
             fit_seconds,
             distribution,
-            dict(settings),
+            settings,
             data_version,
-            dict(metrics or {}),
+            metrics,
         )
+        name, now = version.version, version.create_time
         with tempfile.TemporaryDirectory(prefix="kosmos-publish-") as tmp:
             save(Path(tmp))
             (Path(tmp) / MANIFEST).write_text(json.dumps(asdict(version), indent=2))

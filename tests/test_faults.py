@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -45,20 +46,25 @@ class Cluster:
         self.listen = "127.0.0.1:0"
         self.proc: subprocess.Popen[str] | None = None
         self.address = ""
+        # The child's log goes to a file, never to a pipe nobody reads: a full pipe blocks the
+        # child's next log line, and with it the SIGTERM handler that logs (a drain that never
+        # starts, seen once in a few full runs).
+        self.log = tempfile.TemporaryFile(mode="w+")
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "kosmos.cluster"],
             env={**self.env, "KOSMOS_CLUSTER_LISTEN": self.listen},
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=self.log,
             text=True,
         )
         line = self.proc.stdout.readline()
         if "listening on" not in line:
             self.proc.kill()
-            _out, err = self.proc.communicate()
-            raise AssertionError(f"the cluster did not start: {line!r} {err}")
+            self.proc.communicate()
+            self.log.seek(0)
+            raise AssertionError(f"the cluster did not start: {line!r} {self.log.read()}")
         self.address = line.strip().rsplit(" ", 1)[1]
         self.listen = self.address  # a restart binds the same port again
 
@@ -69,6 +75,7 @@ class Cluster:
 
     def close(self) -> None:
         self.kill()
+        self.log.close()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -12,9 +12,13 @@ from google.protobuf import field_mask_pb2
 
 from kosmos.client import InteractionInput
 from kosmos.common.timestamps import to_timestamp
-from kosmos.v1 import common_pb2, profile_service_pb2, profile_service_pb2_grpc
+from kosmos.v1 import (
+    common_pb2,
+    profile_service_pb2,
+    profile_service_pb2_grpc,
+    recommendation_service_pb2_grpc,
+)
 from kosmos.v1 import recommendation_service_pb2 as pb
-from kosmos.v1 import recommendation_service_pb2_grpc
 from tests.helpers import assert_invalid, item, small_shop, status_of
 
 ALICE = "shops/acme/customers/alice"

@@ -14,15 +14,17 @@ from collections.abc import Iterator
 import pytest
 from kosmos_implicit import create_als
 
-from kosmos.client import InteractionInput
+from kosmos.client import InteractionInput, KosmosRpcError
 from kosmos.common.config import RecommendationSettings
 from kosmos.plugin import LoadedPlugin
 from kosmos.plugin.routing import Routing
 from kosmos.recommenders.popularity import create as popularity
 from kosmos.store import SQLiteStore
 from kosmos.training import train
-from kosmos.training.artifacts import StoreArtifacts
+from kosmos.training.artifacts import Artifacts, StoreArtifacts
 from kosmos.v1 import profile_service_pb2, profile_service_pb2_grpc
+from kosmos.v1 import recommendation_service_pb2 as rec_pb
+from kosmos.v1 import recommendation_service_pb2_grpc as rec_grpc
 from tests.conftest import Cluster, start_cluster
 from tests.helpers import item
 
@@ -179,3 +181,58 @@ def test_erasing_an_unknown_customer_returns_an_empty_receipt(kosmos):
     ).receipt
     assert not receipt.profile_removed and receipt.interactions_removed == 0
     assert receipt.last_artifact_delete_time == receipt.erase_time
+
+
+def test_explain_names_the_past_items_behind_an_als_offer(served, store):
+    c = served
+    c.client.create_shop("acme")
+    c.client.upsert_items("acme", [item("acme", f"i{n:02d}") for n in range(12)])
+    events = [
+        InteractionInput(f"c{n}", f"i{(n + k) % 12:02d}", "purchase")
+        for n in range(12)
+        for k in range(3)
+    ]
+    for n in range(12):
+        c.client.create_customer("acme", f"c{n}")
+    c.client.record_interactions("acme", events)
+    train(store, StoreArtifacts(store), PLUGINS, NAMES, ALS_SETTINGS, ["acme"], evaluate=False)
+    assert _until(lambda: offered(c, "c0")[0][1] == "als")
+    top = c.client.recommend("acme", "c0", page_size=1).offers[0]
+    stub = rec_grpc.RecommendationServiceStub(c.channel)
+    found = stub.Explain(
+        rec_pb.RecommendationServiceExplainRequest(
+            customer="shops/acme/customers/c0", item=top.item
+        ),
+        timeout=10,
+    )
+    assert found.offered and found.rank == 1 and found.offer.recommender == "als"
+    bought = {f"shops/acme/items/i{k:02d}" for k in range(3)}
+    assert found.contributions and {x.item for x in found.contributions} <= bought
+
+
+def test_a_version_fitted_before_an_erasure_is_never_rolled_back_to(store, tmp_path):
+    chain = ("popularity",)
+    settings = RecommendationSettings(
+        routing=Routing(chain, chain), refresh_seconds=0, model_dir=str(tmp_path / "models")
+    )
+    c = start_cluster(store, settings, PLUGINS)
+    try:
+        c.client.create_shop("acme")
+        c.client.upsert_items("acme", [item("acme", "i00")])
+        c.client.create_customer("acme", "alice")
+        c.client.record_interactions("acme", [InteractionInput("alice", "i00", "purchase")])
+        artifacts = Artifacts(tmp_path / "models")
+        for force in (False, True):
+            train(store, artifacts, PLUGINS, ["popularity"], {}, ["acme"], force=force)
+        profiles = profile_service_pb2_grpc.ProfileServiceStub(c.channel)
+        profiles.EraseCustomer(
+            profile_service_pb2.EraseCustomerRequest(name="shops/acme/customers/alice"), timeout=5
+        )
+        with pytest.raises(KosmosRpcError) as caught:
+            c.client.rollback_model("acme", "popularity")
+        assert caught.value.reason == "VERSION_HOLDS_ERASED_DATA"
+        # The next fit deletes what was fitted before the erasure, from the model folder too.
+        train(store, artifacts, PLUGINS, ["popularity"], {}, ["acme"])
+        assert len(artifacts.versions("acme", "popularity")) == 1
+    finally:
+        c.close()

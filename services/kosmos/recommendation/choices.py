@@ -105,6 +105,10 @@ class Choices:
             personal=personal,
         )
 
+    def restrictions_only(self) -> Choices:
+        """The exclusions alone, without the preferences."""
+        return Choices(self.item_ids, self.categories, self.brands, personal=self.personal)
+
     def excludes(self, item: Item) -> bool:
         """Whether the customer asked never to be shown ``item``."""
         return (

@@ -290,7 +290,14 @@ class Recommendations:
             raise NotFound("item", item_name(shop_id, item_id))
         customer = self._customer(shop_id, customer_id) if customer_id else None
         excluded: set[str] = {item_id}
-        choices = Choices.of(customer, self.clock())
+        consents = (
+            {p: c.granted for p, c in self.store.consents(shop_id, customer.customer_id).items()}
+            if customer is not None
+            else None
+        )
+        choices = Choices.of(customer, self.clock(), consents)
+        if not choices.personal:  # similar items are not personal: keep them, without likes
+            choices = Choices.of(customer, self.clock()).restrictions_only()
         if customer is not None:
             excluded |= self.store.dismissed_item_ids(shop_id, customer.customer_id)
             excluded |= choices.item_ids

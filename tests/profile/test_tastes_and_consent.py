@@ -101,3 +101,28 @@ def test_without_training_consent_events_never_enter_a_model(client, kosmos, pro
     # Her own requests still follow her history (kept for her own personalization).
     first = client.recommend(shop, "alice", page_size=5).offers[0]
     assert int(first.item.rsplit("/i", 1)[1]) % 4 == 1
+
+
+def test_the_python_client_covers_the_customer_rpcs(client, shop):
+    stored = client.set_preferences(
+        shop, "alice", [("liked_category", "Garden")], price_range=(0.0, 50.0)
+    )
+    assert stored.preferences[0].kind == common_pb2.PREFERENCE_KIND_LIKED_CATEGORY
+    assert stored.price_range.max_price == 50.0
+    with pytest.raises(ValueError, match="liked_category"):
+        client.set_preferences(shop, "alice", [("loved", "Garden")])
+    client.record_interactions(shop, [InteractionInput("alice", "i00", "dismiss")])
+    assert client.undo_dismissal(shop, "alice", "i00") == 1
+    client.record_interactions(shop, [InteractionInput("anon-c", "i13", "click")])
+    assert client.link_identity(shop, "alice", "anon-c", "login").linked.endswith("/anon-c")
+    assert [t.value for t in client.get_tastes(shop, "alice").inferred][:1] == ["Garden"]
+    client.correct_taste(shop, "alice", "category", "Garden")
+    assert "Garden" not in [t.value for t in client.get_tastes(shop, "alice").inferred]
+    client.set_consent(shop, "alice", "cross_device_linking", False, "settings")
+    assert not client.unlink_identity(shop, "alice", "anon-c")  # withdrawing unlinked it
+    assert [c.source for c in client.list_consent_changes(shop, "alice")] == ["settings"]
+    top = client.recommend(shop, "alice", page_size=1).offers[0].item.rsplit("/", 1)[1]
+    assert client.explain(shop, "alice", top).rank == 1
+    receipt = client.erase_customer(shop, "alice")
+    assert receipt.profile_removed and receipt.consents_removed == 1
+    assert receipt.interactions_removed == 0  # her one event, the dismissal, was undone

@@ -130,6 +130,7 @@ def test_erasure_leaves_nothing_and_a_re_created_id_starts_afresh(served, store,
         profile_service_pb2.EraseCustomerRequest(name="shops/acme/customers/alice"), timeout=10
     ).receipt
     assert receipt.profile_removed
+    assert list(receipt.erased_linked) == ["shops/acme/customers/anon-d1"]  # her device
     assert receipt.interactions_removed == 5
     assert receipt.identity_links_removed == 1
     assert receipt.idempotency_records_removed == 1  # batch-2; batch-1 is others' too
@@ -151,6 +152,7 @@ def test_erasure_leaves_nothing_and_a_re_created_id_starts_afresh(served, store,
     results = train(store, artifacts, PLUGINS, NAMES, ALS_SETTINGS, ["acme"], evaluate=False)
     assert all(r.version and not r.skipped for r in results)  # the erasure changed the data
     assert rows_naming(store, "alice") == []
+    assert rows_naming(store, "anon-d1") == []
     for name in NAMES:
         assert [v.version for v in artifacts.versions("acme", name)] == [
             artifacts.current("acme", name)

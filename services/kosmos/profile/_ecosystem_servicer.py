@@ -185,6 +185,7 @@ def receipt_to_proto(receipt: Receipt) -> profile_service_pb2.ErasureReceipt:
         model_versions_removed=list(e.model_versions_removed),
         model_versions_pending=list(e.model_versions_pending),
         last_artifact_delete_time=to_timestamp(receipt.last_artifact_delete_time),
+        erased_linked=[customer_name(receipt.shop_id, d) for d in receipt.erased_linked],
     )
 
 

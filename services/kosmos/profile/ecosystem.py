@@ -9,6 +9,7 @@ store; no cache has to be told.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ TASTE_HISTORY = 200
 MAX_TASTES = 5
 MAX_EVIDENCE = 5
 MAX_PREFERENCES = 500
+MAX_LINKED = 1000
+"""At most this many linked ids are erased with a customer."""
 TASTE_KINDS = {
     PreferenceKind.LIKED_CATEGORY: PreferenceKind.DISLIKED_CATEGORY,
     PreferenceKind.LIKED_BRAND: PreferenceKind.DISLIKED_BRAND,
@@ -58,6 +61,7 @@ class Receipt:
     customer_id: str
     erasure: Erasure
     last_artifact_delete_time: float
+    erased_linked: tuple[str, ...] = ()
 
 
 class Ecosystem:
@@ -211,13 +215,36 @@ class Ecosystem:
     # -- erasure -----------------------------------------------------------------------------
 
     def erase(self, shop_id: str, customer_id: str) -> Receipt:
+        """Erases the customer and the anonymous ids linked to them (the same person's
+        devices); a linked known customer is only unlinked. One store transaction per id."""
+        devices = [
+            link.linked_id
+            for link in self.store.list_identity_links(shop_id, customer_id, "", MAX_LINKED)
+            if is_anonymous(link.linked_id)
+        ]
         erasure = self.store.erase_customer(shop_id, customer_id)
+        for device in devices:
+            more = self.store.erase_customer(shop_id, device)
+            erasure = dataclasses.replace(
+                erasure,
+                interactions_removed=erasure.interactions_removed + more.interactions_removed,
+                consents_removed=erasure.consents_removed + more.consents_removed,
+                identity_links_removed=erasure.identity_links_removed + more.identity_links_removed,
+                idempotency_records_removed=erasure.idempotency_records_removed
+                + more.idempotency_records_removed,
+                model_versions_removed=tuple(
+                    dict.fromkeys(erasure.model_versions_removed + more.model_versions_removed)
+                ),
+                model_versions_pending=tuple(
+                    dict.fromkeys(erasure.model_versions_pending + more.model_versions_pending)
+                ),
+            )
         last = erasure.erase_time
         if erasure.model_versions_pending or erasure.profile_removed:
             # A serving version (in the store, in a model folder, or fitted in a replica)
             # may hold the customer until the next fit replaces it.
             last = erasure.erase_time + self.retrain_seconds
-        return Receipt(shop_id, customer_id, erasure, last)
+        return Receipt(shop_id, customer_id, erasure, last, tuple(devices))
 
 
 def live_preferences(preferences: Sequence[Preference], now: float) -> list[Preference]:

@@ -214,6 +214,20 @@ def test_an_anonymous_id_shops_and_its_history_counts_once_linked(client, profil
     assert link.link.linked == device
     linked = recommend(recs)
     assert category_of(ids(linked)[0]) == "Garden"  # the device's clicks count at once
+    # Its dismissals hold for her too, on product pages as well (a property test found
+    # SimilarItems reading only her own).
+    similar = recs.SimilarItems(
+        pb.SimilarItemsRequest(item="shops/acme/items/i00", customer=ALICE, page_size=20),
+        timeout=5,
+    )
+    shown = ids(similar)[0]
+    client.record_interactions(shop, [InteractionInput("anon-7f3a", shown, "dismiss")])
+    similar = recs.SimilarItems(
+        pb.SimilarItemsRequest(item="shops/acme/items/i00", customer=ALICE, page_size=20),
+        timeout=5,
+    )
+    assert shown not in ids(similar)
+    client.undo_dismissal(shop, "anon-7f3a", shown)
     profiles.UnlinkIdentity(
         profile_service_pb2.UnlinkIdentityRequest(customer=ALICE, linked=device), timeout=5
     )

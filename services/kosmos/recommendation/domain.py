@@ -288,18 +288,20 @@ class Recommendations:
         shop = self._view(shop_id)
         if item_id not in catalog:
             raise NotFound("item", item_name(shop_id, item_id))
-        customer = self._customer(shop_id, customer_id) if customer_id else None
+        # The customer's profile, consent and dismissals (their linked devices' too), in one
+        # read (issue 11).
+        inputs = None
+        if customer_id:
+            inputs = self.store.recommend_inputs(shop_id, customer_id, 0)
+            if inputs is None:
+                inputs = self._anonymous(shop_id, customer_id)
+        customer = inputs.customer if inputs is not None else None
         excluded: set[str] = {item_id}
-        consents = (
-            {p: c.granted for p, c in self.store.consents(shop_id, customer.customer_id).items()}
-            if customer is not None
-            else None
-        )
-        choices = Choices.of(customer, self.clock(), consents)
+        choices = Choices.of(customer, self.clock(), inputs.consents if inputs else None)
         if not choices.personal:  # similar items are not personal: keep them, without likes
             choices = Choices.of(customer, self.clock()).restrictions_only()
-        if customer is not None:
-            excluded |= self.store.dismissed_item_ids(shop_id, customer.customer_id)
+        if inputs is not None:
+            excluded |= inputs.dismissed_item_ids
             excluded |= choices.item_ids
         want = offset + page_size
         query = SimilarItemsQuery(

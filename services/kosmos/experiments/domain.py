@@ -19,8 +19,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kosmos.recommendation.rules import RuleSet
-
 HOLDOUT = "holdout"
 KIND = "experiments"
 """The document kind experiments are stored under."""
@@ -31,7 +29,7 @@ class Variant:
     variant_id: str
     weight: float = 1.0
     routing: str = ""
-    rules: RuleSet = RuleSet()
+    rules: tuple[Mapping[str, Any], ...] = ()  # merchant rules as stored (recommendation.rules)
     display_name: str = ""
 
 
@@ -81,7 +79,7 @@ class Experiment:
                     variant_id=v["variant_id"],
                     weight=float(v.get("weight") or 1.0),
                     routing=v.get("routing") or "",
-                    rules=RuleSet.from_document({"rules": v.get("rules") or ()}),
+                    rules=tuple(v.get("rules") or ()),
                     display_name=v.get("display_name") or "",
                 )
                 for v in d["variants"]

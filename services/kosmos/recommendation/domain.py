@@ -249,7 +249,7 @@ class Recommendations:
         if assigned is not None and assigned.variant is not None:
             if assigned.variant.routing:
                 routing = Routing.parse(assigned.variant.routing)
-            rule_set = rule_set + assigned.variant.rules
+            rule_set = rule_set + rules.RuleSet.from_document({"rules": assigned.variant.rules})
         rule_set = rule_set.active(context.page, now)
         shown = rotation.ignored_weights(
             self.store.recent_impressions(shop_id, customer_id, rotation.horizon(now)), recent, now

@@ -5,9 +5,10 @@ reaches a recommender. Here it counts against an item: each list that showed the
 after which the customer did nothing with it (no click, cart, purchase or rating at or after
 the impression), adds ``0.5 ** (age / IMPRESSION_HALF_LIFE_HOURS)``, so an impression an hour
 old weighs nearly 1 and one two days old 0.5. An item with ignored weight ``w`` is placed as if
-its rank were ``rank × (1 + strength × w)``.
+it ranked ``strength × w`` places lower than it does.
 
-``strength`` is the customer's novelty preference times `MAX_STRENGTH`. The preference is
+``strength`` is the customer's novelty preference times `MAX_STRENGTH` (10 places per fresh
+ignored impression at preference 1, 5 at the default 0.5). The preference is
 stated in the profile (attribute ``novelty``, 0 to 1: 0 turns rotation off for them, 1 rotates
 hardest), or else learned from dismissals: ``0.5 + 0.5 × d / (d + 10)`` for ``d`` dismissed
 items, so a customer who keeps saying "not for me" sees shown-and-ignored items sink faster.
@@ -28,8 +29,8 @@ IMPRESSION_HALF_LIFE_HOURS = 48.0
 """Half-life of an ignored impression's weight."""
 HORIZON_HALF_LIVES = 4
 """Impressions older than this many half-lives (8 days) are not read."""
-MAX_STRENGTH = 2.0
-"""The strength at novelty preference 1."""
+MAX_STRENGTH = 10.0
+"""Places an item sinks per fresh ignored impression at novelty preference 1."""
 NOVELTY_ATTRIBUTE = "novelty"
 """The profile attribute a customer states their novelty preference in (0 to 1)."""
 ENGAGED = frozenset(
@@ -84,7 +85,7 @@ def rotate(offers: list[Any], weights: Mapping[str, float], strength: float) -> 
     if not weights or strength <= 0.0:
         return offers
     keyed = [
-        ((rank + 1) * (1.0 + strength * weights.get(o.item.item_id, 0.0)), rank, o)
+        (rank + strength * weights.get(o.item.item_id, 0.0), rank, o)
         for rank, o in enumerate(offers)
     ]
     keyed.sort(key=lambda t: (t[0], t[1]))

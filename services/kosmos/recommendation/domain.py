@@ -260,7 +260,7 @@ class Recommendations:
         want = pages.LIST_LENGTH - 1
         query = RecommendQuery(
             customer_id=customer_id,
-            k=want * OVERFETCH + OVERFETCH_MARGIN,
+            k=pages.LIST_CANDIDATES,
             exclude_item_ids=frozenset(excluded),
             recent_interactions=recent,
             customer_features=customer.attributes,
@@ -381,7 +381,9 @@ class Recommendations:
         catalog = self.catalog.items(shop_id)
         window = kept.offers[offset : offset + page_size]
         offers = [
-            Offer(catalog[d["i"]], **pages.from_document(d)) for d in window if d["i"] in catalog
+            Offer(catalog[pages.item_of(d)], **pages.from_document(d))
+            for d in window
+            if pages.item_of(d) in catalog
         ]
         page = OfferPage(
             offers,

@@ -21,6 +21,7 @@ replicas starting together apply each migration once and none serves a half-migr
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import queue
@@ -990,6 +991,8 @@ class PostgresStore:
 
     def put_recommendation_list(self, record: RecommendationList) -> None:
         with self._tx("a database write", write=True) as conn:
+            # A kept list is a cache with a TTL, not an acknowledged event: no WAL flush wait.
+            conn.execute("SET LOCAL synchronous_commit = off")
             conn.execute(
                 "INSERT INTO recommendation_lists (shop_id, recommendation_id,"
                 " customer_id, placement, experiment_id, variant_id, offers, create_time,"
@@ -998,7 +1001,9 @@ class PostgresStore:
                 " expire_time = excluded.expire_time",
                 _list_row(record),
             )
-            # Expired lists go a few at a time, on the writes that add new ones.
+            # Expired lists go a few at a time, on one write in `_PURGE_EVERY`.
+            if next(_list_writes) % _PURGE_EVERY:
+                return
             conn.execute(
                 "DELETE FROM recommendation_lists WHERE (shop_id, recommendation_id) IN"
                 " (SELECT shop_id, recommendation_id FROM recommendation_lists"
@@ -1236,6 +1241,8 @@ class PostgresStore:
         return [r[0] for r in rows]
 
 
+_PURGE_EVERY = 32
+_list_writes = itertools.count(1)
 _LIST_COLUMNS = (
     "shop_id, recommendation_id, customer_id, placement, experiment_id, variant_id, offers,"
     " create_time, expire_time"

@@ -157,15 +157,15 @@ class ShopSettingsRevision:
 class RecommendationList:
     """The ranked list behind one served ``recommendation_id`` (stable pages, attribution).
 
-    ``offers`` is the whole list as served, best first: JSON-able dicts the recommendation
-    service gives their meaning (item id, score, reason...). ``experiment_id`` and
+    ``offers`` is the whole list as served, best first: JSON-able entries the recommendation
+    service gives their meaning (`kosmos.recommendation.pages.to_document`). ``experiment_id`` and
     ``variant_id`` are empty when no experiment decided the list.
     """
 
     shop_id: str
     recommendation_id: str
     customer_id: str
-    offers: tuple[Mapping[str, Any], ...]
+    offers: tuple[Any, ...]
     create_time: float
     expire_time: float
     placement: str = ""

@@ -11,6 +11,7 @@ than its deadline; a write whose deadline has passed by commit time is rolled ba
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 import threading
@@ -997,6 +998,18 @@ class SQLiteStore:
         return [_settings(row) for row in rows]
 
     def put_recommendation_list(self, record: RecommendationList) -> None:
+        # A kept list is a cache with a TTL, not an acknowledged event: its commit skips the
+        # disk sync (WAL, synchronous=NORMAL; the next FULL commit of any write syncs it), so
+        # keeping it costs no fsync on the request path. A power cut may lose it: page 2 is
+        # then PAGE_TOKEN_EXPIRED.
+        own = self._connection()
+        own.execute("PRAGMA synchronous=NORMAL")
+        try:
+            self._put_list(record)
+        finally:
+            own.execute("PRAGMA synchronous=FULL")
+
+    def _put_list(self, record: RecommendationList) -> None:
         with self._write() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO recommendation_lists (shop_id, recommendation_id,"
@@ -1004,7 +1017,9 @@ class SQLiteStore:
                 " expire_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 _list_row(record),
             )
-            # Expired lists go a few at a time, on the writes that add new ones.
+            # Expired lists go a few at a time, on one write in `_PURGE_EVERY`.
+            if next(_list_writes) % _PURGE_EVERY:
+                return
             conn.execute(
                 "DELETE FROM recommendation_lists WHERE (shop_id, recommendation_id) IN"
                 " (SELECT shop_id, recommendation_id FROM recommendation_lists"
@@ -1085,6 +1100,8 @@ def _settings(row: sqlite3.Row) -> ShopSettingsRevision:
     )
 
 
+_PURGE_EVERY = 32
+_list_writes = itertools.count(1)
 _LIST_COLUMNS = (
     "shop_id, recommendation_id, customer_id, placement, experiment_id, variant_id, offers,"
     " create_time, expire_time"

@@ -371,7 +371,9 @@ class StoreContract:
         with pytest.raises(NotFound):
             store.record_impressions("acme", [Impression("acme", "zed", "r1", "i0", 1.0)])
         bought = Interaction("acme", "alice", "i1", InteractionType.PURCHASE, 1500.0, 2.0, "r1")
-        store.record_interactions("acme", "q", "h", [bought])
+        # Bob citing alice's list is not alice's list's outcome.
+        borrowed = Interaction("acme", "bob", "i2", InteractionType.CLICK, 1500.0, 0.0, "r1")
+        store.record_interactions("acme", "q", "h", [bought, borrowed])
         outcomes = store.experiment_outcomes("acme", "e")
         assert outcomes.lists == [("r1", "alice", "v")]
         assert sorted(outcomes.impressions) == [("r1", "i0"), ("r1", "i1"), ("r1", "i2")]

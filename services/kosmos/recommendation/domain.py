@@ -380,10 +380,11 @@ class Recommendations:
             )
         catalog = self.catalog.items(shop_id)
         window = kept.offers[offset : offset + page_size]
+        # An item sold out since the list was ranked is left out of its page.
         offers = [
             Offer(catalog[pages.item_of(d)], **pages.from_document(d))
             for d in window
-            if pages.item_of(d) in catalog
+            if pages.item_of(d) in catalog and catalog[pages.item_of(d)].available
         ]
         page = OfferPage(
             offers,

@@ -1082,7 +1082,9 @@ class SQLiteStore:
             acted = conn.execute(
                 "SELECT x.recommendation_id, x.item_id, x.type, x.value, coalesce(it.price, 0)"
                 " FROM interactions x"
-                " JOIN recommendation_lists l USING (shop_id, recommendation_id)"
+                # Only the list's own customer's actions count for it.
+                " JOIN recommendation_lists l ON l.shop_id = x.shop_id"
+                " AND l.recommendation_id = x.recommendation_id AND l.customer_id = x.customer_id"
                 " LEFT JOIN items it ON it.shop_id = x.shop_id AND it.item_id = x.item_id"
                 " WHERE l.shop_id = ? AND l.experiment_id = ?",
                 (shop_id, experiment_id),

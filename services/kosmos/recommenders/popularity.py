@@ -153,8 +153,11 @@ class PopularityRecommender:
         if want <= 0:
             return []
         if want < candidates.size:
-            part = np.argpartition(-scores[candidates], want - 1)[:want]
-            candidates = candidates[part]
+            part = np.argpartition(-scores[candidates], want - 1)
+            # Every item tied with the last one kept stays in (unsold items all score 0), so
+            # that ties go by catalog order and the top k is the prefix of the top 2k.
+            bound = scores[candidates[part[want - 1]]]
+            candidates = candidates[scores[candidates] >= bound]
         order = candidates[np.lexsort((candidates, -scores[candidates]))]
         picked = [int(n) for n in order if model.item_ids[n] not in exclude]
         return picked[:k]

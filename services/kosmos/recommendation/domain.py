@@ -15,6 +15,7 @@ from opentelemetry import trace
 from kosmos.common import deadline, metrics, signing
 from kosmos.common.errors import InvalidArgument, NotFound
 from kosmos.common.names import customer_name, item_name, shop_name
+from kosmos.experiments.domain import Assignment
 from kosmos.experiments.domain import assign as assign_variant
 from kosmos.plugin import Interaction as PluginInteraction
 from kosmos.plugin import Recommender, RecommendQuery, Scored, SimilarItemsQuery
@@ -257,10 +258,12 @@ class Recommendations:
         strength = rotation.MAX_STRENGTH * rotation.novelty(
             customer.attributes, len(inputs.dismissed_item_ids)
         )
-        want = pages.LIST_LENGTH - 1
+        # A first page larger than the list ranks a list of its own size.
+        length = max(pages.LIST_LENGTH, page_size)
+        want = length - 1
         query = RecommendQuery(
             customer_id=customer_id,
-            k=pages.LIST_CANDIDATES,
+            k=length + pages.LIST_MARGIN,
             exclude_item_ids=frozenset(excluded),
             recent_interactions=recent,
             customer_features=customer.attributes,
@@ -285,7 +288,7 @@ class Recommendations:
             rotate=lambda kept: rotation.rotate(kept, shown, strength),
         )
         offers = _pinned(rules.place_pins(offers, ruled.pins), ruled.pins)
-        page = self._keep(shop_id, customer_id, context.page, assigned, offers, page_size)
+        page = self._keep(shop_id, customer_id, context.page, assigned, offers[:length], page_size)
         _served(page, shop_id, "recommend")
         return page
 
@@ -338,15 +341,15 @@ class Recommendations:
         shop_id: str,
         customer_id: str,
         placement: str,
-        assigned: object,
+        assigned: Assignment | None,
         offers: list[Offer],
         page_size: int,
     ) -> OfferPage:
         """Keeps the whole list behind a new id and returns its first page."""
         created = time.time()
         rid = signing.new_recommendation_id(shop_id, created)
-        experiment_id = getattr(assigned, "experiment_id", "")
-        variant_id = getattr(assigned, "variant_id", "")
+        experiment_id = assigned.experiment_id if assigned is not None else ""
+        variant_id = assigned.variant_id if assigned is not None else ""
         record = RecommendationList(
             shop_id=shop_id,
             recommendation_id=rid,

@@ -25,9 +25,11 @@ from typing import Any, Protocol, TypeVar
 LIST_LENGTH = 50
 """Offers ranked behind one recommendation id (pages beyond it are empty): five pages of 10.
 Ranking more costs every first page (about 2 ms more for 100 on the 2-core machine)."""
-LIST_CANDIDATES = LIST_LENGTH + 30
-"""Candidates the chain is asked for: the same for every page size, so that the list is too
-(the query already excludes what the customer has, dismissed or excluded)."""
+LIST_MARGIN = 30
+"""Candidates the chain is asked for beyond the list's length, for the filters to drop: the
+same for every page size up to `LIST_LENGTH`, so that the list is too (the query already
+excludes what the customer has, dismissed or excluded). A first page larger than
+`LIST_LENGTH` ranks a list of its own size."""
 LIST_TTL_SECONDS = 24 * 3600
 """How long the list behind a recommendation id is kept; an older page token is refused
 (INVALID_ARGUMENT, ``PAGE_TOKEN_EXPIRED``)."""

@@ -412,3 +412,22 @@ def test_a_stated_novelty_preference_sets_how_hard_items_rotate(shop):
     rotated = ids(client.recommend("acme", "carol", page_size=8))
     assert same[:4] == ["i00", "i01", "i02", "i03"]  # rotation off for her
     assert rotated.index("i00") > 0
+
+
+# -- context ---------------------------------------------------------------------------------
+
+
+def test_channel_reaches_the_plugins_and_popularity_learns_per_channel(kosmos):
+    client = kosmos.client
+    small_shop(client)
+    # i01 sells on the web, i02 (less overall) in the app; events name their channel.
+    client.record_interactions(
+        "acme",
+        [InteractionInput("bob", "i01", "purchase", channel="web") for _ in range(40)]
+        + [InteractionInput("bob", "i02", "purchase", channel="app", device="mobile")] * 25,
+    )
+    stored = next(iter(client.list_interactions("acme", "bob")))
+    assert (stored.channel, stored.device) == ("app", "mobile")
+    assert ids(client.recommend("acme", "alice", page_size=3, channel="web"))[0] == "i01"
+    assert ids(client.recommend("acme", "alice", page_size=3, channel="app"))[0] == "i02"
+    assert ids(client.recommend("acme", "alice", page_size=3))[0] == "i01"

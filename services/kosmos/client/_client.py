@@ -99,6 +99,8 @@ class InteractionInput:
         value: The rating (0-5) or the purchase quantity.
         event_time: When it happened; the service's clock when omitted.
         recommendation_id: The recommendation that led to it, if any.
+        channel: The channel it happened on (``web``, ``app``...), if known.
+        device: The device it happened on (``mobile``, ``desktop``...), if known.
     """
 
     customer_id: str
@@ -107,6 +109,8 @@ class InteractionInput:
     value: float = 0.0
     event_time: datetime | None = None
     recommendation_id: str = ""
+    channel: str = ""
+    device: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -533,6 +537,8 @@ class KosmosClient:
                 type=interaction_type(i.type),
                 value=i.value,
                 recommendation_id=i.recommendation_id,
+                channel=i.channel,
+                device=i.device,
             )
             if i.event_time is not None:
                 message.event_time.FromDatetime(i.event_time)

@@ -33,6 +33,7 @@ MAX_REQUEST_ID = 128
 # Clocks drift: an event up to this far in the future is accepted as "now".
 CLOCK_SKEW_SECONDS = 300.0
 MAX_RATING = 5.0
+MAX_CONTEXT_TEXT = 64
 MAX_IMPRESSIONS = 100
 MAX_IMPRESSION_ITEMS = 100
 
@@ -46,6 +47,8 @@ def interaction_to_proto(i: Interaction) -> common_pb2.Interaction:
         value=i.value,
         event_time=to_timestamp(i.event_time),
         recommendation_id=i.recommendation_id,
+        channel=i.channel,
+        device=i.device,
     )
 
 
@@ -79,8 +82,21 @@ def interaction_from_proto(message: Any, shop_id: str, field: str, now: float) -
         raise InvalidArgument(
             f"{field}.recommendation_id", "TOO_LONG", f"must be at most {MAX_REQUEST_ID} characters"
         )
+    for text in ("channel", "device"):
+        if len(getattr(message, text)) > MAX_CONTEXT_TEXT:
+            raise InvalidArgument(
+                f"{field}.{text}", "TOO_LONG", f"must be at most {MAX_CONTEXT_TEXT} characters"
+            )
     return Interaction(
-        shop_id, customer_id, item_id, kind, event_time, value, message.recommendation_id
+        shop_id,
+        customer_id,
+        item_id,
+        kind,
+        event_time,
+        value,
+        message.recommendation_id,
+        channel=message.channel,
+        device=message.device,
     )
 
 
@@ -113,6 +129,8 @@ def interactions_from_proto(messages: Any, shop_id: str, now: float) -> list[Int
             or not 0.0 <= value <= (MAX_RATING if kind is InteractionType.RATING else math.inf)
             or not 0.0 < event_time <= latest
             or len(m.recommendation_id) > MAX_REQUEST_ID
+            or len(m.channel) > MAX_CONTEXT_TEXT
+            or len(m.device) > MAX_CONTEXT_TEXT
         ):
             checked = interaction_from_proto(m, shop_id, f"interactions[{n}]", now)
             customers[m.customer] = checked.customer_id
@@ -121,7 +139,15 @@ def interactions_from_proto(messages: Any, shop_id: str, now: float) -> list[Int
             continue
         out.append(
             Interaction(
-                shop_id, customer_id, m.item_id, kind, event_time, value, m.recommendation_id
+                shop_id,
+                customer_id,
+                m.item_id,
+                kind,
+                event_time,
+                value,
+                m.recommendation_id,
+                channel=m.channel,
+                device=m.device,
             )
         )
     return out

@@ -104,7 +104,8 @@ _ITEM_COLUMNS = (
     "shop_id, item_id, title, category, brand, price, available, attributes, update_time"
 )
 _INTERACTION_COLUMNS = (
-    "shop_id, customer_id, item_id, type, event_time, value, recommendation_id, seq"
+    "shop_id, customer_id, item_id, type, event_time, value, recommendation_id, seq, channel,"
+    " device"
 )
 _TYPES = {t.value: t for t in InteractionType}
 _DISMISSED = (
@@ -131,7 +132,9 @@ def _item(row: Sequence[Any]) -> Item:
 
 
 def _interaction(row: Sequence[Any]) -> Interaction:
-    return Interaction(row[0], row[1], row[2], _TYPES[row[3]], row[4], row[5], row[6], row[7])
+    return Interaction(
+        row[0], row[1], row[2], _TYPES[row[3]], row[4], row[5], row[6], row[7], row[8], row[9]
+    )
 
 
 def _ms(seconds: float) -> str:
@@ -752,10 +755,11 @@ class PostgresStore:
             raise
         rows = conn.execute(
             "INSERT INTO interactions (shop_id, customer_id, item_id, type, value, event_time,"
-            " recommendation_id, request_id)"
-            " SELECT %s, c, i, t, v, e, r, %s FROM unnest("
-            "%s::text[], %s::text[], %s::smallint[], %s::float8[], %s::float8[], %s::text[])"
-            " WITH ORDINALITY AS u(c, i, t, v, e, r, n) ORDER BY n RETURNING seq",
+            " recommendation_id, request_id, channel, device)"
+            " SELECT %s, c, i, t, v, e, r, %s, ch, dv FROM unnest("
+            "%s::text[], %s::text[], %s::smallint[], %s::float8[], %s::float8[], %s::text[],"
+            " %s::text[], %s::text[])"
+            " WITH ORDINALITY AS u(c, i, t, v, e, r, ch, dv, n) ORDER BY n RETURNING seq",
             (
                 p.shop_id,
                 p.request_id,
@@ -765,6 +769,8 @@ class PostgresStore:
                 [i.value for i in p.interactions],
                 [i.event_time for i in p.interactions],
                 [i.recommendation_id for i in p.interactions],
+                [i.channel for i in p.interactions],
+                [i.device for i in p.interactions],
             ),
         ).fetchall()
         # Identity values are drawn in insertion order, which the ORDER BY fixed.
@@ -779,6 +785,8 @@ class PostgresStore:
                 i.value,
                 i.recommendation_id,
                 seq,
+                i.channel,
+                i.device,
             )
             for i, seq in zip(p.interactions, seqs, strict=True)
         ]

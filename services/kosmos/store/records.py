@@ -75,6 +75,8 @@ class Interaction:
     value: float = 0.0
     recommendation_id: str = ""
     seq: int = 0
+    channel: str = ""  # where it happened (RecommendationContext.channel), issue 13
+    device: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -111,7 +111,8 @@ def _item(row: sqlite3.Row) -> Item:
 # Interactions are read on every recommendation: select columns in this order and build
 # records positionally (name lookups on sqlite3.Row cost more than the query).
 _INTERACTION_COLUMNS = (
-    "shop_id, customer_id, item_id, type, event_time, value, recommendation_id, seq"
+    "shop_id, customer_id, item_id, type, event_time, value, recommendation_id, seq, channel,"
+    " device"
 )
 _TYPES = {t.value: t for t in InteractionType}
 # The literal type number lets SQLite use the partial index ``interactions_dismissed``.
@@ -122,7 +123,9 @@ _DISMISSED = (
 
 
 def _interaction(row: sqlite3.Row) -> Interaction:
-    return Interaction(row[0], row[1], row[2], _TYPES[row[3]], row[4], row[5], row[6], row[7])
+    return Interaction(
+        row[0], row[1], row[2], _TYPES[row[3]], row[4], row[5], row[6], row[7], row[8], row[9]
+    )
 
 
 @traced("sqlite")
@@ -679,7 +682,8 @@ class SQLiteStore:
         """Inserts a batch with one ``executemany``; returns the last seq it got."""
         conn.executemany(
             "INSERT INTO interactions (shop_id, customer_id, item_id, type, value,"
-            " event_time, recommendation_id, request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            " event_time, recommendation_id, request_id, channel, device)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     shop_id,
@@ -690,6 +694,8 @@ class SQLiteStore:
                     i.event_time,
                     i.recommendation_id,
                     request_id,
+                    i.channel,
+                    i.device,
                 )
                 for i in interactions
             ],

@@ -47,3 +47,7 @@ CREATE TABLE impressions (
 CREATE INDEX impressions_customer ON impressions (shop_id, customer_id, event_time);
 CREATE INDEX interactions_recommendation
     ON interactions (shop_id, recommendation_id) WHERE recommendation_id != '';
+
+-- The channel and device an interaction happened on (plugins may learn per channel).
+ALTER TABLE interactions ADD COLUMN channel TEXT NOT NULL DEFAULT '';
+ALTER TABLE interactions ADD COLUMN device TEXT NOT NULL DEFAULT '';

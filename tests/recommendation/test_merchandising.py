@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from collections import Counter
 
 import grpc
@@ -347,6 +348,20 @@ def test_another_replica_serves_page_two_from_the_same_list(tmp_path):
     finally:
         a.close()
         b.close()
+
+
+def test_a_busy_store_never_holds_a_shopper_up_for_the_list(shop):
+    page_before = shop.client.recommend("acme", "alice", page_size=5)
+    other = sqlite3.connect(shop.store.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another writer holds the lock (a long import)
+    try:
+        page = shop.client.recommend("acme", "alice", page_size=5, timeout=5)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    # Served, the same offers, only without a next page (its list could not be kept).
+    assert ids(page) == ids(page_before) and page.next_page_token == ""
+    assert shop.client.recommend("acme", "alice", page_size=5).next_page_token
 
 
 # -- impressions and rotation ----------------------------------------------------------------

@@ -13,7 +13,7 @@ from dataclasses import replace as dataclass_replace
 from opentelemetry import trace
 
 from kosmos.common import deadline, metrics, signing
-from kosmos.common.errors import InvalidArgument, NotFound
+from kosmos.common.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
 from kosmos.common.names import customer_name, item_name, shop_name
 from kosmos.experiments.domain import Assignment
 from kosmos.experiments.domain import assign as assign_variant
@@ -361,7 +361,16 @@ class Recommendations:
             experiment_id=experiment_id,
             variant_id=variant_id,
         )
-        self.store.put_recommendation_list(record)
+        left = deadline.remaining()
+        try:
+            # Never hold a shopper up behind a long write (a bulk import on SQLite): keeping
+            # the list may wait `pages.KEEP_WAIT_SECONDS` at most.
+            wait = pages.KEEP_WAIT_SECONDS if left is None else min(left, pages.KEEP_WAIT_SECONDS)
+            with deadline.deadline_scope(max(wait, 0.0)):
+                self.store.put_recommendation_list(record)
+        except (Unavailable, DeadlineExceeded):
+            log.warning("recommendation list not kept (store busy): page 1 has no next page")
+            return OfferPage(offers[:page_size], rid, False, experiment_id, variant_id, 0.0)
         return OfferPage(
             offers[:page_size],
             rid,

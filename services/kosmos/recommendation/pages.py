@@ -33,6 +33,9 @@ excludes what the customer has, dismissed or excluded). A first page larger than
 LIST_TTL_SECONDS = 24 * 3600
 """How long the list behind a recommendation id is kept; an older page token is refused
 (INVALID_ARGUMENT, ``PAGE_TOKEN_EXPIRED``)."""
+KEEP_WAIT_SECONDS = 0.1
+"""The most keeping a list may wait for the store (another writer's lock); past it the first
+page is served without a next page token, and its id counts for no experiment."""
 VARIETY_WINDOW = 10
 """The window the per-category cap holds in: any this many consecutive offers."""
 

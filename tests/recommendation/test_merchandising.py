@@ -446,3 +446,18 @@ def test_channel_reaches_the_plugins_and_popularity_learns_per_channel(kosmos):
     assert ids(client.recommend("acme", "alice", page_size=3, channel="web"))[0] == "i01"
     assert ids(client.recommend("acme", "alice", page_size=3, channel="app"))[0] == "i02"
     assert ids(client.recommend("acme", "alice", page_size=3))[0] == "i01"
+
+
+def test_a_customer_who_dismisses_a_lot_is_learned_to_want_more_novelty(shop):
+    client = shop.client
+    client.record_interactions(
+        "acme", [InteractionInput("carol", f"i{n:02d}", "dismiss") for n in range(20, 40)]
+    )
+    for customer in ("alice", "carol"):
+        page = client.recommend("acme", customer, page_size=4)
+        assert ids(page) == ["i00", "i01", "i02", "i03"]
+        client.record_impressions("acme", customer, page.recommendation_id, ids(page))
+    # No stated preference: alice's is 0.5, carol's 0.5 + 0.5 × 20 / 30 (20 dismissals).
+    calm = ids(client.recommend("acme", "alice", page_size=20))
+    keen = ids(client.recommend("acme", "carol", page_size=20))
+    assert 0 < calm.index("i00") < keen.index("i00")

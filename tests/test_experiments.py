@@ -58,7 +58,7 @@ def test_customers_split_deterministically_and_responses_name_the_variant(kosmos
     assert (after.experiment, after.variant) == ("", "")
 
 
-def test_a_variant_routes_and_rules_differently(kosmos):
+def test_a_variant_applies_its_own_rules_and_weights(kosmos):
     client = kosmos.client
     small_shop(client)
     pin = ru.MerchantRule(

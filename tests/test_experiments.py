@@ -267,3 +267,33 @@ def test_an_experiment_detects_a_real_difference_and_an_aa_test_does_not(synthet
         assert not estimate.significant, (metric, estimate)
         assert estimate.difference_ci_low <= 0 <= estimate.difference_ci_high
     assert not a2.revenue_per_customer.significant
+
+
+def test_a_variant_routes_its_customers_to_its_own_chain(tmp_path):
+    pytest.importorskip("kosmos_scenarios")  # the trending plugin (plugins/scenarios)
+    from kosmos.common.config import RecommendationSettings
+    from kosmos.plugin.routing import Routing
+
+    # The shop's routing fits trending for a placement, so a variant may route to it.
+    settings = RecommendationSettings(
+        routing=Routing.parse("warm=popularity;cold=popularity;deals=trending,popularity"),
+        refresh_seconds=0,
+    )
+    c = start_cluster(SQLiteStore(tmp_path / "k.db"), settings)
+    try:
+        client = c.client
+        small_shop(client)
+        client.record_interactions(
+            "acme", [InteractionInput("bob", f"i{n:02d}", "purchase") for n in range(10)]
+        )
+        assert {o.recommender for o in client.recommend("acme", "alice").offers} == {"popularity"}
+        client.create_experiment(
+            "acme",
+            "chains",
+            experiment(ex.Variant(variant_id="trend", routing="trending,popularity")),
+        )
+        page = client.recommend("acme", "alice", page_size=5)
+        assert page.variant == "trend"
+        assert page.offers[0].recommender == "trending"
+    finally:
+        c.close()

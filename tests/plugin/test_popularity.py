@@ -40,3 +40,58 @@ def test_recency_weighting_prefers_recent_purchases():
 def test_unknown_setting_is_rejected():
     with pytest.raises(ValueError, match="half_lif"):
         create({"half_lif": "3"})
+
+
+def _by_channel() -> TrainingData:
+    # "a" sells on the web, "b" in the app; "a" sells more overall.
+    events = [
+        Interaction(f"w{n}", "a", InteractionType.PURCHASE, 1.0, 100.0, channel="web")
+        for n in range(40)
+    ] + [
+        Interaction(f"p{n}", "b", InteractionType.PURCHASE, 1.0, 100.0, channel="app")
+        for n in range(25)
+    ]
+    return TrainingData(interactions=events, item_ids=("a", "b", "c"), now=100.0)
+
+
+def test_a_channel_with_enough_events_ranks_its_own_best_sellers_first(tmp_path):
+    # Issue 13: channel and device reach plugins as context; popularity learns per channel.
+    model = create({})
+    model.fit(_by_channel())
+
+    def first(context):
+        return model.recommend(RecommendQuery(customer_id="x", k=3, context=context))[0].item_id
+
+    assert first({}) == "a" and first({"channel": "web"}) == "a"
+    assert first({"channel": "app"}) == "b"
+    assert first({"channel": "email"}) == "a"  # no events of its own: the shop's
+    model.save(tmp_path)
+    loaded = create({})
+    loaded.load(tmp_path)
+    assert (
+        loaded.recommend(RecommendQuery(customer_id="x", k=1, context={"channel": "app"}))[
+            0
+        ].item_id
+        == "b"
+    )
+    off = create({"channel_weight": "0"})
+    off.fit(_by_channel())
+    assert (
+        off.recommend(RecommendQuery(customer_id="x", k=1, context={"channel": "app"}))[0].item_id
+        == "a"
+    )
+    with pytest.raises(ValueError):
+        create({"channel_weight": "2"})
+
+
+def test_partial_fit_counts_per_channel():
+    model = create({})
+    model.fit(_by_channel())
+    model.partial_fit(
+        [
+            Interaction(f"e{n}", "c", InteractionType.PURCHASE, 9.0, 101.0, channel="email")
+            for n in range(20)
+        ]
+    )
+    top = model.recommend(RecommendQuery(customer_id="x", k=1, context={"channel": "email"}))
+    assert top[0].item_id == "c"

@@ -18,6 +18,7 @@ import pytest
 
 from kosmos.common.deadline import deadline_scope
 from kosmos.common.errors import (
+    Aborted,
     AlreadyExists,
     DeadlineExceeded,
     FailedPrecondition,
@@ -31,6 +32,7 @@ from kosmos.store.records import (
     Customer,
     Exclusion,
     ExclusionKind,
+    Impression,
     Interaction,
     InteractionType,
     Item,
@@ -38,6 +40,7 @@ from kosmos.store.records import (
     Preference,
     PreferenceKind,
     PriceRange,
+    RecommendationList,
     Shop,
 )
 
@@ -470,3 +473,63 @@ class StoreContract:
         assert not again.profile_removed and again.interactions_removed == 0
         with pytest.raises(NotFound):
             store.erase_customer("nope", "alice")
+
+    # -- issue 13: versioned documents, recommendation lists, impressions --------------------
+
+    def test_documents_are_versioned_per_kind_and_optimistic(self, store: Store) -> None:
+        seed(store)
+        assert store.document_revisions("acme") == {}
+        assert store.get_document("acme", "rules") is None
+        first = store.put_document("acme", "rules", {"rules": [{"rule_id": "a"}]})
+        second = store.put_document("acme", "rules", {"rules": []}, expected_revision=1)
+        store.put_document("acme", "experiments", {"experiments": {}})
+        assert (first.revision, second.revision) == (1, 2)
+        assert store.document_revisions("acme") == {"rules": 2, "experiments": 1}
+        assert store.get_document("acme", "rules").document == {"rules": []}
+        assert store.get_document("acme", "rules", 1).document == {"rules": [{"rule_id": "a"}]}
+        assert [r.revision for r in store.list_documents("acme", "rules", None, 10)] == [2, 1]
+        assert [r.revision for r in store.list_documents("acme", "rules", 2, 10)] == [1]
+        with pytest.raises(Aborted):
+            store.put_document("acme", "rules", {}, expected_revision=1)
+        with pytest.raises(NotFound):
+            store.put_document("nope", "rules", {})
+        assert store.document_revisions("other") == {}
+
+    def test_recommendation_lists_are_kept_until_they_expire(self, store: Store) -> None:
+        seed(store)
+        offers = ({"i": "i1", "s": 1.5, "r": "x", "m": "popularity", "k": "popular"},)
+        store.put_recommendation_list(
+            RecommendationList("acme", "r1", "alice", offers, 100.0, 200.0, "home", "e", "v")
+        )
+        kept = store.get_recommendation_list("acme", "r1", 150.0)
+        assert kept is not None and kept.offers == offers and kept.variant_id == "v"
+        assert (kept.placement, kept.experiment_id, kept.customer_id) == ("home", "e", "alice")
+        assert store.get_recommendation_list("acme", "r1", 201.0) is None
+        assert store.get_recommendation_list("other", "r1", 150.0) is None
+
+    def test_impressions_are_stored_once_and_reported_with_outcomes(self, store: Store) -> None:
+        seed(store)
+        store.put_recommendation_list(
+            RecommendationList("acme", "r1", "alice", (), 100.0, 9e9, "", "e", "v")
+        )
+        shown = [Impression("acme", "alice", "r1", f"i{n}", 1000.0 + n) for n in range(3)]
+        assert store.record_impressions("acme", shown) == 3
+        assert store.record_impressions("acme", shown[:2]) == 0
+        assert [i.item_id for i in store.recent_impressions("acme", "alice", 1001.0)] == [
+            "i2",
+            "i1",
+        ]
+        with pytest.raises(NotFound):
+            store.record_impressions("acme", [Impression("acme", "zed", "r1", "i0", 1.0)])
+        bought = Interaction("acme", "alice", "i1", InteractionType.PURCHASE, 1500.0, 2.0, "r1")
+        # Bob citing alice's list is not alice's list's outcome.
+        borrowed = Interaction("acme", "bob", "i2", InteractionType.CLICK, 1500.0, 0.0, "r1")
+        store.record_interactions("acme", "q", "h", [bought, borrowed])
+        outcomes = store.experiment_outcomes("acme", "e")
+        assert outcomes.lists == [("r1", "alice", "v")]
+        assert sorted(outcomes.impressions) == [("r1", "i0"), ("r1", "i1"), ("r1", "i2")]
+        assert outcomes.interactions == [("r1", "i1", InteractionType.PURCHASE, 2.0, 0.0)]
+        # Erasing the customer takes their lists and impressions along.
+        store.delete_customer("acme", "alice")
+        assert store.recent_impressions("acme", "alice", 0.0) == []
+        assert store.get_recommendation_list("acme", "r1", 150.0) is None

@@ -25,6 +25,8 @@ from kosmos.v1 import (
     catalog_service_pb2,
     catalog_service_pb2_grpc,
     common_pb2,
+    experiment_service_pb2,
+    experiment_service_pb2_grpc,
     feedback_service_pb2,
     feedback_service_pb2_grpc,
     model_service_pb2,
@@ -33,6 +35,8 @@ from kosmos.v1 import (
     profile_service_pb2_grpc,
     recommendation_service_pb2,
     recommendation_service_pb2_grpc,
+    rules_service_pb2,
+    rules_service_pb2_grpc,
     shop_settings_service_pb2,
     shop_settings_service_pb2_grpc,
 )
@@ -95,6 +99,8 @@ class InteractionInput:
         value: The rating (0-5) or the purchase quantity.
         event_time: When it happened; the service's clock when omitted.
         recommendation_id: The recommendation that led to it, if any.
+        channel: The channel it happened on (``web``, ``app``...), if known.
+        device: The device it happened on (``mobile``, ``desktop``...), if known.
     """
 
     customer_id: str
@@ -103,6 +109,8 @@ class InteractionInput:
     value: float = 0.0
     event_time: datetime | None = None
     recommendation_id: str = ""
+    channel: str = ""
+    device: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +120,8 @@ class Recommendations:
     offers: list[recommendation_service_pb2.Offer]
     recommendation_id: str
     next_page_token: str = ""
+    experiment: str = ""
+    variant: str = ""
 
 
 @dataclass(slots=True)
@@ -123,6 +133,8 @@ class _Stubs:
     keys: Any = field(default=None)
     settings: Any = field(default=None)
     models: Any = field(default=None)
+    rules: Any = field(default=None)
+    experiments: Any = field(default=None)
 
 
 def interaction_type(name: str) -> common_pb2.InteractionType.ValueType:
@@ -187,6 +199,8 @@ class KosmosClient:
             ),
             keys=api_key_service_pb2_grpc.ApiKeyServiceStub(profile_channel),
             models=model_service_pb2_grpc.ModelServiceStub(channel("recommendation")),
+            rules=rules_service_pb2_grpc.MerchantRulesServiceStub(profile_channel),
+            experiments=experiment_service_pb2_grpc.ExperimentServiceStub(profile_channel),
         )
 
     def close(self) -> None:
@@ -387,6 +401,102 @@ class KosmosClient:
         ):
             yield from response.revisions
 
+    # -- merchant rules and experiments (issue 13) -------------------------------------------
+
+    def get_merchant_rules(
+        self, shop_id: str, *, revision: int = 0, timeout: float | None = None
+    ) -> rules_service_pb2.MerchantRules:
+        """A shop's merchant rules (revision 0: the current ones)."""
+        request = rules_service_pb2.GetMerchantRulesRequest(
+            name=f"shops/{shop_id}/rules", revision=revision
+        )
+        response = self._call(self._stubs.rules.GetMerchantRules, request, timeout)
+        result: rules_service_pb2.MerchantRules = response.rules
+        return result
+
+    def update_merchant_rules(
+        self,
+        shop_id: str,
+        rules: Sequence[rules_service_pb2.MerchantRule],
+        *,
+        timeout: float | None = None,
+    ) -> rules_service_pb2.MerchantRules:
+        """Replaces the shop's whole rule set; returns it with its new revision."""
+        request = rules_service_pb2.UpdateMerchantRulesRequest(
+            rules=rules_service_pb2.MerchantRules(name=f"shops/{shop_id}/rules", rules=rules)
+        )
+        response = self._call(self._stubs.rules.UpdateMerchantRules, request, timeout)
+        result: rules_service_pb2.MerchantRules = response.rules
+        return result
+
+    def create_experiment(
+        self,
+        shop_id: str,
+        experiment_id: str,
+        experiment: experiment_service_pb2.Experiment,
+        *,
+        timeout: float | None = None,
+    ) -> experiment_service_pb2.Experiment:
+        """Starts an experiment (at its ``start_time``, or now)."""
+        request = experiment_service_pb2.CreateExperimentRequest(
+            parent=f"shops/{shop_id}", experiment_id=experiment_id, experiment=experiment
+        )
+        response = self._call(self._stubs.experiments.CreateExperiment, request, timeout)
+        result: experiment_service_pb2.Experiment = response.experiment
+        return result
+
+    def end_experiment(
+        self, shop_id: str, experiment_id: str, *, timeout: float | None = None
+    ) -> experiment_service_pb2.Experiment:
+        request = experiment_service_pb2.EndExperimentRequest(
+            name=f"shops/{shop_id}/experiments/{experiment_id}"
+        )
+        response = self._call(self._stubs.experiments.EndExperiment, request, timeout)
+        result: experiment_service_pb2.Experiment = response.experiment
+        return result
+
+    def experiment_report(
+        self,
+        shop_id: str,
+        experiment_id: str,
+        *,
+        confidence_level: float = 0.0,
+        timeout: float | None = None,
+    ) -> experiment_service_pb2.GetExperimentReportResponse:
+        """Rates and revenue per variant with intervals and tests against the control."""
+        request = experiment_service_pb2.GetExperimentReportRequest(
+            name=f"shops/{shop_id}/experiments/{experiment_id}",
+            confidence_level=confidence_level,
+        )
+        result: experiment_service_pb2.GetExperimentReportResponse = self._call(
+            self._stubs.experiments.GetExperimentReport, request, timeout
+        )
+        return result
+
+    def record_impressions(
+        self,
+        shop_id: str,
+        customer_id: str,
+        recommendation_id: str,
+        item_ids: Sequence[str],
+        *,
+        event_time: datetime | None = None,
+        timeout: float | None = None,
+    ) -> int:
+        """Records the offers of a served list a page showed; returns how many were new."""
+        impression = feedback_service_pb2.Impression(
+            customer=f"shops/{shop_id}/customers/{customer_id}",
+            recommendation_id=recommendation_id,
+            item_ids=list(item_ids),
+        )
+        if event_time is not None:
+            impression.event_time.FromDatetime(event_time)
+        request = feedback_service_pb2.RecordImpressionsRequest(
+            parent=f"shops/{shop_id}", impressions=[impression]
+        )
+        response = self._call(self._stubs.feedback.RecordImpressions, request, timeout)
+        return int(response.recorded_count)
+
     # -- catalog -----------------------------------------------------------------------------
 
     def upsert_items(
@@ -427,6 +537,8 @@ class KosmosClient:
                 type=interaction_type(i.type),
                 value=i.value,
                 recommendation_id=i.recommendation_id,
+                channel=i.channel,
+                device=i.device,
             )
             if i.event_time is not None:
                 message.event_time.FromDatetime(i.event_time)
@@ -524,7 +636,11 @@ class KosmosClient:
         )
         response = self._call(self._stubs.recommendation.Recommend, request, timeout)
         return Recommendations(
-            list(response.offers), response.recommendation_id, response.next_page_token
+            list(response.offers),
+            response.recommendation_id,
+            response.next_page_token,
+            response.experiment,
+            response.variant,
         )
 
     def similar_items(

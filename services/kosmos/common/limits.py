@@ -54,11 +54,15 @@ LIST_LIMITS: dict[str, int] = {
     "preferences": 500,
     "cart_item_ids": 200,
     "paths": 10,
+    "impressions": 100,
+    "rules": 200,
+    "variants": 10,
 }
 """Entries per repeated field, by field name."""
 
 FIELD_LIST_LIMITS: dict[str, int] = {
     "kosmos.v1.ImportInteractionsRequest.interactions": 10_000,
+    "kosmos.v1.Impression.item_ids": 100,
 }
 """Entries per repeated field of one message (full field name), before `LIST_LIMITS`: bulk
 intake takes larger batches than live calls."""

@@ -14,7 +14,7 @@ from kosmos.common.names import (
     parse_customer,
     parse_item,
 )
-from kosmos.common.timestamps import to_seconds
+from kosmos.common.timestamps import to_seconds, to_timestamp
 from kosmos.recommendation.domain import (
     REASON_KINDS,
     Context,
@@ -53,6 +53,7 @@ def _offer(shop_id: str, o: Offer) -> recommendation_service_pb2.Offer:
             evidence_items=[item_name(shop_id, e) for e in o.evidence],
             recommender=o.recommender,
             text=o.reason,
+            rule_id=o.rule_id,
         ),
     )
 
@@ -127,11 +128,18 @@ class RecommendationServicer(recommendation_service_pb2_grpc.RecommendationServi
         scope = request.customer + "|" + request.context.SerializeToString(deterministic=True).hex()
         offset, rid = _cursor(request.page_token, scope)
         page = self.recommendations.recommend(shop_id, customer_id, ctx, size, offset, rid)
-        return recommendation_service_pb2.RecommendResponse(
+        response = recommendation_service_pb2.RecommendResponse(
             offers=_offers(shop_id, page),
             recommendation_id=page.recommendation_id,
             next_page_token=_next_token(scope, page, offset, size),
+            experiment=f"shops/{shop_id}/experiments/{page.experiment_id}"
+            if page.experiment_id
+            else "",
+            variant=page.variant_id,
         )
+        if page.expire_time:
+            response.list_expire_time.CopyFrom(to_timestamp(page.expire_time))
+        return response
 
     def SimilarItems(self, request: Any, context: Any) -> Any:  # noqa: N802
         shop_id, item_id = parse_item(request.item, "item")

@@ -2,7 +2,10 @@
 
 Each interaction adds its weight, halved every ``half_life_days``. A customer's recent
 interactions tilt the ranking toward the categories they have been browsing, so even this
-recommender answers the very next request differently after a click.
+recommender answers the very next request differently after a click. Interactions that name
+their channel (``Interaction.channel``) also count per channel, and a request from a channel
+(``RecommendQuery.context["channel"]``) with at least `MIN_CHANNEL_EVENTS` of them blends that
+channel's popularity in by ``channel_weight``: what sells in the app leads in the app.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from kosmos.plugin import (
 )
 
 NAME = "popularity"
+MIN_CHANNEL_EVENTS = 20
+"""Interactions a channel needs before its own popularity counts."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +48,9 @@ class _Model:
     category_names: dict[str, int]
     seen: dict[str, frozenset[str]]  # customer → items they interacted with at fit time
     now: float
+    channel_raw: dict[str, npt.NDArray[np.float64]]  # per channel, like raw
+    channel_scores: dict[str, npt.NDArray[np.float64]]  # channels with enough events, max 1
+    channel_events: dict[str, int]
 
 
 class PopularityRecommender:
@@ -52,17 +60,24 @@ class PopularityRecommender:
         half_life_days: Days after which an interaction counts half (default 14).
         category_boost: How strongly recent categories lift their items (default 2.0; 0 turns
             the tilt off).
+        channel_weight: The share of the request channel's own popularity in the score,
+            0 to 1 (default 0.5; 0 ignores channels).
     """
 
     capabilities = Capabilities(cold_start=True, partial_fit=True, explain=False)
 
-    def __init__(self, half_life_days: float = 14.0, category_boost: float = 2.0) -> None:
+    def __init__(
+        self, half_life_days: float = 14.0, category_boost: float = 2.0, channel_weight: float = 0.5
+    ) -> None:
         if half_life_days <= 0:
             raise ValueError("half_life_days must be positive")
         if category_boost < 0:
             raise ValueError("category_boost must not be negative")
+        if not 0.0 <= channel_weight <= 1.0:
+            raise ValueError("channel_weight must be 0 to 1")
         self.half_life_seconds = half_life_days * 86400.0
         self.category_boost = category_boost
+        self.channel_weight = channel_weight
         self._model: _Model | None = None
         self._lock = threading.Lock()
 
@@ -77,9 +92,18 @@ class PopularityRecommender:
         categories: Sequence[str],
         seen: dict[str, frozenset[str]],
         now: float,
+        channel_raw: dict[str, npt.NDArray[np.float64]] | None = None,
+        channel_events: dict[str, int] | None = None,
     ) -> _Model:
         top = raw.max() if raw.size else 0.0
         scores = raw / top if top > 0 else raw.copy()
+        channel_raw = channel_raw or {}
+        channel_events = channel_events or {}
+        channel_scores = {}
+        for channel, values in channel_raw.items():
+            peak = values.max() if values.size else 0.0
+            if channel_events.get(channel, 0) >= MIN_CHANNEL_EVENTS and peak > 0:
+                channel_scores[channel] = values / peak
         names: dict[str, int] = {}
         codes = np.array([names.setdefault(c, len(names)) for c in categories], dtype=np.int64)
         return _Model(
@@ -92,6 +116,9 @@ class PopularityRecommender:
             names,
             seen,
             now,
+            channel_raw,
+            channel_scores,
+            channel_events,
         )
 
     def fit(self, data: TrainingData) -> None:
@@ -103,13 +130,25 @@ class PopularityRecommender:
             rows = np.fromiter((index[i.item_id] for i in data.interactions), dtype=np.int64)
             weights = np.fromiter((i.weight for i in data.interactions), dtype=np.float64)
             times = np.fromiter((i.time for i in data.interactions), dtype=np.float64)
-            np.add.at(raw, rows, np.maximum(weights, 0.0) * self._decay(times, now))
+            added = np.maximum(weights, 0.0) * self._decay(times, now)
+            np.add.at(raw, rows, added)
+        channel_raw: dict[str, npt.NDArray[np.float64]] = {}
+        channel_events: dict[str, int] = {}
+        for n, i in enumerate(data.interactions):
+            if i.channel:
+                values = channel_raw.get(i.channel)
+                if values is None:
+                    values = channel_raw[i.channel] = np.zeros(len(item_ids))
+                values[rows[n]] += added[n]
+                channel_events[i.channel] = channel_events.get(i.channel, 0) + 1
         categories = [data.item_features.get(i, {}).get("category", "") for i in item_ids]
         seen: dict[str, set[str]] = {}
         for i in data.interactions:
             seen.setdefault(i.customer_id, set()).add(i.item_id)
         frozen = {c: frozenset(items) for c, items in seen.items()}
-        self._model = self._build(item_ids, raw, categories, frozen, now)
+        self._model = self._build(
+            item_ids, raw, categories, frozen, now, channel_raw, channel_events
+        )
 
     def partial_fit(self, interactions: Sequence[Interaction]) -> None:
         with self._lock:
@@ -127,12 +166,24 @@ class PopularityRecommender:
             now = max([model.now, *(i.time for i in interactions)])
             raw *= self._decay(np.array([model.now]), now)[0]  # age the old counts to `now`
             seen = dict(model.seen)
+            aged = self._decay(np.array([model.now]), now)[0]
+            channel_raw = {}
+            for channel, old in model.channel_raw.items():
+                grown = np.zeros(len(item_ids))
+                grown[: old.size] = old * aged
+                channel_raw[channel] = grown
+            channel_events = dict(model.channel_events)
             for i in interactions:
-                raw[index[i.item_id]] += (
-                    max(i.weight, 0.0) * self._decay(np.array([i.time]), now)[0]
-                )
+                added = max(i.weight, 0.0) * self._decay(np.array([i.time]), now)[0]
+                raw[index[i.item_id]] += added
                 seen[i.customer_id] = seen.get(i.customer_id, frozenset()) | {i.item_id}
-            self._model = self._build(item_ids, raw, categories, seen, now)
+                if i.channel:
+                    values = channel_raw.setdefault(i.channel, np.zeros(len(item_ids)))
+                    values[index[i.item_id]] += added
+                    channel_events[i.channel] = channel_events.get(i.channel, 0) + 1
+            self._model = self._build(
+                item_ids, raw, categories, seen, now, channel_raw, channel_events
+            )
 
     def _require(self) -> _Model:
         if self._model is None:
@@ -153,8 +204,11 @@ class PopularityRecommender:
         if want <= 0:
             return []
         if want < candidates.size:
-            part = np.argpartition(-scores[candidates], want - 1)[:want]
-            candidates = candidates[part]
+            part = np.argpartition(-scores[candidates], want - 1)
+            # Every item tied with the last one kept stays in (unsold items all score 0), so
+            # that ties go by catalog order and the top k is the prefix of the top 2k.
+            bound = scores[candidates[part[want - 1]]]
+            candidates = candidates[scores[candidates] >= bound]
         order = candidates[np.lexsort((candidates, -scores[candidates]))]
         picked = [int(n) for n in order if model.item_ids[n] not in exclude]
         return picked[:k]
@@ -171,6 +225,10 @@ class PopularityRecommender:
             if n is not None and model.categories[n] and i.weight > 0:
                 affinity[model.categories[n]] = affinity.get(model.categories[n], 0.0) + i.weight
         scores = model.scores
+        channel = query.context.get("channel", "")
+        own = model.channel_scores.get(channel) if self.channel_weight > 0 else None
+        if own is not None:
+            scores = (1.0 - self.channel_weight) * scores + self.channel_weight * own
         if affinity and self.category_boost > 0:
             total = sum(affinity.values())
             per_category = np.zeros(len(model.category_names))
@@ -208,9 +266,12 @@ class PopularityRecommender:
     def save(self, directory: Path) -> None:
         model = self._require()
         payload = {
-            "format": 1,
+            "format": 2,
             "half_life_seconds": self.half_life_seconds,
             "category_boost": self.category_boost,
+            "channel_weight": self.channel_weight,
+            "channel_raw": {c: v.tolist() for c, v in model.channel_raw.items()},
+            "channel_events": model.channel_events,
             "item_ids": model.item_ids,
             "raw": model.raw.tolist(),
             "categories": model.categories,
@@ -221,26 +282,33 @@ class PopularityRecommender:
 
     def load(self, directory: Path) -> None:
         payload = json.loads((directory / "popularity.json").read_text())
-        if payload.get("format") != 1:
+        if payload.get("format") not in (1, 2):  # 1: before channels
             raise ValueError(f"unknown popularity model format {payload.get('format')!r}")
         self.half_life_seconds = float(payload["half_life_seconds"])
         self.category_boost = float(payload["category_boost"])
+        self.channel_weight = float(payload.get("channel_weight", self.channel_weight))
         self._model = self._build(
             payload["item_ids"],
             np.array(payload["raw"], dtype=np.float64),
             payload["categories"],
             {c: frozenset(items) for c, items in payload["seen"].items()},
             float(payload["now"]),
+            {
+                c: np.array(v, dtype=np.float64)
+                for c, v in (payload.get("channel_raw") or {}).items()
+            },
+            {c: int(n) for c, n in (payload.get("channel_events") or {}).items()},
         )
 
 
 def create(settings: Mapping[str, str]) -> PopularityRecommender:
     """Entry point ``popularity``: builds the recommender from its settings."""
-    known = {"half_life_days", "category_boost"}
+    known = {"half_life_days", "category_boost", "channel_weight"}
     unknown = set(settings) - known
     if unknown:
         raise ValueError(f"popularity: unknown settings {sorted(unknown)}; known: {sorted(known)}")
     return PopularityRecommender(
         half_life_days=float(settings.get("half_life_days", 14.0)),
         category_boost=float(settings.get("category_boost", 2.0)),
+        channel_weight=float(settings.get("channel_weight", 0.5)),
     )

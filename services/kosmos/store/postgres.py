@@ -21,6 +21,7 @@ replicas starting together apply each migration once and none serves a half-migr
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import queue
@@ -41,6 +42,7 @@ from psycopg.rows import TupleRow
 from kosmos.common import deadline
 from kosmos.common.deadline import deadline_scope
 from kosmos.common.errors import (
+    Aborted,
     AlreadyExists,
     DeadlineExceeded,
     FailedPrecondition,
@@ -68,11 +70,14 @@ from kosmos.store.records import (
     ConsentPurpose,
     Customer,
     Erasure,
+    ExperimentOutcomes,
     IdentityLink,
+    Impression,
     Interaction,
     InteractionType,
     Item,
     ModelArtifact,
+    RecommendationList,
     RecommendInputs,
     Shop,
     ShopSettingsRevision,
@@ -114,7 +119,8 @@ _ITEM_COLUMNS = (
     "shop_id, item_id, title, category, brand, price, available, attributes, update_time"
 )
 _INTERACTION_COLUMNS = (
-    "shop_id, customer_id, item_id, type, event_time, value, recommendation_id, seq"
+    "shop_id, customer_id, item_id, type, event_time, value, recommendation_id, seq, channel,"
+    " device"
 )
 _TYPES = {t.value: t for t in InteractionType}
 _DISMISSED = (
@@ -144,7 +150,9 @@ def _item(row: Sequence[Any]) -> Item:
 
 
 def _interaction(row: Sequence[Any]) -> Interaction:
-    return Interaction(row[0], row[1], row[2], _TYPES[row[3]], row[4], row[5], row[6], row[7])
+    return Interaction(
+        row[0], row[1], row[2], _TYPES[row[3]], row[4], row[5], row[6], row[7], row[8], row[9]
+    )
 
 
 def _ms(seconds: float) -> str:
@@ -771,10 +779,11 @@ class PostgresStore:
             raise
         rows = conn.execute(
             "INSERT INTO interactions (shop_id, customer_id, item_id, type, value, event_time,"
-            " recommendation_id, request_id)"
-            " SELECT %s, c, i, t, v, e, r, %s FROM unnest("
-            "%s::text[], %s::text[], %s::smallint[], %s::float8[], %s::float8[], %s::text[])"
-            " WITH ORDINALITY AS u(c, i, t, v, e, r, n) ORDER BY n RETURNING seq",
+            " recommendation_id, request_id, channel, device)"
+            " SELECT %s, c, i, t, v, e, r, %s, ch, dv FROM unnest("
+            "%s::text[], %s::text[], %s::smallint[], %s::float8[], %s::float8[], %s::text[],"
+            " %s::text[], %s::text[])"
+            " WITH ORDINALITY AS u(c, i, t, v, e, r, ch, dv, n) ORDER BY n RETURNING seq",
             (
                 p.shop_id,
                 p.request_id,
@@ -784,6 +793,8 @@ class PostgresStore:
                 [i.value for i in p.interactions],
                 [i.event_time for i in p.interactions],
                 [i.recommendation_id for i in p.interactions],
+                [i.channel for i in p.interactions],
+                [i.device for i in p.interactions],
             ),
         ).fetchall()
         # Identity values are drawn in insertion order, which the ORDER BY fixed.
@@ -798,6 +809,8 @@ class PostgresStore:
                 i.value,
                 i.recommendation_id,
                 seq,
+                i.channel,
+                i.device,
             )
             for i, seq in zip(p.interactions, seqs, strict=True)
         ]
@@ -1108,6 +1121,11 @@ class PostgresStore:
                 "DELETE FROM consents WHERE shop_id = %s AND customer_id = %s", who
             ).rowcount
             conn.execute("DELETE FROM consent_changes WHERE shop_id = %s AND customer_id = %s", who)
+            # What pages showed them and the lists kept for their later pages (issue 13).
+            conn.execute("DELETE FROM impressions WHERE shop_id = %s AND customer_id = %s", who)
+            conn.execute(
+                "DELETE FROM recommendation_lists WHERE shop_id = %s AND customer_id = %s", who
+            )
             profile = conn.execute(
                 "DELETE FROM customers WHERE shop_id = %s AND customer_id = %s", who
             ).rowcount
@@ -1207,6 +1225,172 @@ class PostgresStore:
             (shop_id, before_revision if before_revision is not None else 2**62, limit),
         )
         return [_settings(row) for row in rows]
+
+    # -- issue 13: versioned shop documents, recommendation lists, impressions ---------------
+
+    def document_revisions(self, shop_id: str) -> dict[str, int]:
+        rows = self._query(
+            "SELECT kind, revision FROM shop_document_heads WHERE shop_id = %s", (shop_id,)
+        )
+        return {row[0]: int(row[1]) for row in rows}
+
+    def get_document(
+        self, shop_id: str, kind: str, revision: int = 0
+    ) -> ShopSettingsRevision | None:
+        if revision:
+            rows = self._query(
+                "SELECT shop_id, revision, document, create_time FROM shop_documents"
+                " WHERE shop_id = %s AND kind = %s AND revision = %s",
+                (shop_id, kind, revision),
+            )
+        else:
+            rows = self._query(
+                "SELECT d.shop_id, d.revision, d.document, d.create_time FROM shop_documents d"
+                " JOIN shop_document_heads h USING (shop_id, kind, revision)"
+                " WHERE d.shop_id = %s AND d.kind = %s",
+                (shop_id, kind),
+            )
+        return _settings(rows[0]) if rows else None
+
+    def put_document(
+        self,
+        shop_id: str,
+        kind: str,
+        document: Mapping[str, Any],
+        expected_revision: int | None = None,
+    ) -> ShopSettingsRevision:
+        now = time.time()
+        text = json.dumps(document, sort_keys=True)
+        with self._tx("a database write", write=True) as conn:
+            # The shop's row is the lock: two first revisions of one kind cannot race.
+            shop = conn.execute(
+                "SELECT 1 FROM shops WHERE shop_id = %s FOR UPDATE", (shop_id,)
+            ).fetchone()
+            if shop is None:
+                raise NotFound("shop", shop_name(shop_id))
+            row = conn.execute(
+                "SELECT revision FROM shop_document_heads WHERE shop_id = %s AND kind = %s",
+                (shop_id, kind),
+            ).fetchone()
+            current = int(row[0]) if row else 0
+            if expected_revision is not None and expected_revision != current:
+                raise Aborted("CONCURRENT_UPDATE", f"the {kind} changed meanwhile; retry")
+            revision = current + 1
+            conn.execute(
+                "INSERT INTO shop_documents (shop_id, kind, revision, document, create_time)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                (shop_id, kind, revision, text, now),
+            )
+            conn.execute(
+                "INSERT INTO shop_document_heads (shop_id, kind, revision) VALUES (%s, %s, %s)"
+                " ON CONFLICT (shop_id, kind) DO UPDATE SET revision = excluded.revision",
+                (shop_id, kind, revision),
+            )
+        return ShopSettingsRevision(shop_id, revision, json.loads(text), now)
+
+    def list_documents(
+        self, shop_id: str, kind: str, before_revision: int | None, limit: int
+    ) -> list[ShopSettingsRevision]:
+        rows = self._query(
+            "SELECT shop_id, revision, document, create_time FROM shop_documents"
+            " WHERE shop_id = %s AND kind = %s AND revision < %s ORDER BY revision DESC LIMIT %s",
+            (shop_id, kind, before_revision if before_revision is not None else 2**62, limit),
+        )
+        return [_settings(row) for row in rows]
+
+    def put_recommendation_list(self, record: RecommendationList) -> None:
+        with self._tx("a database write", write=True) as conn:
+            # A kept list is a cache with a TTL, not an acknowledged event: no WAL flush wait.
+            conn.execute("SET LOCAL synchronous_commit = off")
+            conn.execute(
+                "INSERT INTO recommendation_lists (shop_id, recommendation_id,"
+                " customer_id, placement, experiment_id, variant_id, offers, create_time,"
+                " expire_time) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (shop_id, recommendation_id) DO UPDATE SET offers = excluded.offers,"
+                " expire_time = excluded.expire_time",
+                _list_row(record),
+            )
+            # Expired lists go a few at a time, on one write in `_PURGE_EVERY`.
+            if next(_list_writes) % _PURGE_EVERY:
+                return
+            conn.execute(
+                "DELETE FROM recommendation_lists WHERE (shop_id, recommendation_id) IN"
+                " (SELECT shop_id, recommendation_id FROM recommendation_lists"
+                " WHERE expire_time < %s AND experiment_id = '' LIMIT 10)",
+                (record.create_time,),
+            )
+
+    def get_recommendation_list(
+        self, shop_id: str, recommendation_id: str, now: float
+    ) -> RecommendationList | None:
+        rows = self._query(
+            f"SELECT {_LIST_COLUMNS} FROM recommendation_lists"
+            " WHERE shop_id = %s AND recommendation_id = %s AND expire_time >= %s",
+            (shop_id, recommendation_id, now),
+        )
+        return _list(tuple(rows[0])) if rows else None
+
+    def record_impressions(self, shop_id: str, impressions: Sequence[Impression]) -> int:
+        with self._tx("a database write", write=True) as conn:
+            for customer_id in sorted({i.customer_id for i in impressions}):
+                found = conn.execute(
+                    "SELECT 1 FROM customers WHERE shop_id = %s AND customer_id = %s",
+                    (shop_id, customer_id),
+                ).fetchone()
+                if found is None:
+                    raise NotFound("customer", customer_name(shop_id, customer_id))
+            rows = conn.execute(
+                "INSERT INTO impressions (shop_id, recommendation_id, item_id, customer_id,"
+                " event_time) SELECT %s, r, i, c, t FROM unnest(%s::text[], %s::text[],"
+                " %s::text[], %s::float8[]) AS u (r, i, c, t)"
+                " ON CONFLICT DO NOTHING RETURNING 1",
+                (
+                    shop_id,
+                    [i.recommendation_id for i in impressions],
+                    [i.item_id for i in impressions],
+                    [i.customer_id for i in impressions],
+                    [i.event_time for i in impressions],
+                ),
+            ).fetchall()
+            return len(rows)
+
+    def recent_impressions(self, shop_id: str, customer_id: str, since: float) -> list[Impression]:
+        rows = self._query(
+            "SELECT recommendation_id, item_id, event_time FROM impressions"
+            " WHERE shop_id = %s AND customer_id = %s AND event_time >= %s"
+            " ORDER BY event_time DESC LIMIT 2000",
+            (shop_id, customer_id, since),
+        )
+        return [Impression(shop_id, customer_id, r[0], r[1], r[2]) for r in rows]
+
+    def experiment_outcomes(self, shop_id: str, experiment_id: str) -> ExperimentOutcomes:
+        with self._tx("experiment_outcomes") as conn:
+            lists = conn.execute(
+                "SELECT recommendation_id, customer_id, variant_id FROM recommendation_lists"
+                " WHERE shop_id = %s AND experiment_id = %s",
+                (shop_id, experiment_id),
+            ).fetchall()
+            shown = conn.execute(
+                "SELECT i.recommendation_id, i.item_id FROM impressions i"
+                " JOIN recommendation_lists l USING (shop_id, recommendation_id)"
+                " WHERE l.shop_id = %s AND l.experiment_id = %s",
+                (shop_id, experiment_id),
+            ).fetchall()
+            acted = conn.execute(
+                "SELECT x.recommendation_id, x.item_id, x.type, x.value, coalesce(it.price, 0)"
+                " FROM interactions x"
+                # Only the list's own customer's actions count for it.
+                " JOIN recommendation_lists l ON l.shop_id = x.shop_id"
+                " AND l.recommendation_id = x.recommendation_id AND l.customer_id = x.customer_id"
+                " LEFT JOIN items it ON it.shop_id = x.shop_id AND it.item_id = x.item_id"
+                " WHERE l.shop_id = %s AND l.experiment_id = %s",
+                (shop_id, experiment_id),
+            ).fetchall()
+        return ExperimentOutcomes(
+            [(r[0], r[1], r[2]) for r in lists],
+            [(r[0], r[1]) for r in shown],
+            [(r[0], r[1], InteractionType(r[2]), float(r[3]), float(r[4])) for r in acted],
+        )
 
     # -- API keys ----------------------------------------------------------------------------
 
@@ -1373,3 +1557,39 @@ class PostgresStore:
             (shop_id,),
         )
         return [r[0] for r in rows]
+
+
+_PURGE_EVERY = 32
+_list_writes = itertools.count(1)
+_LIST_COLUMNS = (
+    "shop_id, recommendation_id, customer_id, placement, experiment_id, variant_id, offers,"
+    " create_time, expire_time"
+)
+
+
+def _list_row(r: RecommendationList) -> tuple[Any, ...]:
+    return (
+        r.shop_id,
+        r.recommendation_id,
+        r.customer_id,
+        r.placement,
+        r.experiment_id,
+        r.variant_id,
+        json.dumps(list(r.offers), separators=(",", ":")),
+        r.create_time,
+        r.expire_time,
+    )
+
+
+def _list(row: tuple[Any, ...]) -> RecommendationList:
+    return RecommendationList(
+        shop_id=row[0],
+        recommendation_id=row[1],
+        customer_id=row[2],
+        placement=row[3],
+        experiment_id=row[4],
+        variant_id=row[5],
+        offers=tuple(json.loads(row[6])),
+        create_time=row[7],
+        expire_time=row[8],
+    )

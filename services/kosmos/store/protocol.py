@@ -24,11 +24,14 @@ from kosmos.store.records import (
     ConsentPurpose,
     Customer,
     Erasure,
+    ExperimentOutcomes,
     IdentityLink,
+    Impression,
     Interaction,
     InteractionType,
     Item,
     ModelArtifact,
+    RecommendationList,
     RecommendInputs,
     Shop,
     ShopSettingsRevision,
@@ -303,6 +306,60 @@ class Store(Protocol):
     def latest_mask_time(self, shop_id: str) -> float | None:
         """The latest erasure or training withdrawal of the shop: model versions fitted before
         it must not serve again once replaced."""
+
+    # -- issue 13: merchant rules and experiments (versioned documents), lists, impressions --
+
+    def document_revisions(self, shop_id: str) -> dict[str, int]:
+        """The current revision of each kind of versioned document the shop has (``rules``,
+        ``experiments``); empty for none or an unknown shop. One cheap read per request."""
+        ...
+
+    def get_document(
+        self, shop_id: str, kind: str, revision: int = 0
+    ) -> ShopSettingsRevision | None:
+        """A stored revision of one kind of document (0: the current one); None if none."""
+        ...
+
+    def put_document(
+        self,
+        shop_id: str,
+        kind: str,
+        document: Mapping[str, Any],
+        expected_revision: int | None = None,
+    ) -> ShopSettingsRevision:
+        """Stores ``document`` as the next revision of ``kind`` and makes it current. Raises
+        NotFound for an unknown shop, and Aborted when ``expected_revision`` is given and is
+        not the current one (a concurrent update won)."""
+        ...
+
+    def list_documents(
+        self, shop_id: str, kind: str, before_revision: int | None, limit: int
+    ) -> list[ShopSettingsRevision]:
+        """Revisions of ``kind`` below ``before_revision`` (None: all), newest first."""
+        ...
+
+    def put_recommendation_list(self, record: RecommendationList) -> None:
+        """Keeps the list behind a recommendation id until its ``expire_time`` (lists of an
+        experiment are kept for its report)."""
+        ...
+
+    def get_recommendation_list(
+        self, shop_id: str, recommendation_id: str, now: float
+    ) -> RecommendationList | None:
+        """The list, if it was kept and has not expired at ``now``."""
+        ...
+
+    def record_impressions(self, shop_id: str, impressions: Sequence[Impression]) -> int:
+        """Stores impressions atomically, each (list, item) once; returns how many were new.
+        Raises NotFound for a customer that does not exist."""
+        ...
+
+    def recent_impressions(self, shop_id: str, customer_id: str, since: float) -> list[Impression]:
+        """A customer's impressions at or after ``since``, newest first (at most 2000)."""
+        ...
+
+    def experiment_outcomes(self, shop_id: str, experiment_id: str) -> ExperimentOutcomes:
+        """The lists an experiment decided, their impressions and the interactions citing them."""
         ...
 
     def close(self) -> None: ...

@@ -222,6 +222,8 @@ class Interaction:
     value: float = 0.0
     recommendation_id: str = ""
     seq: int = 0
+    channel: str = ""  # where it happened (RecommendationContext.channel), issue 13
+    device: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,3 +308,50 @@ class ShopSettingsRevision:
     revision: int
     document: Mapping[str, Any]
     create_time: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RecommendationList:
+    """The ranked list behind one served ``recommendation_id`` (stable pages, attribution).
+
+    ``offers`` is the whole list as served, best first: JSON-able entries the recommendation
+    service gives their meaning (`kosmos.recommendation.pages.to_document`). ``experiment_id`` and
+    ``variant_id`` are empty when no experiment decided the list.
+    """
+
+    shop_id: str
+    recommendation_id: str
+    customer_id: str
+    offers: tuple[Any, ...]
+    create_time: float
+    expire_time: float
+    placement: str = ""
+    experiment_id: str = ""
+    variant_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Impression:
+    """One offer of one served list that a page showed to its customer."""
+
+    shop_id: str
+    customer_id: str
+    recommendation_id: str
+    item_id: str
+    event_time: float
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentOutcomes:
+    """What an experiment's lists led to, for its report.
+
+    Attributes:
+        lists: (recommendation id, customer id, variant id) of every list it decided.
+        impressions: (recommendation id, item id) of every impression citing those lists.
+        interactions: (recommendation id, item id, type, value, price) of every interaction
+            citing those lists, with the item's catalog price (0 when unknown).
+    """
+
+    lists: list[tuple[str, str, str]]
+    impressions: list[tuple[str, str]]
+    interactions: list[tuple[str, str, InteractionType, float, float]]

@@ -11,6 +11,7 @@ than its deadline; a write whose deadline has passed by commit time is rolled ba
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 import threading
@@ -22,6 +23,7 @@ from typing import Any
 
 from kosmos.common import deadline
 from kosmos.common.errors import (
+    Aborted,
     AlreadyExists,
     DeadlineExceeded,
     FailedPrecondition,
@@ -40,11 +42,14 @@ from kosmos.store.records import (
     ConsentPurpose,
     Customer,
     Erasure,
+    ExperimentOutcomes,
     IdentityLink,
+    Impression,
     Interaction,
     InteractionType,
     Item,
     ModelArtifact,
+    RecommendationList,
     RecommendInputs,
     Shop,
     ShopSettingsRevision,
@@ -118,7 +123,8 @@ def _item(row: sqlite3.Row) -> Item:
 # Interactions are read on every recommendation: select columns in this order and build
 # records positionally (name lookups on sqlite3.Row cost more than the query).
 _INTERACTION_COLUMNS = (
-    "shop_id, customer_id, item_id, type, event_time, value, recommendation_id, seq"
+    "shop_id, customer_id, item_id, type, event_time, value, recommendation_id, seq, channel,"
+    " device"
 )
 _TYPES = {t.value: t for t in InteractionType}
 # The literal type number lets SQLite use the partial index ``interactions_dismissed``.
@@ -129,7 +135,9 @@ _DISMISSED = (
 
 
 def _interaction(row: sqlite3.Row) -> Interaction:
-    return Interaction(row[0], row[1], row[2], _TYPES[row[3]], row[4], row[5], row[6], row[7])
+    return Interaction(
+        row[0], row[1], row[2], _TYPES[row[3]], row[4], row[5], row[6], row[7], row[8], row[9]
+    )
 
 
 @traced("sqlite")
@@ -694,7 +702,8 @@ class SQLiteStore:
         """Inserts a batch with one ``executemany``; returns the last seq it got."""
         conn.executemany(
             "INSERT INTO interactions (shop_id, customer_id, item_id, type, value,"
-            " event_time, recommendation_id, request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            " event_time, recommendation_id, request_id, channel, device)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     shop_id,
@@ -705,6 +714,8 @@ class SQLiteStore:
                     i.event_time,
                     i.recommendation_id,
                     request_id,
+                    i.channel,
+                    i.device,
                 )
                 for i in interactions
             ],
@@ -1115,6 +1126,11 @@ class SQLiteStore:
                 "DELETE FROM consents WHERE shop_id = ? AND customer_id = ?", who
             ).rowcount
             conn.execute("DELETE FROM consent_changes WHERE shop_id = ? AND customer_id = ?", who)
+            # What pages showed them and the lists kept for their later pages (issue 13).
+            conn.execute("DELETE FROM impressions WHERE shop_id = ? AND customer_id = ?", who)
+            conn.execute(
+                "DELETE FROM recommendation_lists WHERE shop_id = ? AND customer_id = ?", who
+            )
             profile = conn.execute(
                 "DELETE FROM customers WHERE shop_id = ? AND customer_id = ?", who
             ).rowcount
@@ -1217,8 +1233,210 @@ class SQLiteStore:
         )
         return [_settings(row) for row in rows]
 
+    # -- issue 13: versioned shop documents, recommendation lists, impressions ---------------
+
+    def document_revisions(self, shop_id: str) -> dict[str, int]:
+        rows = self._query(
+            "SELECT kind, revision FROM shop_document_heads WHERE shop_id = ?", (shop_id,)
+        )
+        return {row[0]: int(row[1]) for row in rows}
+
+    def get_document(
+        self, shop_id: str, kind: str, revision: int = 0
+    ) -> ShopSettingsRevision | None:
+        if revision:
+            rows = self._query(
+                "SELECT shop_id, revision, document, create_time FROM shop_documents"
+                " WHERE shop_id = ? AND kind = ? AND revision = ?",
+                (shop_id, kind, revision),
+            )
+        else:
+            rows = self._query(
+                "SELECT d.shop_id, d.revision, d.document, d.create_time FROM shop_documents d"
+                " JOIN shop_document_heads h USING (shop_id, kind, revision)"
+                " WHERE d.shop_id = ? AND d.kind = ?",
+                (shop_id, kind),
+            )
+        return _settings(rows[0]) if rows else None
+
+    def put_document(
+        self,
+        shop_id: str,
+        kind: str,
+        document: Mapping[str, Any],
+        expected_revision: int | None = None,
+    ) -> ShopSettingsRevision:
+        now = time.time()
+        text = json.dumps(document, sort_keys=True)
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM shops WHERE shop_id = ?", (shop_id,)).fetchone() is None:
+                raise NotFound("shop", shop_name(shop_id))
+            row = conn.execute(
+                "SELECT revision FROM shop_document_heads WHERE shop_id = ? AND kind = ?",
+                (shop_id, kind),
+            ).fetchone()
+            current = int(row[0]) if row else 0
+            if expected_revision is not None and expected_revision != current:
+                raise Aborted("CONCURRENT_UPDATE", f"the {kind} changed meanwhile; retry")
+            revision = current + 1
+            conn.execute(
+                "INSERT INTO shop_documents (shop_id, kind, revision, document, create_time)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (shop_id, kind, revision, text, now),
+            )
+            conn.execute(
+                "INSERT INTO shop_document_heads (shop_id, kind, revision) VALUES (?, ?, ?)"
+                " ON CONFLICT (shop_id, kind) DO UPDATE SET revision = excluded.revision",
+                (shop_id, kind, revision),
+            )
+        return ShopSettingsRevision(shop_id, revision, json.loads(text), now)
+
+    def list_documents(
+        self, shop_id: str, kind: str, before_revision: int | None, limit: int
+    ) -> list[ShopSettingsRevision]:
+        rows = self._query(
+            "SELECT shop_id, revision, document, create_time FROM shop_documents"
+            " WHERE shop_id = ? AND kind = ? AND revision < ? ORDER BY revision DESC LIMIT ?",
+            (shop_id, kind, before_revision if before_revision is not None else 2**62, limit),
+        )
+        return [_settings(row) for row in rows]
+
+    def put_recommendation_list(self, record: RecommendationList) -> None:
+        # A kept list is a cache with a TTL, not an acknowledged event: its commit skips the
+        # disk sync (WAL, synchronous=NORMAL; the next FULL commit of any write syncs it), so
+        # keeping it costs no fsync on the request path. A power cut may lose it: page 2 is
+        # then PAGE_TOKEN_EXPIRED.
+        own = self._connection()
+        own.execute("PRAGMA synchronous=NORMAL")
+        try:
+            self._put_list(record)
+        finally:
+            own.execute("PRAGMA synchronous=FULL")
+
+    def _put_list(self, record: RecommendationList) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO recommendation_lists (shop_id, recommendation_id,"
+                " customer_id, placement, experiment_id, variant_id, offers, create_time,"
+                " expire_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                _list_row(record),
+            )
+            # Expired lists go a few at a time, on one write in `_PURGE_EVERY`.
+            if next(_list_writes) % _PURGE_EVERY:
+                return
+            conn.execute(
+                "DELETE FROM recommendation_lists WHERE (shop_id, recommendation_id) IN"
+                " (SELECT shop_id, recommendation_id FROM recommendation_lists"
+                " WHERE expire_time < ? AND experiment_id = '' LIMIT 10)",
+                (record.create_time,),
+            )
+
+    def get_recommendation_list(
+        self, shop_id: str, recommendation_id: str, now: float
+    ) -> RecommendationList | None:
+        rows = self._query(
+            f"SELECT {_LIST_COLUMNS} FROM recommendation_lists"
+            " WHERE shop_id = ? AND recommendation_id = ? AND expire_time >= ?",
+            (shop_id, recommendation_id, now),
+        )
+        return _list(tuple(rows[0])) if rows else None
+
+    def record_impressions(self, shop_id: str, impressions: Sequence[Impression]) -> int:
+        with self._write() as conn:
+            for customer_id in sorted({i.customer_id for i in impressions}):
+                found = conn.execute(
+                    "SELECT 1 FROM customers WHERE shop_id = ? AND customer_id = ?",
+                    (shop_id, customer_id),
+                ).fetchone()
+                if found is None:
+                    raise NotFound("customer", customer_name(shop_id, customer_id))
+            before = conn.total_changes
+            conn.executemany(
+                "INSERT OR IGNORE INTO impressions (shop_id, recommendation_id, item_id,"
+                " customer_id, event_time) VALUES (?, ?, ?, ?, ?)",
+                [
+                    (shop_id, i.recommendation_id, i.item_id, i.customer_id, i.event_time)
+                    for i in impressions
+                ],
+            )
+            return conn.total_changes - before
+
+    def recent_impressions(self, shop_id: str, customer_id: str, since: float) -> list[Impression]:
+        rows = self._query(
+            "SELECT recommendation_id, item_id, event_time FROM impressions"
+            " WHERE shop_id = ? AND customer_id = ? AND event_time >= ?"
+            " ORDER BY event_time DESC LIMIT 2000",
+            (shop_id, customer_id, since),
+        )
+        return [Impression(shop_id, customer_id, r[0], r[1], r[2]) for r in rows]
+
+    def experiment_outcomes(self, shop_id: str, experiment_id: str) -> ExperimentOutcomes:
+        with self._read() as conn:
+            lists = conn.execute(
+                "SELECT recommendation_id, customer_id, variant_id FROM recommendation_lists"
+                " WHERE shop_id = ? AND experiment_id = ?",
+                (shop_id, experiment_id),
+            ).fetchall()
+            shown = conn.execute(
+                "SELECT i.recommendation_id, i.item_id FROM impressions i"
+                " JOIN recommendation_lists l USING (shop_id, recommendation_id)"
+                " WHERE l.shop_id = ? AND l.experiment_id = ?",
+                (shop_id, experiment_id),
+            ).fetchall()
+            acted = conn.execute(
+                "SELECT x.recommendation_id, x.item_id, x.type, x.value, coalesce(it.price, 0)"
+                " FROM interactions x"
+                # Only the list's own customer's actions count for it.
+                " JOIN recommendation_lists l ON l.shop_id = x.shop_id"
+                " AND l.recommendation_id = x.recommendation_id AND l.customer_id = x.customer_id"
+                " LEFT JOIN items it ON it.shop_id = x.shop_id AND it.item_id = x.item_id"
+                " WHERE l.shop_id = ? AND l.experiment_id = ?",
+                (shop_id, experiment_id),
+            ).fetchall()
+        return ExperimentOutcomes(
+            [(r[0], r[1], r[2]) for r in lists],
+            [(r[0], r[1]) for r in shown],
+            [(r[0], r[1], InteractionType(r[2]), float(r[3]), float(r[4])) for r in acted],
+        )
+
 
 def _settings(row: sqlite3.Row) -> ShopSettingsRevision:
     return ShopSettingsRevision(
         row["shop_id"], row["revision"], json.loads(row["document"]), row["create_time"]
+    )
+
+
+_PURGE_EVERY = 32
+_list_writes = itertools.count(1)
+_LIST_COLUMNS = (
+    "shop_id, recommendation_id, customer_id, placement, experiment_id, variant_id, offers,"
+    " create_time, expire_time"
+)
+
+
+def _list_row(r: RecommendationList) -> tuple[Any, ...]:
+    return (
+        r.shop_id,
+        r.recommendation_id,
+        r.customer_id,
+        r.placement,
+        r.experiment_id,
+        r.variant_id,
+        json.dumps(list(r.offers), separators=(",", ":")),
+        r.create_time,
+        r.expire_time,
+    )
+
+
+def _list(row: tuple[Any, ...]) -> RecommendationList:
+    return RecommendationList(
+        shop_id=row[0],
+        recommendation_id=row[1],
+        customer_id=row[2],
+        placement=row[3],
+        experiment_id=row[4],
+        variant_id=row[5],
+        offers=tuple(json.loads(row[6])),
+        create_time=row[7],
+        expire_time=row[8],
     )

@@ -270,6 +270,19 @@ def test_explain_gives_the_structured_reason_or_says_why_not(client, profiles, r
     )
     assert found.offered and found.rank == 1
     assert found.offer.explanation == offered.explanation
+    assert not found.applied_preferences
+    liked = category_of(offered.item.rsplit("/", 1)[1])
+    update(
+        profiles,
+        ["preferences"],
+        preferences=[
+            common_pb2.Preference(kind=common_pb2.PREFERENCE_KIND_LIKED_CATEGORY, value=liked)
+        ],
+    )
+    found = recs.Explain(
+        pb.RecommendationServiceExplainRequest(customer=ALICE, item=offered.item), timeout=5
+    )
+    assert list(found.applied_preferences) == [f"You like {liked}: ranked higher"]
     update(profiles, ["exclusions"], exclusions=[exclusion(common_pb2.EXCLUSION_KIND_BRAND, "b0")])
     with pytest.raises(grpc.RpcError) as caught:
         recs.Explain(

@@ -9,31 +9,9 @@ import struct
 import urllib.error
 import urllib.request
 
-import pytest
 from google.rpc import error_details_pb2
 
 from kosmos.v1 import recommendation_service_pb2
-from kosmos.web import WebServer
-from tests.conftest import start_cluster
-from tests.helpers import small_shop
-
-
-@pytest.fixture
-def web(store):
-    cluster = start_cluster(store)
-    small_shop(cluster.client, "acme")
-    small_shop(cluster.client, "other")
-    storefront = cluster.client.create_api_key("storefront", "acme", "web").secret
-    other = cluster.client.create_api_key("storefront", "other", "web").secret
-    server = WebServer(
-        "127.0.0.1:0",
-        cluster.address,
-        ["kosmos.v1.RecommendationService", "kosmos.v1.ProfileService"],
-    )
-    server.start()
-    yield f"http://127.0.0.1:{server.port}", storefront, other
-    server.stop()
-    cluster.close()
 
 
 def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
@@ -58,7 +36,7 @@ ALICE = {"customer": "shops/acme/customers/alice", "pageSize": 3}
 
 
 def test_json_recommend_with_a_storefront_key(web):
-    base, storefront, _other = web
+    base, storefront = web.base, web.storefront
     status, body = call_json(base, RECOMMEND, ALICE, storefront)
     assert status == 200
     assert len(body["offers"]) == 3
@@ -67,19 +45,19 @@ def test_json_recommend_with_a_storefront_key(web):
 
 
 def test_another_shops_key_is_permission_denied(web):
-    base, _storefront, other = web
+    base, other = web.base, web.other
     status, body = call_json(base, RECOMMEND, ALICE, other)
     assert (status, body["code"]) == (403, "permission_denied")
 
 
 def test_no_key_is_unauthenticated(web):
-    base, _storefront, _other = web
+    base = web.base
     status, body = call_json(base, RECOMMEND, ALICE, None)
     assert (status, body["code"]) == (401, "unauthenticated")
 
 
 def test_a_scope_too_small_is_permission_denied(web):
-    base, storefront, _other = web
+    base, storefront = web.base, web.storefront
     status, body = call_json(
         base, "kosmos.v1.ProfileService/GetCustomer", {"name": ALICE["customer"]}, storefront
     )
@@ -98,14 +76,14 @@ def _bad_request_fields(body: dict) -> list[str]:
 
 
 def test_bad_input_is_invalid_argument_naming_the_field(web):
-    base, storefront, _other = web
+    base, storefront = web.base, web.storefront
     status, body = call_json(base, RECOMMEND, {**ALICE, "pageSize": -1}, storefront)
     assert (status, body["code"]) == (400, "invalid_argument")
     assert "page_size" in _bad_request_fields(body)
 
 
 def test_malformed_json_and_unknown_fields_are_invalid_argument(web):
-    base, storefront, _other = web
+    base, storefront = web.base, web.storefront
     headers = {"content-type": "application/json", "authorization": f"Bearer {storefront}"}
     for raw in (b"{not json", json.dumps({**ALICE, "pageSise": 3}).encode(), b"\xff\xfe"):
         status, _h, body = post(f"{base}/{RECOMMEND}", raw, headers)
@@ -115,7 +93,7 @@ def test_malformed_json_and_unknown_fields_are_invalid_argument(web):
 
 
 def test_unknown_customer_is_not_found(web):
-    base, storefront, _other = web
+    base, storefront = web.base, web.storefront
     status, body = call_json(
         base, RECOMMEND, {"customer": "shops/acme/customers/nobody"}, storefront
     )
@@ -124,13 +102,13 @@ def test_unknown_customer_is_not_found(web):
 
 def test_the_deadline_reaches_the_grpc_call(web):
     # connect-timeout-ms becomes the gRPC call's deadline: one already spent fails there.
-    base, storefront, _other = web
+    base, storefront = web.base, web.storefront
     status, body = call_json(base, RECOMMEND, ALICE, storefront, **{"connect-timeout-ms": "0"})
     assert (status, body["code"]) == (504, "deadline_exceeded")
 
 
 def test_binary_connect_and_grpc_web(web):
-    base, storefront, _other = web
+    base, storefront = web.base, web.storefront
     request = recommendation_service_pb2.RecommendRequest(
         customer=ALICE["customer"], page_size=2
     ).SerializeToString()
@@ -156,7 +134,7 @@ def test_binary_connect_and_grpc_web(web):
 
 
 def test_grpc_web_errors_carry_the_status(web):
-    base, _storefront, other = web
+    base, other = web.base, web.other
     request = recommendation_service_pb2.RecommendRequest(customer=ALICE["customer"])
     payload = request.SerializeToString()
     framed = b"\x00" + struct.pack(">I", len(payload)) + payload
@@ -174,6 +152,6 @@ def test_grpc_web_errors_carry_the_status(web):
 
 
 def test_health_is_open_over_http(web):
-    base, _storefront, _other = web
+    base = web.base
     status, body = call_json(base, "grpc.health.v1.Health/Check", {}, None)
     assert (status, body["status"]) == (200, "SERVING")

@@ -63,6 +63,8 @@ _F = "/kosmos.v1.FeedbackService/"
 _R = "/kosmos.v1.RecommendationService/"
 _S = "/kosmos.v1.ShopSettingsService/"
 _M = "/kosmos.v1.ModelService/"
+_MR = "/kosmos.v1.MerchantRulesService/"
+_E = "/kosmos.v1.ExperimentService/"
 
 METHOD_SCOPES: dict[str, Scope] = {
     _R + "Recommend": Scope.STOREFRONT,
@@ -86,6 +88,15 @@ METHOD_SCOPES: dict[str, Scope] = {
     _M + "ListModelVersions": Scope.ADMIN,
     _M + "TrainModels": Scope.ADMIN,
     _M + "RollbackModel": Scope.ADMIN,
+    _F + "RecordImpressions": Scope.STOREFRONT,
+    _MR + "GetMerchantRules": Scope.ADMIN,
+    _MR + "UpdateMerchantRules": Scope.ADMIN,
+    _MR + "ListMerchantRulesRevisions": Scope.ADMIN,
+    _E + "CreateExperiment": Scope.ADMIN,
+    _E + "GetExperiment": Scope.ADMIN,
+    _E + "ListExperiments": Scope.ADMIN,
+    _E + "EndExperiment": Scope.ADMIN,
+    _E + "GetExperimentReport": Scope.ADMIN,
     _P + "CreateShop": Scope.OPERATOR,
 }
 """The scope each RPC needs. Anything not listed needs `Scope.OPERATOR`."""

@@ -9,7 +9,7 @@ import pytest
 
 from kosmos.common.config import RecommendationSettings
 from kosmos.web import WebServer
-from tests.conftest import Cluster, start_cluster
+from tests.conftest import Cluster, prometheus_text, start_cluster
 from tests.helpers import small_shop
 
 HOSTED = [
@@ -51,7 +51,7 @@ def web(store, tmp_path) -> Iterator[Web]:
         admin=keys.create_api_key("admin", "acme", "web").secret,
         other=keys.create_api_key("storefront", "other", "web").secret,
     )
-    server = WebServer("127.0.0.1:0", cluster.address, HOSTED)
+    server = WebServer("127.0.0.1:0", cluster.address, HOSTED, metrics=prometheus_text)
     server.start()
     web.base = f"http://127.0.0.1:{server.port}"
     yield web

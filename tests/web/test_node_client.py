@@ -31,6 +31,17 @@ SERVICE_KEYS = {
     "kosmos.v1.ShopSettingsService": "settings",
 }
 ALICE = "shops/acme/customers/alice"
+PENDING = {
+    *(
+        f"profiles.{m}"
+        for m in ("undoDismissal", "getTastes", "correctTaste", "setConsent", "eraseCustomer")
+    ),
+    *(f"profiles.{m}" for m in ("listConsentChanges", "linkIdentity", "listIdentityLinks")),
+    "profiles.unlinkIdentity",
+    "feedback.recordImpressions",
+    "recommendations.explain",
+}
+"""RPCs whose proto is merged (branches i11, i13) but whose server may not be yet."""
 
 
 def local_name(method: str) -> str:
@@ -50,163 +61,128 @@ def call(service: str, method: str, request, key: str, **extra) -> dict:
 def plan(web, revoke: str) -> list[tuple[dict, str]]:
     """(call, expected code) for every hosted RPC, in an order that makes each one valid."""
     op, admin, front = web.cluster.operator_key, web.admin, web.storefront
-    P, C, F, R, K, S, M = (f"kosmos.v1.{n}" for n in (
-        "ProfileService", "CatalogService", "FeedbackService", "RecommendationService",
-        "ApiKeyService", "ShopSettingsService", "ModelService",
-    ))  # fmt: skip
+    P, C, F = "kosmos.v1.ProfileService", "kosmos.v1.CatalogService", "kosmos.v1.FeedbackService"
+    R, K = "kosmos.v1.RecommendationService", "kosmos.v1.ApiKeyService"
+    S, M = "kosmos.v1.ShopSettingsService", "kosmos.v1.ModelService"
+    acme, dave = "shops/acme", "shops/acme/customers/dave"
+    anon = "shops/acme/customers/anon-web1"
     click = common_pb2.Interaction(
         customer=ALICE, item_id="i01", type=common_pb2.INTERACTION_TYPE_CLICK
     )
     click.event_time.seconds = 1_700_000_000
-    customer = common_pb2.Customer(name=ALICE, attributes={"tier": "gold"})
-    return [
-        (call(P, "CreateShop", pr.CreateShopRequest(shop_id="web"), op), "ok"),
-        (call(P, "GetShop", pr.GetShopRequest(name="shops/acme"), admin), "ok"),
+    alice = common_pb2.Customer(name=ALICE, attributes={"tier": "gold"})
+    settings = ss.ShopSettings(name="shops/acme/settings", max_per_category=4)
+    new_key = keys.ApiKey(shop=acme, scope=keys.API_KEY_SCOPE_STOREFRONT)
+    consent = common_pb2.Consent(
+        purpose=common_pb2.CONSENT_PURPOSE_CROSS_DEVICE_LINKING, granted=True, source="test"
+    )
+    liked = common_pb2.PREFERENCE_KIND_LIKED_CATEGORY
+    rows = [
+        (P, "CreateShop", pr.CreateShopRequest(shop_id="web"), op),
+        (P, "GetShop", pr.GetShopRequest(name=acme), admin),
+        (P, "CreateCustomer", pr.CreateCustomerRequest(parent=acme, customer_id="carol"), admin),
         (
-            call(
-                P,
-                "CreateCustomer",
-                pr.CreateCustomerRequest(parent="shops/acme", customer_id="carol"),
-                admin,
+            P,
+            "CreateCustomers",
+            pr.CreateCustomersRequest(parent=acme, customers=[common_pb2.Customer(name=dave)]),
+            admin,
+        ),
+        (P, "GetCustomer", pr.GetCustomerRequest(name=ALICE), admin),
+        (
+            P,
+            "UpdateCustomer",
+            pr.UpdateCustomerRequest(customer=alice, update_mask=mask("attributes")),
+            admin,
+        ),
+        (P, "ListCustomers", pr.ListCustomersRequest(parent=acme), admin),
+        (P, "DeleteCustomer", pr.DeleteCustomerRequest(name=f"{acme}/customers/carol"), admin),
+        (
+            C,
+            "UpsertItems",
+            cat.UpsertItemsRequest(parent=acme, items=[item("acme", "i99", title="Kettle")]),
+            admin,
+        ),
+        (C, "GetItem", cat.GetItemRequest(name=f"{acme}/items/i99"), admin),
+        (C, "ListItems", cat.ListItemsRequest(parent=acme, page_size=5), admin),
+        (
+            F,
+            "RecordInteractions",
+            fb.RecordInteractionsRequest(parent=acme, request_id="n-1", interactions=[click]),
+            front,
+        ),
+        (
+            F,
+            "ImportInteractions",
+            fb.ImportInteractionsRequest(parent=acme, request_id="n-2", interactions=[click]),
+            admin,
+        ),
+        (F, "ListInteractions", fb.ListInteractionsRequest(parent=ALICE), admin),
+        (R, "Recommend", rec.RecommendRequest(customer=ALICE, page_size=3), front),
+        (R, "SimilarItems", rec.SimilarItemsRequest(item=f"{acme}/items/i01", page_size=3), front),
+        (
+            S,
+            "UpdateShopSettings",
+            ss.UpdateShopSettingsRequest(settings=settings, update_mask=mask("max_per_category")),
+            admin,
+        ),
+        (S, "GetShopSettings", ss.GetShopSettingsRequest(name=f"{acme}/settings"), admin),
+        (
+            S,
+            "ListShopSettingsRevisions",
+            ss.ListShopSettingsRevisionsRequest(parent=f"{acme}/settings"),
+            admin,
+        ),
+        (M, "TrainModels", ms.TrainModelsRequest(parent=acme), admin),
+        (M, "ListModelVersions", ms.ListModelVersionsRequest(parent=acme), admin),
+        (
+            M,
+            "RollbackModel",
+            ms.RollbackModelRequest(name=f"{acme}/recommenders/popularity", version="v1"),
+            admin,
+        ),
+        # Issues 11 and 13: their API is merged, their servers may not be yet (PENDING);
+        # called with the operator key, whatever scope they get.
+        (P, "UndoDismissal", pr.UndoDismissalRequest(customer=ALICE, item_id="i01"), op),
+        (P, "GetTastes", pr.GetTastesRequest(customer=ALICE), op),
+        (P, "CorrectTaste", pr.CorrectTasteRequest(customer=ALICE, kind=liked, value="K"), op),
+        (P, "SetConsent", pr.SetConsentRequest(customer=ALICE, consent=consent), op),
+        (P, "ListConsentChanges", pr.ListConsentChangesRequest(customer=ALICE), op),
+        (
+            P,
+            "LinkIdentity",
+            pr.LinkIdentityRequest(customer=ALICE, linked=anon, source="login"),
+            op,
+        ),
+        (P, "ListIdentityLinks", pr.ListIdentityLinksRequest(customer=ALICE), op),
+        (P, "UnlinkIdentity", pr.UnlinkIdentityRequest(customer=ALICE, linked=anon), op),
+        (P, "EraseCustomer", pr.EraseCustomerRequest(name=dave), op),
+        (
+            F,
+            "RecordImpressions",
+            fb.RecordImpressionsRequest(
+                parent=acme, impressions=[fb.Impression(customer=ALICE, item_ids=["i01"])]
             ),
-            "ok",
-        ),  # fmt: skip
+            op,
+        ),
         (
-            call(
-                P,
-                "CreateCustomers",
-                pr.CreateCustomersRequest(
-                    parent="shops/acme",
-                    customers=[common_pb2.Customer(name="shops/acme/customers/dave")],
-                ),
-                admin,
-            ),
-            "ok",
-        ),  # fmt: skip
-        (call(P, "GetCustomer", pr.GetCustomerRequest(name=ALICE), admin), "ok"),
-        (
-            call(
-                P,
-                "UpdateCustomer",
-                pr.UpdateCustomerRequest(
-                    customer=customer, update_mask=field_mask_pb2.FieldMask(paths=["attributes"])
-                ),
-                admin,
-            ),
-            "ok",
-        ),  # fmt: skip
-        (call(P, "ListCustomers", pr.ListCustomersRequest(parent="shops/acme"), admin), "ok"),
-        (
-            call(
-                P,
-                "DeleteCustomer",
-                pr.DeleteCustomerRequest(name="shops/acme/customers/carol"),
-                admin,
-            ),
-            "ok",
-        ),  # fmt: skip
-        (
-            call(
-                C,
-                "UpsertItems",
-                cat.UpsertItemsRequest(
-                    parent="shops/acme", items=[item("acme", "i99", title="Kettle")]
-                ),
-                admin,
-            ),
-            "ok",
-        ),  # fmt: skip
-        (call(C, "GetItem", cat.GetItemRequest(name="shops/acme/items/i99"), admin), "ok"),
-        (call(C, "ListItems", cat.ListItemsRequest(parent="shops/acme", page_size=5), admin), "ok"),
-        (
-            call(
-                F,
-                "RecordInteractions",
-                fb.RecordInteractionsRequest(
-                    parent="shops/acme", request_id="node-1", interactions=[click]
-                ),
-                front,
-            ),
-            "ok",
-        ),  # fmt: skip
-        (
-            call(
-                F,
-                "ImportInteractions",
-                fb.ImportInteractionsRequest(
-                    parent="shops/acme", request_id="node-2", interactions=[click]
-                ),
-                admin,
-            ),
-            "ok",
-        ),  # fmt: skip
-        (call(F, "ListInteractions", fb.ListInteractionsRequest(parent=ALICE), admin), "ok"),
-        (call(R, "Recommend", rec.RecommendRequest(customer=ALICE, page_size=3), front), "ok"),
-        (
-            call(
-                R,
-                "SimilarItems",
-                rec.SimilarItemsRequest(item="shops/acme/items/i01", page_size=3),
-                front,
-            ),
-            "ok",
-        ),  # fmt: skip
-        (
-            call(
-                S,
-                "UpdateShopSettings",
-                ss.UpdateShopSettingsRequest(
-                    settings=ss.ShopSettings(name="shops/acme/settings", max_per_category=4),
-                    update_mask=field_mask_pb2.FieldMask(paths=["max_per_category"]),
-                ),
-                admin,
-            ),
-            "ok",
-        ),  # fmt: skip
-        (
-            call(
-                S, "GetShopSettings", ss.GetShopSettingsRequest(name="shops/acme/settings"), admin
-            ),
-            "ok",
-        ),  # fmt: skip
-        (
-            call(
-                S,
-                "ListShopSettingsRevisions",
-                ss.ListShopSettingsRevisionsRequest(parent="shops/acme/settings"),
-                admin,
-            ),
-            "ok",
-        ),  # fmt: skip
-        (call(M, "TrainModels", ms.TrainModelsRequest(parent="shops/acme"), admin), "ok"),
-        (
-            call(M, "ListModelVersions", ms.ListModelVersionsRequest(parent="shops/acme"), admin),
-            "ok",
-        ),  # fmt: skip
-        # One version trained: there is no earlier one to roll back to.
-        (
-            call(
-                M,
-                "RollbackModel",
-                ms.RollbackModelRequest(name="shops/acme/recommenders/popularity", version="v1"),
-                admin,
-            ),
-            "ROLLBACK",
-        ),  # fmt: skip
-        (
-            call(
-                K,
-                "CreateApiKey",
-                keys.CreateApiKeyRequest(
-                    api_key=keys.ApiKey(shop="shops/acme", scope=keys.API_KEY_SCOPE_STOREFRONT)
-                ),
-                op,
-            ),
-            "ok",
-        ),  # fmt: skip
-        (call(K, "ListApiKeys", keys.ListApiKeysRequest(shop="shops/acme"), op), "ok"),
-        (call(K, "RevokeApiKey", keys.RevokeApiKeyRequest(name=revoke), op), "ok"),
+            R,
+            "Explain",
+            rec.RecommendationServiceExplainRequest(customer=ALICE, item=f"{acme}/items/i02"),
+            op,
+        ),
+        (K, "CreateApiKey", keys.CreateApiKeyRequest(api_key=new_key), op),
+        (K, "ListApiKeys", keys.ListApiKeysRequest(shop=acme), op),
+        (K, "RevokeApiKey", keys.RevokeApiKeyRequest(name=revoke), op),
     ]
+    # One version trained just before: there is no earlier one to roll back to.
+    return [
+        (call(service, method, request, key), "ROLLBACK" if method == "RollbackModel" else "ok")
+        for service, method, request, key in rows
+    ]
+
+
+def mask(*paths: str) -> field_mask_pb2.FieldMask:
+    return field_mask_pb2.FieldMask(paths=list(paths))
 
 
 def test_hosted_is_what_the_cluster_hosts(store):
@@ -230,6 +206,8 @@ def test_every_rpc_from_node_over_http_json(web):
         name = f"{sent['service']}.{sent['method']}"
         if expected == "ROLLBACK":
             assert got["code"] in ("NotFound", "FailedPrecondition"), (name, got)
+        elif name in PENDING and got["code"] == "Unimplemented":
+            continue  # served over HTTP as soon as the gRPC server implements it
         else:
             assert got["code"] == expected, (name, got)
     by_method = {f"{c['service']}.{c['method']}": a for (c, _), a in zip(steps, answers)}  # noqa: B905 (checked strict above)

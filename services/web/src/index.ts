@@ -19,6 +19,8 @@ import { ModelService } from "./gen/kosmos/v1/model_service_pb.js";
 import { ProfileService } from "./gen/kosmos/v1/profile_service_pb.js";
 import { RecommendationService } from "./gen/kosmos/v1/recommendation_service_pb.js";
 import { ShopSettingsService } from "./gen/kosmos/v1/shop_settings_service_pb.js";
+import { ExperimentService } from "./gen/kosmos/v1/experiment_service_pb.js";
+import { MerchantRulesService } from "./gen/kosmos/v1/rules_service_pb.js";
 
 export * from "./gen/kosmos/v1/common_pb.js";
 export * from "./gen/kosmos/v1/api_key_service_pb.js";
@@ -28,6 +30,8 @@ export * from "./gen/kosmos/v1/model_service_pb.js";
 export * from "./gen/kosmos/v1/profile_service_pb.js";
 export * from "./gen/kosmos/v1/recommendation_service_pb.js";
 export * from "./gen/kosmos/v1/shop_settings_service_pb.js";
+export * from "./gen/kosmos/v1/experiment_service_pb.js";
+export * from "./gen/kosmos/v1/rules_service_pb.js";
 export { Code, ConnectError } from "@connectrpc/connect";
 
 export const SERVICES = {
@@ -38,6 +42,8 @@ export const SERVICES = {
   profiles: ProfileService,
   recommendations: RecommendationService,
   settings: ShopSettingsService,
+  experiments: ExperimentService,
+  rules: MerchantRulesService,
 } as const;
 
 export type Kosmos = { [K in keyof typeof SERVICES]: Client<(typeof SERVICES)[K]> };

@@ -18,7 +18,7 @@ from kosmos.common.server import (
     serve,
 )
 from kosmos.store import Store, open_store
-from kosmos.web import WebServer
+from kosmos.web import WebServer, scrape
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def start_web(config: ServerConfig, grpc_port: int, service_names: list[str]) ->
             f"127.0.0.1:{grpc_port}",
             service_names,
             tls=config.client_tls if config.tls is not None else None,
-            metrics_url=telemetry.metrics_address,
+            metrics=lambda: scrape(telemetry.metrics_address()),
         )
     except RuntimeError as exc:
         print(f"configuration error: {KOSMOS_HTTP_LISTEN}: {exc}", file=sys.stderr)

@@ -7,6 +7,6 @@ gRPC port with the caller's key, trace context and deadline.
 """
 
 from kosmos.web._gateway import FORWARDED_HEADERS, connect_application
-from kosmos.web._server import DEFAULT_WEB_DIR, WebServer
+from kosmos.web._server import DEFAULT_WEB_DIR, WebServer, scrape
 
-__all__ = ["DEFAULT_WEB_DIR", "FORWARDED_HEADERS", "WebServer", "connect_application"]
+__all__ = ["DEFAULT_WEB_DIR", "FORWARDED_HEADERS", "WebServer", "connect_application", "scrape"]

@@ -32,32 +32,31 @@ class _Site:
     anything else to a file of the built pages."""
 
     def __init__(
-        self, rpc: ConnectWSGIApplication, web_dir: Path, metrics_url: Callable[[], str]
+        self, rpc: ConnectWSGIApplication, web_dir: Path, metrics: Callable[[], bytes]
     ) -> None:
         self._rpc = rpc
         self._web_dir = web_dir.resolve()
-        self._metrics_url = metrics_url
+        self._metrics = metrics
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path: str = environ.get("PATH_INFO") or "/"
-        if environ.get("REQUEST_METHOD") == "POST" or "." in path.split("/")[1]:
+        segments = path.strip("/").split("/")
+        if environ.get("REQUEST_METHOD") == "POST" or (len(segments) == 2 and "." in segments[0]):
             # /kosmos.v1.Service/Method and /grpc.health.v1.Health/Check
             return self._rpc(environ, start_response)
         if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
             return _plain(start_response, "405 Method Not Allowed", "GET or POST\n")
         if path == "/metrics":
-            return self._metrics(start_response)
+            return self._scrape(start_response)
         if path == "/dashboard":
             start_response("308 Permanent Redirect", [("Location", "/dashboard/")])
             return []
         return self._file(path, start_response)
 
-    def _metrics(self, start_response: StartResponse) -> Iterable[bytes]:
-        url = self._metrics_url()
-        if not url:
+    def _scrape(self, start_response: StartResponse) -> Iterable[bytes]:
+        body = self._metrics()
+        if not body:
             return _plain(start_response, "404 Not Found", "KOSMOS_METRICS_LISTEN is not set\n")
-        with urllib.request.urlopen(url, timeout=5) as answer:  # noqa: S310 (our own URL)
-            body: bytes = answer.read()
         start_response(
             "200 OK",
             [("Content-Type", "text/plain; version=0.0.4"), ("Cache-Control", "no-store")],
@@ -87,6 +86,15 @@ class _Site:
         return [target.read_bytes()]
 
 
+def scrape(url: str) -> bytes:
+    """The Prometheus text at ``url`` (this process's own endpoint), or empty without one."""
+    if not url:
+        return b""
+    with urllib.request.urlopen(url, timeout=5) as answer:  # noqa: S310 (our own endpoint)
+        body: bytes = answer.read()
+    return body
+
+
 def _plain(start_response: StartResponse, status: str, text: str) -> Iterable[bytes]:
     start_response(status, [("Content-Type", "text/plain; charset=utf-8")])
     return [text.encode()]
@@ -101,7 +109,8 @@ class WebServer:
         service_names: The services that server hosts (`kosmos.common.server.Service.name`).
         tls: Client TLS for the gRPC hop, when that server serves TLS.
         web_dir: The built storefront and dashboard.
-        metrics_url: Returns the process's Prometheus endpoint (empty: none).
+        metrics: Returns the process's metrics as Prometheus text (empty: none), such as
+            ``lambda: scrape(telemetry.metrics_address())``.
         threads: Requests served at once.
     """
 
@@ -113,11 +122,11 @@ class WebServer:
         *,
         tls: ClientTls | None = None,
         web_dir: Path = DEFAULT_WEB_DIR,
-        metrics_url: Callable[[], str] = lambda: "",
+        metrics: Callable[[], bytes] = lambda: b"",
         threads: int = 8,
     ) -> None:
         self._channel: grpc.Channel = open_channel(grpc_target, tls)
-        site = _Site(connect_application(self._channel, service_names), web_dir, metrics_url)
+        site = _Site(connect_application(self._channel, service_names), web_dir, metrics)
         host, _, port = listen.rpartition(":")
         try:
             self._server = waitress.create_server(

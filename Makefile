@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 GEN_STAMP := services/kosmos/v1/.generated
-PROTOS := $(wildcard proto/kosmos/v1/*.proto)
+PROTOS := $(wildcard proto/kosmos/v1/*.proto) services/kosmos/oteldemo/demo.proto
 PLUGINS := $(wildcard plugins/*/pyproject.toml)
 # `make run` keeps its database and logs here.
 RUN_DIR ?= var

@@ -60,6 +60,15 @@ KOSMOS_METRICS_LISTEN = "KOSMOS_METRICS_LISTEN"
 """Address of the Prometheus scrape endpoint (``GET /metrics``), ``host:port``; empty: none
 (OTLP export still works). The Kubernetes manifests set ``0.0.0.0:9464``. Default: empty."""
 
+KOSMOS_OTELDEMO_LISTEN = "KOSMOS_OTELDEMO_LISTEN"
+"""Address ``python -m kosmos.oteldemo`` binds: the OpenTelemetry demo's
+``oteldemo.RecommendationService``. Default: ``"0.0.0.0:9001"`` (the demo's
+``RECOMMENDATION_PORT``)."""
+
+KOSMOS_OTELDEMO_SHOP = "KOSMOS_OTELDEMO_SHOP"
+"""The Kosmos shop that answers the OpenTelemetry demo (its product ids are the shop's item
+ids, its user ids the shop's customer ids). Default: ``"otel-demo"``."""
+
 KOSMOS_HTTP_LISTEN = "KOSMOS_HTTP_LISTEN"
 """Address of the HTTP port beside the gRPC one (Connect JSON/binary, gRPC-Web, the storefront
 and dashboard pages, ``/metrics``). Default: empty, none; ``make run``: ``127.0.0.1:8080``."""

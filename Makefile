@@ -122,10 +122,11 @@ DATA_DIR ?= ../shared/data
 RETAIL := $(DATA_DIR)/online-retail/online_retail.csv.gz
 
 .PHONY: bench
-bench: setup ## Recommend vs an empty RPC; plugin scoring vs numpy; bulk import vs executemany.
+bench: setup ## Recommend vs an empty RPC; plugin scoring vs numpy; bulk import vs executemany; the HTTP port vs gRPC.
 	$(PY) tools/bench.py
 	$(PY) tools/bench_store.py
 	$(PY) tools/bench_import.py
+	$(PY) tools/bench_http.py
 	@if [ -f "$(RETAIL)" ]; then \
 	  $(PY) plugins/implicit/bench.py --data "$(RETAIL)" && $(PY) plugins/lightfm/bench.py --data "$(RETAIL)" \
 	    && $(PY) plugins/ranker/bench.py --data "$(RETAIL)"; \

@@ -228,6 +228,46 @@ def seeds(rid: str) -> dict[str, list[bytes]]:
         "/kosmos.v1.ModelService/RollbackModel": [
             ms.RollbackModelRequest(name="shops/acme/recommenders/popularity")
         ],
+        # Issue 11: the customer's own world.
+        "/kosmos.v1.RecommendationService/Explain": [
+            rec.RecommendationServiceExplainRequest(
+                customer=alice, item="shops/acme/items/i02", context=context
+            )
+        ],
+        "/kosmos.v1.ProfileService/UndoDismissal": [
+            pr.UndoDismissalRequest(customer=alice, item_id="i01")
+        ],
+        "/kosmos.v1.ProfileService/GetTastes": [pr.GetTastesRequest(customer=alice)],
+        "/kosmos.v1.ProfileService/CorrectTaste": [
+            pr.CorrectTasteRequest(
+                customer=alice, kind=common_pb2.PREFERENCE_KIND_LIKED_CATEGORY, value="tea"
+            )
+        ],
+        "/kosmos.v1.ProfileService/SetConsent": [
+            pr.SetConsentRequest(
+                customer=alice,
+                consent=common_pb2.Consent(
+                    purpose=common_pb2.CONSENT_PURPOSE_TRAINING, granted=True, source="fuzz"
+                ),
+            )
+        ],
+        "/kosmos.v1.ProfileService/ListConsentChanges": [
+            pr.ListConsentChangesRequest(customer=alice, page_size=2)
+        ],
+        "/kosmos.v1.ProfileService/LinkIdentity": [
+            pr.LinkIdentityRequest(
+                customer=alice, linked="shops/acme/customers/anon-fuzz", source="login"
+            )
+        ],
+        "/kosmos.v1.ProfileService/UnlinkIdentity": [
+            pr.UnlinkIdentityRequest(customer=alice, linked="shops/acme/customers/anon-fuzz")
+        ],
+        "/kosmos.v1.ProfileService/ListIdentityLinks": [
+            pr.ListIdentityLinksRequest(customer=alice, page_size=2)
+        ],
+        "/kosmos.v1.ProfileService/EraseCustomer": [
+            pr.EraseCustomerRequest(name="shops/acme/customers/nobody")
+        ],
     }
     return {m: [r.SerializeToString() for r in rs] for m, rs in found.items()}
 

@@ -232,6 +232,74 @@ def _rpcs(admin_client) -> list[Rpc]:
             "recommendation",
             lambda s: rec.SimilarItemsRequest(item=f"shops/{s}/items/i01"),
         ),
+        # Issue 11: the customer's own world.
+        Rpc(
+            "RecommendationService/Explain",
+            "recommendation",
+            lambda s: rec.RecommendationServiceExplainRequest(
+                customer=f"shops/{s}/customers/alice", item=f"shops/{s}/items/i01"
+            ),
+        ),
+        Rpc(
+            "ProfileService/UndoDismissal",
+            "profile",
+            lambda s: pr.UndoDismissalRequest(customer=f"shops/{s}/customers/alice", item_id="i01"),
+        ),
+        Rpc(
+            "ProfileService/GetTastes",
+            "profile",
+            lambda s: pr.GetTastesRequest(customer=f"shops/{s}/customers/alice"),
+        ),
+        Rpc(
+            "ProfileService/CorrectTaste",
+            "profile",
+            lambda s: pr.CorrectTasteRequest(
+                customer=f"shops/{s}/customers/alice",
+                kind=common_pb2.PREFERENCE_KIND_LIKED_CATEGORY,
+                value="Toys",
+            ),
+        ),
+        Rpc(
+            "ProfileService/SetConsent",
+            "profile",
+            lambda s: pr.SetConsentRequest(
+                customer=f"shops/{s}/customers/alice",
+                consent=common_pb2.Consent(
+                    purpose=common_pb2.CONSENT_PURPOSE_TRAINING, granted=True, source="test"
+                ),
+            ),
+        ),
+        Rpc(
+            "ProfileService/ListConsentChanges",
+            "profile",
+            lambda s: pr.ListConsentChangesRequest(customer=f"shops/{s}/customers/alice"),
+        ),
+        Rpc(
+            "ProfileService/LinkIdentity",
+            "profile",
+            lambda s: pr.LinkIdentityRequest(
+                customer=f"shops/{s}/customers/alice",
+                linked=f"shops/{s}/customers/anon-{next(counter)}",
+                source="login",
+            ),
+        ),
+        Rpc(
+            "ProfileService/UnlinkIdentity",
+            "profile",
+            lambda s: pr.UnlinkIdentityRequest(
+                customer=f"shops/{s}/customers/alice", linked=f"shops/{s}/customers/anon-x"
+            ),
+        ),
+        Rpc(
+            "ProfileService/ListIdentityLinks",
+            "profile",
+            lambda s: pr.ListIdentityLinksRequest(customer=f"shops/{s}/customers/alice"),
+        ),
+        Rpc(
+            "ProfileService/EraseCustomer",
+            "profile",
+            lambda s: pr.EraseCustomerRequest(name=f"shops/{s}/customers/{fresh_customer(s)}"),
+        ),
         Rpc(
             "ApiKeyService/CreateApiKey",
             "keys",

@@ -604,6 +604,166 @@ class KosmosClient:
         key: api_key_service_pb2.ApiKey = response.api_key
         return key
 
+    # -- the customer's own world (issue 11) -------------------------------------------------
+
+    def set_preferences(
+        self,
+        shop_id: str,
+        customer_id: str,
+        preferences: Sequence[tuple[str, str]],
+        *,
+        price_range: tuple[float, float] | None = None,
+        timeout: float | None = None,
+    ) -> common_pb2.Customer:
+        """Replaces the stated preferences, ``(kind, value)`` with kind ``liked_category``,
+        ``disliked_category``, ``liked_brand`` or ``disliked_brand``, and the price range
+        (``(low, high)``, 0 for no bound; None: none)."""
+        message = common_pb2.Customer(
+            name=f"shops/{shop_id}/customers/{customer_id}",
+            preferences=[
+                common_pb2.Preference(kind=_enum("PREFERENCE_KIND", kind), value=value)
+                for kind, value in preferences
+            ],
+        )
+        if price_range is not None:
+            message.price_range.CopyFrom(
+                common_pb2.PriceRange(min_price=price_range[0], max_price=price_range[1])
+            )
+        request = profile_service_pb2.UpdateCustomerRequest(
+            customer=message,
+            update_mask=field_mask_pb2.FieldMask(paths=["preferences", "price_range"]),
+        )
+        result: common_pb2.Customer = self._call(
+            self._stubs.profile.UpdateCustomer, request, timeout
+        ).customer
+        return result
+
+    def undo_dismissal(
+        self, shop_id: str, customer_id: str, item_id: str, *, timeout: float | None = None
+    ) -> int:
+        """Takes back the customer's dismissals of ``item_id``; returns how many."""
+        request = profile_service_pb2.UndoDismissalRequest(
+            customer=f"shops/{shop_id}/customers/{customer_id}", item_id=item_id
+        )
+        return int(self._call(self._stubs.profile.UndoDismissal, request, timeout).restored_count)
+
+    def get_tastes(
+        self, shop_id: str, customer_id: str, *, timeout: float | None = None
+    ) -> profile_service_pb2.GetTastesResponse:
+        """What Kosmos infers the customer likes, with evidence, beside what they stated."""
+        request = profile_service_pb2.GetTastesRequest(
+            customer=f"shops/{shop_id}/customers/{customer_id}"
+        )
+        result: profile_service_pb2.GetTastesResponse = self._call(
+            self._stubs.profile.GetTastes, request, timeout
+        )
+        return result
+
+    def correct_taste(
+        self, shop_id: str, customer_id: str, kind: str, value: str, *, timeout: float | None = None
+    ) -> common_pb2.Customer:
+        """ "Not interested any more" in a ``category`` or ``brand`` (``kind``)."""
+        request = profile_service_pb2.CorrectTasteRequest(
+            customer=f"shops/{shop_id}/customers/{customer_id}",
+            kind=_enum("PREFERENCE_KIND", f"liked_{kind}"),
+            value=value,
+        )
+        result: common_pb2.Customer = self._call(
+            self._stubs.profile.CorrectTaste, request, timeout
+        ).customer
+        return result
+
+    def set_consent(
+        self,
+        shop_id: str,
+        customer_id: str,
+        purpose: str,
+        granted: bool,
+        source: str,
+        *,
+        timeout: float | None = None,
+    ) -> common_pb2.Consent:
+        """Records consent for ``personalization``, ``training`` or ``cross_device_linking``."""
+        request = profile_service_pb2.SetConsentRequest(
+            customer=f"shops/{shop_id}/customers/{customer_id}",
+            consent=common_pb2.Consent(
+                purpose=_enum("CONSENT_PURPOSE", purpose), granted=granted, source=source
+            ),
+        )
+        result: common_pb2.Consent = self._call(
+            self._stubs.profile.SetConsent, request, timeout
+        ).consent
+        return result
+
+    def list_consent_changes(
+        self, shop_id: str, customer_id: str, *, timeout: float | None = None
+    ) -> list[common_pb2.Consent]:
+        """Every consent change of the customer, newest first."""
+        changes: list[common_pb2.Consent] = []
+        for page in self._pages(
+            self._stubs.profile.ListConsentChanges,
+            lambda token: profile_service_pb2.ListConsentChangesRequest(
+                customer=f"shops/{shop_id}/customers/{customer_id}", page_token=token
+            ),
+            timeout,
+        ):
+            changes.extend(page.changes)
+        return changes
+
+    def link_identity(
+        self,
+        shop_id: str,
+        customer_id: str,
+        linked_id: str,
+        source: str,
+        *,
+        timeout: float | None = None,
+    ) -> profile_service_pb2.IdentityLink:
+        """Links a device or ``anon-`` id to the customer."""
+        request = profile_service_pb2.LinkIdentityRequest(
+            customer=f"shops/{shop_id}/customers/{customer_id}",
+            linked=f"shops/{shop_id}/customers/{linked_id}",
+            source=source,
+        )
+        link: profile_service_pb2.IdentityLink = self._call(
+            self._stubs.profile.LinkIdentity, request, timeout
+        ).link
+        return link
+
+    def unlink_identity(
+        self, shop_id: str, customer_id: str, linked_id: str, *, timeout: float | None = None
+    ) -> bool:
+        request = profile_service_pb2.UnlinkIdentityRequest(
+            customer=f"shops/{shop_id}/customers/{customer_id}",
+            linked=f"shops/{shop_id}/customers/{linked_id}",
+        )
+        return bool(self._call(self._stubs.profile.UnlinkIdentity, request, timeout).removed)
+
+    def erase_customer(
+        self, shop_id: str, customer_id: str, *, timeout: float | None = None
+    ) -> profile_service_pb2.ErasureReceipt:
+        """Erases the customer everywhere; returns the receipt."""
+        request = profile_service_pb2.EraseCustomerRequest(
+            name=f"shops/{shop_id}/customers/{customer_id}"
+        )
+        receipt: profile_service_pb2.ErasureReceipt = self._call(
+            self._stubs.profile.EraseCustomer, request, timeout
+        ).receipt
+        return receipt
+
+    def explain(
+        self, shop_id: str, customer_id: str, item_id: str, *, timeout: float | None = None
+    ) -> recommendation_service_pb2.RecommendationServiceExplainResponse:
+        """One item's offer for the customer in full: reason, rank, contributions."""
+        request = recommendation_service_pb2.RecommendationServiceExplainRequest(
+            customer=f"shops/{shop_id}/customers/{customer_id}",
+            item=f"shops/{shop_id}/items/{item_id}",
+        )
+        result: recommendation_service_pb2.RecommendationServiceExplainResponse = self._call(
+            self._stubs.recommendation.Explain, request, timeout
+        )
+        return result
+
     # -- models ------------------------------------------------------------------------------
 
     def list_model_versions(
@@ -652,3 +812,16 @@ def _exclusions(pairs: Sequence[tuple[str, str]]) -> list[common_pb2.Exclusion]:
             ) from None
         result.append(common_pb2.Exclusion(kind=enum, value=value))
     return result
+
+
+def _enum(prefix: str, name: str) -> Any:
+    """``kosmos.v1`` enum value ``{prefix}_{NAME}``; ValueError naming the choices."""
+    enum = {
+        "PREFERENCE_KIND": common_pb2.PreferenceKind,
+        "CONSENT_PURPOSE": common_pb2.ConsentPurpose,
+    }[prefix]
+    try:
+        return enum.Value(f"{prefix}_{name.upper()}")
+    except ValueError:
+        choices = [n.removeprefix(prefix + "_").lower() for n in enum.keys()][1:]
+        raise ValueError(f"unknown {prefix.lower()} {name!r}; one of {choices}") from None

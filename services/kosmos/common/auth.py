@@ -98,6 +98,18 @@ METHOD_SCOPES: dict[str, Scope] = {
     _E + "EndExperiment": Scope.ADMIN,
     _E + "GetExperimentReport": Scope.ADMIN,
     _P + "CreateShop": Scope.OPERATOR,
+    # Issue 11: what a shopper does about their own world goes through the storefront; the
+    # audit trail and erasure need the shop's admin.
+    _R + "Explain": Scope.STOREFRONT,
+    _P + "UndoDismissal": Scope.STOREFRONT,
+    _P + "GetTastes": Scope.STOREFRONT,
+    _P + "CorrectTaste": Scope.STOREFRONT,
+    _P + "SetConsent": Scope.STOREFRONT,
+    _P + "LinkIdentity": Scope.STOREFRONT,
+    _P + "UnlinkIdentity": Scope.STOREFRONT,
+    _P + "ListConsentChanges": Scope.ADMIN,
+    _P + "ListIdentityLinks": Scope.ADMIN,
+    _P + "EraseCustomer": Scope.ADMIN,
 }
 """The scope each RPC needs. Anything not listed needs `Scope.OPERATOR`."""
 

@@ -41,6 +41,8 @@ STRING_LIMITS: dict[str, int] = {
     "value": 512,
     "page_token": 1024,
     "paths": 64,
+    "source": 64,
+    "linked": 256,
 }
 """Characters per string field, by field name (a repeated field: per entry)."""
 
@@ -49,6 +51,7 @@ MAX_LIST = 1000
 
 LIST_LIMITS: dict[str, int] = {
     "exclusions": 500,
+    "preferences": 500,
     "cart_item_ids": 200,
     "paths": 10,
 }

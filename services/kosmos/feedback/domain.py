@@ -13,7 +13,7 @@ from kosmos.common import metrics
 from kosmos.common.errors import NotFound
 from kosmos.common.names import customer_name, shop_name
 from kosmos.store import Store
-from kosmos.store.records import Interaction
+from kosmos.store.records import Interaction, is_anonymous
 
 
 class Feedback:
@@ -31,6 +31,10 @@ class Feedback:
             NotFound: The shop, a customer or an item is unknown.
             AlreadyExists: ``request_id`` was used for a different request.
         """
+        # An anonymous or device id gets its profile on first use (issue 11).
+        anonymous = {i.customer_id for i in interactions if is_anonymous(i.customer_id)}
+        if anonymous:
+            self.store.ensure_anonymous_customers(shop_id, anonymous)
         # The store checks shop, customers and items inside the write's own transaction, so a
         # customer deleted between a check and the insert cannot leave orphan interactions.
         stored, replayed = self.store.record_interactions(

@@ -132,13 +132,18 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
     def RecordInteractions(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC's names)
         shop_id, request_id, request_hash, interactions = _batch(request, MAX_BATCH)
         stored = self.feedback.record(shop_id, request_id, request_hash, interactions)
+        # A replay answers with what is still stored: an undone dismissal or an erased
+        # customer's events (issue 11) are gone, and the rest no longer line up by index.
+        aligned = len(stored) == len(request.interactions)
         return feedback_service_pb2.RecordInteractionsResponse(
             interactions=[interaction_to_proto(i) for i in stored],
             unattributed_indexes=[
                 n
                 for n, (sent, kept) in enumerate(zip(request.interactions, stored, strict=True))
                 if sent.recommendation_id and not kept.recommendation_id
-            ],
+            ]
+            if aligned
+            else [],
         )
 
     def ImportInteractions(self, request: Any, context: Any) -> Any:  # noqa: N802

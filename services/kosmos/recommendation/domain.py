@@ -4,6 +4,7 @@ business rules, vary, explain. Plain Python; imports no grpc.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -19,10 +20,11 @@ from kosmos.plugin import Recommender, RecommendQuery, Scored, SimilarItemsQuery
 from kosmos.plugin.routing import Candidate, Routing, run_chain
 from kosmos.plugin.signals import DEFAULT_WEIGHTS, Weights, to_plugin
 from kosmos.recommendation.catalog_cache import CatalogCache
+from kosmos.recommendation.choices import Choices
 from kosmos.recommendation.models import ModelHub, ShopSettings
 from kosmos.recommendation.seen import SeenPolicy
 from kosmos.store import Store
-from kosmos.store.records import Customer, ExclusionKind, InteractionType, Item
+from kosmos.store.records import Customer, InteractionType, Item, RecommendInputs, is_anonymous
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -31,6 +33,13 @@ tracer = trace.get_tracer(__name__)
 # times what the page needs, plus a margin.
 OVERFETCH = 2
 OVERFETCH_MARGIN = 10
+# When the customer's exclusions leave the page short, ask again for this many times more
+# candidates, at most this many more times (issue 11: the page stays full).
+REFILL_FACTOR = 4
+REFILL_ROUNDS = 2
+# The customer id a model is asked with when it must not use its vector for the customer
+# (erased, or training consent withdrawn, after the model was built): no id can be this.
+MASKED_CUSTOMER_ID = "\x00masked"
 DEFAULT_REASON = "Picked for you"
 # When a recommender names the recent item behind an offer, the reason names it too, for at
 # most this many offers of one list.
@@ -200,17 +209,18 @@ class Recommendations:
             shop_id, customer_id, self.recent_interactions, shop.seen_policy.owned_types
         )
         if inputs is None:
-            self._customer(shop_id, customer_id)  # raises NotFound for the shop or the customer
-            raise NotFound("customer", customer_name(shop_id, customer_id))
+            inputs = self._anonymous(shop_id, customer_id)
         customer = inputs.customer
         now = self.clock() if context.request_time is None else context.request_time
-        recent = [to_plugin(i, shop.weights) for i in inputs.recent]
+        catalog = self.catalog.items(shop_id)
+        # The customer's own choices: exclusions, preferences, consent (issue 11).
+        choices = Choices.of(customer, self.clock(), inputs.consents)
+        recent = choices.history([to_plugin(i, shop.weights) for i in inputs.recent], catalog)
         excluded = set(inputs.dismissed_item_ids) | context.cart_item_ids
         excluded |= set(context.item_ids)
         # The seen-item policy: what the customer has, unless people buy it again.
-        catalog = self.catalog.items(shop_id)
         excluded |= shop.seen_policy.excluded(
-            inputs.owned_item_ids,
+            inputs.owned_item_ids if choices.personal else frozenset(),
             self.models.repeatable(shop_id),
             context.page,
             lambda item_id: catalog[item_id].category if item_id in catalog else "",
@@ -221,14 +231,14 @@ class Recommendations:
             for i in recent
             if i.type is InteractionType.PURCHASE and cooled <= i.time <= now
         }
-        excluded |= {e.value for e in customer.exclusions if e.kind is ExclusionKind.ITEM}
+        excluded |= choices.item_ids
         want = offset + page_size
         query = RecommendQuery(
-            customer_id=customer_id,
+            customer_id=customer_id if choices.personal else MASKED_CUSTOMER_ID,
             k=want * OVERFETCH + OVERFETCH_MARGIN,
             exclude_item_ids=frozenset(excluded),
             recent_interactions=recent,
-            customer_features=customer.attributes,
+            customer_features=customer.attributes if choices.personal else {},
             context=context.as_mapping(),
             reasons=self.reasons,
             now=now,
@@ -236,17 +246,30 @@ class Recommendations:
             placement=context.page,
         )
         chain = shop.routing.chain(has_history=bool(recent), placement=context.page)
-        candidates = self._gather(shop_id, chain, query.k, lambda m: m.recommend(query))
-        offers = self._finish(
-            catalog,
-            shop.max_per_category,
-            candidates,
-            customer,
-            excluded,
-            want,
-            recent,
-            seeds=context.seed_item_ids,
-        )
+        masked = self._masked(shop_id, chain, inputs)
+        for attempt in range(REFILL_ROUNDS + 1):
+            if attempt:
+                query = dataclasses.replace(query, k=query.k * REFILL_FACTOR)
+            asked, hidden = query, dataclasses.replace(query, customer_id=MASKED_CUSTOMER_ID)
+            candidates = self._gather(
+                shop_id,
+                chain,
+                query.k,
+                lambda m: m.recommend(hidden if id(m) in masked else asked),  # noqa: B023
+            )
+            offers = self._finish(
+                catalog,
+                shop.max_per_category,
+                candidates,
+                customer,
+                excluded,
+                want,
+                recent,
+                seeds=context.seed_item_ids,
+                choices=choices,
+            )
+            if len(offers) > want or len(candidates) < query.k:
+                break  # full, or nothing more to ask for
         page = _page(shop_id, offers, offset, want, recommendation_id)
         _served(page, shop_id, "recommend")
         return page
@@ -267,9 +290,17 @@ class Recommendations:
             raise NotFound("item", item_name(shop_id, item_id))
         customer = self._customer(shop_id, customer_id) if customer_id else None
         excluded: set[str] = {item_id}
+        consents = (
+            {p: c.granted for p, c in self.store.consents(shop_id, customer.customer_id).items()}
+            if customer is not None
+            else None
+        )
+        choices = Choices.of(customer, self.clock(), consents)
+        if not choices.personal:  # similar items are not personal: keep them, without likes
+            choices = Choices.of(customer, self.clock()).restrictions_only()
         if customer is not None:
             excluded |= self.store.dismissed_item_ids(shop_id, customer.customer_id)
-            excluded |= {e.value for e in customer.exclusions if e.kind is ExclusionKind.ITEM}
+            excluded |= choices.item_ids
         want = offset + page_size
         query = SimilarItemsQuery(
             item_id=item_id,
@@ -288,12 +319,35 @@ class Recommendations:
             want,
             default_kind="similar_to",
             seeds=(item_id,),
+            choices=choices,
         )
         page = _page(shop_id, offers, offset, want, recommendation_id)
         _served(page, shop_id, "similar_items")
         return page
 
     # -- steps -------------------------------------------------------------------------------
+
+    def _anonymous(self, shop_id: str, customer_id: str) -> RecommendInputs:
+        """What an unknown id gets: an anonymous id (``anon-``) in a known shop shops as a
+        new customer; any other unknown id is NOT_FOUND."""
+        if not is_anonymous(customer_id):
+            self._customer(shop_id, customer_id)  # raises NotFound for the shop or the customer
+            raise NotFound("customer", customer_name(shop_id, customer_id))
+        if self.store.get_shop(shop_id) is None:
+            raise NotFound("shop", shop_name(shop_id))
+        return RecommendInputs(Customer(shop_id, customer_id, anonymous=True), [], frozenset())
+
+    def _masked(self, shop_id: str, chain: Sequence[str], inputs: RecommendInputs) -> set[int]:
+        """The models (by ``id``) that must not use a vector they hold for the customer: built
+        before the customer's erasure or training withdrawal (until the next fit)."""
+        if inputs.mask_time is None:
+            return set()
+        masked = set()
+        for name in chain:
+            serving = self.models.serving(shop_id, name)
+            if serving is not None and serving.built_time <= inputs.mask_time:
+                masked.add(id(serving.model))
+        return masked
 
     def _customer(self, shop_id: str, customer_id: str) -> Customer:
         customer = self.store.get_customer(shop_id, customer_id)
@@ -357,6 +411,7 @@ class Recommendations:
         recent: Sequence[PluginInteraction] = (),
         default_kind: str = "picked_for_you",
         seeds: tuple[str, ...] = (),
+        choices: Choices | None = None,
     ) -> list[Offer]:
         """Filters against the request's catalog snapshot ``items``, words the reasons and
         varies. ``default_kind`` and ``seeds`` (the evidence) are what an offer's reason is when
@@ -367,24 +422,10 @@ class Recommendations:
         for i in recent:  # newest first: the first one seen per item is what they did last
             last_done.setdefault(i.item_id, i.type)
         with tracer.start_as_current_span("recommend.filter") as span:
-            categories = brands = frozenset[str]()
-            if customer is not None:
-                categories = frozenset(
-                    e.value for e in customer.exclusions if e.kind is ExclusionKind.CATEGORY
-                )
-                brands = frozenset(
-                    e.value for e in customer.exclusions if e.kind is ExclusionKind.BRAND
-                )
             kept = []
             for c in candidates:
                 item = items.get(c.scored.item_id)
-                if (
-                    item is None
-                    or not item.available
-                    or item.item_id in excluded
-                    or (item.category and item.category in categories)
-                    or (item.brand and item.brand in brands)
-                ):
+                if item is None or not item.available or item.item_id in excluded:
                     continue
                 reason = c.scored.reason or DEFAULT_REASON
                 kind = c.scored.kind if c.scored.kind in REASON_KINDS else default_kind
@@ -403,6 +444,9 @@ class Recommendations:
                 if kind == "buy_again":
                     evidence = (item.item_id,)
                 kept.append(Offer(item, c.scored.score, reason, c.recommender, kind, evidence))
+            # The customer's choices (issue 11), after the merchant's rules and before
+            # rotation and variety: hard exclusions last, so nothing before can break them.
+            kept = (choices or Choices.of(customer, self.clock())).apply(kept)
             span.set_attribute("kosmos.candidates.kept", len(kept))
         with tracer.start_as_current_span("recommend.rank"):
             return self._vary(kept, want + 1, max_per_category)

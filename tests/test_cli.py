@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
+import re
 
 from kosmos.cli import main, parser
 from tests.helpers import small_shop
@@ -114,6 +116,9 @@ def test_every_subcommand_takes_json():
     assert len(commands) >= 14
     for path, p in commands:
         assert any("--json" in a.option_strings for a in p._actions), path
+        # A command added later must honour it too (issue 14): its code reads the flag.
+        run = p.get_default("run")
+        assert run is not None and re.search(r"\bjson\b", inspect.getsource(run)), path
 
 
 def test_models_train_waits_for_the_new_versions(store, tmp_path, capsys):

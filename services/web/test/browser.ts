@@ -29,8 +29,13 @@ interface Config {
 const config = JSON.parse(readFileSync(process.argv[2], "utf8")) as Config;
 const steps: string[] = [];
 
-function check(condition: boolean, what: string): void {
-  if (!condition) throw new Error(`${steps.at(-1) ?? "start"}: ${what}`);
+let current: Page | undefined;
+
+async function check(condition: boolean, what: string): Promise<void> {
+  if (condition) return;
+  const status = current ? await current.locator("#status").textContent().catch(() => "") : "";
+  if (current) await shot(current, "failed");
+  throw new Error(`${steps.at(-1) ?? "start"}: ${what} (the page says "${status ?? ""}")`);
 }
 
 async function shot(page: Page, name: string): Promise<void> {
@@ -57,70 +62,85 @@ async function storefront(page: Page): Promise<void> {
   steps.push("storefront: open with the keys in the fragment");
   await page.goto(`${config.base}/#storefront=${config.storefront}&admin=${config.admin}&shop=${config.shop}`);
   await page.getByTestId("pick").waitFor();
-  check(!page.url().includes("ksk."), "the keys stay out of the address bar after loading");
+  await check(!page.url().includes("ksk."), "the keys stay out of the address bar after loading");
+
+  steps.push("storefront: browse anonymously");
+  await rendered(page, () => page.getByTestId("anonymous").click());
+  await check((await page.getByTestId("who").textContent())?.startsWith("anonymous") ?? false, "anonymous");
+  await check((await offered(page, "home")).length > 0, "offers for an anonymous visitor");
+  await shot(page, "storefront-anonymous");
 
   steps.push("storefront: log in and see offers with reasons");
   await rendered(page, () => page.getByTestId("customer-picker").selectOption(config.customer));
+  if (config.ecosystem)
+    await check((await page.locator("#status").textContent())?.includes("is linked to") ?? false, "the anonymous browsing is linked at login");
   const first = await offered(page, "home");
-  check(first.length > 0, "offers on the home page");
+  await check(first.length > 0, "offers on the home page");
   const reasons = await page.locator("[data-testid=offers-home] [data-testid=reason]").allTextContents();
-  check(reasons.length === first.length && reasons.every((r) => r.trim().length > 0), "every offer has a reason");
+  await check(reasons.length === first.length && reasons.every((r) => r.trim().length > 0), "every offer has a reason");
   await shot(page, "storefront-home");
 
   steps.push("storefront: dismiss an offer and the next offers change");
   await rendered(page, () => page.locator(`[data-testid=offer][data-item="${first[0]}"] [data-testid=dismiss]`).click());
   const after = await offered(page, "home");
-  check(!after.includes(first[0]), `the dismissed ${first[0]} is gone`);
-  check((await page.getByTestId("status").textContent())?.includes("will not be offered again") ?? false, "the page says so");
+  await check(!after.includes(first[0]), `the dismissed ${first[0]} is gone`);
+  await check((await page.getByTestId("status").textContent())?.includes("will not be offered again") ?? false, "the page says so");
   await shot(page, "storefront-after-dismiss");
 
   steps.push("storefront: a product page with similar items and offers");
   const viewed = after[0];
   await rendered(page, () => page.locator(`[data-testid=offer][data-item="${viewed}"] [data-testid=view]`).click());
   await page.getByTestId("product").waitFor();
-  check((await page.locator("[data-testid=similar] [data-testid=offer]").count()) > 0, "similar items");
-  check(!(await offered(page, "product")).includes(viewed), "the product itself is not offered on its own page");
+  await check((await page.locator("[data-testid=similar] [data-testid=offer]").count()) > 0, "similar items");
+  await check(!(await offered(page, "product")).includes(viewed), "the product itself is not offered on its own page");
   await shot(page, "storefront-product");
 
   steps.push("storefront: the cart, with offers for it");
   await rendered(page, () => page.getByTestId("product-add").click());
-  check((await page.getByTestId("cart-item").count()) === 1, "one item in the cart");
+  await check((await page.getByTestId("cart-item").count()) === 1, "one item in the cart");
   const forCart = await offered(page, "cart");
-  check(forCart.length > 0 && !forCart.includes(viewed), "offers for the cart, not the item in it");
+  await check(forCart.length > 0 && !forCart.includes(viewed), "offers for the cart, not the item in it");
   await shot(page, "storefront-cart");
 
   steps.push("storefront: buy from the offers");
   const bought = forCart[0];
   await rendered(page, () => page.locator(`[data-testid=offers-cart] [data-testid=offer][data-item="${bought}"] [data-testid=buy]`).click());
-  check((await page.getByTestId("status").textContent())?.startsWith("You bought") ?? false, "the purchase is acknowledged");
+  await check((await page.getByTestId("status").textContent())?.startsWith("You bought") ?? false, "the purchase is acknowledged");
 
   steps.push("storefront: exclude a brand and its items leave the offers");
   await rendered(page, () => page.getByTestId("nav-profile").click());
   await page.getByTestId("exclusion-kind").selectOption({ label: "brand" });
   await page.getByTestId("exclusion-value").fill(config.brand);
   await rendered(page, () => page.getByTestId("add-exclusion").click());
-  check((await page.getByTestId("exclusion").allTextContents()).some((t) => t.includes(config.brand)), "the exclusion is listed");
+  await check((await page.getByTestId("exclusion").allTextContents()).some((t) => t.includes(config.brand)), "the exclusion is listed");
   await shot(page, "storefront-profile");
   await rendered(page, () => page.getByTestId("nav-home").click());
   const metas = await page.locator("[data-testid=offers-home] .meta").allTextContents();
-  check(metas.length > 0 && metas.every((m) => !m.split(" · ").includes(config.brand)), `no ${config.brand} offers`);
+  await check(metas.length > 0 && metas.every((m) => !m.split(" · ").includes(config.brand)), `no ${config.brand} offers`);
 
   if (config.ecosystem) {
     steps.push("storefront: what we think you like, consent, a second device, erasure");
     await rendered(page, () => page.getByTestId("nav-profile").click());
-    check((await page.getByTestId("taste").count()) > 0, "inferred tastes are shown");
+    const tastes = await page.getByTestId("taste").allTextContents();
+    await check(tastes.length > 0, "inferred tastes are shown");
+    await rendered(page, () => page.getByTestId("correct-taste").first().click());
+    const corrected = tastes[0].split(" (")[0];
+    const after = await page.getByTestId("taste").allTextContents();
+    await check(!after.some((t) => t.startsWith(`${corrected} (`)), `"${corrected}" is no longer inferred`);
+    await check((await page.getByTestId("preference").allTextContents()).some((p) => p.includes(corrected.split(" ").pop() ?? "")), "it is a stated dislike now");
+    await rendered(page, () => page.getByTestId("consent-training").uncheck());
+    await check(!(await page.getByTestId("consent-training").isChecked()), "the training consent stays off after a reload of the profile");
     await rendered(page, () => page.getByTestId("link-device").click());
-    check((await page.getByTestId("device").count()) === 1, "the linked device is listed");
+    const linked = ((await page.locator("#status").textContent()) ?? "").replace("Linked ", "");
+    const devices = await page.getByTestId("device").allTextContents();
+    await check(devices.length === 2 && devices.some((d) => d.startsWith(linked)), `the browser and ${linked} are listed`);
+    await shot(page, "storefront-devices");
     await page.getByTestId("erase").click();
     await page.getByTestId("receipt").waitFor();
-    check((await page.getByTestId("receipt").textContent())?.includes(`customers/${config.customer}`) ?? false, "the receipt names the customer");
+    await check((await page.getByTestId("receipt").textContent())?.includes(`customers/${config.customer}`) ?? false, "the receipt names the customer");
     await shot(page, "storefront-erased");
   }
 
-  steps.push("storefront: browse anonymously");
-  await rendered(page, () => page.getByTestId("anonymous").click());
-  check((await page.getByTestId("who").textContent())?.startsWith("anonymous") ?? false, "anonymous");
-  check((await offered(page, "home")).length > 0, "offers for an anonymous visitor");
 }
 
 async function dashboard(page: Page): Promise<void> {
@@ -130,10 +150,10 @@ async function dashboard(page: Page): Promise<void> {
   const health = await page.locator("[data-testid=health] tr[data-service]").evaluateAll((rows) =>
     rows.map((r) => [r.getAttribute("data-service"), r.getAttribute("data-status")]),
   );
-  check(health.length >= 4 && health.every(([, s]) => s === "SERVING"), `every service SERVING: ${JSON.stringify(health)}`);
-  check((await page.locator("[data-testid=models] tr[data-version]").count()) > 0, "model versions listed");
-  check((await page.locator("[data-testid=chart-offers] [data-testid=bar]").count()) > 0, "offers served, drawn");
-  check((await page.locator("[data-testid=chart-feedback] [data-testid=bar]").count()) > 0, "feedback, drawn");
+  await check(health.length >= 4 && health.every(([, s]) => s === "SERVING"), `every service SERVING: ${JSON.stringify(health)}`);
+  await check((await page.locator("[data-testid=models] tr[data-version]").count()) > 0, "model versions listed");
+  await check((await page.locator("[data-testid=chart-offers] [data-testid=bar]").count()) > 0, "offers served, drawn");
+  await check((await page.locator("[data-testid=chart-feedback] [data-testid=bar]").count()) > 0, "feedback, drawn");
   await shot(page, "dashboard");
 }
 
@@ -142,6 +162,7 @@ async function main(): Promise<void> {
   const browser = await chromium.launch({ executablePath: config.chromium, args: ["--no-sandbox", "--disable-gpu"] });
   try {
     const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    current = page;
     page.on("pageerror", (error) => console.error(`page error: ${error.message}`));
     await storefront(page);
     await dashboard(page);

@@ -155,3 +155,18 @@ def test_health_is_open_over_http(web):
     base = web.base
     status, body = call_json(base, "grpc.health.v1.Health/Check", {}, None)
     assert (status, body["status"]) == (200, "SERVING")
+
+
+def test_grpc_web_timeout_is_the_deadline(web):
+    base, storefront = web.base, web.storefront
+    payload = recommendation_service_pb2.RecommendRequest(customer=ALICE["customer"])
+    message = payload.SerializeToString()
+    framed = b"\x00" + struct.pack(">I", len(message)) + message
+    headers = {
+        "content-type": "application/grpc-web+proto",
+        "authorization": f"Bearer {storefront}",
+        "grpc-timeout": "1n",  # one nanosecond: spent before the gRPC call starts
+    }
+    status, _headers, body = post(f"{base}/{RECOMMEND}", framed, headers)
+    assert status == 200
+    assert b"grpc-status:4\r\n" in body.replace(b" ", b"")  # DEADLINE_EXCEEDED

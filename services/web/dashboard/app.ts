@@ -158,6 +158,13 @@ function metricsCards(text: string): HTMLElement[] {
       const p95 = (quantile(samples, "rpc_server_call_duration_seconds", match, 0.95) ?? 0) * 1000;
       return { label: m.replace("kosmos.v1.", ""), value: p50, low: p50, high: p95, note: `p50 ${p50.toFixed(1)} / p95 ${p95.toFixed(1)} ms` };
     });
+  const recommenders = [...new Set(samples.filter((s) => s.name === "kosmos_recommender_duration_seconds_count").map((s) => s.labels.kosmos_recommender))];
+  const pluginLatency = recommenders.map((name) => {
+    const match = (l: Record<string, string>) => l.kosmos_recommender === name;
+    const p50 = (quantile(samples, "kosmos_recommender_duration_seconds", match, 0.5) ?? 0) * 1000;
+    const p95 = (quantile(samples, "kosmos_recommender_duration_seconds", match, 0.95) ?? 0) * 1000;
+    return { label: name, value: p50, low: p50, high: p95, note: `p50 ${p50.toFixed(2)} / p95 ${p95.toFixed(2)} ms` };
+  });
   const byType = [...sumBy(samples, "kosmos_feedback_interactions_total", "kosmos_interaction_type")].map(([label, value]) => ({ label, value }));
   const total = byType.reduce((a, b) => a + b.value, 0);
   feedbackHistory.push({ time: Date.now(), total });
@@ -170,6 +177,7 @@ function metricsCards(text: string): HTMLElement[] {
     .map((s) => ({ label: `${s.labels.kosmos_shop}/${s.labels.kosmos_recommender}`, value: s.value / 3600, note: age(s.value) }));
   return [
     card("Offers served, by recommender", "chart-offers", bars("offers", offers)),
+    card("Recommender latency in the chain (bar p50, whisker to p95)", "chart-plugins", bars("plugins", pluginLatency, " ms")),
     card("Fallbacks (a recommender skipped for the next)", "chart-fallbacks", bars("fallbacks", fallbacks)),
     card("Latency per RPC (bar p50, whisker to p95)", "chart-latency", bars("latency", latency, " ms")),
     card(

@@ -154,6 +154,8 @@ async function dashboard(page: Page): Promise<void> {
   await check((await page.locator("[data-testid=models] tr[data-version]").count()) > 0, "model versions listed");
   await check((await page.locator("[data-testid=chart-offers] [data-testid=bar]").count()) > 0, "offers served, drawn");
   await check((await page.locator("[data-testid=chart-feedback] [data-testid=bar]").count()) > 0, "feedback, drawn");
+  const plugins = await page.locator("[data-testid=chart-plugins] [data-testid=bar]").evaluateAll((bars) => bars.map((b) => b.getAttribute("data-label")));
+  await check(plugins.includes("popularity"), `the popularity plugin's latency is drawn: ${JSON.stringify(plugins)}`);
   await shot(page, "dashboard");
 }
 

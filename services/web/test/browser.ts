@@ -113,6 +113,14 @@ async function storefront(page: Page): Promise<void> {
   await page.getByTestId("exclusion-value").fill(config.brand);
   await rendered(page, () => page.getByTestId("add-exclusion").click());
   await check((await page.getByTestId("exclusion").allTextContents()).some((t) => t.includes(config.brand)), "the exclusion is listed");
+  await page.getByTestId("preference-kind").selectOption({ label: "I like the category" });
+  await page.getByTestId("preference-value").fill("Garden");
+  await rendered(page, () => page.getByTestId("add-preference").click());
+  await check((await page.getByTestId("preference").allTextContents()).some((t) => t.endsWith(": Garden")), "the liked category is listed");
+  await page.getByTestId("price-min").fill("1");
+  await page.getByTestId("price-max").fill("40");
+  await rendered(page, () => page.getByTestId("set-price").click());
+  await check((await page.getByTestId("price").textContent())?.includes("£40.00") ?? false, "the price range is listed");
   await shot(page, "storefront-profile");
   await rendered(page, () => page.getByTestId("nav-home").click());
   const metas = await page.locator("[data-testid=offers-home] .meta").allTextContents();

@@ -14,7 +14,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import grpc
-from connectrpc._server_shared import EndpointUnarySync
 from connectrpc.code import Code
 from connectrpc.codec import Codec
 from connectrpc.errors import ConnectError, ErrorDetail
@@ -38,14 +37,20 @@ HEALTH_SERVICE = "grpc.health.v1.Health"
 
 
 def _bad_body(description: str) -> ConnectError:
+    """What the gRPC side answers for a body it cannot parse (`kosmos.common.limits`):
+    INVALID_ARGUMENT, reason MALFORMED_REQUEST, a BadRequest on the field ``request``."""
     violation = error_details_pb2.BadRequest.FieldViolation(
-        field="body", description=description, reason="MALFORMED_BODY"
+        field="request", description=description
     )
-    detail = error_details_pb2.BadRequest(field_violations=[violation])
+    bad = error_details_pb2.BadRequest(field_violations=[violation])
+    info = error_details_pb2.ErrorInfo(reason="MALFORMED_REQUEST", domain="kosmos.web")
     return ConnectError(
         Code.INVALID_ARGUMENT,
         f"the request body is not a valid message: {description}",
-        [_wire_any("google.rpc.BadRequest", detail.SerializeToString())],
+        [
+            _wire_any("google.rpc.ErrorInfo", info.SerializeToString()),
+            _wire_any("google.rpc.BadRequest", bad.SerializeToString()),
+        ],
     )
 
 
@@ -180,7 +185,7 @@ def connect_application(
         read_max_bytes: The largest request body accepted (RESOURCE_EXHAUSTED beyond it).
     """
     pool = descriptor_pool.Default()
-    endpoints: dict[str, EndpointUnarySync[Any, Any]] = {}
+    endpoints: dict[str, Any] = {}  # EndpointUnarySync, which connectrpc does not export
     for name in dict.fromkeys([*service_names, HEALTH_SERVICE]):
         for method in _unary_methods(pool.FindServiceByName(name)):
             forward = _Forward(channel, method)

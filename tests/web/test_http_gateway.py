@@ -170,3 +170,17 @@ def test_grpc_web_timeout_is_the_deadline(web):
     status, _headers, body = post(f"{base}/{RECOMMEND}", framed, headers)
     assert status == 200
     assert b"grpc-status:4\r\n" in body.replace(b" ", b"")  # DEADLINE_EXCEEDED
+
+
+def test_every_grpc_status_code_has_its_connect_code():
+    import grpc
+
+    from kosmos.web._gateway import _CODES
+
+    assert set(_CODES) == set(grpc.StatusCode) - {grpc.StatusCode.OK}
+    assert _CODES[grpc.StatusCode.CANCELLED].value == "canceled"  # Connect's spelling
+    assert all(
+        connect.value == code.name.lower()
+        for code, connect in _CODES.items()
+        if code.name != "CANCELLED"
+    )

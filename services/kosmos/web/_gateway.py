@@ -98,6 +98,14 @@ class _JsonCodec(Codec[Message, Message]):
         return message
 
 
+# gRPC's code names but one (CANCELLED) are Connect's, in upper case.
+_CODES = {
+    c: Code.CANCELED if c is grpc.StatusCode.CANCELLED else Code[c.name]
+    for c in grpc.StatusCode
+    if c is not grpc.StatusCode.OK
+}
+
+
 def _to_connect(error: grpc.RpcError) -> ConnectError:
     """The gRPC status as a Connect error: same code, message and detail messages."""
     code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
@@ -111,7 +119,7 @@ def _to_connect(error: grpc.RpcError) -> ConnectError:
             status = None
     if status is not None:
         details = [_wire_any(d.type_url.rpartition("/")[2], d.value) for d in status.details]
-    return ConnectError(Code[code.name], message or "", details)
+    return ConnectError(_CODES.get(code, Code.UNKNOWN), message or "", details)
 
 
 class _Forward:

@@ -11,7 +11,11 @@ import urllib.request
 
 from google.rpc import error_details_pb2
 
+from kosmos.common.tls import ClientTls, TlsFiles
 from kosmos.v1 import recommendation_service_pb2
+from kosmos.web import WebServer
+from tests.conftest import OPERATOR_KEY
+from tests.test_tls import pki, serve_cluster  # noqa: F401 (pki: the TLS tests' fixture)
 
 
 def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
@@ -184,3 +188,22 @@ def test_every_grpc_status_code_has_its_connect_code():
         for code, connect in _CODES.items()
         if code.name != "CANCELLED"
     )
+
+
+def test_over_mtls_the_gateway_calls_its_grpc_port_with_the_client_settings(store, pki):  # noqa: F811
+    _dir, _ca, f = pki
+    server, address = serve_cluster(store, TlsFiles(f["cert"], f["key"], client_ca=f["ca"]))
+    mutual = ClientTls(ca=f["ca"], cert=f["client_cert"], key=f["client_key"])
+    web = WebServer("127.0.0.1:0", address, ["kosmos.v1.ProfileService"], tls=mutual)
+    web.start()
+    try:
+        status, body = call_json(
+            f"http://127.0.0.1:{web.port}",
+            "kosmos.v1.ProfileService/CreateShop",
+            {"shopId": "tls"},
+            OPERATOR_KEY,
+        )
+        assert (status, body["shop"]["name"]) == (200, "shops/tls")
+    finally:
+        web.stop()
+        server.stop(None).wait()

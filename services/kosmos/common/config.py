@@ -60,6 +60,19 @@ KOSMOS_METRICS_LISTEN = "KOSMOS_METRICS_LISTEN"
 """Address of the Prometheus scrape endpoint (``GET /metrics``), ``host:port``; empty: none
 (OTLP export still works). The Kubernetes manifests set ``0.0.0.0:9464``. Default: empty."""
 
+KOSMOS_OTELDEMO_LISTEN = "KOSMOS_OTELDEMO_LISTEN"
+"""Address ``python -m kosmos.oteldemo`` binds: the OpenTelemetry demo's
+``oteldemo.RecommendationService``. Default: ``"0.0.0.0:9001"`` (the demo's
+``RECOMMENDATION_PORT``)."""
+
+KOSMOS_OTELDEMO_SHOP = "KOSMOS_OTELDEMO_SHOP"
+"""The Kosmos shop that answers the OpenTelemetry demo (its product ids are the shop's item
+ids, its user ids the shop's customer ids). Default: ``"otel-demo"``."""
+
+KOSMOS_HTTP_LISTEN = "KOSMOS_HTTP_LISTEN"
+"""Address of the HTTP port beside the gRPC one (Connect JSON/binary, gRPC-Web, the storefront
+and dashboard pages, ``/metrics``). Default: empty, none; ``make run``: ``127.0.0.1:8080``."""
+
 KOSMOS_ROUTING = "KOSMOS_ROUTING"
 """The recommender chain, comma-separated, tried in order; later ones fill what earlier ones
 could not. One chain per segment: ``warm=als,popularity;cold=lightfm,popularity`` (cold: no
@@ -384,6 +397,7 @@ class ServerConfig:
         client_tls: See `KOSMOS_TLS_CA`; None: plaintext outgoing calls.
         log_format: See `KOSMOS_LOG_FORMAT`.
         metrics_listen: See `KOSMOS_METRICS_LISTEN`.
+        http_listen: See `KOSMOS_HTTP_LISTEN`.
     """
 
     listen: str
@@ -399,6 +413,7 @@ class ServerConfig:
     client_tls: ClientTls | None = None
     log_format: str = "text"
     metrics_listen: str = ""
+    http_listen: str = ""
 
     @classmethod
     def from_env(
@@ -425,6 +440,7 @@ class ServerConfig:
             client_tls=client_tls_from_env(env),
             log_format=_read(env, KOSMOS_LOG_FORMAT, defaults.log_format, _log_format),
             metrics_listen=_read(env, KOSMOS_METRICS_LISTEN, defaults.metrics_listen, _address),
+            http_listen=_read(env, KOSMOS_HTTP_LISTEN, defaults.http_listen, _address),
         )
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 
 from kosmos.common import signing, telemetry
 from kosmos.common.auth import Authorizer
-from kosmos.common.config import ConfigError, ServerConfig
+from kosmos.common.config import KOSMOS_HTTP_LISTEN, ConfigError, ServerConfig
 from kosmos.common.server import (
     DependencyWatch,
     Service,
@@ -18,6 +18,7 @@ from kosmos.common.server import (
     serve,
 )
 from kosmos.store import Store, open_store
+from kosmos.web import WebServer, scrape
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ def run_service(
         raise SystemExit(2) from exc
     server.start()
     host = config.listen.rpartition(":")[0]
+    web = start_web(config, port, [s.name for s in services])
 
     def announce() -> None:
         # Tests and scripts read this line to learn the port when they asked for port 0; it
@@ -59,6 +61,9 @@ def run_service(
         print(f"{service_name} listening on {host}:{port}", flush=True)
         if telemetry.metrics_address():
             print(f"{service_name} metrics on {telemetry.metrics_address()}", flush=True)
+        if web is not None:
+            http_host = config.http_listen.rpartition(":")[0]
+            print(f"{service_name} http on {http_host}:{web.port}", flush=True)
 
     stops = [s.stop for s in services if s.stop is not None]
     readiness = [s.ready for s in services if s.ready is not None]
@@ -74,10 +79,32 @@ def run_service(
         server,
         health,
         config.grace_seconds,
-        on_stop=[watch.stop, *stops, store.close],
+        on_stop=[watch.stop, *([web.stop] if web else []), *stops, store.close],
         drain_seconds=config.drain_seconds,
         on_ready=announce,
     )
+
+
+def start_web(config: ServerConfig, grpc_port: int, service_names: list[str]) -> WebServer | None:
+    """Starts the HTTP port (`KOSMOS_HTTP_LISTEN`) in front of this process's gRPC port, or
+    None when it is not configured; exits 2 when it cannot bind."""
+    if not config.http_listen:
+        return None
+    # The gateway calls the gRPC port on loopback; with TLS on, it presents KOSMOS_TLS_CA's
+    # client settings, as every outgoing call does.
+    try:
+        web = WebServer(
+            config.http_listen,
+            f"127.0.0.1:{grpc_port}",
+            service_names,
+            tls=config.client_tls if config.tls is not None else None,
+            metrics=lambda: scrape(telemetry.metrics_address()),
+        )
+    except RuntimeError as exc:
+        print(f"configuration error: {KOSMOS_HTTP_LISTEN}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+    web.start()
+    return web
 
 
 def configure_secret(config: ServerConfig) -> None:

@@ -86,6 +86,8 @@ def test_rules_and_experiments(kosmos, capsys, tmp_path):
     bad.write_text('{"rules": [{"rule_id": "x", "action": "RULE_ACTION_BOOST"}]}')
     code, _, err = run(kosmos, capsys, "rules", "set", "acme", str(bad))
     assert code == 1 and "rules.rules[0].factor" in err
+
+
 def _json(kosmos, capsys, *args):
     code, out, err = run(kosmos, capsys, *args)
     assert code == 0, err

@@ -419,7 +419,10 @@ def cmd_settings_history(client: KosmosClient, args: argparse.Namespace, out: Co
 
 
 def cmd_rules_get(client: KosmosClient, args: argparse.Namespace, out: Console) -> None:
-    out.print_json(_settings_json(client.get_merchant_rules(args.shop, revision=args.revision)))
+    rules = client.get_merchant_rules(args.shop, revision=args.revision)
+    if args.json:
+        return _print_json(_dict(rules))
+    out.print_json(_settings_json(rules))
 
 
 def cmd_rules_set(client: KosmosClient, args: argparse.Namespace, out: Console) -> None:
@@ -433,6 +436,8 @@ def cmd_rules_set(client: KosmosClient, args: argparse.Namespace, out: Console) 
     except (OSError, json_format.ParseError) as error:
         raise ValueError(f"{args.file}: {error}") from None
     stored = client.update_merchant_rules(args.shop, list(message.rules))
+    if args.json:
+        return _print_json(_dict(stored))
     out.print(f"rules of {args.shop}: revision {stored.revision}, {len(stored.rules)} rules")
 
 
@@ -447,15 +452,22 @@ def cmd_experiments_create(client: KosmosClient, args: argparse.Namespace, out: 
     except (OSError, json_format.ParseError) as error:
         raise ValueError(f"{args.file}: {error}") from None
     created = client.create_experiment(args.shop, args.experiment, message)
+    if args.json:
+        return _print_json(_dict(created))
     out.print_json(_settings_json(created))
 
 
 def cmd_experiments_end(client: KosmosClient, args: argparse.Namespace, out: Console) -> None:
-    out.print_json(_settings_json(client.end_experiment(args.shop, args.experiment)))
+    ended = client.end_experiment(args.shop, args.experiment)
+    if args.json:
+        return _print_json(_dict(ended))
+    out.print_json(_settings_json(ended))
 
 
 def cmd_experiments_report(client: KosmosClient, args: argparse.Namespace, out: Console) -> None:
     report = client.experiment_report(args.shop, args.experiment, confidence_level=args.confidence)
+    if args.json:
+        return _print_json(_dict(report))
     level = f"{report.confidence_level:.0%}"
     table = Table(
         title=f"{report.name}: each variant against {report.control_variant_id}, {level} intervals",

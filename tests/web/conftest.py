@@ -20,6 +20,8 @@ HOSTED = [
     "kosmos.v1.ApiKeyService",
     "kosmos.v1.ShopSettingsService",
     "kosmos.v1.ModelService",
+    "kosmos.v1.MerchantRulesService",
+    "kosmos.v1.ExperimentService",
 ]
 """What `kosmos.cluster.services` hosts (a test in test_node_client checks it)."""
 

@@ -35,17 +35,6 @@ SERVICE_KEYS = {
     "kosmos.v1.MerchantRulesService": "rules",
 }
 ALICE = "shops/acme/customers/alice"
-PENDING = {
-    *(
-        f"profiles.{m}"
-        for m in ("undoDismissal", "getTastes", "correctTaste", "setConsent", "eraseCustomer")
-    ),
-    *(f"profiles.{m}" for m in ("listConsentChanges", "linkIdentity", "listIdentityLinks")),
-    "profiles.unlinkIdentity",
-    "feedback.recordImpressions",
-    "recommendations.explain",
-}
-"""RPCs whose proto is merged (branches i11, i13) but whose server may not be yet."""
 
 
 def local_name(method: str) -> str:
@@ -158,8 +147,7 @@ def plan(web, revoke: str, recommendation_id: str) -> list[tuple[dict, str]]:
             ms.RollbackModelRequest(name=f"{acme}/recommenders/popularity", version="v1"),
             admin,
         ),
-        # Issues 11 and 13: their API is merged, their servers may not be yet (PENDING);
-        # called with the operator key, whatever scope they get.
+        # Issues 11 and 13, called with the operator key, whatever scope they get.
         (P, "UndoDismissal", pr.UndoDismissalRequest(customer=ALICE, item_id="i01"), op),
         (P, "GetTastes", pr.GetTastesRequest(customer=ALICE), op),
         (P, "CorrectTaste", pr.CorrectTasteRequest(customer=ALICE, kind=liked, value="K"), op),
@@ -265,8 +253,6 @@ def test_every_rpc_from_node_over_http_json(web):
         name = f"{sent['service']}.{sent['method']}"
         if expected == "ROLLBACK":
             assert got["code"] in ("NotFound", "FailedPrecondition"), (name, got)
-        elif name in PENDING and got["code"] == "Unimplemented":
-            continue  # served over HTTP as soon as the gRPC server implements it
         else:
             assert got["code"] == expected, (name, got)
     by_method = {f"{c['service']}.{c['method']}": a for (c, _), a in zip(steps, answers)}  # noqa: B905 (checked strict above)

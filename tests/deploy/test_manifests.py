@@ -82,8 +82,10 @@ def test_each_service_runs_its_module_with_grpc_probes_on_its_port(rendered):
             env = {e["name"]: e for e in container["env"]}
             listen = f"KOSMOS_{name.upper()}_LISTEN"
             assert env[listen]["value"] == f"0.0.0.0:{port}"
+            # The HTTP port (issue 14): the same API for browsers, the pages; probes stay gRPC.
+            assert env["KOSMOS_HTTP_LISTEN"]["value"] == "0.0.0.0:8080"
             ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-            assert ports == {"grpc": port, "metrics": 9464}
+            assert ports == {"grpc": port, "metrics": 9464, "http": 8080}
             for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
                 assert container[probe]["grpc"]["port"] == port, (name, probe)
             assert env["KOSMOS_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"] == "database-url"
@@ -139,6 +141,20 @@ def test_everything_is_denied_unless_a_policy_opens_it(rendered):
             ), obj["metadata"]["name"]
 
 
+def test_clients_reach_the_http_port_of_every_api(rendered):
+    for objs in rendered.values():
+        ingress = find(objs, "NetworkPolicy", "api-ingress")
+        clients = ingress["spec"]["ingress"][0]
+        assert {"protocol": "TCP", "port": 8080} in clients["ports"]
+        for name in SERVICES:
+            labels = find(objs, "Deployment", name)["spec"]["template"]["metadata"]["labels"]
+            assert ingress["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+            service = find(objs, "Service", name)
+            (http,) = [p for p in service["spec"]["ports"] if p["name"] == "http"]
+            assert http == {"name": "http", "port": 8080, "targetPort": "http",
+                            "protocol": "TCP", "appProtocol": "http"}  # fmt: skip
+
+
 def test_the_database_is_in_cluster_for_dev_and_external_for_prod(rendered):
     assert find(rendered["dev"], "StatefulSet", "postgres")
     assert not [o for o in rendered["prod"] if o["metadata"]["name"] == "postgres"]
@@ -169,7 +185,7 @@ def test_every_kosmos_variable_in_the_manifests_exists(rendered):
 def test_the_manifests_run_the_image_the_dockerfile_builds(rendered):
     dockerfile = (ROOT / "Dockerfile").read_text()
     stages = re.findall(r"^FROM \S+ AS (\w+)$", dockerfile, re.M)
-    assert stages == ["build", "plugins", "runtime"]  # the last stage is what ships
+    assert stages == ["build", "plugins", "web", "runtime"]  # the last stage is what ships
     (user,) = re.findall(r"^USER (\d+):(\d+)$", dockerfile, re.M)
     (plugins,) = re.findall(r'^ARG PLUGINS="([^"]*)"$', dockerfile, re.M)
     for plugin in plugins.split():

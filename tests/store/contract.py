@@ -41,6 +41,7 @@ from kosmos.store.records import (
     PreferenceKind,
     PriceRange,
     RecommendationList,
+    Replica,
     Shop,
 )
 
@@ -533,3 +534,21 @@ class StoreContract:
         store.delete_customer("acme", "alice")
         assert store.recent_impressions("acme", "alice", 0.0) == []
         assert store.get_recommendation_list("acme", "r1", 150.0) is None
+
+    def test_replica_heartbeats_are_listed_refreshed_and_forgotten(self, store: Store) -> None:
+        a = Replica("pod-a/1", ("kosmos.v1.ProfileService",), "0.1.0", 100.0, 100.0, "SERVING")
+        b = Replica("pod-b/7", ("x", "y"), "0.1.0", 101.0, 101.0, "NOT_SERVING")
+        store.beat_replica(a, purge_before=0.0)
+        store.beat_replica(b, purge_before=0.0)
+        assert store.list_replicas(0.0) == [a, b]
+        assert store.list_replicas(100.5) == [b]  # a was last seen before: stale
+        # A beat replaces the row: seen again, and its status changed.
+        fresh = Replica("pod-a/1", a.services, "0.1.0", 100.0, 110.0, "NOT_SERVING")
+        store.beat_replica(fresh, purge_before=0.0)
+        assert store.list_replicas(105.0) == [fresh]
+        # A beat purges what was not seen since purge_before, whoever it belongs to.
+        store.beat_replica(Replica("pod-c/3", (), "", 120.0, 120.0, "SERVING"), purge_before=105.0)
+        assert [r.replica_id for r in store.list_replicas(0.0)] == ["pod-a/1", "pod-c/3"]
+        assert store.remove_replica("pod-c/3") is True
+        assert store.remove_replica("pod-c/3") is False
+        assert store.list_replicas(0.0) == [fresh]

@@ -63,6 +63,7 @@ from kosmos.store.events import (
     Subscribers,
 )
 from kosmos.store.records import (
+    Replica,
     CONSENT_DEFAULTS,
     ApiKey,
     CatalogChanges,
@@ -369,6 +370,35 @@ class PostgresStore:
                 first = False
                 self._listening.set()  # subscribers must not wait on a database that is down
                 self._closing.wait(1.0)  # reconnect backoff; close() cuts it short
+
+    def beat_replica(self, replica: Replica, purge_before: float) -> None:
+        with self._tx("a database write", write=True) as conn:
+            conn.execute(
+                "INSERT INTO replicas (replica_id, services, version, start_time, seen_time,"
+                " status) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (replica_id) DO UPDATE"
+                " SET services = excluded.services, version = excluded.version,"
+                " start_time = excluded.start_time, seen_time = excluded.seen_time,"
+                " status = excluded.status",
+                (replica.replica_id, ",".join(replica.services), replica.version,
+                 replica.start_time, replica.seen_time, replica.status),
+            )  # fmt: skip
+            conn.execute("DELETE FROM replicas WHERE seen_time < %s", (purge_before,))
+
+    def list_replicas(self, seen_since: float) -> list[Replica]:
+        rows = self._query(
+            "SELECT replica_id, services, version, start_time, seen_time, status FROM replicas"
+            " WHERE seen_time >= %s ORDER BY replica_id",
+            (seen_since,),
+        )
+        return [
+            Replica(r[0], tuple(s for s in r[1].split(",") if s), r[2], r[3], r[4], r[5])
+            for r in rows
+        ]
+
+    def remove_replica(self, replica_id: str) -> bool:
+        with self._tx("a database write", write=True) as conn:
+            gone = conn.execute("DELETE FROM replicas WHERE replica_id = %s", (replica_id,))
+            return bool(gone.rowcount)
 
     def close(self) -> None:
         if not self._closed:

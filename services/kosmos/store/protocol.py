@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from kosmos.store.events import Subscriber
 from kosmos.store.records import (
+    Replica,
     ApiKey,
     CatalogChanges,
     Consent,
@@ -360,6 +361,19 @@ class Store(Protocol):
 
     def experiment_outcomes(self, shop_id: str, experiment_id: str) -> ExperimentOutcomes:
         """The lists an experiment decided, their impressions and the interactions citing them."""
+        ...
+
+    def beat_replica(self, replica: Replica, purge_before: float) -> None:
+        """Records a serving process's heartbeat (insert or replace by ``replica_id``) and, in
+        the same write, forgets replicas last seen before ``purge_before``."""
+        ...
+
+    def list_replicas(self, seen_since: float) -> list[Replica]:
+        """Replicas whose last heartbeat is at or after ``seen_since``, by ``replica_id``."""
+        ...
+
+    def remove_replica(self, replica_id: str) -> bool:
+        """Forgets a replica (it stopped); False when it was not recorded."""
         ...
 
     def close(self) -> None: ...

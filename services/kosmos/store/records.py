@@ -355,3 +355,20 @@ class ExperimentOutcomes:
     lists: list[tuple[str, str, str]]
     impressions: list[tuple[str, str]]
     interactions: list[tuple[str, str, InteractionType, float, float]]
+
+
+@dataclass(frozen=True, slots=True)
+class Replica:
+    """One serving process's latest heartbeat (issue 14): the dashboard's health of each
+    service and replica, whether one process serves, several share a port, or pods scale.
+
+    ``replica_id`` is ``hostname/pid`` (a pod's hostname is its name); ``status`` is the gRPC
+    health of its services (``SERVING``, ``NOT_SERVING``); times are Unix seconds.
+    """
+
+    replica_id: str
+    services: tuple[str, ...]
+    version: str
+    start_time: float
+    seen_time: float
+    status: str

@@ -35,6 +35,7 @@ from kosmos.store import _migrations
 from kosmos.store._tracing import traced
 from kosmos.store.events import CATALOG, CUSTOMER, MODEL, Event, Subscriber, Subscribers
 from kosmos.store.records import (
+    Replica,
     CONSENT_DEFAULTS,
     ApiKey,
     CatalogChanges,
@@ -331,6 +332,35 @@ class SQLiteStore:
     def subscribe(self, callback: Subscriber) -> None:
         # One process owns an embedded file: its own writes are every write there is.
         self._subscribers.add(callback)
+
+    def beat_replica(self, replica: Replica, purge_before: float) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO replicas (replica_id, services, version, start_time, seen_time,"
+                " status) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (replica_id) DO UPDATE"
+                " SET services = excluded.services, version = excluded.version,"
+                " start_time = excluded.start_time, seen_time = excluded.seen_time,"
+                " status = excluded.status",
+                (replica.replica_id, ",".join(replica.services), replica.version,
+                 replica.start_time, replica.seen_time, replica.status),
+            )  # fmt: skip
+            conn.execute("DELETE FROM replicas WHERE seen_time < ?", (purge_before,))
+
+    def list_replicas(self, seen_since: float) -> list[Replica]:
+        rows = self._query(
+            "SELECT replica_id, services, version, start_time, seen_time, status FROM replicas"
+            " WHERE seen_time >= ? ORDER BY replica_id",
+            (seen_since,),
+        )
+        return [
+            Replica(r[0], tuple(s for s in r[1].split(",") if s), r[2], r[3], r[4], r[5])
+            for r in rows
+        ]
+
+    def remove_replica(self, replica_id: str) -> bool:
+        with self._write() as conn:
+            gone = conn.execute("DELETE FROM replicas WHERE replica_id = ?", (replica_id,))
+            return bool(gone.rowcount)
 
     def close(self) -> None:
         with self._lock:

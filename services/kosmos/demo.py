@@ -27,6 +27,7 @@ from kosmos.common.config import (
     RecommendationSettings,
     ServerConfig,
 )
+from kosmos.common.replicas import Heartbeat
 from kosmos.common.runner import configure_secret, start_web
 from kosmos.common.server import build_server, configure_logging, serve
 from kosmos.datasets import SyntheticShop, generate
@@ -170,7 +171,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
     )
     server.start()
     address = f"{config.listen.rpartition(':')[0]}:{port}"
-    web = start_web(config, port, [s.name for s in services])
+    web = start_web(config, port, [s.name for s in services], store)
+    heartbeat = Heartbeat(store, [s.name for s in services], lambda: True, config.heartbeat_seconds)
+    heartbeat.start()
     with KosmosClient(f"127.0.0.1:{port}", timeout=60, api_key=bootstrap) as client:
         try:
             client.get_shop(SHOP)
@@ -222,7 +225,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
         server,
         health,
         config.grace_seconds,
-        on_stop=[*([web.stop] if web else []), store.close],
+        on_stop=[heartbeat.stop, *([web.stop] if web else []), store.close],
         drain_seconds=config.drain_seconds,
     )
 

@@ -45,6 +45,11 @@ threads mean more GIL contention; they also bound concurrent slow remote-plugin 
 KOSMOS_GRACE_SECONDS = "KOSMOS_GRACE_SECONDS"
 """Seconds in-flight RPCs get to finish after SIGTERM. Default: ``5``."""
 
+KOSMOS_HEARTBEAT_SECONDS = "KOSMOS_HEARTBEAT_SECONDS"
+"""Seconds between the heartbeats each serving process records in the store, which the
+dashboard's per-replica health reads (``GET /replicas``); a replica is stale after three
+missed beats. Default: ``5``."""
+
 KOSMOS_DRAIN_SECONDS = "KOSMOS_DRAIN_SECONDS"
 """Seconds a server keeps serving after SIGTERM with health already NOT_SERVING, so load
 balancers and pollers stop sending before it stops accepting. SIGINT skips it. Default: ``5``."""
@@ -72,6 +77,10 @@ ids, its user ids the shop's customer ids). Default: ``"otel-demo"``."""
 KOSMOS_HTTP_LISTEN = "KOSMOS_HTTP_LISTEN"
 """Address of the HTTP port beside the gRPC one (Connect JSON/binary, gRPC-Web, the storefront
 and dashboard pages, ``/metrics``). Default: empty, none; ``make run``: ``127.0.0.1:8080``."""
+
+KOSMOS_WEB_DIR = "KOSMOS_WEB_DIR"
+"""The built storefront and dashboard the HTTP port serves (``npm run build``'s ``dist``).
+Default: ``services/web/dist`` of the checkout; the Docker image: ``/opt/kosmos/web``."""
 
 KOSMOS_ROUTING = "KOSMOS_ROUTING"
 """The recommender chain, comma-separated, tried in order; later ones fill what earlier ones
@@ -398,6 +407,8 @@ class ServerConfig:
         log_format: See `KOSMOS_LOG_FORMAT`.
         metrics_listen: See `KOSMOS_METRICS_LISTEN`.
         http_listen: See `KOSMOS_HTTP_LISTEN`.
+        web_dir: See `KOSMOS_WEB_DIR`; empty: the checkout's ``services/web/dist``.
+        heartbeat_seconds: See `KOSMOS_HEARTBEAT_SECONDS`.
     """
 
     listen: str
@@ -414,6 +425,8 @@ class ServerConfig:
     log_format: str = "text"
     metrics_listen: str = ""
     http_listen: str = ""
+    web_dir: str = ""
+    heartbeat_seconds: float = 5.0
 
     @classmethod
     def from_env(
@@ -441,6 +454,10 @@ class ServerConfig:
             log_format=_read(env, KOSMOS_LOG_FORMAT, defaults.log_format, _log_format),
             metrics_listen=_read(env, KOSMOS_METRICS_LISTEN, defaults.metrics_listen, _address),
             http_listen=_read(env, KOSMOS_HTTP_LISTEN, defaults.http_listen, _address),
+            web_dir=_read(env, KOSMOS_WEB_DIR, defaults.web_dir, str),
+            heartbeat_seconds=_read(
+                env, KOSMOS_HEARTBEAT_SECONDS, defaults.heartbeat_seconds, _positive_float
+            ),
         )
 
 

@@ -6,10 +6,12 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
-from kosmos.common import signing, telemetry
+from kosmos.common import replicas, signing, telemetry
 from kosmos.common.auth import Authorizer
 from kosmos.common.config import KOSMOS_HTTP_LISTEN, ConfigError, ServerConfig
+from kosmos.common.replicas import Heartbeat
 from kosmos.common.server import (
     DependencyWatch,
     Service,
@@ -18,7 +20,7 @@ from kosmos.common.server import (
     serve,
 )
 from kosmos.store import Store, open_store
-from kosmos.web import WebServer, scrape
+from kosmos.web import DEFAULT_WEB_DIR, WebServer, scrape
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,7 @@ def run_service(
         raise SystemExit(2) from exc
     server.start()
     host = config.listen.rpartition(":")[0]
-    web = start_web(config, port, [s.name for s in services])
+    web = start_web(config, port, [s.name for s in services], store)
 
     def announce() -> None:
         # Tests and scripts read this line to learn the port when they asked for port 0; it
@@ -75,19 +77,26 @@ def run_service(
 
     watch = DependencyWatch(health, [s.name for s in services], check)
     watch.start()
+    heartbeat = Heartbeat(
+        store, [s.name for s in services], lambda: watch.healthy, config.heartbeat_seconds
+    )
+    heartbeat.start()
     serve(
         server,
         health,
         config.grace_seconds,
-        on_stop=[watch.stop, *([web.stop] if web else []), *stops, store.close],
+        on_stop=[watch.stop, heartbeat.stop, *([web.stop] if web else []), *stops, store.close],
         drain_seconds=config.drain_seconds,
         on_ready=announce,
     )
 
 
-def start_web(config: ServerConfig, grpc_port: int, service_names: list[str]) -> WebServer | None:
+def start_web(
+    config: ServerConfig, grpc_port: int, service_names: list[str], store: Store
+) -> WebServer | None:
     """Starts the HTTP port (`KOSMOS_HTTP_LISTEN`) in front of this process's gRPC port, or
-    None when it is not configured; exits 2 when it cannot bind."""
+    None when it is not configured; exits 2 when it cannot bind. Its ``/replicas`` lists the
+    heartbeats in ``store``."""
     if not config.http_listen:
         return None
     # The gateway calls the gRPC port on loopback; with TLS on, it presents KOSMOS_TLS_CA's
@@ -99,6 +108,8 @@ def start_web(config: ServerConfig, grpc_port: int, service_names: list[str]) ->
             service_names,
             tls=config.client_tls if config.tls is not None else None,
             metrics=lambda: scrape(telemetry.metrics_address()),
+            web_dir=Path(config.web_dir) if config.web_dir else DEFAULT_WEB_DIR,
+            replicas=lambda: replicas.listing(store, config.heartbeat_seconds),
         )
     except RuntimeError as exc:
         print(f"configuration error: {KOSMOS_HTTP_LISTEN}: {exc}", file=sys.stderr)

@@ -63,7 +63,6 @@ from kosmos.store.events import (
     Subscribers,
 )
 from kosmos.store.records import (
-    Replica,
     CONSENT_DEFAULTS,
     ApiKey,
     CatalogChanges,
@@ -80,6 +79,7 @@ from kosmos.store.records import (
     ModelArtifact,
     RecommendationList,
     RecommendInputs,
+    Replica,
     Shop,
     ShopSettingsRevision,
     decode_exclusions,

@@ -18,7 +18,6 @@ from typing import Any, Protocol
 
 from kosmos.store.events import Subscriber
 from kosmos.store.records import (
-    Replica,
     ApiKey,
     CatalogChanges,
     Consent,
@@ -34,6 +33,7 @@ from kosmos.store.records import (
     ModelArtifact,
     RecommendationList,
     RecommendInputs,
+    Replica,
     Shop,
     ShopSettingsRevision,
 )

@@ -35,7 +35,6 @@ from kosmos.store import _migrations
 from kosmos.store._tracing import traced
 from kosmos.store.events import CATALOG, CUSTOMER, MODEL, Event, Subscriber, Subscribers
 from kosmos.store.records import (
-    Replica,
     CONSENT_DEFAULTS,
     ApiKey,
     CatalogChanges,
@@ -52,6 +51,7 @@ from kosmos.store.records import (
     ModelArtifact,
     RecommendationList,
     RecommendInputs,
+    Replica,
     Shop,
     ShopSettingsRevision,
     decode_exclusions,

@@ -1,7 +1,9 @@
-"""The HTTP port: the Connect/gRPC-Web gateway, the storefront and dashboard pages, metrics."""
+"""The HTTP port: the Connect/gRPC-Web gateway, the storefront and dashboard pages, metrics,
+the replicas' heartbeats."""
 
 from __future__ import annotations
 
+import json
 import logging
 import mimetypes
 import threading
@@ -14,6 +16,7 @@ import grpc
 import waitress
 from connectrpc.server import ConnectWSGIApplication
 
+from kosmos.common.errors import Unavailable
 from kosmos.common.tls import ClientTls, open_channel
 from kosmos.web._gateway import connect_application
 
@@ -32,11 +35,28 @@ class _Site:
     anything else to a file of the built pages."""
 
     def __init__(
-        self, rpc: ConnectWSGIApplication, web_dir: Path, metrics: Callable[[], bytes]
+        self,
+        rpc: ConnectWSGIApplication,
+        web_dir: Path,
+        metrics: Callable[[], bytes],
+        replicas: Callable[[], dict[str, Any]] | None,
     ) -> None:
         self._rpc = rpc
         self._web_dir = web_dir.resolve()
         self._metrics = metrics
+        self._replica_list = replicas
+
+    def _replicas(self, start_response: StartResponse) -> Iterable[bytes]:
+        if self._replica_list is None:
+            return _plain(start_response, "404 Not Found", "this server records no heartbeats\n")
+        try:
+            body = json.dumps(self._replica_list()).encode()
+        except Unavailable as exc:  # the database is down: say so, as the API would
+            return _plain(start_response, "503 Service Unavailable", f"{exc}\n")
+        start_response(
+            "200 OK", [("Content-Type", "application/json"), ("Cache-Control", "no-store")]
+        )
+        return [body]
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path: str = environ.get("PATH_INFO") or "/"
@@ -48,6 +68,8 @@ class _Site:
             return _plain(start_response, "405 Method Not Allowed", "GET or POST\n")
         if path == "/metrics":
             return self._scrape(start_response)
+        if path == "/replicas":
+            return self._replicas(start_response)
         if path == "/dashboard":
             start_response("308 Permanent Redirect", [("Location", "/dashboard/")])
             return []
@@ -111,6 +133,8 @@ class WebServer:
         web_dir: The built storefront and dashboard.
         metrics: Returns the process's metrics as Prometheus text (empty: none), such as
             ``lambda: scrape(telemetry.metrics_address())``.
+        replicas: Returns ``GET /replicas``'s JSON, every replica's heartbeat
+            (`kosmos.common.replicas.listing`); None: 404.
         threads: Requests served at once.
     """
 
@@ -123,10 +147,11 @@ class WebServer:
         tls: ClientTls | None = None,
         web_dir: Path = DEFAULT_WEB_DIR,
         metrics: Callable[[], bytes] = lambda: b"",
+        replicas: Callable[[], dict[str, Any]] | None = None,
         threads: int = 8,
     ) -> None:
         self._channel: grpc.Channel = open_channel(grpc_target, tls)
-        site = _Site(connect_application(self._channel, service_names), web_dir, metrics)
+        site = _Site(connect_application(self._channel, service_names), web_dir, metrics, replicas)
         host, _, port = listen.rpartition(":")
         try:
             self._server = waitress.create_server(

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # TypeScript from the protos (npm run gen): proto/kosmos/v1, plus google.rpc's error details
-# from googleapis-common-protos (in .venv). protoc is grpcio-tools' (in .venv);
+# from googleapis-common-protos (in .venv, or $KOSMOS_PYTHON's). protoc is grpcio-tools';
 # src/gen is generated, never committed.
 set -euo pipefail
 cd "$(dirname "$0")"
-PY=../../.venv/bin/python
+PY=${KOSMOS_PYTHON:-../../.venv/bin/python}  # the Dockerfile's web stage: its own venv
 SITE=$($PY -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 rm -rf src/gen && mkdir -p src/gen
 $PY -m grpc_tools.protoc -I ../../proto -I "$SITE" \

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from kosmos.common import replicas
 from kosmos.common.config import RecommendationSettings
+from kosmos.common.replicas import Heartbeat
 from kosmos.web import WebServer
 from tests.conftest import Cluster, prometheus_text, start_cluster
 from tests.helpers import small_shop
@@ -36,6 +38,8 @@ class Web:
     """An admin key of shop acme."""
     other: str
     """A storefront key of shop other."""
+    replica: str = ""
+    """This process's replica id, whose heartbeat ``/replicas`` lists."""
 
 
 @pytest.fixture
@@ -53,9 +57,14 @@ def web(store, tmp_path) -> Iterator[Web]:
         admin=keys.create_api_key("admin", "acme", "web").secret,
         other=keys.create_api_key("storefront", "other", "web").secret,
     )
-    server = WebServer("127.0.0.1:0", cluster.address, HOSTED, metrics=prometheus_text)
+    heartbeat = Heartbeat(store, HOSTED, lambda: True, interval=5.0)
+    heartbeat.start()
+    web.replica = heartbeat.replica_id
+    server = WebServer("127.0.0.1:0", cluster.address, HOSTED, metrics=prometheus_text,
+                       replicas=lambda: replicas.listing(store, 5.0))  # fmt: skip
     server.start()
     web.base = f"http://127.0.0.1:{server.port}"
     yield web
     server.stop()
+    heartbeat.stop()
     cluster.close()

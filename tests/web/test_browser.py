@@ -2,9 +2,9 @@
 playwright-core (services/web/test/browser.ts), against a real cluster and its HTTP port.
 
 Each step asserts on what the page shows (offers and their reasons, what changes after a
-dismissal, the cart's offers, an exclusion's effect, health, model versions, charts) and saves
-a screenshot under var/screenshots. Without chromium or the built pages the test skips, except
-under CI=true, where it fails.
+dismissal, the cart's offers, an exclusion's effect, each replica's heartbeat, health, model
+versions, charts) and saves a screenshot under var/screenshots. Without chromium or the built
+pages the test skips, except under CI=true, where it fails.
 """
 
 from __future__ import annotations
@@ -78,6 +78,7 @@ def test_storefront_and_dashboard_in_chromium(web):
         "chromium": chromium,
         "ecosystem": serves_customer_ecosystem(web.cluster.channel),
         "brand": "B1",
+        "replicas": [web.replica],
     }
     config_file = SCREENSHOTS.parent / "browser-test.json"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -93,7 +94,7 @@ def test_storefront_and_dashboard_in_chromium(web):
     assert done.returncode == 0, done.stderr[-3000:]
     steps = json.loads(done.stdout)["steps"]
     assert "storefront: dismiss an offer and the next offers change" in steps
-    assert "dashboard: health, models, metrics" in steps
+    assert "dashboard: replicas, health, models, metrics" in steps
     for name in ("storefront-home", "storefront-after-dismiss", "storefront-product",
                  "storefront-cart", "storefront-profile", "dashboard"):  # fmt: skip
         assert (SCREENSHOTS / f"{name}.png").stat().st_size > 10_000, name

@@ -1,5 +1,5 @@
 /**
- * The operator dashboard: health, model versions, serving and feedback metrics, merchant rules
+ * The operator dashboard: the health of each replica and service, model versions, serving and feedback metrics, merchant rules
  * and experiments of one shop, read through the generated client and the HTTP port's /metrics
  * (the process's Prometheus endpoint). Key and shop come in the fragment: #admin=ksk...&shop=demo.
  */
@@ -220,6 +220,40 @@ async function healthCard(): Promise<HTMLElement> {
   return card(`Health (this replica, ${location.host})`, "health", table);
 }
 
+interface ReplicaRow {
+  replica: string;
+  services: string[];
+  version: string;
+  startTime: number;
+  seenTime: number;
+  status: string;
+  stale: boolean;
+}
+
+/** Every serving process's heartbeat (GET /replicas): one row per replica (hostname/pid), the
+ * same with one process, several on one port or pods; a replica that stopped beating is stale. */
+async function replicasCard(): Promise<HTMLElement> {
+  let listing: { heartbeatSeconds: number; replicas: ReplicaRow[] };
+  try {
+    const answer = await fetch(`${location.origin}/replicas`, { cache: "no-store" });
+    if (!answer.ok) throw new Error(`HTTP ${answer.status}: ${(await answer.text()).trim()}`);
+    listing = await answer.json();
+  } catch (error) {
+    return card("Replicas", "replicas", h("p", { class: "unavailable" }, String(error)));
+  }
+  const now = Date.now() / 1000;
+  const table = h("table", {}, h("tr", {}, h("th", {}, "replica"), h("th", {}, "status"), h("th", {}, "services"), h("th", {}, "version"), h("th", {}, "up"), h("th", {}, "last beat")));
+  for (const r of listing.replicas) {
+    const status = r.stale ? "STALE" : r.status;
+    const services = r.services.map((s) => s.replace(/^kosmos\.v1\./, "").replace(/Service$/, "")).join(", ");
+    table.append(
+      h("tr", { "data-replica": r.replica, "data-status": status }, h("td", {}, r.replica), h("td", { class: status === "SERVING" ? "ok" : "bad" }, status), h("td", {}, services), h("td", {}, r.version), h("td", {}, age(now - r.startTime)), h("td", {}, `${age(Math.max(0, now - r.seenTime))} ago`)),
+    );
+  }
+  const serving = listing.replicas.filter((r) => !r.stale && r.status === "SERVING").length;
+  return card(`Replicas: ${serving} of ${listing.replicas.length} serving`, "replicas", table, h("p", { class: "note" }, `Heartbeat every ${listing.heartbeatSeconds} s; stale after three missed beats.`));
+}
+
 async function modelsCard(): Promise<HTMLElement> {
   const body = card(`Model versions of ${SHOP}`, "models");
   body.classList.add("wide");
@@ -297,10 +331,10 @@ async function render(): Promise<void> {
     root.replaceChildren(h("p", { "data-testid": "keys-missing" }, "Open the dashboard address make run printed: it carries an admin key after the #."));
     return;
   }
-  const [health, models, rules, experiments, text] = await Promise.all([healthCard(), modelsCard(), rulesCard(), experimentsCard(), metricsText()]);
+  const [replicas, health, models, rules, experiments, text] = await Promise.all([replicasCard(), healthCard(), modelsCard(), rulesCard(), experimentsCard(), metricsText()]);
   const metrics = text ? metricsCards(text) : [card("Metrics", "metrics", h("p", { class: "unavailable" }, "No /metrics: set KOSMOS_METRICS_LISTEN."))];
   const header = h("header", {}, h("span", { class: "brand" }, `Kosmos operator dashboard · shop ${SHOP}`), h("span", { class: "who" }, `updated ${new Date().toLocaleTimeString()}`));
-  root.replaceChildren(header, h("main", {}, h("div", { class: "cards" }, health, models, ...metrics, rules, experiments)));
+  root.replaceChildren(header, h("main", {}, h("div", { class: "cards" }, replicas, health, models, ...metrics, rules, experiments)));
   document.body.dataset.ready = String(Date.now());
 }
 

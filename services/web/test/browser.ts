@@ -24,6 +24,8 @@ interface Config {
   ecosystem: boolean;
   /** A brand to exclude, whose items the next offers must not show. */
   brand: string;
+  /** The replicas (hostname/pid) whose heartbeats the dashboard must show as SERVING. */
+  replicas: string[];
 }
 
 const config = JSON.parse(readFileSync(process.argv[2], "utf8")) as Config;
@@ -152,13 +154,20 @@ async function storefront(page: Page): Promise<void> {
 }
 
 async function dashboard(page: Page): Promise<void> {
-  steps.push("dashboard: health, models, metrics");
+  steps.push("dashboard: replicas, health, models, metrics");
   await page.goto(`${config.base}/dashboard/#admin=${config.admin}&shop=${config.shop}`);
   await page.waitForFunction(() => document.body.dataset.ready, null, { timeout: 20000 });
   const health = await page.locator("[data-testid=health] tr[data-service]").evaluateAll((rows) =>
     rows.map((r) => [r.getAttribute("data-service"), r.getAttribute("data-status")]),
   );
   await check(health.length >= 4 && health.every(([, s]) => s === "SERVING"), `every service SERVING: ${JSON.stringify(health)}`);
+  const replicas = await page.locator("[data-testid=replicas] tr[data-replica]").evaluateAll((rows) =>
+    rows.map((r) => [r.getAttribute("data-replica"), r.getAttribute("data-status")]),
+  );
+  await check(
+    replicas.length === config.replicas.length && config.replicas.every((id) => replicas.some(([r, s]) => r === id && s === "SERVING")),
+    `every replica listed, SERVING: ${JSON.stringify(replicas)}, expected ${JSON.stringify(config.replicas)}`,
+  );
   await check((await page.locator("[data-testid=models] tr[data-version]").count()) > 0, "model versions listed");
   await check((await page.locator("[data-testid=chart-offers] [data-testid=bar]").count()) > 0, "offers served, drawn");
   await check((await page.locator("[data-testid=chart-feedback] [data-testid=bar]").count()) > 0, "feedback, drawn");

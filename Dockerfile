@@ -32,7 +32,25 @@ COPY plugins ./plugins
 RUN for plugin in $PLUGINS; do pip install "./plugins/$plugin" || exit 1; done
 RUN if [ -n "$EXTRA_PACKAGES" ]; then pip install $EXTRA_PACKAGES; fi
 
-# -- runtime: the venv only, no compilers, no sources, not root -----------------------------
+# -- web: the storefront and dashboard the HTTP port serves (services/web, built with npm) ---
+# The TypeScript is generated from the protos by grpcio-tools' protoc with protoc-gen-es, then
+# bundled by esbuild; only the built pages (dist) reach the runtime image.
+FROM node:20.18.1-bookworm-slim AS web
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 python3-venv \
+ && rm -rf /var/lib/apt/lists/*
+ENV NPM_CONFIG_UPDATE_NOTIFIER=false
+RUN python3 -m venv /opt/protoc \
+ && /opt/protoc/bin/pip install --no-cache-dir "grpcio-tools>=1.66,<2" "googleapis-common-protos>=1.63"
+WORKDIR /src
+COPY proto ./proto
+COPY services/web/package.json services/web/package-lock.json ./services/web/
+RUN npm ci --prefix services/web --no-audit --no-fund
+COPY services/web ./services/web
+RUN KOSMOS_PYTHON=/opt/protoc/bin/python npm run --prefix services/web gen \
+ && npm run --prefix services/web build
+
+# -- runtime: the venv and the pages only, no compilers, no sources, not root ---------------
 FROM python:3.11.11-slim-bookworm AS runtime
 LABEL org.opencontainers.image.title="kosmos" \
       org.opencontainers.image.description="Kosmos personalization cluster: profile, feedback, recommendation, trainer" \
@@ -41,9 +59,11 @@ LABEL org.opencontainers.image.title="kosmos" \
 RUN groupadd --system --gid 10001 kosmos \
  && useradd --system --uid 10001 --gid kosmos --no-create-home --shell /usr/sbin/nologin kosmos
 COPY --from=plugins /opt/kosmos /opt/kosmos
-ENV PATH=/opt/kosmos/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+COPY --from=web /src/services/web/dist /opt/kosmos/web
+ENV PATH=/opt/kosmos/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+    KOSMOS_WEB_DIR=/opt/kosmos/web
 USER 10001:10001
-EXPOSE 50051 50061 50062 50063 9464
+EXPOSE 50051 50061 50062 50063 9464 8080
 # Kubernetes probes over gRPC health (see deploy/k8s); this one serves `docker run`.
 HEALTHCHECK --interval=30s --timeout=3s CMD ["python", "-c", "import grpc, os; from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as g; g.HealthStub(grpc.insecure_channel(os.environ.get('KOSMOS_HEALTH_TARGET', '127.0.0.1:50051'))).Check(h.HealthCheckRequest(), timeout=2)"]
 ENTRYPOINT ["python", "-m"]

@@ -205,7 +205,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
             tls=config.tls,
         )
     except RuntimeError as exc:  # the port is taken (another `make run`?): say so, no traceback
-        console.print(f"[red]{exc}[/red]: set KOSMOS_LISTEN to another address")
+        console.print(f"[red]{exc}[/red]: set KOSMOS_CLUSTER_LISTEN to another address")
         raise SystemExit(2) from None
     server.start()
     address = f"{config.listen.rpartition(':')[0]}:{port}"

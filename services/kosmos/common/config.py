@@ -42,6 +42,13 @@ KOSMOS_WORKERS = "KOSMOS_WORKERS"
 """Threads serving RPCs in one server. Default: ``8`` (see the README: on few cores, more
 threads mean more GIL contention; they also bound concurrent slow remote-plugin calls)."""
 
+KOSMOS_PROCESSES = "KOSMOS_PROCESSES"
+"""Server processes sharing the listening port (``SO_REUSEPORT``; the kernel spreads
+connections over them), each with its own workers, store connections, models and health; one
+supervisor forwards SIGTERM to all and restarts one that dies. Python runs one thread at a time
+per process, so this is how a service uses more than one core. Default: the cores this process
+may use (its CPU affinity, capped by a cgroup CPU limit, as in a Kubernetes pod)."""
+
 KOSMOS_GRACE_SECONDS = "KOSMOS_GRACE_SECONDS"
 """Seconds in-flight RPCs get to finish after SIGTERM. Default: ``5``."""
 
@@ -384,6 +391,7 @@ class ServerConfig:
         client_tls: See `KOSMOS_TLS_CA`; None: plaintext outgoing calls.
         log_format: See `KOSMOS_LOG_FORMAT`.
         metrics_listen: See `KOSMOS_METRICS_LISTEN`.
+        processes: See `KOSMOS_PROCESSES`.
     """
 
     listen: str
@@ -399,6 +407,7 @@ class ServerConfig:
     client_tls: ClientTls | None = None
     log_format: str = "text"
     metrics_listen: str = ""
+    processes: int = 1
 
     @classmethod
     def from_env(
@@ -425,7 +434,21 @@ class ServerConfig:
             client_tls=client_tls_from_env(env),
             log_format=_read(env, KOSMOS_LOG_FORMAT, defaults.log_format, _log_format),
             metrics_listen=_read(env, KOSMOS_METRICS_LISTEN, defaults.metrics_listen, _address),
+            processes=_read(env, KOSMOS_PROCESSES, usable_cores(), _positive_int),
         )
+
+
+def usable_cores(cgroup: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """The cores this process may run on: its CPU affinity, capped by a cgroup v2 CPU limit
+    (a container's ``resources.limits.cpu``, rounded up); at least 1."""
+    cores = len(os.sched_getaffinity(0))
+    try:
+        quota, period = cgroup.read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, -(-int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 limit to read: the affinity stands
+    return max(1, cores)
 
 
 def _bool(raw: str) -> bool:

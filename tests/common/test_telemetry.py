@@ -83,6 +83,9 @@ def test_a_running_cluster_serves_metrics_that_move(tmp_path):
         **os.environ,
         "KOSMOS_CLUSTER_LISTEN": "127.0.0.1:0",
         "KOSMOS_METRICS_LISTEN": "127.0.0.1:0",
+        # Metrics are per process (each of KOSMOS_PROCESSES serves its own endpoint): one
+        # process gives this test every call in one place.
+        "KOSMOS_PROCESSES": "1",
         "KOSMOS_DATABASE_URL": f"sqlite:///{tmp_path}/k.db",
         "KOSMOS_BOOTSTRAP_KEY": OPERATOR_KEY,  # the test's client sends it (KOSMOS_API_KEY)
         "OTEL_SERVICE_NAME": "kosmos-metrics-test",
@@ -285,7 +288,7 @@ def test_the_sdk_reads_service_name_resource_and_sampler_from_the_environment(mo
     monkeypatch.setenv("OTEL_SERVICE_NAME", "kosmos-from-env")
     monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "k8s.namespace.name=shop-a")
     monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
-    provider = telemetry.tracer_provider("kosmos-default", env={})
+    provider = telemetry.tracer_provider("kosmos-default", env=os.environ)
     assert provider.resource.attributes["service.name"] == "kosmos-from-env"
     assert provider.resource.attributes["k8s.namespace.name"] == "shop-a"
     exporter = InMemorySpanExporter()
@@ -299,7 +302,7 @@ def test_the_sdk_reads_service_name_resource_and_sampler_from_the_environment(mo
     monkeypatch.delenv("OTEL_SERVICE_NAME")
     monkeypatch.setenv("OTEL_TRACES_SAMPLER", "traceidratio")
     monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.25")
-    provider = telemetry.tracer_provider("kosmos-default", env={})
+    provider = telemetry.tracer_provider("kosmos-default", env=os.environ)
     assert provider.resource.attributes["service.name"] == "kosmos-default"
     assert "0.25" in provider.sampler.get_description()
     provider.shutdown()

@@ -67,6 +67,16 @@ KOSMOS_METRICS_LISTEN = "KOSMOS_METRICS_LISTEN"
 """Address of the Prometheus scrape endpoint (``GET /metrics``), ``host:port``; empty: none
 (OTLP export still works). The Kubernetes manifests set ``0.0.0.0:9464``. Default: empty."""
 
+KOSMOS_TRACE_SAMPLE_RATIO = "KOSMOS_TRACE_SAMPLE_RATIO"
+"""The share of requests, 0 to 1, that start a recorded (and, with OTLP configured, exported)
+trace; a request whose caller sent a sampled trace context is always recorded (parent-based),
+one whose caller sent an unsampled one never. An unrecorded request still has a trace id (in
+its log lines and error messages) but builds no span. Overridden by the SDK's own
+``OTEL_TRACES_SAMPLER``. Default: ``0.01`` (see the README: a recorded span costs tens of
+microseconds of one core)."""
+
+DEFAULT_TRACE_SAMPLE_RATIO = 0.01
+
 KOSMOS_ROUTING = "KOSMOS_ROUTING"
 """The recommender chain, comma-separated, tried in order; later ones fill what earlier ones
 could not. One chain per segment: ``warm=als,popularity;cold=lightfm,popularity`` (cold: no
@@ -436,6 +446,22 @@ class ServerConfig:
             metrics_listen=_read(env, KOSMOS_METRICS_LISTEN, defaults.metrics_listen, _address),
             processes=_read(env, KOSMOS_PROCESSES, usable_cores(), _positive_int),
         )
+
+
+def trace_sample_ratio(env: Mapping[str, str] = os.environ) -> float:
+    """`KOSMOS_TRACE_SAMPLE_RATIO`, checked.
+
+    Raises:
+        ConfigError: Not a number from 0 to 1.
+    """
+    return _read(env, KOSMOS_TRACE_SAMPLE_RATIO, DEFAULT_TRACE_SAMPLE_RATIO, _ratio)
+
+
+def _ratio(raw: str) -> float:
+    value = float(raw)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError("must be a number from 0 to 1")
+    return value
 
 
 def usable_cores(cgroup: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:

@@ -227,28 +227,28 @@ def run_setup(
 
 
 def plot(phases: list[Phase], path: str) -> None:
+    """p50 (dashed) and p99 (solid) against the number of clients, one colour per setup."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    keys = sorted({(p.processes, p.ratio, p.result.name) for p in phases})
-    for processes, ratio, name in keys:
-        mine = [
-            p for p in phases if (p.processes, p.ratio, p.result.name) == (processes, ratio, name)
-        ]
-        rpc = "Recommend" if name == "recommend" else "Health/Check"
-        label = f"{rpc}, {processes} proc, ratio {ratio}"
-        xs = [p.result.rps for p in mine]
-        ax.plot(xs, [p.result.p(99) for p in mine], marker="o", label=label + " p99")
-        ax.plot(
-            xs, [p.result.p(50) for p in mine], marker=".", linestyle="--", label=label + " p50"
-        )
-    ax.set_xlabel("throughput (req/s)")
-    ax.set_ylabel("latency (ms)")
+    keys = sorted({(p.result.name, p.processes, p.ratio) for p in phases})
+    colours = plt.get_cmap("tab10")
+    for n, (name, processes, ratio) in enumerate(keys):
+        mine = [p for p in phases if (p.result.name, p.processes, p.ratio) == keys[n]]
+        rpc = "Recommend" if name == "recommend" else "Health/Check (floor)"
+        label = f"{rpc}, {processes} proc, trace {ratio}"
+        xs = [p.result.concurrency for p in mine]
+        colour = colours(n % 10)
+        ax.plot(xs, [p.result.p(99) for p in mine], "o-", color=colour, label=label + ", p99")
+        ax.plot(xs, [p.result.p(50) for p in mine], ".--", color=colour, label=label + ", p50")
+    ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_title("Latency against load (points: 1, 16, 64 clients)")
+    ax.set_xlabel("concurrent clients")
+    ax.set_ylabel("latency (ms)")
+    ax.set_title("make bench: latency against load (2 shared cores)")
     ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

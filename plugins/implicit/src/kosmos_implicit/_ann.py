@@ -1,9 +1,14 @@
 """An approximate nearest-neighbour index over item factors, for catalogs too large to score
-whole on every request (issue 12).
+whole on every request (issue 12). Off by default (``ann_min_items=0``): see below.
 
-faiss's HNSW graph with inner-product search (faiss-cpu, Meta's library; chosen over usearch by
-measurement: at 100k items × 64 factors both answered in about 1% of the exact scan's time, and
-faiss had the higher recall@10 at the same cost, 0.96-0.99 against 0.94-0.98; see the README).
+faiss's HNSW graph with inner-product search (faiss-cpu, Meta's library). Against usearch on
+random factors (100k × 64) both answered in about 1% of the exact scan's time and faiss had the
+higher recall@10 (0.96-0.99 against 0.94-0.98). On factors ALS actually learns, whose norms differ
+widely (popular items have long vectors), recall@10 fell to 0.76 (``efSearch`` 128) and 0.81
+(512) at 10k items; the MIPS-to-L2 transform (one extra coordinate) did worse (0.67, 0.77), as
+many short vectors crowd together. Below the 0.95 bar, so the index is opt-in until a better one
+is measured (IVF with exact re-ranking is the next candidate).
+
 The index holds only live items (interacted with at fit time); a request asks it for ``k`` plus
 as many items as it must leave out, scores those exactly, and falls back to the full scan when
 too few remain.
@@ -25,7 +30,8 @@ _EF_CONSTRUCTION = 80
 
 
 class ItemIndex:
-    """faiss ``IndexHNSWFlat`` (inner product) over the live items' factors."""
+    """faiss ``IndexHNSWFlat`` over the live items' factors, searched for the largest inner
+    product."""
 
     def __init__(self, index: Any, columns: npt.NDArray[np.int64], ef_search: int) -> None:
         self._index = index
@@ -51,7 +57,8 @@ class ItemIndex:
         # Per call, not on the index: concurrent requests share it. (faiss's bundled stubs
         # miss this SWIG class.)
         params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, want))  # type: ignore[attr-defined]
-        _, found = self._index.search(vector.reshape(1, -1).astype(np.float32), want, params=params)
+        query = vector.reshape(1, -1).astype(np.float32)
+        _, found = self._index.search(query, want, params=params)
         positions: npt.NDArray[np.int64] = found[0]
         columns: npt.NDArray[np.int64] = self.columns[positions[positions >= 0]]
         return columns

@@ -104,12 +104,16 @@ class _FactorRecommender:
         with self._lock:
             self._state = state
 
-    def _build_index(self, state: _State) -> ItemIndex | None:
-        """An ANN index when the catalog's live items reach ``ann_min_items`` (0: never)."""
+    def _build_index(self, state: _State, saved: Path | None = None) -> ItemIndex | None:
+        """An ANN index when the catalog's live items reach ``ann_min_items`` (0: never): the
+        one saved with the version in ``saved`` if there is one, else built now."""
         threshold = int(self.settings.get("ann_min_items", 0))
         live = np.setdiff1d(np.arange(state.matrix.n_items), state.dead)
         if threshold <= 0 or live.size < threshold:
             return None
+        loaded = ItemIndex.load(saved, self._ef_search()) if saved is not None else None
+        if loaded is not None:
+            return loaded
         with single_threaded_blas():
             return ItemIndex.build(state.item_factors, live, self._ef_search())
 
@@ -249,8 +253,10 @@ class _FactorRecommender:
 
     def load(self, directory: Path) -> None:
         settings, matrix, arrays = load_model(directory, self.name)
-        # The saved hyperparameters describe the factors; threads are this process's business.
-        self.settings = {**settings, "num_threads": self.settings["num_threads"]}
+        # The saved hyperparameters describe the factors; threads and the index are this
+        # process's business.
+        own = ("num_threads", "ann_min_items", "ann_ef_search")
+        self.settings = {**settings, **{k: self.settings[k] for k in own if k in self.settings}}
         with single_threaded_blas():
             model = self._new_model()
         state = self._make_state(
@@ -262,8 +268,7 @@ class _FactorRecommender:
         )
         if state.user_factors.shape[0] != len(matrix.customer_ids):
             raise ValueError("saved model is inconsistent: user factors do not match customers")
-        index = ItemIndex.load(directory, self._ef_search())
-        state = replace(state, index=index if index is not None else self._build_index(state))
+        state = replace(state, index=self._build_index(state, directory))
         with self._lock:
             self._state = state
 

@@ -51,3 +51,33 @@ def test_keys_create_list_revoke(kosmos, capsys):
     assert code == 0 and f"revoked apiKeys/{key_id}" in out
     code = main(["--target", kosmos.address, "--api-key", secret, "recommend", "acme", "alice"])
     assert code == 1 and "UNAUTHENTICATED" in capsys.readouterr().err
+
+
+def test_rules_and_experiments(kosmos, capsys, tmp_path):
+    # Issue 13: rules from a JSON file, an experiment, and its report as a table.
+    small_shop(kosmos.client)
+    rules = tmp_path / "rules.json"
+    rules.write_text(
+        '{"rules": [{"rule_id": "pin", "action": "RULE_ACTION_PIN",'
+        ' "match": {"item_ids": ["i07"]}, "slot": 1}]}'
+    )
+    code, out, _ = run(kosmos, capsys, "rules", "set", "acme", str(rules))
+    assert code == 0 and "revision 1, 1 rules" in out
+    code, out, _ = run(kosmos, capsys, "rules", "get", "acme")
+    assert code == 0 and '"rule_id": "pin"' in out
+    exp = tmp_path / "exp.json"
+    exp.write_text('{"variants": [{"variant_id": "control"}, {"variant_id": "b"}]}')
+    code, out, _ = run(kosmos, capsys, "experiments", "create", "acme", "ab", str(exp))
+    assert code == 0 and "EXPERIMENT_STATE_RUNNING" in out
+    page = kosmos.client.recommend("acme", "alice", page_size=3)
+    kosmos.client.record_impressions(
+        "acme", "alice", page.recommendation_id, [o.item.rsplit("/", 1)[1] for o in page.offers]
+    )
+    code, out, _ = run(kosmos, capsys, "experiments", "report", "acme", "ab")
+    assert code == 0 and "control" in out and "z-test" in out and "Welch" in out
+    code, out, _ = run(kosmos, capsys, "experiments", "end", "acme", "ab")
+    assert code == 0 and "EXPERIMENT_STATE_ENDED" in out
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"rules": [{"rule_id": "x", "action": "RULE_ACTION_BOOST"}]}')
+    code, _, err = run(kosmos, capsys, "rules", "set", "acme", str(bad))
+    assert code == 1 and "rules.rules[0].factor" in err

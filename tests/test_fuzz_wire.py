@@ -28,10 +28,12 @@ from kosmos.v1 import (
     api_key_service_pb2,
     catalog_service_pb2,
     common_pb2,
+    experiment_service_pb2,
     feedback_service_pb2,
     model_service_pb2,
     profile_service_pb2,
     recommendation_service_pb2,
+    rules_service_pb2,
     shop_settings_service_pb2,
 )
 from tests.conftest import start_cluster
@@ -62,6 +64,7 @@ def seeds(rid: str) -> dict[str, list[bytes]]:
         shop_settings_service_pb2,
         model_service_pb2,
     )
+    ru, ex = rules_service_pb2, experiment_service_pb2
     alice = "shops/acme/customers/alice"
     customer = common_pb2.Customer(
         name=alice,
@@ -160,8 +163,110 @@ def seeds(rid: str) -> dict[str, list[bytes]]:
             ms.ListModelVersionsRequest(parent="shops/acme")
         ],
         "/kosmos.v1.ModelService/TrainModels": [ms.TrainModelsRequest(parent="shops/acme")],
+        "/kosmos.v1.FeedbackService/RecordImpressions": [
+            fb.RecordImpressionsRequest(
+                parent="shops/acme",
+                impressions=[
+                    fb.Impression(customer=alice, recommendation_id=rid, item_ids=["i01", "i02"])
+                ],
+            )
+        ],
+        "/kosmos.v1.MerchantRulesService/GetMerchantRules": [
+            ru.GetMerchantRulesRequest(name="shops/acme/rules")
+        ],
+        "/kosmos.v1.MerchantRulesService/UpdateMerchantRules": [
+            ru.UpdateMerchantRulesRequest(
+                rules=ru.MerchantRules(
+                    name="shops/acme/rules",
+                    rules=[
+                        ru.MerchantRule(
+                            rule_id="pin-1",
+                            action=ru.RULE_ACTION_PIN,
+                            match=ru.ItemMatch(item_ids=["i01"]),
+                            slot=2,
+                            placements=["home"],
+                        ),
+                        ru.MerchantRule(
+                            rule_id="cheap",
+                            action=ru.RULE_ACTION_BOOST,
+                            match=ru.ItemMatch(max_price=10.0, attributes={"colour": "red"}),
+                            factor=2.0,
+                        ),
+                    ],
+                )
+            )
+        ],
+        "/kosmos.v1.MerchantRulesService/ListMerchantRulesRevisions": [
+            ru.ListMerchantRulesRevisionsRequest(parent="shops/acme/rules", page_size=2)
+        ],
+        "/kosmos.v1.ExperimentService/CreateExperiment": [
+            ex.CreateExperimentRequest(
+                parent="shops/acme",
+                experiment_id="fuzz-exp",
+                experiment=ex.Experiment(
+                    variants=[
+                        ex.Variant(variant_id="control"),
+                        ex.Variant(variant_id="b", routing="popularity", weight=2.0),
+                    ],
+                    holdout_fraction=0.1,
+                    placements=["home"],
+                ),
+            )
+        ],
+        "/kosmos.v1.ExperimentService/GetExperiment": [
+            ex.GetExperimentRequest(name="shops/acme/experiments/fuzz-exp")
+        ],
+        "/kosmos.v1.ExperimentService/ListExperiments": [
+            ex.ListExperimentsRequest(parent="shops/acme", page_size=2)
+        ],
+        "/kosmos.v1.ExperimentService/EndExperiment": [
+            ex.EndExperimentRequest(name="shops/acme/experiments/fuzz-exp")
+        ],
+        "/kosmos.v1.ExperimentService/GetExperimentReport": [
+            ex.GetExperimentReportRequest(name="shops/acme/experiments/fuzz-exp")
+        ],
         "/kosmos.v1.ModelService/RollbackModel": [
             ms.RollbackModelRequest(name="shops/acme/recommenders/popularity")
+        ],
+        # Issue 11: the customer's own world.
+        "/kosmos.v1.RecommendationService/Explain": [
+            rec.RecommendationServiceExplainRequest(
+                customer=alice, item="shops/acme/items/i02", context=context
+            )
+        ],
+        "/kosmos.v1.ProfileService/UndoDismissal": [
+            pr.UndoDismissalRequest(customer=alice, item_id="i01")
+        ],
+        "/kosmos.v1.ProfileService/GetTastes": [pr.GetTastesRequest(customer=alice)],
+        "/kosmos.v1.ProfileService/CorrectTaste": [
+            pr.CorrectTasteRequest(
+                customer=alice, kind=common_pb2.PREFERENCE_KIND_LIKED_CATEGORY, value="tea"
+            )
+        ],
+        "/kosmos.v1.ProfileService/SetConsent": [
+            pr.SetConsentRequest(
+                customer=alice,
+                consent=common_pb2.Consent(
+                    purpose=common_pb2.CONSENT_PURPOSE_TRAINING, granted=True, source="fuzz"
+                ),
+            )
+        ],
+        "/kosmos.v1.ProfileService/ListConsentChanges": [
+            pr.ListConsentChangesRequest(customer=alice, page_size=2)
+        ],
+        "/kosmos.v1.ProfileService/LinkIdentity": [
+            pr.LinkIdentityRequest(
+                customer=alice, linked="shops/acme/customers/anon-fuzz", source="login"
+            )
+        ],
+        "/kosmos.v1.ProfileService/UnlinkIdentity": [
+            pr.UnlinkIdentityRequest(customer=alice, linked="shops/acme/customers/anon-fuzz")
+        ],
+        "/kosmos.v1.ProfileService/ListIdentityLinks": [
+            pr.ListIdentityLinksRequest(customer=alice, page_size=2)
+        ],
+        "/kosmos.v1.ProfileService/EraseCustomer": [
+            pr.EraseCustomerRequest(name="shops/acme/customers/nobody")
         ],
     }
     return {m: [r.SerializeToString() for r in rs] for m, rs in found.items()}

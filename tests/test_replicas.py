@@ -162,3 +162,29 @@ def test_the_event_engine_shows_in_traces(postgres_url, spans):
     finally:
         writer.close()
         reader.close()
+
+
+def test_a_customer_choice_made_on_one_replica_holds_on_the_other_next_request(replicas):
+    # Issue 11: consent, exclusions, undo and links are read on every request, not cached.
+    from kosmos.v1 import recommendation_service_pb2 as rpb
+
+    a, b = replicas
+    a.client.create_shop("acme")
+    a.client.create_customer("acme", "alice")
+    a.client.create_customer("acme", "bob")
+    a.client.upsert_items("acme", [item("acme", f"i{n}", category=f"c{n}") for n in range(6)])
+    a.client.record_interactions(
+        "acme", [InteractionInput("bob", f"i{n}", "purchase", value=1) for n in range(6)]
+    )
+    a.client.set_consent("acme", "alice", "personalization", False, "banner")
+    kinds = {o.explanation.kind for o in b.client.recommend("acme", "alice").offers}
+    assert kinds == {rpb.REASON_KIND_NON_PERSONAL}
+    a.client.set_consent("acme", "alice", "personalization", True, "banner")
+    kinds = {o.explanation.kind for o in b.client.recommend("acme", "alice").offers}
+    assert rpb.REASON_KIND_NON_PERSONAL not in kinds
+    a.client.update_customer("acme", "alice", exclusions=[("category", "C3")])
+    assert "i3" not in offered(b)
+    b.client.record_interactions("acme", [InteractionInput("alice", "i2", "dismiss")])
+    assert "i2" not in offered(a)
+    b.client.undo_dismissal("acme", "alice", "i2")
+    assert "i2" in offered(a)

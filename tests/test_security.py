@@ -29,6 +29,8 @@ from kosmos.v1 import (
     catalog_service_pb2,
     catalog_service_pb2_grpc,
     common_pb2,
+    experiment_service_pb2,
+    experiment_service_pb2_grpc,
     feedback_service_pb2,
     feedback_service_pb2_grpc,
     model_service_pb2,
@@ -37,6 +39,8 @@ from kosmos.v1 import (
     profile_service_pb2_grpc,
     recommendation_service_pb2,
     recommendation_service_pb2_grpc,
+    rules_service_pb2,
+    rules_service_pb2_grpc,
     shop_settings_service_pb2,
     shop_settings_service_pb2_grpc,
 )
@@ -81,6 +85,16 @@ def _rpcs(admin_client) -> list[Rpc]:
         if shop != "ghost":
             admin_client.create_customer(shop, customer)
         return customer
+
+    ex, ru = experiment_service_pb2, rules_service_pb2
+
+    def fresh_experiment(shop: str) -> str:
+        experiment_id = f"e{next(counter)}"
+        if shop != "ghost":
+            admin_client.create_experiment(
+                shop, experiment_id, ex.Experiment(variants=[ex.Variant(variant_id="a")])
+            )
+        return f"shops/{shop}/experiments/{experiment_id}"
 
     def fresh_key(shop: str) -> str:
         if shop == "ghost":
@@ -232,12 +246,149 @@ def _rpcs(admin_client) -> list[Rpc]:
             "recommendation",
             lambda s: rec.SimilarItemsRequest(item=f"shops/{s}/items/i01"),
         ),
+        # Issue 11: the customer's own world.
+        Rpc(
+            "RecommendationService/Explain",
+            "recommendation",
+            lambda s: rec.RecommendationServiceExplainRequest(
+                customer=f"shops/{s}/customers/alice", item=f"shops/{s}/items/i01"
+            ),
+        ),
+        Rpc(
+            "ProfileService/UndoDismissal",
+            "profile",
+            lambda s: pr.UndoDismissalRequest(customer=f"shops/{s}/customers/alice", item_id="i01"),
+        ),
+        Rpc(
+            "ProfileService/GetTastes",
+            "profile",
+            lambda s: pr.GetTastesRequest(customer=f"shops/{s}/customers/alice"),
+        ),
+        Rpc(
+            "ProfileService/CorrectTaste",
+            "profile",
+            lambda s: pr.CorrectTasteRequest(
+                customer=f"shops/{s}/customers/alice",
+                kind=common_pb2.PREFERENCE_KIND_LIKED_CATEGORY,
+                value="Toys",
+            ),
+        ),
+        Rpc(
+            "ProfileService/SetConsent",
+            "profile",
+            lambda s: pr.SetConsentRequest(
+                customer=f"shops/{s}/customers/alice",
+                consent=common_pb2.Consent(
+                    purpose=common_pb2.CONSENT_PURPOSE_TRAINING, granted=True, source="test"
+                ),
+            ),
+        ),
+        Rpc(
+            "ProfileService/ListConsentChanges",
+            "profile",
+            lambda s: pr.ListConsentChangesRequest(customer=f"shops/{s}/customers/alice"),
+        ),
+        Rpc(
+            "ProfileService/LinkIdentity",
+            "profile",
+            lambda s: pr.LinkIdentityRequest(
+                customer=f"shops/{s}/customers/alice",
+                linked=f"shops/{s}/customers/anon-{next(counter)}",
+                source="login",
+            ),
+        ),
+        Rpc(
+            "ProfileService/UnlinkIdentity",
+            "profile",
+            lambda s: pr.UnlinkIdentityRequest(
+                customer=f"shops/{s}/customers/alice", linked=f"shops/{s}/customers/anon-x"
+            ),
+        ),
+        Rpc(
+            "ProfileService/ListIdentityLinks",
+            "profile",
+            lambda s: pr.ListIdentityLinksRequest(customer=f"shops/{s}/customers/alice"),
+        ),
+        Rpc(
+            "ProfileService/EraseCustomer",
+            "profile",
+            lambda s: pr.EraseCustomerRequest(name=f"shops/{s}/customers/{fresh_customer(s)}"),
+        ),
         Rpc(
             "ApiKeyService/CreateApiKey",
             "keys",
             lambda s: keys.CreateApiKeyRequest(
                 api_key=keys.ApiKey(shop=f"shops/{s}", scope=keys.API_KEY_SCOPE_STOREFRONT)
             ),
+        ),
+        Rpc(
+            "FeedbackService/RecordImpressions",
+            "feedback",
+            lambda s: fb.RecordImpressionsRequest(
+                parent=f"shops/{s}",
+                impressions=[
+                    fb.Impression(
+                        customer=f"shops/{s}/customers/alice",
+                        recommendation_id=signing.new_recommendation_id(s),
+                        item_ids=["i01"],
+                    )
+                ],
+            ),
+        ),
+        Rpc(
+            "MerchantRulesService/GetMerchantRules",
+            "rules",
+            lambda s: ru.GetMerchantRulesRequest(name=f"shops/{s}/rules"),
+        ),
+        Rpc(
+            "MerchantRulesService/UpdateMerchantRules",
+            "rules",
+            lambda s: ru.UpdateMerchantRulesRequest(
+                rules=ru.MerchantRules(
+                    name=f"shops/{s}/rules",
+                    rules=[
+                        ru.MerchantRule(
+                            rule_id="x",
+                            action=ru.RULE_ACTION_EXCLUDE,
+                            match=ru.ItemMatch(item_ids=["i03"]),
+                        )
+                    ],
+                )
+            ),
+        ),
+        Rpc(
+            "MerchantRulesService/ListMerchantRulesRevisions",
+            "rules",
+            lambda s: ru.ListMerchantRulesRevisionsRequest(parent=f"shops/{s}/rules"),
+        ),
+        Rpc(
+            "ExperimentService/CreateExperiment",
+            "experiments",
+            lambda s: ex.CreateExperimentRequest(
+                parent=f"shops/{s}",
+                experiment_id=f"n{next(counter)}",
+                experiment=ex.Experiment(variants=[ex.Variant(variant_id="a")]),
+            ),
+        ),
+        Rpc(
+            "ExperimentService/GetExperiment",
+            "experiments",
+            lambda s: ex.GetExperimentRequest(name=fresh_experiment(s)),
+        ),
+        Rpc(
+            "ExperimentService/ListExperiments",
+            "experiments",
+            lambda s: ex.ListExperimentsRequest(parent=f"shops/{s}"),
+        ),
+        Rpc(
+            "ExperimentService/EndExperiment",
+            "experiments",
+            lambda s: ex.EndExperimentRequest(name=fresh_experiment(s)),
+        ),
+        Rpc(
+            "ExperimentService/GetExperimentReport",
+            "experiments",
+            lambda s: ex.GetExperimentReportRequest(name=fresh_experiment(s)),
         ),
         Rpc(
             "ApiKeyService/ListApiKeys",
@@ -261,6 +412,8 @@ def _stubs(channel: grpc.Channel) -> dict[str, object]:
         "keys": api_key_service_pb2_grpc.ApiKeyServiceStub(channel),
         "settings": shop_settings_service_pb2_grpc.ShopSettingsServiceStub(channel),
         "models": model_service_pb2_grpc.ModelServiceStub(channel),
+        "rules": rules_service_pb2_grpc.MerchantRulesServiceStub(channel),
+        "experiments": experiment_service_pb2_grpc.ExperimentServiceStub(channel),
     }
 
 

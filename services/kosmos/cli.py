@@ -306,6 +306,95 @@ def cmd_settings_history(client: KosmosClient, args: argparse.Namespace, out: Co
     out.print(table)
 
 
+def cmd_rules_get(client: KosmosClient, args: argparse.Namespace, out: Console) -> None:
+    out.print_json(_settings_json(client.get_merchant_rules(args.shop, revision=args.revision)))
+
+
+def cmd_rules_set(client: KosmosClient, args: argparse.Namespace, out: Console) -> None:
+    from google.protobuf import json_format
+
+    from kosmos.v1 import rules_service_pb2
+
+    message = rules_service_pb2.MerchantRules()
+    try:
+        json_format.Parse(Path(args.file).read_text(), message)
+    except (OSError, json_format.ParseError) as error:
+        raise ValueError(f"{args.file}: {error}") from None
+    stored = client.update_merchant_rules(args.shop, list(message.rules))
+    out.print(f"rules of {args.shop}: revision {stored.revision}, {len(stored.rules)} rules")
+
+
+def cmd_experiments_create(client: KosmosClient, args: argparse.Namespace, out: Console) -> None:
+    from google.protobuf import json_format
+
+    from kosmos.v1 import experiment_service_pb2
+
+    message = experiment_service_pb2.Experiment()
+    try:
+        json_format.Parse(Path(args.file).read_text(), message)
+    except (OSError, json_format.ParseError) as error:
+        raise ValueError(f"{args.file}: {error}") from None
+    created = client.create_experiment(args.shop, args.experiment, message)
+    out.print_json(_settings_json(created))
+
+
+def cmd_experiments_end(client: KosmosClient, args: argparse.Namespace, out: Console) -> None:
+    out.print_json(_settings_json(client.end_experiment(args.shop, args.experiment)))
+
+
+def cmd_experiments_report(client: KosmosClient, args: argparse.Namespace, out: Console) -> None:
+    report = client.experiment_report(args.shop, args.experiment, confidence_level=args.confidence)
+    level = f"{report.confidence_level:.0%}"
+    table = Table(
+        title=f"{report.name}: each variant against {report.control_variant_id}, {level} intervals",
+        title_justify="left",
+        caption=report.method,
+        caption_justify="left",
+    )
+    for column in (
+        "variant",
+        "customers",
+        "impressions",
+        "CTR",
+        "add-to-cart",
+        "conversion",
+        "revenue",
+        "revenue / customer",
+    ):
+        table.add_column(column, justify="left" if column == "variant" else "right")
+
+    def rate(e: object) -> str:
+        value, low, high = e.value, e.ci_low, e.ci_high  # type: ignore[attr-defined]
+        text = f"{value:.2%} [{low:.2%}, {high:.2%}]"
+        if e.p_value < 1:  # type: ignore[attr-defined]
+            text += f" p={e.p_value:.3g}{' *' if e.significant else ''}"  # type: ignore[attr-defined]
+        return text
+
+    def mean(e: object) -> str:
+        value, low, high = e.value, e.ci_low, e.ci_high  # type: ignore[attr-defined]
+        text = f"{value:,.2f} [{low:,.2f}, {high:,.2f}]"
+        if e.p_value < 1:  # type: ignore[attr-defined]
+            text += f" p={e.p_value:.3g}{' *' if e.significant else ''}"  # type: ignore[attr-defined]
+        return text
+
+    for v in report.variants:
+        table.add_row(
+            v.variant_id,
+            f"{v.customers:,}",
+            f"{v.impressions:,}",
+            rate(v.click_through_rate),
+            rate(v.add_to_cart_rate),
+            rate(v.conversion_rate),
+            f"{v.revenue:,.2f}",
+            mean(v.revenue_per_customer),
+        )
+    out.print(table)
+    out.print(
+        "tests: rates two-proportion z-test, revenue per customer Welch t-test;"
+        f" * = significant at {level}"
+    )
+
+
 def _settings_change(
     client: KosmosClient, shop: str, assignments: Sequence[str], clear: bool
 ) -> tuple[object, list[str]]:
@@ -486,6 +575,39 @@ def parser() -> argparse.ArgumentParser:
     sh = stsub.add_parser("history", help="every stored revision, newest first")
     sh.add_argument("shop")
     sh.set_defaults(run=cmd_settings_history)
+
+    ru = sub.add_parser("rules", help="a shop's merchant rules (filters, boosts, pins)")
+    rusub = ru.add_subparsers(dest="rules_command", required=True)
+    rg = rusub.add_parser("get", help="the shop's rule set, as JSON")
+    rg.add_argument("shop")
+    rg.add_argument("--revision", type=int, default=0, help="an older revision")
+    rg.set_defaults(run=cmd_rules_get)
+    rs = rusub.add_parser(
+        "set",
+        help='replace the rule set with a JSON file ({"rules": [...]}, kosmos.v1.MerchantRules)',
+    )
+    rs.add_argument("shop")
+    rs.add_argument("file")
+    rs.set_defaults(run=cmd_rules_set)
+
+    ex = sub.add_parser("experiments", help="A/B tests: create, end, report")
+    exsub = ex.add_subparsers(dest="experiments_command", required=True)
+    ec = exsub.add_parser("create", help="start one from a JSON file (kosmos.v1.Experiment)")
+    ec.add_argument("shop")
+    ec.add_argument("experiment")
+    ec.add_argument("file")
+    ec.set_defaults(run=cmd_experiments_create)
+    ee = exsub.add_parser("end", help="end one now")
+    ee.add_argument("shop")
+    ee.add_argument("experiment")
+    ee.set_defaults(run=cmd_experiments_end)
+    er = exsub.add_parser(
+        "report", help="rates and revenue per variant, intervals and tests against the control"
+    )
+    er.add_argument("shop")
+    er.add_argument("experiment")
+    er.add_argument("--confidence", type=float, default=0.95, help="confidence level (0.95)")
+    er.set_defaults(run=cmd_experiments_report)
 
     m = sub.add_parser(
         "models",

@@ -43,8 +43,9 @@ def test_unknown_setting_is_rejected():
         create({"half_lif": "3"})
 
 
-def _full_sort(model, query, categories, weights):
-    """What scoring every item and sorting all of them gives (the old path), for comparison."""
+def _full_sort(model, query, categories, weights, app_weights):
+    """What scoring every item and sorting all of them gives (the old path), for comparison:
+    with the "app" channel's popularity blended in half and half when the query comes from it."""
     boost = 2.0
     affinity = {}
     for i in query.recent_interactions:
@@ -53,6 +54,9 @@ def _full_sort(model, query, categories, weights):
     item_ids = sorted(categories, key=lambda i: int(i[1:]))
     raw = np.array([weights.get(i, 0.0) for i in item_ids])
     scores = raw / raw.max()
+    if query.context.get("channel") == "app":
+        app = np.array([app_weights.get(i, 0.0) for i in item_ids])
+        scores = 0.5 * scores + 0.5 * app / app.max()
     tilt = np.array([1 + boost * affinity.get(categories[i], 0.0) / total for i in item_ids])
     scores = scores * tilt if affinity else scores
     exclude = set(query.exclude_item_ids)
@@ -69,8 +73,13 @@ def test_the_precomputed_ranking_answers_as_a_full_sort_would(seed):
     categories = {i: f"c{rng.integers(20)}" for i in items}
     sold = rng.choice(3000, 400, replace=False)
     weights = {items[n]: float(rng.integers(1, 6)) for n in sold}  # integers: ties on purpose
+    # Every third sale was made in the app: a request from the app blends the app's own.
+    app_weights = {i: w for n, (i, w) in enumerate(weights.items()) if n % 3 == 0}
     interactions = [
-        Interaction("buyer", i, InteractionType.PURCHASE, w, 0.0) for i, w in weights.items()
+        Interaction(
+            "buyer", i, InteractionType.PURCHASE, w, 0.0, channel="app" if i in app_weights else ""
+        )
+        for i, w in weights.items()
     ]
     model = PopularityRecommender()
     model.fit(
@@ -80,7 +89,7 @@ def test_the_precomputed_ranking_answers_as_a_full_sort_would(seed):
             item_features={i: {"category": c} for i, c in categories.items()},
         )
     )
-    for k in (1, 10, 50):
+    for k, channel in ((1, ""), (10, ""), (50, ""), (1, "app"), (10, "app"), (50, "app")):
         recent = [
             Interaction("x", items[n], InteractionType.VIEW, float(rng.integers(1, 4)), 0.0)
             for n in rng.choice(3000, int(rng.integers(0, 4)), replace=False)
@@ -89,7 +98,66 @@ def test_the_precomputed_ranking_answers_as_a_full_sort_would(seed):
             items[n] for n in rng.choice(3000, int(rng.integers(0, 200)), replace=False)
         )
         query = RecommendQuery(
-            customer_id="x", k=k, exclude_item_ids=exclude, recent_interactions=recent
+            customer_id="x",
+            k=k,
+            exclude_item_ids=exclude,
+            recent_interactions=recent,
+            context={"channel": channel} if channel else {},
         )
         got = [s.item_id for s in model.recommend(query)]
-        assert got == _full_sort(model, query, categories, weights)
+        assert got == _full_sort(model, query, categories, weights, app_weights)
+
+
+def _by_channel() -> TrainingData:
+    # "a" sells on the web, "b" in the app; "a" sells more overall.
+    events = [
+        Interaction(f"w{n}", "a", InteractionType.PURCHASE, 1.0, 100.0, channel="web")
+        for n in range(40)
+    ] + [
+        Interaction(f"p{n}", "b", InteractionType.PURCHASE, 1.0, 100.0, channel="app")
+        for n in range(25)
+    ]
+    return TrainingData(interactions=events, item_ids=("a", "b", "c"), now=100.0)
+
+
+def test_a_channel_with_enough_events_ranks_its_own_best_sellers_first(tmp_path):
+    # Issue 13: channel and device reach plugins as context; popularity learns per channel.
+    model = create({})
+    model.fit(_by_channel())
+
+    def first(context):
+        return model.recommend(RecommendQuery(customer_id="x", k=3, context=context))[0].item_id
+
+    assert first({}) == "a" and first({"channel": "web"}) == "a"
+    assert first({"channel": "app"}) == "b"
+    assert first({"channel": "email"}) == "a"  # no events of its own: the shop's
+    model.save(tmp_path)
+    loaded = create({})
+    loaded.load(tmp_path)
+    assert (
+        loaded.recommend(RecommendQuery(customer_id="x", k=1, context={"channel": "app"}))[
+            0
+        ].item_id
+        == "b"
+    )
+    off = create({"channel_weight": "0"})
+    off.fit(_by_channel())
+    assert (
+        off.recommend(RecommendQuery(customer_id="x", k=1, context={"channel": "app"}))[0].item_id
+        == "a"
+    )
+    with pytest.raises(ValueError):
+        create({"channel_weight": "2"})
+
+
+def test_partial_fit_counts_per_channel():
+    model = create({})
+    model.fit(_by_channel())
+    model.partial_fit(
+        [
+            Interaction(f"e{n}", "c", InteractionType.PURCHASE, 9.0, 101.0, channel="email")
+            for n in range(20)
+        ]
+    )
+    top = model.recommend(RecommendQuery(customer_id="x", k=1, context={"channel": "email"}))
+    assert top[0].item_id == "c"

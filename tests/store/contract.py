@@ -17,17 +17,30 @@ from contextlib import AbstractContextManager
 import pytest
 
 from kosmos.common.deadline import deadline_scope
-from kosmos.common.errors import AlreadyExists, DeadlineExceeded, NotFound, Unavailable
+from kosmos.common.errors import (
+    Aborted,
+    AlreadyExists,
+    DeadlineExceeded,
+    FailedPrecondition,
+    NotFound,
+    Unavailable,
+)
 from kosmos.store import Store
 from kosmos.store.records import (
     ApiKey,
+    ConsentPurpose,
     Customer,
     Exclusion,
     ExclusionKind,
+    Impression,
     Interaction,
     InteractionType,
     Item,
     ModelArtifact,
+    Preference,
+    PreferenceKind,
+    PriceRange,
+    RecommendationList,
     Shop,
 )
 
@@ -320,3 +333,203 @@ class StoreContract:
         assert third != second
         store.update_customer(Customer("acme", "bob", {"tier": "gold"}))
         assert store.data_version("acme") != third
+
+    # -- issue 11: the customer's own world ------------------------------------------------
+
+    def test_choices_round_trip_with_expiry(self, store: Store) -> None:
+        seed(store)
+        store.update_customer(
+            Customer(
+                "acme",
+                "alice",
+                exclusions=(Exclusion(ExclusionKind.CATEGORY, "Toys", 5000.0),),
+                preferences=(Preference(PreferenceKind.LIKED_BRAND, "Acme", None),),
+                price_range=PriceRange(5.0, 20.0, 6000.0),
+            )
+        )
+        got = store.get_customer("acme", "alice")
+        assert got is not None
+        assert got.exclusions == (Exclusion(ExclusionKind.CATEGORY, "Toys", 5000.0),)
+        assert got.preferences == (Preference(PreferenceKind.LIKED_BRAND, "Acme", None),)
+        assert got.price_range == PriceRange(5.0, 20.0, 6000.0)
+        assert not got.anonymous
+
+    def test_recent_is_event_time_and_undo_dismissal(self, store: Store) -> None:
+        seed(store)
+        late = Interaction("acme", "alice", "i1", InteractionType.VIEW, 3000.0)
+        backfilled = Interaction("acme", "alice", "i2", InteractionType.VIEW, 10.0)
+        dismiss = Interaction("acme", "alice", "i0", InteractionType.DISMISS, 2000.0)
+        store.record_interactions("acme", "r1", "h1", [late, dismiss])
+        store.record_interactions("acme", "r2", "h2", [backfilled])  # arrives last
+        inputs = store.recommend_inputs("acme", "alice", 10)
+        assert inputs is not None
+        assert [i.item_id for i in inputs.recent] == ["i1", "i0", "i2"]
+        assert inputs.dismissed_item_ids == {"i0"}
+        assert store.undo_dismissal("acme", "alice", "i0") == 1
+        assert store.undo_dismissal("acme", "alice", "i0") == 0
+        inputs = store.recommend_inputs("acme", "alice", 10)
+        assert inputs is not None and not inputs.dismissed_item_ids
+
+    def test_consent_history_and_training_filter(self, store: Store) -> None:
+        seed(store)
+        store.record_interactions("acme", "r", "h", [visit(0), visit(1, "bob")])
+        before = store.data_version("acme")
+        consent, unlinked = store.set_consent(
+            "acme", "alice", ConsentPurpose.TRAINING, False, "settings"
+        )
+        assert (consent.granted, consent.source, unlinked) == (False, "settings", 0)
+        assert consent.update_time is not None
+        assert store.data_version("acme") != before
+        assert {i.customer_id for i in store.iter_interactions("acme")} == {"bob"}
+        inputs = store.recommend_inputs("acme", "alice", 10)
+        assert inputs is not None
+        assert inputs.consents == {ConsentPurpose.TRAINING: False}
+        assert inputs.mask_time == consent.update_time
+        assert [i.item_id for i in inputs.recent] == ["i0"]  # kept for her own requests
+        store.set_consent("acme", "alice", ConsentPurpose.TRAINING, True, "banner")
+        assert {i.customer_id for i in store.iter_interactions("acme")} == {"alice", "bob"}
+        changes = store.list_consent_changes("acme", "alice", None, 10)
+        assert [(c.granted, c.source) for c in changes] == [(True, "banner"), (False, "settings")]
+        assert store.list_consent_changes("acme", "alice", changes[0].seq, 10) == changes[1:]
+        current = store.consents("acme", "alice")
+        assert current[ConsentPurpose.TRAINING].source == "banner"
+        assert current[ConsentPurpose.PERSONALIZATION].update_time is None  # the default
+        with pytest.raises(NotFound):
+            store.set_consent("acme", "carol", ConsentPurpose.TRAINING, False, "x")
+
+    def test_identity_links_merge_history_and_follow_consent(self, store: Store) -> None:
+        seed(store)
+        assert store.ensure_anonymous_customers("acme", ["anon-1", "alice"]) == ["anon-1"]
+        device = store.get_customer("acme", "anon-1")
+        assert device is not None and device.anonymous
+        store.record_interactions(
+            "acme",
+            "r",
+            "h",
+            [
+                Interaction("acme", "anon-1", "i2", InteractionType.VIEW, 50.0),
+                Interaction("acme", "anon-1", "i1", InteractionType.DISMISS, 60.0),
+            ],
+        )
+        store.link_identity("acme", "alice", "anon-1", "login")
+        inputs = store.recommend_inputs("acme", "alice", 10)
+        assert inputs is not None
+        assert inputs.linked_ids == ("anon-1",)
+        assert {i.item_id for i in inputs.recent} == {"i1", "i2"}
+        assert inputs.dismissed_item_ids == {"i1"}
+        assert [link.linked_id for link in store.list_identity_links("acme", "alice", "", 5)] == [
+            "anon-1"
+        ]
+        assert store.unlink_identity("acme", "alice", "anon-1")
+        inputs = store.recommend_inputs("acme", "alice", 10)
+        assert inputs is not None and not inputs.recent and not inputs.linked_ids
+        store.link_identity("acme", "alice", "anon-1", "login")
+        _, unlinked = store.set_consent(
+            "acme", "anon-1", ConsentPurpose.CROSS_DEVICE_LINKING, False, "banner"
+        )
+        assert unlinked == 1
+        assert store.list_identity_links("acme", "alice", "", 5) == []
+        with pytest.raises(FailedPrecondition):
+            store.link_identity("acme", "alice", "anon-1", "login")
+        with pytest.raises(NotFound):
+            store.link_identity("acme", "alice", "ghost", "login")
+
+    def test_erasure_removes_every_row_and_masks_the_id(self, store: Store) -> None:
+        seed(store)
+        store.ensure_anonymous_customers("acme", ["anon-1"])
+        store.record_interactions("acme", "mine", "h1", [visit(0), visit(1)])
+        store.record_interactions("acme", "mixed", "h2", [visit(2), visit(0, "bob")])
+        store.set_consent("acme", "alice", ConsentPurpose.PERSONALIZATION, True, "banner")
+        store.link_identity("acme", "alice", "anon-1", "login")
+        for n, version in enumerate(("v1", "v2")):
+            store.put_model_artifact(
+                ModelArtifact("acme", "als", version, time.time() - 10 + n, "{}"), b"x"
+            )
+        store.set_current_model("acme", "als", "v2")
+        erased = store.erase_customer("acme", "alice")
+        assert erased.profile_removed
+        assert erased.interactions_removed == 3
+        assert erased.identity_links_removed == 1
+        assert erased.consents_removed == 1
+        assert erased.idempotency_records_removed == 1  # "mixed" keeps its record (bob's)
+        assert erased.model_versions_removed == ("als/v1",)
+        assert erased.model_versions_pending == ("als/v2",)
+        assert [a.version for a in store.model_artifacts("acme", "als")] == ["v2"]
+        assert store.get_customer("acme", "alice") is None
+        assert store.list_interactions("acme", "alice", None, 10) == []
+        assert store.list_consent_changes("acme", "alice", None, 10) == []
+        assert store.list_identity_links("acme", "alice", "", 10) == []
+        assert store.get_customer("acme", "anon-1") is not None  # the device stays, unlinked
+        assert [i.customer_id for i in store.iter_interactions("acme")] == ["bob"]
+        # The retry of the request that held only her events is new again, not a replay.
+        _, replay = store.record_interactions("acme", "mine", "h1", [visit(0, "bob")])
+        assert not replay
+        latest = store.latest_mask_time("acme")
+        assert latest == erased.erase_time
+        store.create_customer(Customer("acme", "alice"))
+        inputs = store.recommend_inputs("acme", "alice", 10)
+        assert inputs is not None and inputs.mask_time == erased.erase_time
+        again = store.erase_customer("acme", "nobody")
+        assert not again.profile_removed and again.interactions_removed == 0
+        with pytest.raises(NotFound):
+            store.erase_customer("nope", "alice")
+
+    # -- issue 13: versioned documents, recommendation lists, impressions --------------------
+
+    def test_documents_are_versioned_per_kind_and_optimistic(self, store: Store) -> None:
+        seed(store)
+        assert store.document_revisions("acme") == {}
+        assert store.get_document("acme", "rules") is None
+        first = store.put_document("acme", "rules", {"rules": [{"rule_id": "a"}]})
+        second = store.put_document("acme", "rules", {"rules": []}, expected_revision=1)
+        store.put_document("acme", "experiments", {"experiments": {}})
+        assert (first.revision, second.revision) == (1, 2)
+        assert store.document_revisions("acme") == {"rules": 2, "experiments": 1}
+        assert store.get_document("acme", "rules").document == {"rules": []}
+        assert store.get_document("acme", "rules", 1).document == {"rules": [{"rule_id": "a"}]}
+        assert [r.revision for r in store.list_documents("acme", "rules", None, 10)] == [2, 1]
+        assert [r.revision for r in store.list_documents("acme", "rules", 2, 10)] == [1]
+        with pytest.raises(Aborted):
+            store.put_document("acme", "rules", {}, expected_revision=1)
+        with pytest.raises(NotFound):
+            store.put_document("nope", "rules", {})
+        assert store.document_revisions("other") == {}
+
+    def test_recommendation_lists_are_kept_until_they_expire(self, store: Store) -> None:
+        seed(store)
+        offers = ({"i": "i1", "s": 1.5, "r": "x", "m": "popularity", "k": "popular"},)
+        store.put_recommendation_list(
+            RecommendationList("acme", "r1", "alice", offers, 100.0, 200.0, "home", "e", "v")
+        )
+        kept = store.get_recommendation_list("acme", "r1", 150.0)
+        assert kept is not None and kept.offers == offers and kept.variant_id == "v"
+        assert (kept.placement, kept.experiment_id, kept.customer_id) == ("home", "e", "alice")
+        assert store.get_recommendation_list("acme", "r1", 201.0) is None
+        assert store.get_recommendation_list("other", "r1", 150.0) is None
+
+    def test_impressions_are_stored_once_and_reported_with_outcomes(self, store: Store) -> None:
+        seed(store)
+        store.put_recommendation_list(
+            RecommendationList("acme", "r1", "alice", (), 100.0, 9e9, "", "e", "v")
+        )
+        shown = [Impression("acme", "alice", "r1", f"i{n}", 1000.0 + n) for n in range(3)]
+        assert store.record_impressions("acme", shown) == 3
+        assert store.record_impressions("acme", shown[:2]) == 0
+        assert [i.item_id for i in store.recent_impressions("acme", "alice", 1001.0)] == [
+            "i2",
+            "i1",
+        ]
+        with pytest.raises(NotFound):
+            store.record_impressions("acme", [Impression("acme", "zed", "r1", "i0", 1.0)])
+        bought = Interaction("acme", "alice", "i1", InteractionType.PURCHASE, 1500.0, 2.0, "r1")
+        # Bob citing alice's list is not alice's list's outcome.
+        borrowed = Interaction("acme", "bob", "i2", InteractionType.CLICK, 1500.0, 0.0, "r1")
+        store.record_interactions("acme", "q", "h", [bought, borrowed])
+        outcomes = store.experiment_outcomes("acme", "e")
+        assert outcomes.lists == [("r1", "alice", "v")]
+        assert sorted(outcomes.impressions) == [("r1", "i0"), ("r1", "i1"), ("r1", "i2")]
+        assert outcomes.interactions == [("r1", "i1", InteractionType.PURCHASE, 2.0, 0.0)]
+        # Erasing the customer takes their lists and impressions along.
+        store.delete_customer("acme", "alice")
+        assert store.recent_impressions("acme", "alice", 0.0) == []
+        assert store.get_recommendation_list("acme", "r1", 150.0) is None

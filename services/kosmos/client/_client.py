@@ -25,6 +25,8 @@ from kosmos.v1 import (
     catalog_service_pb2,
     catalog_service_pb2_grpc,
     common_pb2,
+    experiment_service_pb2,
+    experiment_service_pb2_grpc,
     feedback_service_pb2,
     feedback_service_pb2_grpc,
     model_service_pb2,
@@ -33,6 +35,8 @@ from kosmos.v1 import (
     profile_service_pb2_grpc,
     recommendation_service_pb2,
     recommendation_service_pb2_grpc,
+    rules_service_pb2,
+    rules_service_pb2_grpc,
     shop_settings_service_pb2,
     shop_settings_service_pb2_grpc,
 )
@@ -95,6 +99,8 @@ class InteractionInput:
         value: The rating (0-5) or the purchase quantity.
         event_time: When it happened; the service's clock when omitted.
         recommendation_id: The recommendation that led to it, if any.
+        channel: The channel it happened on (``web``, ``app``...), if known.
+        device: The device it happened on (``mobile``, ``desktop``...), if known.
     """
 
     customer_id: str
@@ -103,6 +109,8 @@ class InteractionInput:
     value: float = 0.0
     event_time: datetime | None = None
     recommendation_id: str = ""
+    channel: str = ""
+    device: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +120,8 @@ class Recommendations:
     offers: list[recommendation_service_pb2.Offer]
     recommendation_id: str
     next_page_token: str = ""
+    experiment: str = ""
+    variant: str = ""
 
 
 @dataclass(slots=True)
@@ -123,6 +133,8 @@ class _Stubs:
     keys: Any = field(default=None)
     settings: Any = field(default=None)
     models: Any = field(default=None)
+    rules: Any = field(default=None)
+    experiments: Any = field(default=None)
 
 
 def interaction_type(name: str) -> common_pb2.InteractionType.ValueType:
@@ -187,6 +199,8 @@ class KosmosClient:
             ),
             keys=api_key_service_pb2_grpc.ApiKeyServiceStub(profile_channel),
             models=model_service_pb2_grpc.ModelServiceStub(channel("recommendation")),
+            rules=rules_service_pb2_grpc.MerchantRulesServiceStub(profile_channel),
+            experiments=experiment_service_pb2_grpc.ExperimentServiceStub(profile_channel),
         )
 
     def close(self) -> None:
@@ -387,6 +401,102 @@ class KosmosClient:
         ):
             yield from response.revisions
 
+    # -- merchant rules and experiments (issue 13) -------------------------------------------
+
+    def get_merchant_rules(
+        self, shop_id: str, *, revision: int = 0, timeout: float | None = None
+    ) -> rules_service_pb2.MerchantRules:
+        """A shop's merchant rules (revision 0: the current ones)."""
+        request = rules_service_pb2.GetMerchantRulesRequest(
+            name=f"shops/{shop_id}/rules", revision=revision
+        )
+        response = self._call(self._stubs.rules.GetMerchantRules, request, timeout)
+        result: rules_service_pb2.MerchantRules = response.rules
+        return result
+
+    def update_merchant_rules(
+        self,
+        shop_id: str,
+        rules: Sequence[rules_service_pb2.MerchantRule],
+        *,
+        timeout: float | None = None,
+    ) -> rules_service_pb2.MerchantRules:
+        """Replaces the shop's whole rule set; returns it with its new revision."""
+        request = rules_service_pb2.UpdateMerchantRulesRequest(
+            rules=rules_service_pb2.MerchantRules(name=f"shops/{shop_id}/rules", rules=rules)
+        )
+        response = self._call(self._stubs.rules.UpdateMerchantRules, request, timeout)
+        result: rules_service_pb2.MerchantRules = response.rules
+        return result
+
+    def create_experiment(
+        self,
+        shop_id: str,
+        experiment_id: str,
+        experiment: experiment_service_pb2.Experiment,
+        *,
+        timeout: float | None = None,
+    ) -> experiment_service_pb2.Experiment:
+        """Starts an experiment (at its ``start_time``, or now)."""
+        request = experiment_service_pb2.CreateExperimentRequest(
+            parent=f"shops/{shop_id}", experiment_id=experiment_id, experiment=experiment
+        )
+        response = self._call(self._stubs.experiments.CreateExperiment, request, timeout)
+        result: experiment_service_pb2.Experiment = response.experiment
+        return result
+
+    def end_experiment(
+        self, shop_id: str, experiment_id: str, *, timeout: float | None = None
+    ) -> experiment_service_pb2.Experiment:
+        request = experiment_service_pb2.EndExperimentRequest(
+            name=f"shops/{shop_id}/experiments/{experiment_id}"
+        )
+        response = self._call(self._stubs.experiments.EndExperiment, request, timeout)
+        result: experiment_service_pb2.Experiment = response.experiment
+        return result
+
+    def experiment_report(
+        self,
+        shop_id: str,
+        experiment_id: str,
+        *,
+        confidence_level: float = 0.0,
+        timeout: float | None = None,
+    ) -> experiment_service_pb2.GetExperimentReportResponse:
+        """Rates and revenue per variant with intervals and tests against the control."""
+        request = experiment_service_pb2.GetExperimentReportRequest(
+            name=f"shops/{shop_id}/experiments/{experiment_id}",
+            confidence_level=confidence_level,
+        )
+        result: experiment_service_pb2.GetExperimentReportResponse = self._call(
+            self._stubs.experiments.GetExperimentReport, request, timeout
+        )
+        return result
+
+    def record_impressions(
+        self,
+        shop_id: str,
+        customer_id: str,
+        recommendation_id: str,
+        item_ids: Sequence[str],
+        *,
+        event_time: datetime | None = None,
+        timeout: float | None = None,
+    ) -> int:
+        """Records the offers of a served list a page showed; returns how many were new."""
+        impression = feedback_service_pb2.Impression(
+            customer=f"shops/{shop_id}/customers/{customer_id}",
+            recommendation_id=recommendation_id,
+            item_ids=list(item_ids),
+        )
+        if event_time is not None:
+            impression.event_time.FromDatetime(event_time)
+        request = feedback_service_pb2.RecordImpressionsRequest(
+            parent=f"shops/{shop_id}", impressions=[impression]
+        )
+        response = self._call(self._stubs.feedback.RecordImpressions, request, timeout)
+        return int(response.recorded_count)
+
     # -- catalog -----------------------------------------------------------------------------
 
     def upsert_items(
@@ -427,6 +537,8 @@ class KosmosClient:
                 type=interaction_type(i.type),
                 value=i.value,
                 recommendation_id=i.recommendation_id,
+                channel=i.channel,
+                device=i.device,
             )
             if i.event_time is not None:
                 message.event_time.FromDatetime(i.event_time)
@@ -524,7 +636,11 @@ class KosmosClient:
         )
         response = self._call(self._stubs.recommendation.Recommend, request, timeout)
         return Recommendations(
-            list(response.offers), response.recommendation_id, response.next_page_token
+            list(response.offers),
+            response.recommendation_id,
+            response.next_page_token,
+            response.experiment,
+            response.variant,
         )
 
     def similar_items(
@@ -604,6 +720,166 @@ class KosmosClient:
         key: api_key_service_pb2.ApiKey = response.api_key
         return key
 
+    # -- the customer's own world (issue 11) -------------------------------------------------
+
+    def set_preferences(
+        self,
+        shop_id: str,
+        customer_id: str,
+        preferences: Sequence[tuple[str, str]],
+        *,
+        price_range: tuple[float, float] | None = None,
+        timeout: float | None = None,
+    ) -> common_pb2.Customer:
+        """Replaces the stated preferences, ``(kind, value)`` with kind ``liked_category``,
+        ``disliked_category``, ``liked_brand`` or ``disliked_brand``, and the price range
+        (``(low, high)``, 0 for no bound; None: none)."""
+        message = common_pb2.Customer(
+            name=f"shops/{shop_id}/customers/{customer_id}",
+            preferences=[
+                common_pb2.Preference(kind=_enum("PREFERENCE_KIND", kind), value=value)
+                for kind, value in preferences
+            ],
+        )
+        if price_range is not None:
+            message.price_range.CopyFrom(
+                common_pb2.PriceRange(min_price=price_range[0], max_price=price_range[1])
+            )
+        request = profile_service_pb2.UpdateCustomerRequest(
+            customer=message,
+            update_mask=field_mask_pb2.FieldMask(paths=["preferences", "price_range"]),
+        )
+        result: common_pb2.Customer = self._call(
+            self._stubs.profile.UpdateCustomer, request, timeout
+        ).customer
+        return result
+
+    def undo_dismissal(
+        self, shop_id: str, customer_id: str, item_id: str, *, timeout: float | None = None
+    ) -> int:
+        """Takes back the customer's dismissals of ``item_id``; returns how many."""
+        request = profile_service_pb2.UndoDismissalRequest(
+            customer=f"shops/{shop_id}/customers/{customer_id}", item_id=item_id
+        )
+        return int(self._call(self._stubs.profile.UndoDismissal, request, timeout).restored_count)
+
+    def get_tastes(
+        self, shop_id: str, customer_id: str, *, timeout: float | None = None
+    ) -> profile_service_pb2.GetTastesResponse:
+        """What Kosmos infers the customer likes, with evidence, beside what they stated."""
+        request = profile_service_pb2.GetTastesRequest(
+            customer=f"shops/{shop_id}/customers/{customer_id}"
+        )
+        result: profile_service_pb2.GetTastesResponse = self._call(
+            self._stubs.profile.GetTastes, request, timeout
+        )
+        return result
+
+    def correct_taste(
+        self, shop_id: str, customer_id: str, kind: str, value: str, *, timeout: float | None = None
+    ) -> common_pb2.Customer:
+        """ "Not interested any more" in a ``category`` or ``brand`` (``kind``)."""
+        request = profile_service_pb2.CorrectTasteRequest(
+            customer=f"shops/{shop_id}/customers/{customer_id}",
+            kind=_enum("PREFERENCE_KIND", f"liked_{kind}"),
+            value=value,
+        )
+        result: common_pb2.Customer = self._call(
+            self._stubs.profile.CorrectTaste, request, timeout
+        ).customer
+        return result
+
+    def set_consent(
+        self,
+        shop_id: str,
+        customer_id: str,
+        purpose: str,
+        granted: bool,
+        source: str,
+        *,
+        timeout: float | None = None,
+    ) -> common_pb2.Consent:
+        """Records consent for ``personalization``, ``training`` or ``cross_device_linking``."""
+        request = profile_service_pb2.SetConsentRequest(
+            customer=f"shops/{shop_id}/customers/{customer_id}",
+            consent=common_pb2.Consent(
+                purpose=_enum("CONSENT_PURPOSE", purpose), granted=granted, source=source
+            ),
+        )
+        result: common_pb2.Consent = self._call(
+            self._stubs.profile.SetConsent, request, timeout
+        ).consent
+        return result
+
+    def list_consent_changes(
+        self, shop_id: str, customer_id: str, *, timeout: float | None = None
+    ) -> list[common_pb2.Consent]:
+        """Every consent change of the customer, newest first."""
+        changes: list[common_pb2.Consent] = []
+        for page in self._pages(
+            self._stubs.profile.ListConsentChanges,
+            lambda token: profile_service_pb2.ListConsentChangesRequest(
+                customer=f"shops/{shop_id}/customers/{customer_id}", page_token=token
+            ),
+            timeout,
+        ):
+            changes.extend(page.changes)
+        return changes
+
+    def link_identity(
+        self,
+        shop_id: str,
+        customer_id: str,
+        linked_id: str,
+        source: str,
+        *,
+        timeout: float | None = None,
+    ) -> profile_service_pb2.IdentityLink:
+        """Links a device or ``anon-`` id to the customer."""
+        request = profile_service_pb2.LinkIdentityRequest(
+            customer=f"shops/{shop_id}/customers/{customer_id}",
+            linked=f"shops/{shop_id}/customers/{linked_id}",
+            source=source,
+        )
+        link: profile_service_pb2.IdentityLink = self._call(
+            self._stubs.profile.LinkIdentity, request, timeout
+        ).link
+        return link
+
+    def unlink_identity(
+        self, shop_id: str, customer_id: str, linked_id: str, *, timeout: float | None = None
+    ) -> bool:
+        request = profile_service_pb2.UnlinkIdentityRequest(
+            customer=f"shops/{shop_id}/customers/{customer_id}",
+            linked=f"shops/{shop_id}/customers/{linked_id}",
+        )
+        return bool(self._call(self._stubs.profile.UnlinkIdentity, request, timeout).removed)
+
+    def erase_customer(
+        self, shop_id: str, customer_id: str, *, timeout: float | None = None
+    ) -> profile_service_pb2.ErasureReceipt:
+        """Erases the customer everywhere; returns the receipt."""
+        request = profile_service_pb2.EraseCustomerRequest(
+            name=f"shops/{shop_id}/customers/{customer_id}"
+        )
+        receipt: profile_service_pb2.ErasureReceipt = self._call(
+            self._stubs.profile.EraseCustomer, request, timeout
+        ).receipt
+        return receipt
+
+    def explain(
+        self, shop_id: str, customer_id: str, item_id: str, *, timeout: float | None = None
+    ) -> recommendation_service_pb2.RecommendationServiceExplainResponse:
+        """One item's offer for the customer in full: reason, rank, contributions."""
+        request = recommendation_service_pb2.RecommendationServiceExplainRequest(
+            customer=f"shops/{shop_id}/customers/{customer_id}",
+            item=f"shops/{shop_id}/items/{item_id}",
+        )
+        result: recommendation_service_pb2.RecommendationServiceExplainResponse = self._call(
+            self._stubs.recommendation.Explain, request, timeout
+        )
+        return result
+
     # -- models ------------------------------------------------------------------------------
 
     def list_model_versions(
@@ -652,3 +928,16 @@ def _exclusions(pairs: Sequence[tuple[str, str]]) -> list[common_pb2.Exclusion]:
             ) from None
         result.append(common_pb2.Exclusion(kind=enum, value=value))
     return result
+
+
+def _enum(prefix: str, name: str) -> Any:
+    """``kosmos.v1`` enum value ``{prefix}_{NAME}``; ValueError naming the choices."""
+    enum = {
+        "PREFERENCE_KIND": common_pb2.PreferenceKind,
+        "CONSENT_PURPOSE": common_pb2.ConsentPurpose,
+    }[prefix]
+    try:
+        return enum.Value(f"{prefix}_{name.upper()}")
+    except ValueError:
+        choices = [n.removeprefix(prefix + "_").lower() for n in enum.keys()][1:]
+        raise ValueError(f"unknown {prefix.lower()} {name!r}; one of {choices}") from None

@@ -63,6 +63,8 @@ _F = "/kosmos.v1.FeedbackService/"
 _R = "/kosmos.v1.RecommendationService/"
 _S = "/kosmos.v1.ShopSettingsService/"
 _M = "/kosmos.v1.ModelService/"
+_MR = "/kosmos.v1.MerchantRulesService/"
+_E = "/kosmos.v1.ExperimentService/"
 
 METHOD_SCOPES: dict[str, Scope] = {
     _R + "Recommend": Scope.STOREFRONT,
@@ -86,7 +88,28 @@ METHOD_SCOPES: dict[str, Scope] = {
     _M + "ListModelVersions": Scope.ADMIN,
     _M + "TrainModels": Scope.ADMIN,
     _M + "RollbackModel": Scope.ADMIN,
+    _F + "RecordImpressions": Scope.STOREFRONT,
+    _MR + "GetMerchantRules": Scope.ADMIN,
+    _MR + "UpdateMerchantRules": Scope.ADMIN,
+    _MR + "ListMerchantRulesRevisions": Scope.ADMIN,
+    _E + "CreateExperiment": Scope.ADMIN,
+    _E + "GetExperiment": Scope.ADMIN,
+    _E + "ListExperiments": Scope.ADMIN,
+    _E + "EndExperiment": Scope.ADMIN,
+    _E + "GetExperimentReport": Scope.ADMIN,
     _P + "CreateShop": Scope.OPERATOR,
+    # Issue 11: what a shopper does about their own world goes through the storefront; the
+    # audit trail and erasure need the shop's admin.
+    _R + "Explain": Scope.STOREFRONT,
+    _P + "UndoDismissal": Scope.STOREFRONT,
+    _P + "GetTastes": Scope.STOREFRONT,
+    _P + "CorrectTaste": Scope.STOREFRONT,
+    _P + "SetConsent": Scope.STOREFRONT,
+    _P + "LinkIdentity": Scope.STOREFRONT,
+    _P + "UnlinkIdentity": Scope.STOREFRONT,
+    _P + "ListConsentChanges": Scope.ADMIN,
+    _P + "ListIdentityLinks": Scope.ADMIN,
+    _P + "EraseCustomer": Scope.ADMIN,
 }
 """The scope each RPC needs. Anything not listed needs `Scope.OPERATOR`."""
 

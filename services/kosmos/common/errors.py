@@ -82,6 +82,12 @@ class AlreadyExists(KosmosError):
     code = "ALREADY_EXISTS"
 
 
+class Aborted(KosmosError):
+    """A concurrent change won (an optimistic update found a newer revision); retry."""
+
+    code = "ABORTED"
+
+
 class FailedPrecondition(KosmosError):
     """The system is not in a state to do this yet (for example, a model is not fitted)."""
 

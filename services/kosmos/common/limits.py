@@ -41,6 +41,8 @@ STRING_LIMITS: dict[str, int] = {
     "value": 512,
     "page_token": 1024,
     "paths": 64,
+    "source": 64,
+    "linked": 256,
 }
 """Characters per string field, by field name (a repeated field: per entry)."""
 
@@ -49,13 +51,18 @@ MAX_LIST = 1000
 
 LIST_LIMITS: dict[str, int] = {
     "exclusions": 500,
+    "preferences": 500,
     "cart_item_ids": 200,
     "paths": 10,
+    "impressions": 100,
+    "rules": 200,
+    "variants": 10,
 }
 """Entries per repeated field, by field name."""
 
 FIELD_LIST_LIMITS: dict[str, int] = {
     "kosmos.v1.ImportInteractionsRequest.interactions": 10_000,
+    "kosmos.v1.Impression.item_ids": 100,
 }
 """Entries per repeated field of one message (full field name), before `LIST_LIMITS`: bulk
 intake takes larger batches than live calls."""

@@ -13,7 +13,7 @@ from kosmos.common import metrics
 from kosmos.common.errors import NotFound
 from kosmos.common.names import customer_name, shop_name
 from kosmos.store import Store
-from kosmos.store.records import Interaction
+from kosmos.store.records import Impression, Interaction, is_anonymous
 
 
 class Feedback:
@@ -31,6 +31,10 @@ class Feedback:
             NotFound: The shop, a customer or an item is unknown.
             AlreadyExists: ``request_id`` was used for a different request.
         """
+        # An anonymous or device id gets its profile on first use (issue 11).
+        anonymous = {i.customer_id for i in interactions if is_anonymous(i.customer_id)}
+        if anonymous:
+            self.store.ensure_anonymous_customers(shop_id, anonymous)
         # The store checks shop, customers and items inside the write's own transaction, so a
         # customer deleted between a check and the insert cannot leave orphan interactions.
         stored, replayed = self.store.record_interactions(
@@ -43,6 +47,24 @@ class Feedback:
         span.set_attribute("kosmos.interactions.count", len(stored))
         span.set_attribute("kosmos.request.replayed", bool(replayed))
         return stored
+
+    def record_impressions(self, shop_id: str, impressions: Sequence[Impression]) -> int:
+        """Stores what pages showed (never a positive signal); each (list, item) once.
+
+        Raises:
+            NotFound: The shop or a customer is unknown.
+        """
+        if self.store.get_shop(shop_id) is None:
+            raise NotFound("shop", shop_name(shop_id))
+        # An anonymous id's page views count for it as its clicks do (issue 11).
+        anonymous = {i.customer_id for i in impressions if is_anonymous(i.customer_id)}
+        if anonymous:
+            self.store.ensure_anonymous_customers(shop_id, anonymous)
+        count = self.store.record_impressions(shop_id, impressions)
+        span = trace.get_current_span()
+        span.set_attribute("kosmos.shop", shop_id)
+        span.set_attribute("kosmos.impressions.count", count)
+        return count
 
     def import_history(
         self, shop_id: str, request_id: str, request_hash: str, interactions: Sequence[Interaction]

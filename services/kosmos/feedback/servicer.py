@@ -22,7 +22,7 @@ from kosmos.common.names import (
 )
 from kosmos.common.timestamps import to_seconds, to_timestamp
 from kosmos.feedback.domain import Feedback
-from kosmos.store.records import Interaction, InteractionType
+from kosmos.store.records import Impression, Interaction, InteractionType
 from kosmos.v1 import common_pb2, feedback_service_pb2, feedback_service_pb2_grpc
 
 MAX_BATCH = 1000
@@ -33,6 +33,9 @@ MAX_REQUEST_ID = 128
 # Clocks drift: an event up to this far in the future is accepted as "now".
 CLOCK_SKEW_SECONDS = 300.0
 MAX_RATING = 5.0
+MAX_CONTEXT_TEXT = 64
+MAX_IMPRESSIONS = 100
+MAX_IMPRESSION_ITEMS = 100
 
 
 def interaction_to_proto(i: Interaction) -> common_pb2.Interaction:
@@ -44,6 +47,8 @@ def interaction_to_proto(i: Interaction) -> common_pb2.Interaction:
         value=i.value,
         event_time=to_timestamp(i.event_time),
         recommendation_id=i.recommendation_id,
+        channel=i.channel,
+        device=i.device,
     )
 
 
@@ -77,8 +82,21 @@ def interaction_from_proto(message: Any, shop_id: str, field: str, now: float) -
         raise InvalidArgument(
             f"{field}.recommendation_id", "TOO_LONG", f"must be at most {MAX_REQUEST_ID} characters"
         )
+    for text in ("channel", "device"):
+        if len(getattr(message, text)) > MAX_CONTEXT_TEXT:
+            raise InvalidArgument(
+                f"{field}.{text}", "TOO_LONG", f"must be at most {MAX_CONTEXT_TEXT} characters"
+            )
     return Interaction(
-        shop_id, customer_id, item_id, kind, event_time, value, message.recommendation_id
+        shop_id,
+        customer_id,
+        item_id,
+        kind,
+        event_time,
+        value,
+        message.recommendation_id,
+        channel=message.channel,
+        device=message.device,
     )
 
 
@@ -111,6 +129,8 @@ def interactions_from_proto(messages: Any, shop_id: str, now: float) -> list[Int
             or not 0.0 <= value <= (MAX_RATING if kind is InteractionType.RATING else math.inf)
             or not 0.0 < event_time <= latest
             or len(m.recommendation_id) > MAX_REQUEST_ID
+            or len(m.channel) > MAX_CONTEXT_TEXT
+            or len(m.device) > MAX_CONTEXT_TEXT
         ):
             checked = interaction_from_proto(m, shop_id, f"interactions[{n}]", now)
             customers[m.customer] = checked.customer_id
@@ -119,7 +139,15 @@ def interactions_from_proto(messages: Any, shop_id: str, now: float) -> list[Int
             continue
         out.append(
             Interaction(
-                shop_id, customer_id, m.item_id, kind, event_time, value, m.recommendation_id
+                shop_id,
+                customer_id,
+                m.item_id,
+                kind,
+                event_time,
+                value,
+                m.recommendation_id,
+                channel=m.channel,
+                device=m.device,
             )
         )
     return out
@@ -132,13 +160,18 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
     def RecordInteractions(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC's names)
         shop_id, request_id, request_hash, interactions = _batch(request, MAX_BATCH)
         stored = self.feedback.record(shop_id, request_id, request_hash, interactions)
+        # A replay answers with what is still stored: an undone dismissal or an erased
+        # customer's events (issue 11) are gone, and the rest no longer line up by index.
+        aligned = len(stored) == len(request.interactions)
         return feedback_service_pb2.RecordInteractionsResponse(
             interactions=[interaction_to_proto(i) for i in stored],
             unattributed_indexes=[
                 n
                 for n, (sent, kept) in enumerate(zip(request.interactions, stored, strict=True))
                 if sent.recommendation_id and not kept.recommendation_id
-            ],
+            ]
+            if aligned
+            else [],
         )
 
     def ImportInteractions(self, request: Any, context: Any) -> Any:  # noqa: N802
@@ -149,6 +182,56 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
         return feedback_service_pb2.ImportInteractionsResponse(
             imported_count=count, replayed=replayed
         )
+
+    def RecordImpressions(self, request: Any, context: Any) -> Any:  # noqa: N802
+        shop_id = parse_shop(request.parent, "parent")
+        if not request.impressions:
+            raise InvalidArgument("impressions", "MISSING_FIELD", "needs at least one impression")
+        if len(request.impressions) > MAX_IMPRESSIONS:
+            raise InvalidArgument(
+                "impressions", "TOO_MANY_ENTRIES", f"takes at most {MAX_IMPRESSIONS}"
+            )
+        now = time.time()
+        rows: list[Impression] = []
+        for n, m in enumerate(request.impressions):
+            field = f"impressions[{n}]"
+            customer_shop, customer_id = parse_customer(m.customer, f"{field}.customer")
+            if customer_shop != shop_id:
+                raise InvalidArgument(
+                    f"{field}.customer", "WRONG_SHOP", f"must be under shops/{shop_id}"
+                )
+            if not m.recommendation_id:
+                raise InvalidArgument(f"{field}.recommendation_id", "MISSING_FIELD", "is required")
+            if not signing.recommendation_id_valid(shop_id, m.recommendation_id, now):
+                raise InvalidArgument(
+                    f"{field}.recommendation_id",
+                    "UNKNOWN_RECOMMENDATION",
+                    "is not a recommendation id this shop was served in the last 7 days",
+                )
+            if not m.item_ids:
+                raise InvalidArgument(f"{field}.item_ids", "MISSING_FIELD", "needs an item id")
+            if len(m.item_ids) > MAX_IMPRESSION_ITEMS:
+                raise InvalidArgument(
+                    f"{field}.item_ids", "TOO_MANY_ENTRIES", f"takes at most {MAX_IMPRESSION_ITEMS}"
+                )
+            event_time = now
+            if m.HasField("event_time"):
+                event_time = to_seconds(m.event_time)
+                if event_time > now + CLOCK_SKEW_SECONDS:
+                    raise InvalidArgument(
+                        f"{field}.event_time", "FUTURE_EVENT_TIME", "must not be in the future"
+                    )
+                if event_time <= 0:
+                    raise InvalidArgument(
+                        f"{field}.event_time", "INVALID_EVENT_TIME", "must be after 1970"
+                    )
+            for k, item_id in enumerate(m.item_ids):
+                check_resource_id(item_id, f"{field}.item_ids[{k}]")
+                rows.append(
+                    Impression(shop_id, customer_id, m.recommendation_id, item_id, event_time)
+                )
+        count = self.feedback.record_impressions(shop_id, rows)
+        return feedback_service_pb2.RecordImpressionsResponse(recorded_count=count)
 
     def ListInteractions(self, request: Any, context: Any) -> Any:  # noqa: N802
         shop_id, customer_id = parse_customer(request.parent, "parent")

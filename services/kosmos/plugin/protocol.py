@@ -79,6 +79,10 @@ class Interaction:
         weight: The strength the core gives it: purchases weigh more than views, dismissals 0.
         time: Seconds since the Unix epoch.
         value: The rating, or the quantity of a purchase; 0 when not given.
+        channel: The channel it happened on (``web``, ``app``, ``email``), "" when not given:
+            the same values as ``RecommendQuery.context["channel"]``, so a plugin can learn
+            per channel.
+        device: The device it happened on (``mobile``, ``desktop``), "" when not given.
     """
 
     customer_id: str
@@ -87,6 +91,8 @@ class Interaction:
     weight: float
     time: float
     value: float = 0.0
+    channel: str = ""
+    device: str = ""
 
 
 @dataclass(frozen=True, slots=True)

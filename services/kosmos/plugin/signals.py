@@ -81,4 +81,6 @@ def to_plugin(i: Interaction, weights: Weights = DEFAULT_WEIGHTS) -> PluginInter
         w = i.value if i.type is InteractionType.RATING else WEIGHTS[i.type]
     else:
         w = weights.of(i.type, i.value)
-    return PluginInteraction(i.customer_id, i.item_id, i.type, w, i.event_time, i.value)
+    return PluginInteraction(
+        i.customer_id, i.item_id, i.type, w, i.event_time, i.value, i.channel, i.device
+    )

@@ -147,6 +147,17 @@ class RecommenderContract:
             assert scores == sorted(scores, reverse=True)
             assert len(set(self.ids(result))) == len(result)
 
+    def test_top_k_is_prefix_stable_and_never_repeats(
+        self, fitted: Recommender, data: TrainingData
+    ) -> None:
+        # Stable pages (issue 13): the service ranks one list and pages slice it, so a
+        # plugin's top k must be the first k of its top 2k, with no item twice.
+        for c in (customer("a", 1), customer("b", 3)):
+            full = self.ids(fitted.recommend(self.query(data, c, k=12)))
+            assert len(full) == len(set(full)), full
+            for n in (1, 3, 5, 8):
+                assert self.ids(fitted.recommend(self.query(data, c, k=n))) == full[:n], (c, n)
+
     def test_exclusions_are_honoured(self, fitted: Recommender, data: TrainingData) -> None:
         first = fitted.recommend(self.query(data, customer("a", 2), k=4))
         banned = frozenset(self.ids(first)[:2])

@@ -10,10 +10,12 @@ import grpc
 from kosmos.catalog import services as catalog_services
 from kosmos.common.config import RecommendationSettings
 from kosmos.common.server import Service
+from kosmos.experiments import servicer as experiments
 from kosmos.keys import services as key_services
 from kosmos.profile.domain import Profiles
 from kosmos.profile.servicer import ProfileServicer
 from kosmos.shopconfig import Recommenders, known_recommenders
+from kosmos.shopconfig import rules_servicer as merchant_rules
 from kosmos.shopconfig import servicer as shop_settings
 from kosmos.store import Store
 from kosmos.v1 import profile_service_pb2, profile_service_pb2_grpc
@@ -24,8 +26,8 @@ __all__ = ["SERVICE_NAME", "Profiles", "installed_recommenders", "services"]
 
 
 def services(store: Store, recommenders: Callable[[], Recommenders] | None = None) -> list[Service]:
-    """What the profile process hosts: ProfileService, CatalogService, ApiKeyService and
-    ShopSettingsService.
+    """What the profile process hosts: ProfileService, CatalogService, ApiKeyService,
+    ShopSettingsService, MerchantRulesService and ExperimentService.
 
     Args:
         store: The store.
@@ -44,6 +46,8 @@ def services(store: Store, recommenders: Callable[[], Recommenders] | None = Non
         *catalog_services(store),
         *key_services(store),
         *shop_settings.services(store, recommenders),
+        *merchant_rules.services(store),
+        *experiments.services(store, recommenders),
     ]
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection, Mapping, Sequence
 
 from kosmos.common.errors import NotFound
 from kosmos.common.names import customer_name, shop_name
 from kosmos.store import Store
-from kosmos.store.records import Customer, Exclusion, Shop
+from kosmos.store.records import Customer, Exclusion, Preference, PriceRange, Shop
 
 
 class Profiles:
@@ -31,10 +32,19 @@ class Profiles:
         customer_id: str,
         attributes: Mapping[str, str],
         exclusions: Sequence[Exclusion],
+        preferences: Sequence[Preference] = (),
+        price_range: PriceRange | None = None,
     ) -> Customer:
         self.get_shop(shop_id)
         return self.store.create_customer(
-            Customer(shop_id, customer_id, dict(attributes), tuple(exclusions))
+            Customer(
+                shop_id,
+                customer_id,
+                dict(attributes),
+                tuple(exclusions),
+                preferences=tuple(preferences),
+                price_range=price_range,
+            )
         )
 
     def upsert_customers(
@@ -58,14 +68,33 @@ class Profiles:
         customer_id: str,
         attributes: Mapping[str, str] | None,
         exclusions: Sequence[Exclusion] | None,
+        preferences: Sequence[Preference] | None = None,
+        price_range: PriceRange | None = None,
+        clear_price_range: bool = False,
     ) -> Customer:
+        """Replaces the fields given (not None); the others stay. Lapsed exclusions and
+        preferences are dropped on every change."""
         current = self.get_customer(shop_id, customer_id)
+        now = time.time()
         return self.store.update_customer(
             Customer(
                 shop_id,
                 customer_id,
                 dict(attributes) if attributes is not None else current.attributes,
-                tuple(exclusions) if exclusions is not None else current.exclusions,
+                tuple(
+                    e
+                    for e in (exclusions if exclusions is not None else current.exclusions)
+                    if e.expire_time is None or e.expire_time > now
+                ),
+                preferences=tuple(
+                    p
+                    for p in (preferences if preferences is not None else current.preferences)
+                    if p.expire_time is None or p.expire_time > now
+                ),
+                price_range=None
+                if clear_price_range
+                else (price_range if price_range is not None else current.price_range),
+                anonymous=current.anonymous,
             )
         )
 

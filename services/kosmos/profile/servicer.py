@@ -8,7 +8,6 @@ from kosmos.common.errors import InvalidArgument
 from kosmos.common.names import (
     check_resource_id,
     check_shop_id,
-    customer_name,
     decode_page_token,
     encode_page_token,
     fits,
@@ -17,15 +16,24 @@ from kosmos.common.names import (
     parse_shop,
     shop_name,
 )
-from kosmos.common.timestamps import to_timestamp
+from kosmos.common.timestamps import to_seconds, to_timestamp
 from kosmos.common.validation import check_attributes, check_count
+from kosmos.profile._ecosystem_servicer import (
+    EcosystemServicer,
+    customer_to_proto,
+    preferences_from_proto,
+    price_range_from_proto,
+    receipt_to_proto,
+)
 from kosmos.profile.domain import Profiles
-from kosmos.store.records import Customer, Exclusion, ExclusionKind, Shop
+from kosmos.profile.ecosystem import Ecosystem
+from kosmos.store.records import CUSTOMER_FIELDS, Customer, Exclusion, ExclusionKind, Shop
 from kosmos.v1 import common_pb2, profile_service_pb2, profile_service_pb2_grpc
 
 MAX_EXCLUSIONS = 500
 MAX_CUSTOMERS_BATCH = 1000
-UPDATABLE = ("attributes", "exclusions")
+UPDATABLE = CUSTOMER_FIELDS
+BULK_UPDATABLE = ("attributes", "exclusions")
 
 
 def shop_to_proto(shop: Shop) -> common_pb2.Shop:
@@ -33,19 +41,6 @@ def shop_to_proto(shop: Shop) -> common_pb2.Shop:
         name=shop_name(shop.shop_id),
         display_name=shop.display_name,
         create_time=to_timestamp(shop.create_time),
-    )
-
-
-def customer_to_proto(customer: Customer) -> common_pb2.Customer:
-    return common_pb2.Customer(
-        name=customer_name(customer.shop_id, customer.customer_id),
-        attributes=customer.attributes,
-        exclusions=[
-            common_pb2.Exclusion(kind=common_pb2.ExclusionKind.ValueType(e.kind), value=e.value)
-            for e in customer.exclusions
-        ],
-        create_time=to_timestamp(customer.create_time),
-        update_time=to_timestamp(customer.update_time),
     )
 
 
@@ -59,13 +54,15 @@ def exclusions_from_proto(exclusions: Any, field: str) -> list[Exclusion]:
             raise InvalidArgument(f"{field}[{n}].kind", "UNKNOWN_ENUM", f"unknown value {e.kind}")
         if not e.value:
             raise InvalidArgument(f"{field}[{n}].value", "MISSING_FIELD", "is required")
-        result.append(Exclusion(ExclusionKind(e.kind), e.value))
+        expire = to_seconds(e.expire_time) if e.HasField("expire_time") else None
+        result.append(Exclusion(ExclusionKind(e.kind), e.value, expire))
     return result
 
 
-class ProfileServicer(profile_service_pb2_grpc.ProfileServiceServicer):
-    def __init__(self, profiles: Profiles) -> None:
+class ProfileServicer(EcosystemServicer, profile_service_pb2_grpc.ProfileServiceServicer):
+    def __init__(self, profiles: Profiles, ecosystem: Ecosystem | None = None) -> None:
         self.profiles = profiles
+        self.ecosystem = ecosystem or Ecosystem(profiles.store)
 
     def CreateShop(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC's method names)
         shop_id = check_shop_id(request.shop_id, "shop_id")
@@ -83,19 +80,27 @@ class ProfileServicer(profile_service_pb2_grpc.ProfileServiceServicer):
         customer_id = check_resource_id(request.customer_id, "customer_id")
         attributes = check_attributes(request.customer.attributes, "customer.attributes")
         exclusions = exclusions_from_proto(request.customer.exclusions, "customer.exclusions")
-        customer = self.profiles.create_customer(shop_id, customer_id, attributes, exclusions)
+        preferences = preferences_from_proto(request.customer.preferences, "customer.preferences")
+        price_range = (
+            price_range_from_proto(request.customer.price_range, "customer.price_range")
+            if request.customer.HasField("price_range")
+            else None
+        )
+        customer = self.profiles.create_customer(
+            shop_id, customer_id, attributes, exclusions, preferences, price_range
+        )
         return profile_service_pb2.CreateCustomerResponse(customer=customer_to_proto(customer))
 
     def CreateCustomers(self, request: Any, context: Any) -> Any:  # noqa: N802
         shop_id = parse_shop(request.parent, "parent")
         check_count(len(request.customers), "customers", MAX_CUSTOMERS_BATCH, minimum=1)
-        replace = list(request.update_mask.paths) or list(UPDATABLE)
+        replace = list(request.update_mask.paths) or list(BULK_UPDATABLE)
         for n, path in enumerate(replace):
-            if path not in UPDATABLE:
+            if path not in BULK_UPDATABLE:
                 raise InvalidArgument(
                     f"update_mask.paths[{n}]",
                     "NOT_UPDATABLE",
-                    f"{path!r} is not one of {UPDATABLE}",
+                    f"{path!r} is not one of {BULK_UPDATABLE}",
                 )
         customers = []
         seen: dict[str, int] = {}
@@ -127,7 +132,10 @@ class ProfileServicer(profile_service_pb2_grpc.ProfileServiceServicer):
     def GetCustomer(self, request: Any, context: Any) -> Any:  # noqa: N802
         shop_id, customer_id = parse_customer(request.name, "name")
         customer = self.profiles.get_customer(shop_id, customer_id)
-        return profile_service_pb2.GetCustomerResponse(customer=customer_to_proto(customer))
+        consents = self.ecosystem.consents(shop_id, customer_id)
+        return profile_service_pb2.GetCustomerResponse(
+            customer=customer_to_proto(customer, consents)
+        )
 
     def UpdateCustomer(self, request: Any, context: Any) -> Any:  # noqa: N802
         shop_id, customer_id = parse_customer(request.customer.name, "customer.name")
@@ -151,13 +159,37 @@ class ProfileServicer(profile_service_pb2_grpc.ProfileServiceServicer):
             if "exclusions" in paths
             else None
         )
-        customer = self.profiles.update_customer(shop_id, customer_id, attributes, exclusions)
-        return profile_service_pb2.UpdateCustomerResponse(customer=customer_to_proto(customer))
+        preferences = (
+            preferences_from_proto(request.customer.preferences, "customer.preferences")
+            if "preferences" in paths
+            else None
+        )
+        price_range = None
+        if "price_range" in paths and request.customer.HasField("price_range"):
+            price_range = price_range_from_proto(
+                request.customer.price_range, "customer.price_range"
+            )
+        customer = self.profiles.update_customer(
+            shop_id,
+            customer_id,
+            attributes,
+            exclusions,
+            preferences,
+            price_range,
+            clear_price_range="price_range" in paths and price_range is None,
+        )
+        consents = self.ecosystem.consents(shop_id, customer_id)
+        return profile_service_pb2.UpdateCustomerResponse(
+            customer=customer_to_proto(customer, consents)
+        )
 
     def DeleteCustomer(self, request: Any, context: Any) -> Any:  # noqa: N802
         shop_id, customer_id = parse_customer(request.name, "name")
-        self.profiles.delete_customer(shop_id, customer_id)
-        return profile_service_pb2.DeleteCustomerResponse()
+        # Deleting is erasing (issue 11): NOT_FOUND when there was nothing, as before.
+        receipt = self.ecosystem.erase(shop_id, customer_id)
+        if not (receipt.erasure.profile_removed or receipt.erasure.interactions_removed):
+            self.profiles.delete_customer(shop_id, customer_id)  # raises NotFound
+        return profile_service_pb2.DeleteCustomerResponse(receipt=receipt_to_proto(receipt))
 
     def ListCustomers(self, request: Any, context: Any) -> Any:  # noqa: N802
         shop_id = parse_shop(request.parent, "parent")

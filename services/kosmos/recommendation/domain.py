@@ -4,25 +4,39 @@ business rules, vary, explain. Plain Python; imports no grpc.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import replace as dataclass_replace
 
 from opentelemetry import trace
 
 from kosmos.common import deadline, metrics, signing
-from kosmos.common.errors import NotFound
+from kosmos.common.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
 from kosmos.common.names import customer_name, item_name, shop_name
+from kosmos.experiments.domain import Assignment
+from kosmos.experiments.domain import assign as assign_variant
 from kosmos.plugin import Interaction as PluginInteraction
 from kosmos.plugin import Recommender, RecommendQuery, Scored, SimilarItemsQuery
 from kosmos.plugin.routing import Candidate, Routing, run_chain
 from kosmos.plugin.signals import DEFAULT_WEIGHTS, Weights, to_plugin
+from kosmos.recommendation import pages, rotation, rules
 from kosmos.recommendation.catalog_cache import CatalogCache
+from kosmos.recommendation.choices import Choices
 from kosmos.recommendation.models import ModelHub, ShopSettings
 from kosmos.recommendation.seen import SeenPolicy
+from kosmos.shopconfig.documents import DocumentCache
 from kosmos.store import Store
-from kosmos.store.records import Customer, ExclusionKind, InteractionType, Item
+from kosmos.store.records import (
+    Customer,
+    InteractionType,
+    Item,
+    RecommendationList,
+    RecommendInputs,
+    is_anonymous,
+)
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -31,6 +45,13 @@ tracer = trace.get_tracer(__name__)
 # times what the page needs, plus a margin.
 OVERFETCH = 2
 OVERFETCH_MARGIN = 10
+# When the customer's exclusions leave the page short, ask again for this many times more
+# candidates, at most this many more times (issue 11: the page stays full).
+REFILL_FACTOR = 4
+REFILL_ROUNDS = 2
+# The customer id a model is asked with when it must not use its vector for the customer
+# (erased, or training consent withdrawn, after the model was built): no id can be this.
+MASKED_CUSTOMER_ID = "\x00masked"
 DEFAULT_REASON = "Picked for you"
 # When a recommender names the recent item behind an offer, the reason names it too, for at
 # most this many offers of one list.
@@ -113,6 +134,7 @@ class Offer:
     recommender: str
     kind: str = "picked_for_you"
     evidence: tuple[str, ...] = ()
+    rule_id: str = ""  # the merchant rule that placed it (kind "promoted")
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +142,9 @@ class OfferPage:
     offers: list[Offer]
     recommendation_id: str
     has_more: bool
+    experiment_id: str = ""
+    variant_id: str = ""
+    expire_time: float = 0.0  # until when the list behind the id is kept (0: not kept)
 
 
 def _page(
@@ -181,6 +206,8 @@ class Recommendations:
         self.repurchase_cooldown = repurchase_cooldown_hours * 3600.0
         self.clock = clock
         self.catalog = CatalogCache(store)
+        # Merchant rules and experiments, cached by revision (issue 13).
+        self.documents = DocumentCache(store)
 
     # -- public ------------------------------------------------------------------------------
 
@@ -193,6 +220,9 @@ class Recommendations:
         offset: int,
         recommendation_id: str = "",
     ) -> OfferPage:
+        if recommendation_id:
+            # A later page: a slice of the list kept behind the id (issue 13).
+            return self._kept_page(shop_id, recommendation_id, offset, page_size)
         shop = self._view(shop_id)
         # One read for the profile, the recent history, the dismissals and what the customer
         # owns (issue 8).
@@ -200,17 +230,18 @@ class Recommendations:
             shop_id, customer_id, self.recent_interactions, shop.seen_policy.owned_types
         )
         if inputs is None:
-            self._customer(shop_id, customer_id)  # raises NotFound for the shop or the customer
-            raise NotFound("customer", customer_name(shop_id, customer_id))
+            inputs = self._anonymous(shop_id, customer_id)
         customer = inputs.customer
         now = self.clock() if context.request_time is None else context.request_time
-        recent = [to_plugin(i, shop.weights) for i in inputs.recent]
+        catalog = self.catalog.items(shop_id)
+        # The customer's own choices: exclusions, preferences, consent (issue 11).
+        choices = Choices.of(customer, self.clock(), inputs.consents)
+        recent = choices.history([to_plugin(i, shop.weights) for i in inputs.recent], catalog)
         excluded = set(inputs.dismissed_item_ids) | context.cart_item_ids
         excluded |= set(context.item_ids)
         # The seen-item policy: what the customer has, unless people buy it again.
-        catalog = self.catalog.items(shop_id)
         excluded |= shop.seen_policy.excluded(
-            inputs.owned_item_ids,
+            inputs.owned_item_ids if choices.personal else frozenset(),
             self.models.repeatable(shop_id),
             context.page,
             lambda item_id: catalog[item_id].category if item_id in catalog else "",
@@ -221,33 +252,74 @@ class Recommendations:
             for i in recent
             if i.type is InteractionType.PURCHASE and cooled <= i.time <= now
         }
-        excluded |= {e.value for e in customer.exclusions if e.kind is ExclusionKind.ITEM}
-        want = offset + page_size
+        excluded |= choices.item_ids
+        # Experiments and merchant rules (issue 13): the customer's variant may route and
+        # rule differently; the list is one ranking, whatever the page size (stable pages).
+        docs = self.documents.for_shop(shop_id)
+        assigned = assign_variant(docs.experiments, customer_id, context.page, now)
+        routing, rule_set = shop.routing, docs.rules
+        if assigned is not None and assigned.variant is not None:
+            if assigned.variant.routing:
+                routing = Routing.parse(assigned.variant.routing)
+            rule_set = rule_set + rules.RuleSet.from_document({"rules": assigned.variant.rules})
+        rule_set = rule_set.active(context.page, now)
+        # Rotation reads the customer's own impressions: personalization, so only with its
+        # consent (issue 11).
+        shown: dict[str, float] = {}
+        strength = 0.0
+        if choices.personal:
+            shown = rotation.ignored_weights(
+                self.store.recent_impressions(shop_id, customer_id, rotation.horizon(now)),
+                recent,
+                now,
+            )
+            strength = rotation.MAX_STRENGTH * rotation.novelty(
+                customer.attributes, len(inputs.dismissed_item_ids)
+            )
+        # A first page larger than the list ranks a list of its own size.
+        length = max(pages.LIST_LENGTH, page_size)
+        want = length - 1
         query = RecommendQuery(
-            customer_id=customer_id,
-            k=want * OVERFETCH + OVERFETCH_MARGIN,
+            customer_id=customer_id if choices.personal else MASKED_CUSTOMER_ID,
+            k=length + pages.LIST_MARGIN,
             exclude_item_ids=frozenset(excluded),
             recent_interactions=recent,
-            customer_features=customer.attributes,
+            customer_features=customer.attributes if choices.personal else {},
             context=context.as_mapping(),
             reasons=self.reasons,
             now=now,
             seed_item_ids=context.seed_item_ids,
             placement=context.page,
         )
-        chain = shop.routing.chain(has_history=bool(recent), placement=context.page)
-        candidates = self._gather(shop_id, chain, query.k, lambda m: m.recommend(query))
-        offers = self._finish(
-            catalog,
-            shop.max_per_category,
-            candidates,
-            customer,
-            excluded,
-            want,
-            recent,
-            seeds=context.seed_item_ids,
-        )
-        page = _page(shop_id, offers, offset, want, recommendation_id)
+        chain = routing.chain(has_history=bool(recent), placement=context.page)
+        masked = self._masked(shop_id, chain, inputs)
+        for attempt in range(REFILL_ROUNDS + 1):
+            if attempt:
+                query = dataclasses.replace(query, k=query.k * REFILL_FACTOR)
+            asked, hidden = query, dataclasses.replace(query, customer_id=MASKED_CUSTOMER_ID)
+            candidates = self._gather(
+                shop_id,
+                chain,
+                query.k,
+                lambda m: m.recommend(hidden if id(m) in masked else asked),  # noqa: B023
+            )
+            ruled = rules.apply(rule_set, candidates, catalog)
+            offers = self._finish(
+                catalog,
+                shop.max_per_category,
+                ruled.candidates,
+                customer,
+                excluded,
+                want,
+                recent,
+                seeds=context.seed_item_ids,
+                choices=choices,
+                rotate=lambda kept: rotation.rotate(kept, shown, strength),
+            )
+            if len(offers) > want or len(candidates) < query.k:
+                break  # full, or nothing more to ask for
+        offers = _pinned(rules.place_pins(offers, ruled.pins), ruled.pins)
+        page = self._keep(shop_id, customer_id, context.page, assigned, offers[:length], page_size)
         _served(page, shop_id, "recommend")
         return page
 
@@ -265,11 +337,21 @@ class Recommendations:
         shop = self._view(shop_id)
         if item_id not in catalog:
             raise NotFound("item", item_name(shop_id, item_id))
-        customer = self._customer(shop_id, customer_id) if customer_id else None
+        # The customer's profile, consent and dismissals (their linked devices' too), in one
+        # read (issue 11).
+        inputs = None
+        if customer_id:
+            inputs = self.store.recommend_inputs(shop_id, customer_id, 0)
+            if inputs is None:
+                inputs = self._anonymous(shop_id, customer_id)
+        customer = inputs.customer if inputs is not None else None
         excluded: set[str] = {item_id}
-        if customer is not None:
-            excluded |= self.store.dismissed_item_ids(shop_id, customer.customer_id)
-            excluded |= {e.value for e in customer.exclusions if e.kind is ExclusionKind.ITEM}
+        choices = Choices.of(customer, self.clock(), inputs.consents if inputs else None)
+        if not choices.personal:  # similar items are not personal: keep them, without likes
+            choices = Choices.of(customer, self.clock()).restrictions_only()
+        if inputs is not None:
+            excluded |= inputs.dismissed_item_ids
+            excluded |= choices.item_ids
         want = offset + page_size
         query = SimilarItemsQuery(
             item_id=item_id,
@@ -288,12 +370,110 @@ class Recommendations:
             want,
             default_kind="similar_to",
             seeds=(item_id,),
+            choices=choices,
         )
         page = _page(shop_id, offers, offset, want, recommendation_id)
         _served(page, shop_id, "similar_items")
         return page
 
+    # -- stable pages (issue 13) -------------------------------------------------------------
+
+    def _keep(
+        self,
+        shop_id: str,
+        customer_id: str,
+        placement: str,
+        assigned: Assignment | None,
+        offers: list[Offer],
+        page_size: int,
+    ) -> OfferPage:
+        """Keeps the whole list behind a new id and returns its first page."""
+        created = time.time()
+        rid = signing.new_recommendation_id(shop_id, created)
+        experiment_id = assigned.experiment_id if assigned is not None else ""
+        variant_id = assigned.variant_id if assigned is not None else ""
+        record = RecommendationList(
+            shop_id=shop_id,
+            recommendation_id=rid,
+            customer_id=customer_id,
+            offers=tuple(pages.to_document(o) for o in offers),
+            create_time=created,
+            expire_time=created + pages.LIST_TTL_SECONDS,
+            placement=placement,
+            experiment_id=experiment_id,
+            variant_id=variant_id,
+        )
+        left = deadline.remaining()
+        try:
+            # Never hold a shopper up behind a long write (a bulk import on SQLite): keeping
+            # the list may wait `pages.KEEP_WAIT_SECONDS` at most.
+            wait = pages.KEEP_WAIT_SECONDS if left is None else min(left, pages.KEEP_WAIT_SECONDS)
+            with deadline.deadline_scope(max(wait, 0.0)):
+                self.store.put_recommendation_list(record)
+        except (Unavailable, DeadlineExceeded):
+            log.warning("recommendation list not kept (store busy): page 1 has no next page")
+            return OfferPage(offers[:page_size], rid, False, experiment_id, variant_id, 0.0)
+        return OfferPage(
+            offers[:page_size],
+            rid,
+            len(offers) > page_size,
+            experiment_id,
+            variant_id,
+            record.expire_time,
+        )
+
+    def _kept_page(
+        self, shop_id: str, recommendation_id: str, offset: int, page_size: int
+    ) -> OfferPage:
+        kept = self.store.get_recommendation_list(shop_id, recommendation_id, time.time())
+        if kept is None:
+            raise InvalidArgument(
+                "page_token",
+                "PAGE_TOKEN_EXPIRED",
+                f"the list behind it is kept {pages.LIST_TTL_SECONDS // 3600} hours; ask again",
+            )
+        catalog = self.catalog.items(shop_id)
+        window = kept.offers[offset : offset + page_size]
+        # An item sold out since the list was ranked is left out of its page.
+        offers = [
+            Offer(catalog[pages.item_of(d)], **pages.from_document(d))
+            for d in window
+            if pages.item_of(d) in catalog and catalog[pages.item_of(d)].available
+        ]
+        page = OfferPage(
+            offers,
+            recommendation_id,
+            len(kept.offers) > offset + page_size,
+            kept.experiment_id,
+            kept.variant_id,
+            kept.expire_time,
+        )
+        _served(page, shop_id, "recommend")
+        return page
+
     # -- steps -------------------------------------------------------------------------------
+
+    def _anonymous(self, shop_id: str, customer_id: str) -> RecommendInputs:
+        """What an unknown id gets: an anonymous id (``anon-``) in a known shop shops as a
+        new customer; any other unknown id is NOT_FOUND."""
+        if not is_anonymous(customer_id):
+            self._customer(shop_id, customer_id)  # raises NotFound for the shop or the customer
+            raise NotFound("customer", customer_name(shop_id, customer_id))
+        if self.store.get_shop(shop_id) is None:
+            raise NotFound("shop", shop_name(shop_id))
+        return RecommendInputs(Customer(shop_id, customer_id, anonymous=True), [], frozenset())
+
+    def _masked(self, shop_id: str, chain: Sequence[str], inputs: RecommendInputs) -> set[int]:
+        """The models (by ``id``) that must not use a vector they hold for the customer: built
+        before the customer's erasure or training withdrawal (until the next fit)."""
+        if inputs.mask_time is None:
+            return set()
+        masked = set()
+        for name in chain:
+            serving = self.models.serving(shop_id, name)
+            if serving is not None and serving.built_time <= inputs.mask_time:
+                masked.add(id(serving.model))
+        return masked
 
     def _customer(self, shop_id: str, customer_id: str) -> Customer:
         customer = self.store.get_customer(shop_id, customer_id)
@@ -357,6 +537,8 @@ class Recommendations:
         recent: Sequence[PluginInteraction] = (),
         default_kind: str = "picked_for_you",
         seeds: tuple[str, ...] = (),
+        choices: Choices | None = None,
+        rotate: Callable[[list[Offer]], list[Offer]] | None = None,
     ) -> list[Offer]:
         """Filters against the request's catalog snapshot ``items``, words the reasons and
         varies. ``default_kind`` and ``seeds`` (the evidence) are what an offer's reason is when
@@ -367,24 +549,10 @@ class Recommendations:
         for i in recent:  # newest first: the first one seen per item is what they did last
             last_done.setdefault(i.item_id, i.type)
         with tracer.start_as_current_span("recommend.filter") as span:
-            categories = brands = frozenset[str]()
-            if customer is not None:
-                categories = frozenset(
-                    e.value for e in customer.exclusions if e.kind is ExclusionKind.CATEGORY
-                )
-                brands = frozenset(
-                    e.value for e in customer.exclusions if e.kind is ExclusionKind.BRAND
-                )
             kept = []
             for c in candidates:
                 item = items.get(c.scored.item_id)
-                if (
-                    item is None
-                    or not item.available
-                    or item.item_id in excluded
-                    or (item.category and item.category in categories)
-                    or (item.brand and item.brand in brands)
-                ):
+                if item is None or not item.available or item.item_id in excluded:
                     continue
                 reason = c.scored.reason or DEFAULT_REASON
                 kind = c.scored.kind if c.scored.kind in REASON_KINDS else default_kind
@@ -403,7 +571,12 @@ class Recommendations:
                 if kind == "buy_again":
                     evidence = (item.item_id,)
                 kept.append(Offer(item, c.scored.score, reason, c.recommender, kind, evidence))
+            # The customer's choices (issue 11), after the merchant's rules and before
+            # rotation and variety: hard exclusions last, so nothing before can break them.
+            kept = (choices or Choices.of(customer, self.clock())).apply(kept)
             span.set_attribute("kosmos.candidates.kept", len(kept))
+        if rotate is not None:  # shown and ignored items sink (issue 13), before variety
+            kept = rotate(kept)
         with tracer.start_as_current_span("recommend.rank"):
             return self._vary(kept, want + 1, max_per_category)
 
@@ -415,18 +588,18 @@ class Recommendations:
         return _ShopView(e.routing, e.max_per_category, e.seen_items, e.weights)
 
     def _vary(self, offers: list[Offer], limit: int, max_per_category: int) -> list[Offer]:
-        """Keeps the chain's order but lets no category take more than its share of a page,
-        while other categories have offers left; then fills with the rest."""
-        chosen: list[Offer] = []
-        held: list[Offer] = []
-        per_category: dict[str, int] = {}
-        for offer in offers:
-            if len(chosen) >= limit:
-                break
-            category = offer.item.category
-            if category and per_category.get(category, 0) >= max_per_category:
-                held.append(offer)
-                continue
-            per_category[category] = per_category.get(category, 0) + 1
-            chosen.append(offer)
-        return (chosen + held)[:limit]
+        """Keeps the chain's order but lets no category take more than its share of any window
+        of `pages.VARIETY_WINDOW` offers while other categories have offers left."""
+        return pages.vary(offers, limit, max_per_category)
+
+
+def _pinned(offers: list[Offer], pins: Mapping[str, tuple[int, str]]) -> list[Offer]:
+    """Names the rule behind each offer a pin placed."""
+    if not pins:
+        return offers
+    return [
+        dataclass_replace(o, rule_id=pins[o.item.item_id][1])
+        if o.item.item_id in pins and o.kind == rules.PROMOTED
+        else o
+        for o in offers
+    ]

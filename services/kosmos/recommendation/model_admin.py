@@ -116,6 +116,22 @@ class ModelAdmin:
 
     def rollback(self, shop_id: str, recommender: str, version: str) -> Listed:
         artifacts = self._artifacts(shop_id)
+        masked = self.store.latest_mask_time(shop_id)
+        if masked is not None:
+            # A version fitted before an erasure or a training withdrawal may hold a customer
+            # who is gone: it never serves again (issue 11).
+            names = [v.version for v in artifacts.versions(shop_id, recommender)]
+            current = artifacts.current(shop_id, recommender)
+            target = version or (
+                names[names.index(current) - 1] if current in names and names.index(current) else ""
+            )
+            found = [v for v in artifacts.versions(shop_id, recommender) if v.version == target]
+            if found and found[0].create_time <= masked:
+                raise FailedPrecondition(
+                    "VERSION_HOLDS_ERASED_DATA",
+                    f"version {target!r} was fitted before a customer's erasure or training"
+                    " withdrawal and is never served again",
+                )
         try:
             served = artifacts.rollback(shop_id, recommender, version or None)
         except ArtifactError as error:

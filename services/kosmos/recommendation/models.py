@@ -206,6 +206,12 @@ class ModelHub:
             serving = self._serving.get((shop_id, name))
         return None if serving is None else serving.model
 
+    def serving(self, shop_id: str, name: str) -> Serving | None:
+        """The serving model with its version and build time, as `get` found it (first
+        loading the shop's models as `get` does)."""
+        self.get(shop_id, name)
+        return self._serving.get((shop_id, name))
+
     def _start_first_load(self, shop_id: str) -> threading.Event:
         with self._guard:
             done = self._first_load.get(shop_id)

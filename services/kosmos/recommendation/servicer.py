@@ -14,8 +14,15 @@ from kosmos.common.names import (
     parse_customer,
     parse_item,
 )
-from kosmos.common.timestamps import to_seconds
-from kosmos.recommendation.domain import REASON_KINDS, Context, OfferPage, Recommendations
+from kosmos.common.timestamps import to_seconds, to_timestamp
+from kosmos.recommendation.domain import (
+    REASON_KINDS,
+    Context,
+    Offer,
+    OfferPage,
+    Recommendations,
+)
+from kosmos.recommendation.explain import explain
 from kosmos.v1 import recommendation_service_pb2, recommendation_service_pb2_grpc
 
 DEFAULT_PAGE_SIZE = 10
@@ -34,23 +41,25 @@ _KINDS = {
 }
 
 
-def _offers(shop_id: str, page: OfferPage) -> list[recommendation_service_pb2.Offer]:
-    return [
-        recommendation_service_pb2.Offer(
-            item=item_name(shop_id, o.item.item_id),
-            title=o.item.title,
-            score=o.score,
-            reason=o.reason,
+def _offer(shop_id: str, o: Offer) -> recommendation_service_pb2.Offer:
+    return recommendation_service_pb2.Offer(
+        item=item_name(shop_id, o.item.item_id),
+        title=o.item.title,
+        score=o.score,
+        reason=o.reason,
+        recommender=o.recommender,
+        explanation=recommendation_service_pb2.Reason(
+            kind=_KINDS[o.kind],
+            evidence_items=[item_name(shop_id, e) for e in o.evidence],
             recommender=o.recommender,
-            explanation=recommendation_service_pb2.Reason(
-                kind=_KINDS[o.kind],
-                evidence_items=[item_name(shop_id, e) for e in o.evidence],
-                recommender=o.recommender,
-                text=o.reason,
-            ),
-        )
-        for o in page.offers
-    ]
+            text=o.reason,
+            rule_id=o.rule_id,
+        ),
+    )
+
+
+def _offers(shop_id: str, page: OfferPage) -> list[recommendation_service_pb2.Offer]:
+    return [_offer(shop_id, o) for o in page.offers]
 
 
 def _cursor(token: str, scope: str) -> tuple[int, str]:
@@ -119,11 +128,18 @@ class RecommendationServicer(recommendation_service_pb2_grpc.RecommendationServi
         scope = request.customer + "|" + request.context.SerializeToString(deterministic=True).hex()
         offset, rid = _cursor(request.page_token, scope)
         page = self.recommendations.recommend(shop_id, customer_id, ctx, size, offset, rid)
-        return recommendation_service_pb2.RecommendResponse(
+        response = recommendation_service_pb2.RecommendResponse(
             offers=_offers(shop_id, page),
             recommendation_id=page.recommendation_id,
             next_page_token=_next_token(scope, page, offset, size),
+            experiment=f"shops/{shop_id}/experiments/{page.experiment_id}"
+            if page.experiment_id
+            else "",
+            variant=page.variant_id,
         )
+        if page.expire_time:
+            response.list_expire_time.CopyFrom(to_timestamp(page.expire_time))
+        return response
 
     def SimilarItems(self, request: Any, context: Any) -> Any:  # noqa: N802
         shop_id, item_id = parse_item(request.item, "item")
@@ -140,4 +156,25 @@ class RecommendationServicer(recommendation_service_pb2_grpc.RecommendationServi
             offers=_offers(shop_id, page),
             recommendation_id=page.recommendation_id,
             next_page_token=_next_token(scope, page, offset, size),
+        )
+
+    def Explain(self, request: Any, context: Any) -> Any:  # noqa: N802
+        shop_id, customer_id = parse_customer(request.customer, "customer")
+        item_shop, item_id = parse_item(request.item, "item")
+        if item_shop != shop_id:
+            raise InvalidArgument("item", "WRONG_SHOP", f"must be under shops/{shop_id}")
+        found = explain(
+            self.recommendations, shop_id, customer_id, item_id, _context(request.context)
+        )
+        return recommendation_service_pb2.RecommendationServiceExplainResponse(
+            offer=_offer(shop_id, found.offer),
+            offered=found.offered,
+            rank=found.rank,
+            contributions=[
+                recommendation_service_pb2.OfferContribution(
+                    item=item_name(shop_id, c.item_id), weight=c.weight
+                )
+                for c in found.contributions
+            ],
+            applied_preferences=found.applied_preferences,
         )

@@ -2,7 +2,10 @@
 
 Each interaction adds its weight, halved every ``half_life_days``. A customer's recent
 interactions tilt the ranking toward the categories they have been browsing, so even this
-recommender answers the very next request differently after a click.
+recommender answers the very next request differently after a click. Interactions that name
+their channel (``Interaction.channel``) also count per channel, and a request from a channel
+(``RecommendQuery.context["channel"]``) with at least `MIN_CHANNEL_EVENTS` of them blends that
+channel's popularity in by ``channel_weight``: what sells in the app leads in the app.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from kosmos.plugin import (
 )
 
 NAME = "popularity"
+MIN_CHANNEL_EVENTS = 20
+"""Interactions a channel needs before its own popularity counts."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +48,31 @@ class _Model:
     category_names: dict[str, int]
     seen: dict[str, frozenset[str]]  # customer → items they interacted with at fit time
     now: float
-    # Precomputed at fit (issue 12): every item by score, best first, ties by catalog order;
-    # and the same per category. A request reads the head of these instead of scoring and
-    # partitioning the whole catalog, so its cost no longer grows with the catalog.
+    channel_raw: dict[str, npt.NDArray[np.float64]]  # per channel, like raw
+    channel_scores: dict[str, npt.NDArray[np.float64]]  # channels with enough events, max 1
+    channel_events: dict[str, int]
+    # "" (no channel blend) and each channel in channel_scores → its ranking, made at fit.
+    rankings: dict[str, _Ranking]
+
+
+@dataclass(frozen=True, slots=True)
+class _Ranking:
+    """Precomputed at fit (issue 12): every item by score, best first, ties by catalog order,
+    and the same per category. A request reads the heads of these instead of scoring and
+    partitioning the whole catalog, so its cost no longer grows with the catalog."""
+
+    scores: npt.NDArray[np.float64]
     order: npt.NDArray[np.int64]
     by_category: dict[int, npt.NDArray[np.int64]]
+
+    @classmethod
+    def of(
+        cls, scores: npt.NDArray[np.float64], codes: npt.NDArray[np.int64], n_codes: int
+    ) -> _Ranking:
+        order = np.lexsort((np.arange(scores.size), -scores)).astype(np.int64)
+        grouped = order[np.argsort(codes[order], kind="stable")]  # by category, order kept
+        bounds = np.searchsorted(codes[grouped], np.arange(n_codes + 1))
+        return cls(scores, order, {c: grouped[bounds[c] : bounds[c + 1]] for c in range(n_codes)})
 
 
 class PopularityRecommender:
@@ -57,17 +82,24 @@ class PopularityRecommender:
         half_life_days: Days after which an interaction counts half (default 14).
         category_boost: How strongly recent categories lift their items (default 2.0; 0 turns
             the tilt off).
+        channel_weight: The share of the request channel's own popularity in the score,
+            0 to 1 (default 0.5; 0 ignores channels).
     """
 
     capabilities = Capabilities(cold_start=True, partial_fit=True, explain=False)
 
-    def __init__(self, half_life_days: float = 14.0, category_boost: float = 2.0) -> None:
+    def __init__(
+        self, half_life_days: float = 14.0, category_boost: float = 2.0, channel_weight: float = 0.5
+    ) -> None:
         if half_life_days <= 0:
             raise ValueError("half_life_days must be positive")
         if category_boost < 0:
             raise ValueError("category_boost must not be negative")
+        if not 0.0 <= channel_weight <= 1.0:
+            raise ValueError("channel_weight must be 0 to 1")
         self.half_life_seconds = half_life_days * 86400.0
         self.category_boost = category_boost
+        self.channel_weight = channel_weight
         self._model: _Model | None = None
         self._lock = threading.Lock()
 
@@ -82,15 +114,25 @@ class PopularityRecommender:
         categories: Sequence[str],
         seen: dict[str, frozenset[str]],
         now: float,
+        channel_raw: dict[str, npt.NDArray[np.float64]] | None = None,
+        channel_events: dict[str, int] | None = None,
     ) -> _Model:
         top = raw.max() if raw.size else 0.0
         scores = raw / top if top > 0 else raw.copy()
+        channel_raw = channel_raw or {}
+        channel_events = channel_events or {}
+        channel_scores = {}
+        for channel, values in channel_raw.items():
+            peak = values.max() if values.size else 0.0
+            if channel_events.get(channel, 0) >= MIN_CHANNEL_EVENTS and peak > 0:
+                channel_scores[channel] = values / peak
         names: dict[str, int] = {}
         codes = np.array([names.setdefault(c, len(names)) for c in categories], dtype=np.int64)
-        order = np.lexsort((np.arange(scores.size), -scores)).astype(np.int64)
-        grouped = order[np.argsort(codes[order], kind="stable")]  # by category, order kept
-        bounds = np.searchsorted(codes[grouped], np.arange(len(names) + 1))
-        by_category = {c: grouped[bounds[c] : bounds[c + 1]] for c in range(len(names))}
+        rankings = {"": _Ranking.of(scores, codes, len(names))}
+        if self.channel_weight > 0:
+            w = self.channel_weight
+            for channel, own in channel_scores.items():
+                rankings[channel] = _Ranking.of((1.0 - w) * scores + w * own, codes, len(names))
         return _Model(
             tuple(item_ids),
             {i: n for n, i in enumerate(item_ids)},
@@ -101,8 +143,10 @@ class PopularityRecommender:
             names,
             seen,
             now,
-            order,
-            by_category,
+            channel_raw,
+            channel_scores,
+            channel_events,
+            rankings,
         )
 
     def fit(self, data: TrainingData) -> None:
@@ -114,13 +158,25 @@ class PopularityRecommender:
             rows = np.fromiter((index[i.item_id] for i in data.interactions), dtype=np.int64)
             weights = np.fromiter((i.weight for i in data.interactions), dtype=np.float64)
             times = np.fromiter((i.time for i in data.interactions), dtype=np.float64)
-            np.add.at(raw, rows, np.maximum(weights, 0.0) * self._decay(times, now))
+            added = np.maximum(weights, 0.0) * self._decay(times, now)
+            np.add.at(raw, rows, added)
+        channel_raw: dict[str, npt.NDArray[np.float64]] = {}
+        channel_events: dict[str, int] = {}
+        for n, i in enumerate(data.interactions):
+            if i.channel:
+                values = channel_raw.get(i.channel)
+                if values is None:
+                    values = channel_raw[i.channel] = np.zeros(len(item_ids))
+                values[rows[n]] += added[n]
+                channel_events[i.channel] = channel_events.get(i.channel, 0) + 1
         categories = [data.item_features.get(i, {}).get("category", "") for i in item_ids]
         seen: dict[str, set[str]] = {}
         for i in data.interactions:
             seen.setdefault(i.customer_id, set()).add(i.item_id)
         frozen = {c: frozenset(items) for c, items in seen.items()}
-        self._model = self._build(item_ids, raw, categories, frozen, now)
+        self._model = self._build(
+            item_ids, raw, categories, frozen, now, channel_raw, channel_events
+        )
 
     def partial_fit(self, interactions: Sequence[Interaction]) -> None:
         with self._lock:
@@ -138,12 +194,24 @@ class PopularityRecommender:
             now = max([model.now, *(i.time for i in interactions)])
             raw *= self._decay(np.array([model.now]), now)[0]  # age the old counts to `now`
             seen = dict(model.seen)
+            aged = self._decay(np.array([model.now]), now)[0]
+            channel_raw = {}
+            for channel, old in model.channel_raw.items():
+                grown = np.zeros(len(item_ids))
+                grown[: old.size] = old * aged
+                channel_raw[channel] = grown
+            channel_events = dict(model.channel_events)
             for i in interactions:
-                raw[index[i.item_id]] += (
-                    max(i.weight, 0.0) * self._decay(np.array([i.time]), now)[0]
-                )
+                added = max(i.weight, 0.0) * self._decay(np.array([i.time]), now)[0]
+                raw[index[i.item_id]] += added
                 seen[i.customer_id] = seen.get(i.customer_id, frozenset()) | {i.item_id}
-            self._model = self._build(item_ids, raw, categories, seen, now)
+                if i.channel:
+                    values = channel_raw.setdefault(i.channel, np.zeros(len(item_ids)))
+                    values[index[i.item_id]] += added
+                    channel_events[i.channel] = channel_events.get(i.channel, 0) + 1
+            self._model = self._build(
+                item_ids, raw, categories, seen, now, channel_raw, channel_events
+            )
 
     def _require(self) -> _Model:
         if self._model is None:
@@ -168,19 +236,24 @@ class PopularityRecommender:
             n = model.index.get(i.item_id)
             if n is not None and model.categories[n] and i.weight > 0:
                 affinity[model.categories[n]] = affinity.get(model.categories[n], 0.0) + i.weight
+        channel = query.context.get("channel", "")
+        ranking = model.rankings.get(channel) if channel else None
+        if ranking is None:  # no channel, or one without enough events of its own
+            ranking = model.rankings[""]
         # The best k by the tilted score are among the best k of the whole catalog and the best
         # k of each tilted category (a category's tilt is one factor for all its items), so the
         # heads of the precomputed orders hold the answer; the full-catalog sort gives the same.
-        picked = self._head(model, model.order, query.k, exclude)
+        picked = self._head(model, ranking.order, query.k, exclude)
         boost: dict[int, float] = {}
         if affinity and self.category_boost > 0:
             total = sum(affinity.values())
             for category, weight in affinity.items():
                 code = model.category_names[category]
                 boost[code] = 1.0 + self.category_boost * weight / total
-                picked += self._head(model, model.by_category[code], query.k, exclude)
+                picked += self._head(model, ranking.by_category[code], query.k, exclude)
         scores = {
-            n: float(model.scores[n]) * boost.get(int(model.category_codes[n]), 1.0) for n in picked
+            n: float(ranking.scores[n]) * boost.get(int(model.category_codes[n]), 1.0)
+            for n in picked
         }
         result = []
         for n in sorted(scores, key=lambda n: (-scores[n], n))[: query.k]:
@@ -200,7 +273,7 @@ class PopularityRecommender:
         if n is None or not model.categories[n]:
             return []
         category = model.categories[n]
-        same = model.by_category[model.category_names[category]]
+        same = model.rankings[""].by_category[model.category_names[category]]
         exclude = set(query.exclude_item_ids) | {query.item_id}
         return [
             Scored(model.item_ids[m], float(model.scores[m]), f"Popular in {category}")
@@ -213,9 +286,12 @@ class PopularityRecommender:
     def save(self, directory: Path) -> None:
         model = self._require()
         payload = {
-            "format": 1,
+            "format": 2,
             "half_life_seconds": self.half_life_seconds,
             "category_boost": self.category_boost,
+            "channel_weight": self.channel_weight,
+            "channel_raw": {c: v.tolist() for c, v in model.channel_raw.items()},
+            "channel_events": model.channel_events,
             "item_ids": model.item_ids,
             "raw": model.raw.tolist(),
             "categories": model.categories,
@@ -226,26 +302,33 @@ class PopularityRecommender:
 
     def load(self, directory: Path) -> None:
         payload = json.loads((directory / "popularity.json").read_text())
-        if payload.get("format") != 1:
+        if payload.get("format") not in (1, 2):  # 1: before channels
             raise ValueError(f"unknown popularity model format {payload.get('format')!r}")
         self.half_life_seconds = float(payload["half_life_seconds"])
         self.category_boost = float(payload["category_boost"])
+        self.channel_weight = float(payload.get("channel_weight", self.channel_weight))
         self._model = self._build(
             payload["item_ids"],
             np.array(payload["raw"], dtype=np.float64),
             payload["categories"],
             {c: frozenset(items) for c, items in payload["seen"].items()},
             float(payload["now"]),
+            {
+                c: np.array(v, dtype=np.float64)
+                for c, v in (payload.get("channel_raw") or {}).items()
+            },
+            {c: int(n) for c, n in (payload.get("channel_events") or {}).items()},
         )
 
 
 def create(settings: Mapping[str, str]) -> PopularityRecommender:
     """Entry point ``popularity``: builds the recommender from its settings."""
-    known = {"half_life_days", "category_boost"}
+    known = {"half_life_days", "category_boost", "channel_weight"}
     unknown = set(settings) - known
     if unknown:
         raise ValueError(f"popularity: unknown settings {sorted(unknown)}; known: {sorted(known)}")
     return PopularityRecommender(
         half_life_days=float(settings.get("half_life_days", 14.0)),
         category_boost=float(settings.get("category_boost", 2.0)),
+        channel_weight=float(settings.get("channel_weight", 0.5)),
     )

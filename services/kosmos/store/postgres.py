@@ -21,6 +21,7 @@ replicas starting together apply each migration once and none serves a half-migr
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import queue
@@ -41,8 +42,10 @@ from psycopg.rows import TupleRow
 from kosmos.common import deadline
 from kosmos.common.deadline import deadline_scope
 from kosmos.common.errors import (
+    Aborted,
     AlreadyExists,
     DeadlineExceeded,
+    FailedPrecondition,
     KosmosError,
     NotFound,
     Unavailable,
@@ -60,18 +63,31 @@ from kosmos.store.events import (
     Subscribers,
 )
 from kosmos.store.records import (
+    CONSENT_DEFAULTS,
     ApiKey,
     CatalogChanges,
+    Consent,
+    ConsentPurpose,
     Customer,
-    Exclusion,
-    ExclusionKind,
+    Erasure,
+    ExperimentOutcomes,
+    IdentityLink,
+    Impression,
     Interaction,
     InteractionType,
     Item,
     ModelArtifact,
+    RecommendationList,
     RecommendInputs,
     Shop,
     ShopSettingsRevision,
+    decode_exclusions,
+    decode_preferences,
+    decode_price_range,
+    encode_exclusions,
+    encode_preferences,
+    encode_price_range,
+    subject_hash,
 )
 
 log = logging.getLogger(__name__)
@@ -94,12 +110,17 @@ def _settings(row: TupleRow) -> ShopSettingsRevision:
 
 
 _API_KEY_COLUMNS = "key_id, shop_id, scope, secret_hash, display_name, create_time, revoke_time"
-_CUSTOMER_COLUMNS = "shop_id, customer_id, attributes, exclusions, create_time, update_time"
+_CUSTOMER_COLUMNS = (
+    "shop_id, customer_id, attributes, exclusions, create_time, update_time,"
+    " preferences, price_range, anonymous"
+)
+_CUSTOMER_WIDTH = 9
 _ITEM_COLUMNS = (
     "shop_id, item_id, title, category, brand, price, available, attributes, update_time"
 )
 _INTERACTION_COLUMNS = (
-    "shop_id, customer_id, item_id, type, event_time, value, recommendation_id, seq"
+    "shop_id, customer_id, item_id, type, event_time, value, recommendation_id, seq, channel,"
+    " device"
 )
 _TYPES = {t.value: t for t in InteractionType}
 _DISMISSED = (
@@ -113,9 +134,12 @@ def _customer(row: Sequence[Any]) -> Customer:
         shop_id=row[0],
         customer_id=row[1],
         attributes=json.loads(row[2]),
-        exclusions=tuple(Exclusion(ExclusionKind(k), v) for k, v in json.loads(row[3])),
+        exclusions=decode_exclusions(row[3]),
         create_time=row[4],
         update_time=row[5],
+        preferences=decode_preferences(row[6]),
+        price_range=decode_price_range(row[7]),
+        anonymous=bool(row[8]),
     )
 
 
@@ -126,7 +150,9 @@ def _item(row: Sequence[Any]) -> Item:
 
 
 def _interaction(row: Sequence[Any]) -> Interaction:
-    return Interaction(row[0], row[1], row[2], _TYPES[row[3]], row[4], row[5], row[6], row[7])
+    return Interaction(
+        row[0], row[1], row[2], _TYPES[row[3]], row[4], row[5], row[6], row[7], row[8], row[9]
+    )
 
 
 def _ms(seconds: float) -> str:
@@ -386,15 +412,19 @@ class PostgresStore:
         try:
             with self._tx("create_customer", write=True) as conn:
                 row = conn.execute(
-                    f"INSERT INTO customers ({_CUSTOMER_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)"
+                    f"INSERT INTO customers ({_CUSTOMER_COLUMNS})"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
                     f" RETURNING {_CUSTOMER_COLUMNS}",
                     (
                         customer.shop_id,
                         customer.customer_id,
                         json.dumps(customer.attributes),
-                        json.dumps([(e.kind.value, e.value) for e in customer.exclusions]),
+                        encode_exclusions(customer.exclusions),
                         now,
                         now,
+                        encode_preferences(customer.preferences),
+                        encode_price_range(customer.price_range),
+                        customer.anonymous,
                     ),
                 ).fetchone()
         except pg_errors.UniqueViolation:
@@ -416,12 +446,16 @@ class PostgresStore:
     def update_customer(self, customer: Customer) -> Customer:
         with self._tx("update_customer", write=True) as conn:
             row = conn.execute(
-                "UPDATE customers SET attributes = %s, exclusions = %s, update_time = %s"
+                "UPDATE customers SET attributes = %s, exclusions = %s, update_time = %s,"
+                " preferences = %s, price_range = %s, anonymous = %s"
                 f" WHERE shop_id = %s AND customer_id = %s RETURNING {_CUSTOMER_COLUMNS}",
                 (
                     json.dumps(customer.attributes),
-                    json.dumps([(e.kind.value, e.value) for e in customer.exclusions]),
+                    encode_exclusions(customer.exclusions),
                     time.time(),
+                    encode_preferences(customer.preferences),
+                    encode_price_range(customer.price_range),
+                    customer.anonymous,
                     customer.shop_id,
                     customer.customer_id,
                 ),
@@ -482,7 +516,8 @@ class PostgresStore:
             }
             try:
                 conn.execute(
-                    f"INSERT INTO customers ({_CUSTOMER_COLUMNS})"
+                    "INSERT INTO customers (shop_id, customer_id, attributes, exclusions,"
+                    " create_time, update_time)"
                     " SELECT %s, c, a, x, %s, %s FROM unnest(%s::text[], %s::text[], %s::text[])"
                     " AS u(c, a, x) ON CONFLICT (shop_id, customer_id) DO UPDATE SET "
                     + ", ".join([*sets, "update_time = excluded.update_time"]),
@@ -492,10 +527,7 @@ class PostgresStore:
                         now,
                         [c.customer_id for c in customers],
                         [json.dumps(c.attributes) for c in customers],
-                        [
-                            json.dumps([(e.kind.value, e.value) for e in c.exclusions])
-                            for c in customers
-                        ],
+                        [encode_exclusions(c.exclusions) for c in customers],
                     ),
                 )
             except pg_errors.ForeignKeyViolation:
@@ -747,10 +779,11 @@ class PostgresStore:
             raise
         rows = conn.execute(
             "INSERT INTO interactions (shop_id, customer_id, item_id, type, value, event_time,"
-            " recommendation_id, request_id)"
-            " SELECT %s, c, i, t, v, e, r, %s FROM unnest("
-            "%s::text[], %s::text[], %s::smallint[], %s::float8[], %s::float8[], %s::text[])"
-            " WITH ORDINALITY AS u(c, i, t, v, e, r, n) ORDER BY n RETURNING seq",
+            " recommendation_id, request_id, channel, device)"
+            " SELECT %s, c, i, t, v, e, r, %s, ch, dv FROM unnest("
+            "%s::text[], %s::text[], %s::smallint[], %s::float8[], %s::float8[], %s::text[],"
+            " %s::text[], %s::text[])"
+            " WITH ORDINALITY AS u(c, i, t, v, e, r, ch, dv, n) ORDER BY n RETURNING seq",
             (
                 p.shop_id,
                 p.request_id,
@@ -760,6 +793,8 @@ class PostgresStore:
                 [i.value for i in p.interactions],
                 [i.event_time for i in p.interactions],
                 [i.recommendation_id for i in p.interactions],
+                [i.channel for i in p.interactions],
+                [i.device for i in p.interactions],
             ),
         ).fetchall()
         # Identity values are drawn in insertion order, which the ORDER BY fixed.
@@ -774,6 +809,8 @@ class PostgresStore:
                 i.value,
                 i.recommendation_id,
                 seq,
+                i.channel,
+                i.device,
             )
             for i, seq in zip(p.interactions, seqs, strict=True)
         ]
@@ -834,32 +871,309 @@ class PostgresStore:
     ) -> RecommendInputs | None:
         # One statement, one round trip: the profile with its recent history, its dismissals
         # and what it owns (the seen-item policy).
+        # The person is the id and every id linked to it, either way (issue 11); "recent" is
+        # by event time, not arrival order.
         kinds = sorted({int(t) for t in owned_types})
+        person = (
+            "(SELECT %s::text UNION SELECT linked_id FROM identity_links"
+            " WHERE shop_id = %s AND customer_id = %s UNION SELECT customer_id"
+            " FROM identity_links WHERE shop_id = %s AND linked_id = %s)"
+        )
+        who = (customer_id, shop_id, customer_id, shop_id, customer_id)
         rows = self._query(
-            f"SELECT {_CUSTOMER_COLUMNS},"
+            f"WITH person(id) AS {person} SELECT {_CUSTOMER_COLUMNS},"
             f" (SELECT coalesce(json_agg(json_build_array({_INTERACTION_COLUMNS})), '[]')"
             f"  FROM (SELECT {_INTERACTION_COLUMNS} FROM interactions"
-            "   WHERE shop_id = c.shop_id AND customer_id = c.customer_id"
-            "   ORDER BY seq DESC LIMIT %s) AS recent),"
+            "   WHERE shop_id = c.shop_id AND customer_id IN (SELECT id FROM person)"
+            "   ORDER BY event_time DESC, seq DESC LIMIT %s) AS recent),"
             " ARRAY(SELECT DISTINCT item_id FROM interactions"
-            "   WHERE shop_id = c.shop_id AND customer_id = c.customer_id"
+            "   WHERE shop_id = c.shop_id AND customer_id IN (SELECT id FROM person)"
             f"   AND type = {int(InteractionType.DISMISS)}),"
             " ARRAY(SELECT DISTINCT item_id FROM interactions"
-            "   WHERE shop_id = c.shop_id AND customer_id = c.customer_id"
-            "   AND type = ANY(%s))"
+            "   WHERE shop_id = c.shop_id AND customer_id IN (SELECT id FROM person)"
+            "   AND type = ANY(%s)),"
+            " ARRAY(SELECT id FROM person WHERE id <> c.customer_id ORDER BY id),"
+            " (SELECT coalesce(json_agg(json_build_array(purpose, granted)), '[]') FROM consents"
+            "   WHERE shop_id = c.shop_id AND customer_id = c.customer_id),"
+            " (SELECT mask_time FROM model_masks WHERE shop_id = c.shop_id AND subject = %s)"
             " FROM customers AS c WHERE shop_id = %s AND customer_id = %s",
-            (recent_limit, kinds, shop_id, customer_id),
+            (
+                *who,
+                recent_limit,
+                kinds,
+                subject_hash(shop_id, customer_id),
+                shop_id,
+                customer_id,
+            ),
         )
         if not rows:
             return None
         row = rows[0]
-        recent = row[6] if isinstance(row[6], list) else json.loads(row[6])
+        n = _CUSTOMER_WIDTH
+        recent = row[n] if isinstance(row[n], list) else json.loads(row[n])
+        consents = row[n + 4] if isinstance(row[n + 4], list) else json.loads(row[n + 4])
         return RecommendInputs(
             _customer(row),
             [_interaction(r) for r in recent],
-            frozenset(row[7]),
-            frozenset(row[8]),
+            frozenset(row[n + 1]),
+            frozenset(row[n + 2]),
+            {ConsentPurpose(p): bool(g) for p, g in consents},
+            tuple(row[n + 3]),
+            row[n + 5],
         )
+
+    # -- the customer's own choices (issue 11) -----------------------------------------------
+
+    def ensure_anonymous_customers(self, shop_id: str, customer_ids: Iterable[str]) -> list[str]:
+        ids = sorted(set(customer_ids))
+        if not ids:
+            return []
+        now = time.time()
+        try:
+            with self._tx("ensure_anonymous_customers", write=True) as conn:
+                rows = conn.execute(
+                    "INSERT INTO customers (shop_id, customer_id, create_time, update_time,"
+                    " anonymous) SELECT %s, c, %s, %s, TRUE FROM unnest(%s::text[]) AS u(c)"
+                    " ON CONFLICT DO NOTHING RETURNING customer_id",
+                    (shop_id, now, now, ids),
+                ).fetchall()
+        except pg_errors.ForeignKeyViolation:
+            raise NotFound("shop", shop_name(shop_id)) from None
+        return sorted(r[0] for r in rows)
+
+    def undo_dismissal(self, shop_id: str, customer_id: str, item_id: str) -> int:
+        with self._tx("undo_dismissal", write=True) as conn:
+            cursor = conn.execute(
+                "DELETE FROM interactions WHERE shop_id = %s AND customer_id = %s"
+                f" AND item_id = %s AND type = {int(InteractionType.DISMISS)}",
+                (shop_id, customer_id, item_id),
+            )
+            if cursor.rowcount:
+                self._notify(conn, Event(CUSTOMER, shop_id, customer_id))
+            return int(cursor.rowcount)
+
+    def consents(self, shop_id: str, customer_id: str) -> dict[ConsentPurpose, Consent]:
+        rows = self._query(
+            "SELECT purpose, granted, source, update_time FROM consents"
+            " WHERE shop_id = %s AND customer_id = %s",
+            (shop_id, customer_id),
+        )
+        found = {
+            ConsentPurpose(r[0]): Consent(ConsentPurpose(r[0]), bool(r[1]), r[2], r[3])
+            for r in rows
+        }
+        return {p: found.get(p, Consent(p, CONSENT_DEFAULTS[p])) for p in ConsentPurpose}
+
+    def set_consent(
+        self, shop_id: str, customer_id: str, purpose: ConsentPurpose, granted: bool, source: str
+    ) -> tuple[Consent, int]:
+        now = time.time()
+        unlinked = 0
+        with self._tx("set_consent", write=True) as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM customers WHERE shop_id = %s AND customer_id = %s FOR KEY SHARE",
+                (shop_id, customer_id),
+            ).fetchone()
+            if exists is None:
+                raise NotFound("customer", customer_name(shop_id, customer_id))
+            conn.execute(
+                "INSERT INTO consents (shop_id, customer_id, purpose, granted, source,"
+                " update_time) VALUES (%s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (shop_id, customer_id, purpose) DO UPDATE"
+                " SET granted = excluded.granted, source = excluded.source,"
+                " update_time = excluded.update_time",
+                (shop_id, customer_id, int(purpose), granted, source, now),
+            )
+            row = conn.execute(
+                "INSERT INTO consent_changes (shop_id, customer_id, purpose, granted, source,"
+                " update_time) VALUES (%s, %s, %s, %s, %s, %s) RETURNING seq",
+                (shop_id, customer_id, int(purpose), granted, source, now),
+            ).fetchone()
+            seq = int(row[0]) if row else 0
+            if purpose is ConsentPurpose.CROSS_DEVICE_LINKING and not granted:
+                unlinked = conn.execute(
+                    "DELETE FROM identity_links WHERE shop_id = %s"
+                    " AND (customer_id = %s OR linked_id = %s)",
+                    (shop_id, customer_id, customer_id),
+                ).rowcount
+            if purpose is ConsentPurpose.TRAINING:
+                if not granted:
+                    self._mask(conn, shop_id, customer_id, now)
+                conn.execute(
+                    "UPDATE shops SET privacy_version = privacy_version + 1 WHERE shop_id = %s",
+                    (shop_id,),
+                )
+            self._notify(conn, Event(CUSTOMER, shop_id, customer_id))
+        return Consent(purpose, granted, source, now, seq), int(unlinked)
+
+    @staticmethod
+    def _mask(conn: Conn, shop_id: str, customer_id: str, now: float) -> None:
+        conn.execute(
+            "INSERT INTO model_masks (shop_id, subject, mask_time) VALUES (%s, %s, %s)"
+            " ON CONFLICT (shop_id, subject) DO UPDATE SET mask_time = excluded.mask_time",
+            (shop_id, subject_hash(shop_id, customer_id), now),
+        )
+
+    def list_consent_changes(
+        self, shop_id: str, customer_id: str, before_seq: int | None, limit: int
+    ) -> list[Consent]:
+        rows = self._query(
+            "SELECT purpose, granted, source, update_time, seq FROM consent_changes"
+            " WHERE shop_id = %s AND customer_id = %s AND seq < %s ORDER BY seq DESC LIMIT %s",
+            (shop_id, customer_id, before_seq if before_seq is not None else 2**62, limit),
+        )
+        return [Consent(ConsentPurpose(r[0]), bool(r[1]), r[2], r[3], int(r[4])) for r in rows]
+
+    def link_identity(
+        self, shop_id: str, customer_id: str, linked_id: str, source: str
+    ) -> IdentityLink:
+        now = time.time()
+        with self._tx("link_identity", write=True) as conn:
+            for who in (customer_id, linked_id):
+                # FOR KEY SHARE: an erasure of either cannot slip in before the link commits.
+                if (
+                    conn.execute(
+                        "SELECT 1 FROM customers WHERE shop_id = %s AND customer_id = %s"
+                        " FOR KEY SHARE",
+                        (shop_id, who),
+                    ).fetchone()
+                    is None
+                ):
+                    raise NotFound("customer", customer_name(shop_id, who))
+                refused = conn.execute(
+                    "SELECT 1 FROM consents WHERE shop_id = %s AND customer_id = %s"
+                    " AND purpose = %s AND NOT granted",
+                    (shop_id, who, int(ConsentPurpose.CROSS_DEVICE_LINKING)),
+                ).fetchone()
+                if refused is not None:
+                    raise FailedPrecondition(
+                        "NO_LINKING_CONSENT",
+                        f"{customer_name(shop_id, who)} has not allowed cross-device linking",
+                    )
+            conn.execute(
+                "INSERT INTO identity_links (shop_id, customer_id, linked_id, source,"
+                " create_time) VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (shop_id, customer_id, linked_id, source, now),
+            )
+            row = conn.execute(
+                "SELECT shop_id, customer_id, linked_id, source, create_time FROM identity_links"
+                " WHERE shop_id = %s AND customer_id = %s AND linked_id = %s",
+                (shop_id, customer_id, linked_id),
+            ).fetchone()
+            self._notify(conn, Event(CUSTOMER, shop_id, customer_id))
+        assert row is not None
+        return IdentityLink(*row)
+
+    def unlink_identity(self, shop_id: str, customer_id: str, linked_id: str) -> bool:
+        with self._tx("unlink_identity", write=True) as conn:
+            cursor = conn.execute(
+                "DELETE FROM identity_links WHERE shop_id = %s AND customer_id = %s"
+                " AND linked_id = %s",
+                (shop_id, customer_id, linked_id),
+            )
+            if cursor.rowcount:
+                self._notify(conn, Event(CUSTOMER, shop_id, customer_id))
+            return bool(cursor.rowcount)
+
+    def list_identity_links(
+        self, shop_id: str, customer_id: str, after: str, limit: int
+    ) -> list[IdentityLink]:
+        rows = self._query(
+            "SELECT shop_id, customer_id, linked_id, source, create_time FROM identity_links"
+            " WHERE shop_id = %s AND customer_id = %s AND linked_id > %s"
+            " ORDER BY linked_id LIMIT %s",
+            (shop_id, customer_id, after, limit),
+        )
+        return [IdentityLink(*r) for r in rows]
+
+    def erase_customer(self, shop_id: str, customer_id: str) -> Erasure:
+        now = time.time()
+        with self._tx("erase_customer", write=True) as conn:
+            if (
+                conn.execute("SELECT 1 FROM shops WHERE shop_id = %s", (shop_id,)).fetchone()
+                is None
+            ):
+                raise NotFound("shop", shop_name(shop_id))
+            who = (shop_id, customer_id)
+            # The profile row first, locked: a concurrent feedback write for the customer
+            # waits, then finds no customer.
+            conn.execute(
+                "SELECT 1 FROM customers WHERE shop_id = %s AND customer_id = %s FOR UPDATE", who
+            )
+            # Idempotency records of requests that held only this customer's events (see the
+            # SQLite store for why mixed requests keep theirs).
+            requests = conn.execute(
+                "DELETE FROM feedback_requests WHERE shop_id = %s AND request_id IN"
+                " (SELECT request_id FROM interactions WHERE shop_id = %s AND customer_id = %s)"
+                " AND request_id NOT IN (SELECT request_id FROM interactions"
+                " WHERE shop_id = %s AND customer_id <> %s)",
+                (shop_id, *who, *who),
+            ).rowcount
+            interactions = conn.execute(
+                "DELETE FROM interactions WHERE shop_id = %s AND customer_id = %s", who
+            ).rowcount
+            links = conn.execute(
+                "DELETE FROM identity_links WHERE shop_id = %s"
+                " AND (customer_id = %s OR linked_id = %s)",
+                (*who, customer_id),
+            ).rowcount
+            consents = conn.execute(
+                "DELETE FROM consents WHERE shop_id = %s AND customer_id = %s", who
+            ).rowcount
+            conn.execute("DELETE FROM consent_changes WHERE shop_id = %s AND customer_id = %s", who)
+            # What pages showed them and the lists kept for their later pages (issue 13).
+            conn.execute("DELETE FROM impressions WHERE shop_id = %s AND customer_id = %s", who)
+            conn.execute(
+                "DELETE FROM recommendation_lists WHERE shop_id = %s AND customer_id = %s", who
+            )
+            profile = conn.execute(
+                "DELETE FROM customers WHERE shop_id = %s AND customer_id = %s", who
+            ).rowcount
+            removed: list[str] = []
+            pending: list[str] = []
+            if profile or interactions:
+                self._mask(conn, shop_id, customer_id, now)
+                conn.execute(
+                    "UPDATE shops SET privacy_version = privacy_version + 1 WHERE shop_id = %s",
+                    (shop_id,),
+                )
+                current = {
+                    (r[0], r[1])
+                    for r in conn.execute(
+                        "SELECT recommender, version FROM model_current WHERE shop_id = %s",
+                        (shop_id,),
+                    )
+                }
+                for recommender, version in conn.execute(
+                    "SELECT recommender, version FROM model_artifacts"
+                    " WHERE shop_id = %s AND create_time <= %s ORDER BY recommender, version",
+                    (shop_id, now),
+                ).fetchall():
+                    (pending if (recommender, version) in current else removed).append(
+                        f"{recommender}/{version}"
+                    )
+                for name in removed:
+                    recommender, version = name.split("/", 1)
+                    conn.execute(
+                        "DELETE FROM model_artifacts WHERE shop_id = %s AND recommender = %s"
+                        " AND version = %s",
+                        (shop_id, recommender, version),
+                    )
+                self._notify(conn, Event(CUSTOMER, shop_id, customer_id))
+        return Erasure(
+            now,
+            bool(profile),
+            int(interactions),
+            int(links),
+            int(consents),
+            int(requests),
+            tuple(removed),
+            tuple(pending),
+        )
+
+    def latest_mask_time(self, shop_id: str) -> float | None:
+        rows = self._query("SELECT max(mask_time) FROM model_masks WHERE shop_id = %s", (shop_id,))
+        return float(rows[0][0]) if rows and rows[0][0] is not None else None
 
     # -- per-shop settings -------------------------------------------------------------------
 
@@ -911,6 +1225,172 @@ class PostgresStore:
             (shop_id, before_revision if before_revision is not None else 2**62, limit),
         )
         return [_settings(row) for row in rows]
+
+    # -- issue 13: versioned shop documents, recommendation lists, impressions ---------------
+
+    def document_revisions(self, shop_id: str) -> dict[str, int]:
+        rows = self._query(
+            "SELECT kind, revision FROM shop_document_heads WHERE shop_id = %s", (shop_id,)
+        )
+        return {row[0]: int(row[1]) for row in rows}
+
+    def get_document(
+        self, shop_id: str, kind: str, revision: int = 0
+    ) -> ShopSettingsRevision | None:
+        if revision:
+            rows = self._query(
+                "SELECT shop_id, revision, document, create_time FROM shop_documents"
+                " WHERE shop_id = %s AND kind = %s AND revision = %s",
+                (shop_id, kind, revision),
+            )
+        else:
+            rows = self._query(
+                "SELECT d.shop_id, d.revision, d.document, d.create_time FROM shop_documents d"
+                " JOIN shop_document_heads h USING (shop_id, kind, revision)"
+                " WHERE d.shop_id = %s AND d.kind = %s",
+                (shop_id, kind),
+            )
+        return _settings(rows[0]) if rows else None
+
+    def put_document(
+        self,
+        shop_id: str,
+        kind: str,
+        document: Mapping[str, Any],
+        expected_revision: int | None = None,
+    ) -> ShopSettingsRevision:
+        now = time.time()
+        text = json.dumps(document, sort_keys=True)
+        with self._tx("a database write", write=True) as conn:
+            # The shop's row is the lock: two first revisions of one kind cannot race.
+            shop = conn.execute(
+                "SELECT 1 FROM shops WHERE shop_id = %s FOR UPDATE", (shop_id,)
+            ).fetchone()
+            if shop is None:
+                raise NotFound("shop", shop_name(shop_id))
+            row = conn.execute(
+                "SELECT revision FROM shop_document_heads WHERE shop_id = %s AND kind = %s",
+                (shop_id, kind),
+            ).fetchone()
+            current = int(row[0]) if row else 0
+            if expected_revision is not None and expected_revision != current:
+                raise Aborted("CONCURRENT_UPDATE", f"the {kind} changed meanwhile; retry")
+            revision = current + 1
+            conn.execute(
+                "INSERT INTO shop_documents (shop_id, kind, revision, document, create_time)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                (shop_id, kind, revision, text, now),
+            )
+            conn.execute(
+                "INSERT INTO shop_document_heads (shop_id, kind, revision) VALUES (%s, %s, %s)"
+                " ON CONFLICT (shop_id, kind) DO UPDATE SET revision = excluded.revision",
+                (shop_id, kind, revision),
+            )
+        return ShopSettingsRevision(shop_id, revision, json.loads(text), now)
+
+    def list_documents(
+        self, shop_id: str, kind: str, before_revision: int | None, limit: int
+    ) -> list[ShopSettingsRevision]:
+        rows = self._query(
+            "SELECT shop_id, revision, document, create_time FROM shop_documents"
+            " WHERE shop_id = %s AND kind = %s AND revision < %s ORDER BY revision DESC LIMIT %s",
+            (shop_id, kind, before_revision if before_revision is not None else 2**62, limit),
+        )
+        return [_settings(row) for row in rows]
+
+    def put_recommendation_list(self, record: RecommendationList) -> None:
+        with self._tx("a database write", write=True) as conn:
+            # A kept list is a cache with a TTL, not an acknowledged event: no WAL flush wait.
+            conn.execute("SET LOCAL synchronous_commit = off")
+            conn.execute(
+                "INSERT INTO recommendation_lists (shop_id, recommendation_id,"
+                " customer_id, placement, experiment_id, variant_id, offers, create_time,"
+                " expire_time) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (shop_id, recommendation_id) DO UPDATE SET offers = excluded.offers,"
+                " expire_time = excluded.expire_time",
+                _list_row(record),
+            )
+            # Expired lists go a few at a time, on one write in `_PURGE_EVERY`.
+            if next(_list_writes) % _PURGE_EVERY:
+                return
+            conn.execute(
+                "DELETE FROM recommendation_lists WHERE (shop_id, recommendation_id) IN"
+                " (SELECT shop_id, recommendation_id FROM recommendation_lists"
+                " WHERE expire_time < %s AND experiment_id = '' LIMIT 10)",
+                (record.create_time,),
+            )
+
+    def get_recommendation_list(
+        self, shop_id: str, recommendation_id: str, now: float
+    ) -> RecommendationList | None:
+        rows = self._query(
+            f"SELECT {_LIST_COLUMNS} FROM recommendation_lists"
+            " WHERE shop_id = %s AND recommendation_id = %s AND expire_time >= %s",
+            (shop_id, recommendation_id, now),
+        )
+        return _list(tuple(rows[0])) if rows else None
+
+    def record_impressions(self, shop_id: str, impressions: Sequence[Impression]) -> int:
+        with self._tx("a database write", write=True) as conn:
+            for customer_id in sorted({i.customer_id for i in impressions}):
+                found = conn.execute(
+                    "SELECT 1 FROM customers WHERE shop_id = %s AND customer_id = %s",
+                    (shop_id, customer_id),
+                ).fetchone()
+                if found is None:
+                    raise NotFound("customer", customer_name(shop_id, customer_id))
+            rows = conn.execute(
+                "INSERT INTO impressions (shop_id, recommendation_id, item_id, customer_id,"
+                " event_time) SELECT %s, r, i, c, t FROM unnest(%s::text[], %s::text[],"
+                " %s::text[], %s::float8[]) AS u (r, i, c, t)"
+                " ON CONFLICT DO NOTHING RETURNING 1",
+                (
+                    shop_id,
+                    [i.recommendation_id for i in impressions],
+                    [i.item_id for i in impressions],
+                    [i.customer_id for i in impressions],
+                    [i.event_time for i in impressions],
+                ),
+            ).fetchall()
+            return len(rows)
+
+    def recent_impressions(self, shop_id: str, customer_id: str, since: float) -> list[Impression]:
+        rows = self._query(
+            "SELECT recommendation_id, item_id, event_time FROM impressions"
+            " WHERE shop_id = %s AND customer_id = %s AND event_time >= %s"
+            " ORDER BY event_time DESC LIMIT 2000",
+            (shop_id, customer_id, since),
+        )
+        return [Impression(shop_id, customer_id, r[0], r[1], r[2]) for r in rows]
+
+    def experiment_outcomes(self, shop_id: str, experiment_id: str) -> ExperimentOutcomes:
+        with self._tx("experiment_outcomes") as conn:
+            lists = conn.execute(
+                "SELECT recommendation_id, customer_id, variant_id FROM recommendation_lists"
+                " WHERE shop_id = %s AND experiment_id = %s",
+                (shop_id, experiment_id),
+            ).fetchall()
+            shown = conn.execute(
+                "SELECT i.recommendation_id, i.item_id FROM impressions i"
+                " JOIN recommendation_lists l USING (shop_id, recommendation_id)"
+                " WHERE l.shop_id = %s AND l.experiment_id = %s",
+                (shop_id, experiment_id),
+            ).fetchall()
+            acted = conn.execute(
+                "SELECT x.recommendation_id, x.item_id, x.type, x.value, coalesce(it.price, 0)"
+                " FROM interactions x"
+                # Only the list's own customer's actions count for it.
+                " JOIN recommendation_lists l ON l.shop_id = x.shop_id"
+                " AND l.recommendation_id = x.recommendation_id AND l.customer_id = x.customer_id"
+                " LEFT JOIN items it ON it.shop_id = x.shop_id AND it.item_id = x.item_id"
+                " WHERE l.shop_id = %s AND l.experiment_id = %s",
+                (shop_id, experiment_id),
+            ).fetchall()
+        return ExperimentOutcomes(
+            [(r[0], r[1], r[2]) for r in lists],
+            [(r[0], r[1]) for r in shown],
+            [(r[0], r[1], InteractionType(r[2]), float(r[3]), float(r[4])) for r in acted],
+        )
 
     # -- API keys ----------------------------------------------------------------------------
 
@@ -970,10 +1450,13 @@ class PostgresStore:
     def iter_interactions(self, shop_id: str, after_seq: int = 0) -> Iterator[Interaction]:
         after = after_seq
         while True:
+            # A customer who withdrew training consent never enters a model (issue 11).
             rows = self._query(
                 f"SELECT {_INTERACTION_COLUMNS} FROM interactions"
-                " WHERE shop_id = %s AND seq > %s ORDER BY seq LIMIT 5000",
-                (shop_id, after),
+                " WHERE shop_id = %s AND seq > %s AND customer_id NOT IN"
+                " (SELECT customer_id FROM consents WHERE shop_id = %s AND purpose = %s"
+                " AND NOT granted) ORDER BY seq LIMIT 5000",
+                (shop_id, after, shop_id, int(ConsentPurpose.TRAINING)),
             )
             if not rows:
                 return
@@ -987,11 +1470,15 @@ class PostgresStore:
             " (SELECT count(*) FROM interactions WHERE shop_id = %s),"
             " (SELECT catalog_version FROM shops WHERE shop_id = %s),"
             " (SELECT count(*) FROM customers WHERE shop_id = %s),"
-            " (SELECT coalesce(max(update_time), 0) FROM customers WHERE shop_id = %s)",
-            (shop_id,) * 5,
+            " (SELECT coalesce(max(update_time), 0) FROM customers WHERE shop_id = %s),"
+            " (SELECT privacy_version FROM shops WHERE shop_id = %s)",
+            (shop_id,) * 6,
         )
-        seq, count, catalog, customers, updated = rows[0]
-        return f"{seq}.{count}.{catalog if catalog is not None else -1}.{customers}.{updated}"
+        seq, count, catalog, customers, updated, privacy = rows[0]
+        return (
+            f"{seq}.{count}.{catalog if catalog is not None else -1}.{customers}.{updated}"
+            f".{privacy or 0}"
+        )
 
     # -- model artifacts ---------------------------------------------------------------------
 
@@ -1070,3 +1557,39 @@ class PostgresStore:
             (shop_id,),
         )
         return [r[0] for r in rows]
+
+
+_PURGE_EVERY = 32
+_list_writes = itertools.count(1)
+_LIST_COLUMNS = (
+    "shop_id, recommendation_id, customer_id, placement, experiment_id, variant_id, offers,"
+    " create_time, expire_time"
+)
+
+
+def _list_row(r: RecommendationList) -> tuple[Any, ...]:
+    return (
+        r.shop_id,
+        r.recommendation_id,
+        r.customer_id,
+        r.placement,
+        r.experiment_id,
+        r.variant_id,
+        json.dumps(list(r.offers), separators=(",", ":")),
+        r.create_time,
+        r.expire_time,
+    )
+
+
+def _list(row: tuple[Any, ...]) -> RecommendationList:
+    return RecommendationList(
+        shop_id=row[0],
+        recommendation_id=row[1],
+        customer_id=row[2],
+        placement=row[3],
+        experiment_id=row[4],
+        variant_id=row[5],
+        offers=tuple(json.loads(row[6])),
+        create_time=row[7],
+        expire_time=row[8],
+    )

@@ -20,11 +20,18 @@ from kosmos.store.events import Subscriber
 from kosmos.store.records import (
     ApiKey,
     CatalogChanges,
+    Consent,
+    ConsentPurpose,
     Customer,
+    Erasure,
+    ExperimentOutcomes,
+    IdentityLink,
+    Impression,
     Interaction,
     InteractionType,
     Item,
     ModelArtifact,
+    RecommendationList,
     RecommendInputs,
     Shop,
     ShopSettingsRevision,
@@ -237,6 +244,122 @@ class Store(Protocol):
         self, shop_id: str, before_revision: int | None, limit: int
     ) -> list[ShopSettingsRevision]:
         """Revisions below ``before_revision`` (None: all), newest first."""
+        ...
+
+    # -- the customer's own choices (issue 11) -----------------------------------------------
+
+    def ensure_anonymous_customers(self, shop_id: str, customer_ids: Iterable[str]) -> list[str]:
+        """Creates an empty profile marked ``anonymous`` for each id that has none (first use
+        of an ``anon-`` id); returns the ids created. Raises NotFound for an unknown shop."""
+        ...
+
+    def undo_dismissal(self, shop_id: str, customer_id: str, item_id: str) -> int:
+        """Deletes the customer's dismissals of ``item_id``; returns how many."""
+        ...
+
+    def consents(self, shop_id: str, customer_id: str) -> dict[ConsentPurpose, Consent]:
+        """Every purpose's consent; a purpose never set has its default and no time."""
+        ...
+
+    def set_consent(
+        self, shop_id: str, customer_id: str, purpose: ConsentPurpose, granted: bool, source: str
+    ) -> tuple[Consent, int]:
+        """Records a consent change (the current state and the history, one transaction).
+        Withdrawing cross-device linking deletes the customer's links, both ways; withdrawing
+        training masks the id in models built before now. Returns the consent as stored and
+        how many links were deleted. Raises NotFound for an unknown customer."""
+        ...
+
+    def list_consent_changes(
+        self, shop_id: str, customer_id: str, before_seq: int | None, limit: int
+    ) -> list[Consent]:
+        """The customer's consent changes with seq < ``before_seq``, newest first."""
+        ...
+
+    def link_identity(
+        self, shop_id: str, customer_id: str, linked_id: str, source: str
+    ) -> IdentityLink:
+        """Links ``linked_id`` to ``customer_id`` (the first link stays when it exists).
+
+        Raises:
+            NotFound: Either profile is unknown.
+            FailedPrecondition: Either withdrew cross-device linking consent.
+        """
+        ...
+
+    def unlink_identity(self, shop_id: str, customer_id: str, linked_id: str) -> bool: ...
+
+    def list_identity_links(
+        self, shop_id: str, customer_id: str, after: str, limit: int
+    ) -> list[IdentityLink]:
+        """The customer's links with linked id > ``after``, in linked id order."""
+        ...
+
+    def erase_customer(self, shop_id: str, customer_id: str) -> Erasure:
+        """Removes, in one transaction, the profile, interactions, consents and their history,
+        identity links (both ways), the idempotency records of requests that held only this
+        customer, and every stored model version fitted before now that does not serve; masks
+        the id in models built before now (`RecommendInputs.mask_time`) and changes the shop's
+        `data_version`. Idempotent. Raises NotFound for an unknown shop."""
+        ...
+
+    def latest_mask_time(self, shop_id: str) -> float | None:
+        """The latest erasure or training withdrawal of the shop: model versions fitted before
+        it must not serve again once replaced."""
+
+    # -- issue 13: merchant rules and experiments (versioned documents), lists, impressions --
+
+    def document_revisions(self, shop_id: str) -> dict[str, int]:
+        """The current revision of each kind of versioned document the shop has (``rules``,
+        ``experiments``); empty for none or an unknown shop. One cheap read per request."""
+        ...
+
+    def get_document(
+        self, shop_id: str, kind: str, revision: int = 0
+    ) -> ShopSettingsRevision | None:
+        """A stored revision of one kind of document (0: the current one); None if none."""
+        ...
+
+    def put_document(
+        self,
+        shop_id: str,
+        kind: str,
+        document: Mapping[str, Any],
+        expected_revision: int | None = None,
+    ) -> ShopSettingsRevision:
+        """Stores ``document`` as the next revision of ``kind`` and makes it current. Raises
+        NotFound for an unknown shop, and Aborted when ``expected_revision`` is given and is
+        not the current one (a concurrent update won)."""
+        ...
+
+    def list_documents(
+        self, shop_id: str, kind: str, before_revision: int | None, limit: int
+    ) -> list[ShopSettingsRevision]:
+        """Revisions of ``kind`` below ``before_revision`` (None: all), newest first."""
+        ...
+
+    def put_recommendation_list(self, record: RecommendationList) -> None:
+        """Keeps the list behind a recommendation id until its ``expire_time`` (lists of an
+        experiment are kept for its report)."""
+        ...
+
+    def get_recommendation_list(
+        self, shop_id: str, recommendation_id: str, now: float
+    ) -> RecommendationList | None:
+        """The list, if it was kept and has not expired at ``now``."""
+        ...
+
+    def record_impressions(self, shop_id: str, impressions: Sequence[Impression]) -> int:
+        """Stores impressions atomically, each (list, item) once; returns how many were new.
+        Raises NotFound for a customer that does not exist."""
+        ...
+
+    def recent_impressions(self, shop_id: str, customer_id: str, since: float) -> list[Impression]:
+        """A customer's impressions at or after ``since``, newest first (at most 2000)."""
+        ...
+
+    def experiment_outcomes(self, shop_id: str, experiment_id: str) -> ExperimentOutcomes:
+        """The lists an experiment decided, their impressions and the interactions citing them."""
         ...
 
     def close(self) -> None: ...

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -34,10 +36,46 @@ class Shop:
     create_time: float = 0.0
 
 
+class PreferenceKind(IntEnum):
+    """Mirrors ``kosmos.v1.PreferenceKind``."""
+
+    LIKED_CATEGORY = 1
+    DISLIKED_CATEGORY = 2
+    LIKED_BRAND = 3
+    DISLIKED_BRAND = 4
+
+
+class ConsentPurpose(IntEnum):
+    """Mirrors ``kosmos.v1.ConsentPurpose``."""
+
+    PERSONALIZATION = 1
+    TRAINING = 2
+    CROSS_DEVICE_LINKING = 3
+
+
 @dataclass(frozen=True, slots=True)
 class Exclusion:
+    """``expire_time`` None: never lapses."""
+
     kind: ExclusionKind
     value: str
+    expire_time: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Preference:
+    kind: PreferenceKind
+    value: str
+    expire_time: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PriceRange:
+    """0 for a bound means none."""
+
+    min_price: float = 0.0
+    max_price: float = 0.0
+    expire_time: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +86,115 @@ class Customer:
     exclusions: tuple[Exclusion, ...] = ()
     create_time: float = 0.0
     update_time: float = 0.0
+    preferences: tuple[Preference, ...] = ()
+    price_range: PriceRange | None = None
+    anonymous: bool = False
+
+
+ANONYMOUS_PREFIX = "anon-"
+"""Ids with this prefix are anonymous or device ids (issue 11): they shop and send feedback
+before they have a profile, which their first feedback, consent or link creates."""
+
+
+def is_anonymous(customer_id: str) -> bool:
+    return customer_id.startswith(ANONYMOUS_PREFIX)
+
+
+CUSTOMER_FIELDS = ("attributes", "exclusions", "preferences", "price_range")
+"""The profile fields a caller replaces (``update_mask`` paths, `Store.upsert_customers`)."""
+
+
+def encode_exclusions(exclusions: Sequence[Exclusion]) -> str:
+    return json.dumps(
+        [
+            (e.kind.value, e.value)
+            if e.expire_time is None
+            else (e.kind.value, e.value, e.expire_time)
+            for e in exclusions
+        ]
+    )
+
+
+def decode_exclusions(raw: str) -> tuple[Exclusion, ...]:
+    return tuple(
+        Exclusion(ExclusionKind(e[0]), e[1], e[2] if len(e) > 2 else None) for e in json.loads(raw)
+    )
+
+
+def encode_preferences(preferences: Sequence[Preference]) -> str:
+    return json.dumps([(p.kind.value, p.value, p.expire_time) for p in preferences])
+
+
+def decode_preferences(raw: str) -> tuple[Preference, ...]:
+    return tuple(Preference(PreferenceKind(k), v, t) for k, v, t in json.loads(raw or "[]"))
+
+
+def encode_price_range(price_range: PriceRange | None) -> str:
+    if price_range is None:
+        return ""
+    return json.dumps((price_range.min_price, price_range.max_price, price_range.expire_time))
+
+
+def decode_price_range(raw: str) -> PriceRange | None:
+    if not raw:
+        return None
+    low, high, expire = json.loads(raw)
+    return PriceRange(low, high, expire)
+
+
+def subject_hash(shop_id: str, customer_id: str) -> str:
+    """What an erasure or a training withdrawal keeps of a customer id: a SHA-256, so the
+    tombstone that masks their vector in older models holds no id in clear."""
+    return hashlib.sha256(f"{shop_id}/{customer_id}".encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Consent:
+    """One purpose's consent. ``update_time`` None: never set (the default applies)."""
+
+    purpose: ConsentPurpose
+    granted: bool
+    source: str = "default"
+    update_time: float | None = None
+    seq: int = 0
+
+
+CONSENT_DEFAULTS = {
+    ConsentPurpose.PERSONALIZATION: True,
+    ConsentPurpose.TRAINING: True,
+    ConsentPurpose.CROSS_DEVICE_LINKING: True,
+}
+"""What applies to a purpose the customer never set (documented in the README)."""
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityLink:
+    shop_id: str
+    customer_id: str
+    linked_id: str
+    source: str
+    create_time: float
+
+
+@dataclass(frozen=True, slots=True)
+class Erasure:
+    """What `Store.erase_customer` removed, counted.
+
+    Attributes:
+        model_versions_removed: ``recommender/version`` of stored versions deleted (rollback
+            targets that held the customer).
+        model_versions_pending: ``recommender/version`` of current versions that hold the
+            customer until a newer one replaces them.
+    """
+
+    erase_time: float
+    profile_removed: bool
+    interactions_removed: int
+    identity_links_removed: int
+    consents_removed: int
+    idempotency_records_removed: int
+    model_versions_removed: tuple[str, ...] = ()
+    model_versions_pending: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +222,8 @@ class Interaction:
     value: float = 0.0
     recommendation_id: str = ""
     seq: int = 0
+    channel: str = ""  # where it happened (RecommendationContext.channel), issue 13
+    device: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,12 +248,20 @@ class RecommendInputs:
         recent: The customer's latest interactions, newest first.
         dismissed_item_ids: Every item the customer ever dismissed.
         owned_item_ids: Every item the customer had an interaction of the asked kinds with.
+        consents: The purposes the customer set (absent: `CONSENT_DEFAULTS`).
+        linked_ids: The ids linked to the customer (both ways); their history is in the
+            three above, merged by event time.
+        mask_time: The latest erasure of this id or withdrawal of its training consent: a model
+            built before it must not use a vector it holds for the id. None: there was none.
     """
 
     customer: Customer
     recent: list[Interaction]
     dismissed_item_ids: frozenset[str]
     owned_item_ids: frozenset[str] = frozenset()
+    consents: Mapping[ConsentPurpose, bool] = field(default_factory=dict)
+    linked_ids: tuple[str, ...] = ()
+    mask_time: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,3 +308,50 @@ class ShopSettingsRevision:
     revision: int
     document: Mapping[str, Any]
     create_time: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RecommendationList:
+    """The ranked list behind one served ``recommendation_id`` (stable pages, attribution).
+
+    ``offers`` is the whole list as served, best first: JSON-able entries the recommendation
+    service gives their meaning (`kosmos.recommendation.pages.to_document`). ``experiment_id`` and
+    ``variant_id`` are empty when no experiment decided the list.
+    """
+
+    shop_id: str
+    recommendation_id: str
+    customer_id: str
+    offers: tuple[Any, ...]
+    create_time: float
+    expire_time: float
+    placement: str = ""
+    experiment_id: str = ""
+    variant_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Impression:
+    """One offer of one served list that a page showed to its customer."""
+
+    shop_id: str
+    customer_id: str
+    recommendation_id: str
+    item_id: str
+    event_time: float
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentOutcomes:
+    """What an experiment's lists led to, for its report.
+
+    Attributes:
+        lists: (recommendation id, customer id, variant id) of every list it decided.
+        impressions: (recommendation id, item id) of every impression citing those lists.
+        interactions: (recommendation id, item id, type, value, price) of every interaction
+            citing those lists, with the item's catalog price (0 when unknown).
+    """
+
+    lists: list[tuple[str, str, str]]
+    impressions: list[tuple[str, str]]
+    interactions: list[tuple[str, str, InteractionType, float, float]]

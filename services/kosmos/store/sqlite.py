@@ -11,6 +11,7 @@ than its deadline; a write whose deadline has passed by commit time is rolled ba
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 import threading
@@ -21,24 +22,44 @@ from pathlib import Path
 from typing import Any
 
 from kosmos.common import deadline
-from kosmos.common.errors import AlreadyExists, DeadlineExceeded, NotFound, Unavailable
+from kosmos.common.errors import (
+    Aborted,
+    AlreadyExists,
+    DeadlineExceeded,
+    FailedPrecondition,
+    NotFound,
+    Unavailable,
+)
 from kosmos.common.names import customer_name, item_name, shop_name
 from kosmos.store import _migrations
 from kosmos.store._tracing import traced
 from kosmos.store.events import CATALOG, CUSTOMER, MODEL, Event, Subscriber, Subscribers
 from kosmos.store.records import (
+    CONSENT_DEFAULTS,
     ApiKey,
     CatalogChanges,
+    Consent,
+    ConsentPurpose,
     Customer,
-    Exclusion,
-    ExclusionKind,
+    Erasure,
+    ExperimentOutcomes,
+    IdentityLink,
+    Impression,
     Interaction,
     InteractionType,
     Item,
     ModelArtifact,
+    RecommendationList,
     RecommendInputs,
     Shop,
     ShopSettingsRevision,
+    decode_exclusions,
+    decode_preferences,
+    decode_price_range,
+    encode_exclusions,
+    encode_preferences,
+    encode_price_range,
+    subject_hash,
 )
 
 # SQLite calls the progress handler every this many virtual machine steps; it aborts the
@@ -64,11 +85,12 @@ def _customer(row: sqlite3.Row) -> Customer:
         shop_id=row["shop_id"],
         customer_id=row["customer_id"],
         attributes=json.loads(row["attributes"]),
-        exclusions=tuple(
-            Exclusion(ExclusionKind(kind), value) for kind, value in json.loads(row["exclusions"])
-        ),
+        exclusions=decode_exclusions(row["exclusions"]),
         create_time=row["create_time"],
         update_time=row["update_time"],
+        preferences=decode_preferences(row["preferences"]),
+        price_range=decode_price_range(row["price_range"]),
+        anonymous=bool(row["anonymous"]),
     )
 
 
@@ -101,7 +123,8 @@ def _item(row: sqlite3.Row) -> Item:
 # Interactions are read on every recommendation: select columns in this order and build
 # records positionally (name lookups on sqlite3.Row cost more than the query).
 _INTERACTION_COLUMNS = (
-    "shop_id, customer_id, item_id, type, event_time, value, recommendation_id, seq"
+    "shop_id, customer_id, item_id, type, event_time, value, recommendation_id, seq, channel,"
+    " device"
 )
 _TYPES = {t.value: t for t in InteractionType}
 # The literal type number lets SQLite use the partial index ``interactions_dismissed``.
@@ -112,7 +135,9 @@ _DISMISSED = (
 
 
 def _interaction(row: sqlite3.Row) -> Interaction:
-    return Interaction(row[0], row[1], row[2], _TYPES[row[3]], row[4], row[5], row[6], row[7])
+    return Interaction(
+        row[0], row[1], row[2], _TYPES[row[3]], row[4], row[5], row[6], row[7], row[8], row[9]
+    )
 
 
 @traced("sqlite")
@@ -350,14 +375,18 @@ class SQLiteStore:
             with self._write() as conn:
                 conn.execute(
                     "INSERT INTO customers (shop_id, customer_id, attributes, exclusions,"
-                    " create_time, update_time) VALUES (?, ?, ?, ?, ?, ?)",
+                    " create_time, update_time, preferences, price_range, anonymous)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         customer.shop_id,
                         customer.customer_id,
                         json.dumps(customer.attributes),
-                        json.dumps([(e.kind.value, e.value) for e in customer.exclusions]),
+                        encode_exclusions(customer.exclusions),
                         now,
                         now,
+                        encode_preferences(customer.preferences),
+                        encode_price_range(customer.price_range),
+                        int(customer.anonymous),
                     ),
                 )
         except sqlite3.IntegrityError:
@@ -377,12 +406,16 @@ class SQLiteStore:
     def update_customer(self, customer: Customer) -> Customer:
         with self._write() as conn:
             cursor = conn.execute(
-                "UPDATE customers SET attributes = ?, exclusions = ?, update_time = ?"
+                "UPDATE customers SET attributes = ?, exclusions = ?, update_time = ?,"
+                " preferences = ?, price_range = ?, anonymous = ?"
                 " WHERE shop_id = ? AND customer_id = ?",
                 (
                     json.dumps(customer.attributes),
-                    json.dumps([(e.kind.value, e.value) for e in customer.exclusions]),
+                    encode_exclusions(customer.exclusions),
                     time.time(),
+                    encode_preferences(customer.preferences),
+                    encode_price_range(customer.price_range),
+                    int(customer.anonymous),
                     customer.shop_id,
                     customer.customer_id,
                 ),
@@ -456,7 +489,7 @@ class SQLiteStore:
                         c.shop_id,
                         c.customer_id,
                         json.dumps(c.attributes),
-                        json.dumps([(e.kind.value, e.value) for e in c.exclusions]),
+                        encode_exclusions(c.exclusions),
                         now,
                         now,
                     )
@@ -672,7 +705,8 @@ class SQLiteStore:
         """Inserts a batch with one ``executemany``; returns the last seq it got."""
         conn.executemany(
             "INSERT INTO interactions (shop_id, customer_id, item_id, type, value,"
-            " event_time, recommendation_id, request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            " event_time, recommendation_id, request_id, channel, device)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     shop_id,
@@ -683,6 +717,8 @@ class SQLiteStore:
                     i.event_time,
                     i.recommendation_id,
                     request_id,
+                    i.channel,
+                    i.device,
                 )
                 for i in interactions
             ],
@@ -745,34 +781,65 @@ class SQLiteStore:
             ).fetchone()
             if row is None:
                 return None
+            # The person: the id and every id linked to it, either way (issue 11).
+            linked = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT linked_id FROM identity_links WHERE shop_id = ? AND customer_id = ?"
+                    " UNION SELECT customer_id FROM identity_links"
+                    " WHERE shop_id = ? AND linked_id = ?",
+                    (shop_id, customer_id, shop_id, customer_id),
+                )
+            ]
+            ids = [customer_id, *linked]
+            who = f"customer_id IN ({','.join('?' * len(ids))})"
+            # Newest by event time, not arrival: a back-filled event is not "recent".
             recent = conn.execute(
                 f"SELECT {_INTERACTION_COLUMNS} FROM interactions"
-                " WHERE shop_id = ? AND customer_id = ? ORDER BY seq DESC LIMIT ?",
-                (shop_id, customer_id, recent_limit),
+                f" WHERE shop_id = ? AND {who} ORDER BY event_time DESC, seq DESC LIMIT ?",
+                (shop_id, *ids, recent_limit),
             ).fetchall()
-            dismissed = conn.execute(_DISMISSED, (shop_id, customer_id)).fetchall()
+            dismissed = conn.execute(
+                "SELECT DISTINCT item_id FROM interactions"
+                f" WHERE shop_id = ? AND {who} AND type = {int(InteractionType.DISMISS)}",
+                (shop_id, *ids),
+            ).fetchall()
             owned = []
             kinds = sorted({int(t) for t in owned_types})
             if kinds:
                 owned = conn.execute(
                     "SELECT DISTINCT item_id FROM interactions WHERE shop_id = ?"
-                    f" AND customer_id = ? AND type IN ({','.join('?' * len(kinds))})",
-                    (shop_id, customer_id, *kinds),
+                    f" AND {who} AND type IN ({','.join('?' * len(kinds))})",
+                    (shop_id, *ids, *kinds),
                 ).fetchall()
+            consents = conn.execute(
+                "SELECT purpose, granted FROM consents WHERE shop_id = ? AND customer_id = ?",
+                (shop_id, customer_id),
+            ).fetchall()
+            mask = conn.execute(
+                "SELECT mask_time FROM model_masks WHERE shop_id = ? AND subject = ?",
+                (shop_id, subject_hash(shop_id, customer_id)),
+            ).fetchone()
         return RecommendInputs(
             _customer(row),
             [_interaction(r) for r in recent],
             frozenset(r[0] for r in dismissed),
             frozenset(r[0] for r in owned),
+            {ConsentPurpose(p): bool(g) for p, g in consents},
+            tuple(linked),
+            mask[0] if mask else None,
         )
 
     def iter_interactions(self, shop_id: str, after_seq: int = 0) -> Iterator[Interaction]:
         after = after_seq
         while True:
+            # A customer who withdrew training consent never enters a model (issue 11).
             rows = self._query(
                 f"SELECT {_INTERACTION_COLUMNS} FROM interactions"
-                " WHERE shop_id = ? AND seq > ? ORDER BY seq LIMIT 5000",
-                (shop_id, after),
+                " WHERE shop_id = ? AND seq > ? AND customer_id NOT IN"
+                " (SELECT customer_id FROM consents WHERE shop_id = ? AND purpose = ?"
+                " AND granted = 0) ORDER BY seq LIMIT 5000",
+                (shop_id, after, shop_id, int(ConsentPurpose.TRAINING)),
             )
             if not rows:
                 return
@@ -786,14 +853,14 @@ class SQLiteStore:
                 "SELECT max(seq), count(*) FROM interactions WHERE shop_id = ?", (shop_id,)
             ).fetchone()
             catalog = conn.execute(
-                "SELECT catalog_version FROM shops WHERE shop_id = ?", (shop_id,)
+                "SELECT catalog_version, privacy_version FROM shops WHERE shop_id = ?", (shop_id,)
             ).fetchone()
             customers = conn.execute(
                 "SELECT count(*), max(update_time) FROM customers WHERE shop_id = ?", (shop_id,)
             ).fetchone()
         return (
             f"{seq[0] or 0}.{seq[1]}.{catalog[0] if catalog else -1}.{customers[0]}"
-            f".{customers[1] or 0}"
+            f".{customers[1] or 0}.{catalog[1] if catalog else 0}"
         )
 
     # -- model artifacts ---------------------------------------------------------------------
@@ -873,6 +940,253 @@ class SQLiteStore:
         )
         return [r[0] for r in rows]
 
+    # -- the customer's own choices (issue 11) -----------------------------------------------
+
+    def ensure_anonymous_customers(self, shop_id: str, customer_ids: Iterable[str]) -> list[str]:
+        ids = sorted(set(customer_ids))
+        if not ids:
+            return []
+        now = time.time()
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM shops WHERE shop_id = ?", (shop_id,)).fetchone() is None:
+                raise NotFound("shop", shop_name(shop_id))
+            created = []
+            for customer_id in ids:
+                cursor = conn.execute(
+                    "INSERT INTO customers (shop_id, customer_id, create_time, update_time,"
+                    " anonymous) VALUES (?, ?, ?, ?, 1) ON CONFLICT DO NOTHING",
+                    (shop_id, customer_id, now, now),
+                )
+                if cursor.rowcount:
+                    created.append(customer_id)
+        return created
+
+    def undo_dismissal(self, shop_id: str, customer_id: str, item_id: str) -> int:
+        with self._write() as conn:
+            cursor = conn.execute(
+                "DELETE FROM interactions WHERE shop_id = ? AND customer_id = ? AND item_id = ?"
+                f" AND type = {int(InteractionType.DISMISS)}",
+                (shop_id, customer_id, item_id),
+            )
+        if cursor.rowcount:
+            self._subscribers.deliver(Event(CUSTOMER, shop_id, customer_id))
+        return int(cursor.rowcount)
+
+    def consents(self, shop_id: str, customer_id: str) -> dict[ConsentPurpose, Consent]:
+        rows = self._query(
+            "SELECT purpose, granted, source, update_time FROM consents"
+            " WHERE shop_id = ? AND customer_id = ?",
+            (shop_id, customer_id),
+        )
+        found = {
+            ConsentPurpose(r[0]): Consent(ConsentPurpose(r[0]), bool(r[1]), r[2], r[3])
+            for r in rows
+        }
+        return {p: found.get(p, Consent(p, CONSENT_DEFAULTS[p])) for p in ConsentPurpose}
+
+    def set_consent(
+        self, shop_id: str, customer_id: str, purpose: ConsentPurpose, granted: bool, source: str
+    ) -> tuple[Consent, int]:
+        now = time.time()
+        unlinked = 0
+        with self._write() as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM customers WHERE shop_id = ? AND customer_id = ?",
+                (shop_id, customer_id),
+            ).fetchone()
+            if exists is None:
+                raise NotFound("customer", customer_name(shop_id, customer_id))
+            conn.execute(
+                "INSERT INTO consents (shop_id, customer_id, purpose, granted, source, update_time)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (shop_id, customer_id, purpose) DO UPDATE"
+                " SET granted = excluded.granted, source = excluded.source,"
+                " update_time = excluded.update_time",
+                (shop_id, customer_id, int(purpose), int(granted), source, now),
+            )
+            cursor = conn.execute(
+                "INSERT INTO consent_changes (shop_id, customer_id, purpose, granted, source,"
+                " update_time) VALUES (?, ?, ?, ?, ?, ?)",
+                (shop_id, customer_id, int(purpose), int(granted), source, now),
+            )
+            seq = int(cursor.lastrowid or 0)
+            if purpose is ConsentPurpose.CROSS_DEVICE_LINKING and not granted:
+                unlinked = conn.execute(
+                    "DELETE FROM identity_links WHERE shop_id = ?"
+                    " AND (customer_id = ? OR linked_id = ?)",
+                    (shop_id, customer_id, customer_id),
+                ).rowcount
+            if purpose is ConsentPurpose.TRAINING:
+                if not granted:
+                    self._mask(conn, shop_id, customer_id, now)
+                conn.execute(
+                    "UPDATE shops SET privacy_version = privacy_version + 1 WHERE shop_id = ?",
+                    (shop_id,),
+                )
+        self._subscribers.deliver(Event(CUSTOMER, shop_id, customer_id))
+        return Consent(purpose, granted, source, now, seq), int(unlinked)
+
+    @staticmethod
+    def _mask(conn: sqlite3.Connection, shop_id: str, customer_id: str, now: float) -> None:
+        conn.execute(
+            "INSERT INTO model_masks (shop_id, subject, mask_time) VALUES (?, ?, ?)"
+            " ON CONFLICT (shop_id, subject) DO UPDATE SET mask_time = excluded.mask_time",
+            (shop_id, subject_hash(shop_id, customer_id), now),
+        )
+
+    def list_consent_changes(
+        self, shop_id: str, customer_id: str, before_seq: int | None, limit: int
+    ) -> list[Consent]:
+        rows = self._query(
+            "SELECT purpose, granted, source, update_time, seq FROM consent_changes"
+            " WHERE shop_id = ? AND customer_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+            (shop_id, customer_id, before_seq if before_seq is not None else 2**62, limit),
+        )
+        return [Consent(ConsentPurpose(r[0]), bool(r[1]), r[2], r[3], r[4]) for r in rows]
+
+    def link_identity(
+        self, shop_id: str, customer_id: str, linked_id: str, source: str
+    ) -> IdentityLink:
+        now = time.time()
+        with self._write() as conn:
+            for who in (customer_id, linked_id):
+                if (
+                    conn.execute(
+                        "SELECT 1 FROM customers WHERE shop_id = ? AND customer_id = ?",
+                        (shop_id, who),
+                    ).fetchone()
+                    is None
+                ):
+                    raise NotFound("customer", customer_name(shop_id, who))
+                refused = conn.execute(
+                    "SELECT 1 FROM consents WHERE shop_id = ? AND customer_id = ? AND purpose = ?"
+                    " AND granted = 0",
+                    (shop_id, who, int(ConsentPurpose.CROSS_DEVICE_LINKING)),
+                ).fetchone()
+                if refused is not None:
+                    raise FailedPrecondition(
+                        "NO_LINKING_CONSENT",
+                        f"{customer_name(shop_id, who)} has not allowed cross-device linking",
+                    )
+            conn.execute(
+                "INSERT INTO identity_links (shop_id, customer_id, linked_id, source, create_time)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (shop_id, customer_id, linked_id, source, now),
+            )
+            row = conn.execute(
+                "SELECT shop_id, customer_id, linked_id, source, create_time FROM identity_links"
+                " WHERE shop_id = ? AND customer_id = ? AND linked_id = ?",
+                (shop_id, customer_id, linked_id),
+            ).fetchone()
+        self._subscribers.deliver(Event(CUSTOMER, shop_id, customer_id))
+        return IdentityLink(*row)
+
+    def unlink_identity(self, shop_id: str, customer_id: str, linked_id: str) -> bool:
+        with self._write() as conn:
+            cursor = conn.execute(
+                "DELETE FROM identity_links WHERE shop_id = ? AND customer_id = ?"
+                " AND linked_id = ?",
+                (shop_id, customer_id, linked_id),
+            )
+        if cursor.rowcount:
+            self._subscribers.deliver(Event(CUSTOMER, shop_id, customer_id))
+        return bool(cursor.rowcount)
+
+    def list_identity_links(
+        self, shop_id: str, customer_id: str, after: str, limit: int
+    ) -> list[IdentityLink]:
+        rows = self._query(
+            "SELECT shop_id, customer_id, linked_id, source, create_time FROM identity_links"
+            " WHERE shop_id = ? AND customer_id = ? AND linked_id > ? ORDER BY linked_id LIMIT ?",
+            (shop_id, customer_id, after, limit),
+        )
+        return [IdentityLink(*r) for r in rows]
+
+    def erase_customer(self, shop_id: str, customer_id: str) -> Erasure:
+        now = time.time()
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM shops WHERE shop_id = ?", (shop_id,)).fetchone() is None:
+                raise NotFound("shop", shop_name(shop_id))
+            who = (shop_id, customer_id)
+            # Idempotency records of requests that held only this customer's events; a request
+            # that also held others' keeps its record (a hash and an id, nothing of theirs),
+            # so that its retry is still answered, not stored twice.
+            requests = conn.execute(
+                "DELETE FROM feedback_requests WHERE shop_id = ? AND request_id IN"
+                " (SELECT request_id FROM interactions WHERE shop_id = ? AND customer_id = ?)"
+                " AND request_id NOT IN (SELECT request_id FROM interactions"
+                " WHERE shop_id = ? AND customer_id != ?)",
+                (shop_id, *who, *who),
+            ).rowcount
+            interactions = conn.execute(
+                "DELETE FROM interactions WHERE shop_id = ? AND customer_id = ?", who
+            ).rowcount
+            links = conn.execute(
+                "DELETE FROM identity_links WHERE shop_id = ?"
+                " AND (customer_id = ? OR linked_id = ?)",
+                (*who, customer_id),
+            ).rowcount
+            consents = conn.execute(
+                "DELETE FROM consents WHERE shop_id = ? AND customer_id = ?", who
+            ).rowcount
+            conn.execute("DELETE FROM consent_changes WHERE shop_id = ? AND customer_id = ?", who)
+            # What pages showed them and the lists kept for their later pages (issue 13).
+            conn.execute("DELETE FROM impressions WHERE shop_id = ? AND customer_id = ?", who)
+            conn.execute(
+                "DELETE FROM recommendation_lists WHERE shop_id = ? AND customer_id = ?", who
+            )
+            profile = conn.execute(
+                "DELETE FROM customers WHERE shop_id = ? AND customer_id = ?", who
+            ).rowcount
+            removed: list[str] = []
+            pending: list[str] = []
+            if profile or interactions:
+                self._mask(conn, shop_id, customer_id, now)
+                conn.execute(
+                    "UPDATE shops SET privacy_version = privacy_version + 1 WHERE shop_id = ?",
+                    (shop_id,),
+                )
+                # Every stored version fitted before now may hold the customer: the ones not
+                # serving go now (no rollback can bring them back); the serving ones go once
+                # a newer version replaces them (`prune_masked_models`).
+                current = {
+                    (r[0], r[1])
+                    for r in conn.execute(
+                        "SELECT recommender, version FROM model_current WHERE shop_id = ?",
+                        (shop_id,),
+                    )
+                }
+                for recommender, version in conn.execute(
+                    "SELECT recommender, version FROM model_artifacts"
+                    " WHERE shop_id = ? AND create_time <= ? ORDER BY recommender, version",
+                    (shop_id, now),
+                ).fetchall():
+                    (pending if (recommender, version) in current else removed).append(
+                        f"{recommender}/{version}"
+                    )
+                for name in removed:
+                    recommender, version = name.split("/", 1)
+                    conn.execute(
+                        "DELETE FROM model_artifacts WHERE shop_id = ? AND recommender = ?"
+                        " AND version = ?",
+                        (shop_id, recommender, version),
+                    )
+        if profile or interactions:
+            self._subscribers.deliver(Event(CUSTOMER, shop_id, customer_id))
+        return Erasure(
+            now,
+            bool(profile),
+            int(interactions),
+            int(links),
+            int(consents),
+            int(requests),
+            tuple(removed),
+            tuple(pending),
+        )
+
+    def latest_mask_time(self, shop_id: str) -> float | None:
+        rows = self._query("SELECT max(mask_time) FROM model_masks WHERE shop_id = ?", (shop_id,))
+        return rows[0][0] if rows and rows[0][0] is not None else None
+
     # -- per-shop settings -------------------------------------------------------------------
 
     def settings_revision(self, shop_id: str) -> int | None:
@@ -922,8 +1236,210 @@ class SQLiteStore:
         )
         return [_settings(row) for row in rows]
 
+    # -- issue 13: versioned shop documents, recommendation lists, impressions ---------------
+
+    def document_revisions(self, shop_id: str) -> dict[str, int]:
+        rows = self._query(
+            "SELECT kind, revision FROM shop_document_heads WHERE shop_id = ?", (shop_id,)
+        )
+        return {row[0]: int(row[1]) for row in rows}
+
+    def get_document(
+        self, shop_id: str, kind: str, revision: int = 0
+    ) -> ShopSettingsRevision | None:
+        if revision:
+            rows = self._query(
+                "SELECT shop_id, revision, document, create_time FROM shop_documents"
+                " WHERE shop_id = ? AND kind = ? AND revision = ?",
+                (shop_id, kind, revision),
+            )
+        else:
+            rows = self._query(
+                "SELECT d.shop_id, d.revision, d.document, d.create_time FROM shop_documents d"
+                " JOIN shop_document_heads h USING (shop_id, kind, revision)"
+                " WHERE d.shop_id = ? AND d.kind = ?",
+                (shop_id, kind),
+            )
+        return _settings(rows[0]) if rows else None
+
+    def put_document(
+        self,
+        shop_id: str,
+        kind: str,
+        document: Mapping[str, Any],
+        expected_revision: int | None = None,
+    ) -> ShopSettingsRevision:
+        now = time.time()
+        text = json.dumps(document, sort_keys=True)
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM shops WHERE shop_id = ?", (shop_id,)).fetchone() is None:
+                raise NotFound("shop", shop_name(shop_id))
+            row = conn.execute(
+                "SELECT revision FROM shop_document_heads WHERE shop_id = ? AND kind = ?",
+                (shop_id, kind),
+            ).fetchone()
+            current = int(row[0]) if row else 0
+            if expected_revision is not None and expected_revision != current:
+                raise Aborted("CONCURRENT_UPDATE", f"the {kind} changed meanwhile; retry")
+            revision = current + 1
+            conn.execute(
+                "INSERT INTO shop_documents (shop_id, kind, revision, document, create_time)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (shop_id, kind, revision, text, now),
+            )
+            conn.execute(
+                "INSERT INTO shop_document_heads (shop_id, kind, revision) VALUES (?, ?, ?)"
+                " ON CONFLICT (shop_id, kind) DO UPDATE SET revision = excluded.revision",
+                (shop_id, kind, revision),
+            )
+        return ShopSettingsRevision(shop_id, revision, json.loads(text), now)
+
+    def list_documents(
+        self, shop_id: str, kind: str, before_revision: int | None, limit: int
+    ) -> list[ShopSettingsRevision]:
+        rows = self._query(
+            "SELECT shop_id, revision, document, create_time FROM shop_documents"
+            " WHERE shop_id = ? AND kind = ? AND revision < ? ORDER BY revision DESC LIMIT ?",
+            (shop_id, kind, before_revision if before_revision is not None else 2**62, limit),
+        )
+        return [_settings(row) for row in rows]
+
+    def put_recommendation_list(self, record: RecommendationList) -> None:
+        # A kept list is a cache with a TTL, not an acknowledged event: its commit skips the
+        # disk sync (WAL, synchronous=NORMAL; the next FULL commit of any write syncs it), so
+        # keeping it costs no fsync on the request path. A power cut may lose it: page 2 is
+        # then PAGE_TOKEN_EXPIRED.
+        own = self._connection()
+        own.execute("PRAGMA synchronous=NORMAL")
+        try:
+            self._put_list(record)
+        finally:
+            own.execute("PRAGMA synchronous=FULL")
+
+    def _put_list(self, record: RecommendationList) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO recommendation_lists (shop_id, recommendation_id,"
+                " customer_id, placement, experiment_id, variant_id, offers, create_time,"
+                " expire_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                _list_row(record),
+            )
+            # Expired lists go a few at a time, on one write in `_PURGE_EVERY`.
+            if next(_list_writes) % _PURGE_EVERY:
+                return
+            conn.execute(
+                "DELETE FROM recommendation_lists WHERE (shop_id, recommendation_id) IN"
+                " (SELECT shop_id, recommendation_id FROM recommendation_lists"
+                " WHERE expire_time < ? AND experiment_id = '' LIMIT 10)",
+                (record.create_time,),
+            )
+
+    def get_recommendation_list(
+        self, shop_id: str, recommendation_id: str, now: float
+    ) -> RecommendationList | None:
+        rows = self._query(
+            f"SELECT {_LIST_COLUMNS} FROM recommendation_lists"
+            " WHERE shop_id = ? AND recommendation_id = ? AND expire_time >= ?",
+            (shop_id, recommendation_id, now),
+        )
+        return _list(tuple(rows[0])) if rows else None
+
+    def record_impressions(self, shop_id: str, impressions: Sequence[Impression]) -> int:
+        with self._write() as conn:
+            for customer_id in sorted({i.customer_id for i in impressions}):
+                found = conn.execute(
+                    "SELECT 1 FROM customers WHERE shop_id = ? AND customer_id = ?",
+                    (shop_id, customer_id),
+                ).fetchone()
+                if found is None:
+                    raise NotFound("customer", customer_name(shop_id, customer_id))
+            before = conn.total_changes
+            conn.executemany(
+                "INSERT OR IGNORE INTO impressions (shop_id, recommendation_id, item_id,"
+                " customer_id, event_time) VALUES (?, ?, ?, ?, ?)",
+                [
+                    (shop_id, i.recommendation_id, i.item_id, i.customer_id, i.event_time)
+                    for i in impressions
+                ],
+            )
+            return conn.total_changes - before
+
+    def recent_impressions(self, shop_id: str, customer_id: str, since: float) -> list[Impression]:
+        rows = self._query(
+            "SELECT recommendation_id, item_id, event_time FROM impressions"
+            " WHERE shop_id = ? AND customer_id = ? AND event_time >= ?"
+            " ORDER BY event_time DESC LIMIT 2000",
+            (shop_id, customer_id, since),
+        )
+        return [Impression(shop_id, customer_id, r[0], r[1], r[2]) for r in rows]
+
+    def experiment_outcomes(self, shop_id: str, experiment_id: str) -> ExperimentOutcomes:
+        with self._read() as conn:
+            lists = conn.execute(
+                "SELECT recommendation_id, customer_id, variant_id FROM recommendation_lists"
+                " WHERE shop_id = ? AND experiment_id = ?",
+                (shop_id, experiment_id),
+            ).fetchall()
+            shown = conn.execute(
+                "SELECT i.recommendation_id, i.item_id FROM impressions i"
+                " JOIN recommendation_lists l USING (shop_id, recommendation_id)"
+                " WHERE l.shop_id = ? AND l.experiment_id = ?",
+                (shop_id, experiment_id),
+            ).fetchall()
+            acted = conn.execute(
+                "SELECT x.recommendation_id, x.item_id, x.type, x.value, coalesce(it.price, 0)"
+                " FROM interactions x"
+                # Only the list's own customer's actions count for it.
+                " JOIN recommendation_lists l ON l.shop_id = x.shop_id"
+                " AND l.recommendation_id = x.recommendation_id AND l.customer_id = x.customer_id"
+                " LEFT JOIN items it ON it.shop_id = x.shop_id AND it.item_id = x.item_id"
+                " WHERE l.shop_id = ? AND l.experiment_id = ?",
+                (shop_id, experiment_id),
+            ).fetchall()
+        return ExperimentOutcomes(
+            [(r[0], r[1], r[2]) for r in lists],
+            [(r[0], r[1]) for r in shown],
+            [(r[0], r[1], InteractionType(r[2]), float(r[3]), float(r[4])) for r in acted],
+        )
+
 
 def _settings(row: sqlite3.Row) -> ShopSettingsRevision:
     return ShopSettingsRevision(
         row["shop_id"], row["revision"], json.loads(row["document"]), row["create_time"]
+    )
+
+
+_PURGE_EVERY = 32
+_list_writes = itertools.count(1)
+_LIST_COLUMNS = (
+    "shop_id, recommendation_id, customer_id, placement, experiment_id, variant_id, offers,"
+    " create_time, expire_time"
+)
+
+
+def _list_row(r: RecommendationList) -> tuple[Any, ...]:
+    return (
+        r.shop_id,
+        r.recommendation_id,
+        r.customer_id,
+        r.placement,
+        r.experiment_id,
+        r.variant_id,
+        json.dumps(list(r.offers), separators=(",", ":")),
+        r.create_time,
+        r.expire_time,
+    )
+
+
+def _list(row: tuple[Any, ...]) -> RecommendationList:
+    return RecommendationList(
+        shop_id=row[0],
+        recommendation_id=row[1],
+        customer_id=row[2],
+        placement=row[3],
+        experiment_id=row[4],
+        variant_id=row[5],
+        offers=tuple(json.loads(row[6])),
+        create_time=row[7],
+        expire_time=row[8],
     )

@@ -196,6 +196,25 @@ class Artifacts:
             shutil.rmtree(self.folder(shop, recommender, name), ignore_errors=True)
         return removed
 
+    def prune_masked(self, shop: str, recommender: str, masked_time: float | None) -> list[str]:
+        """Deletes every version but the current one fitted at or before ``masked_time`` (the
+        shop's latest erasure or training withdrawal, `Store.latest_mask_time`): they may
+        hold a customer who is gone, so no rollback may serve them again (issue 11)."""
+        if masked_time is None:
+            return []
+        current = self.current(shop, recommender)
+        removed = [
+            v.version
+            for v in self.versions(shop, recommender)
+            if v.create_time <= masked_time and v.version != current
+        ]
+        self._remove(shop, recommender, removed)
+        return removed
+
+    def _remove(self, shop: str, recommender: str, versions: list[str]) -> None:
+        for name in versions:
+            shutil.rmtree(self.folder(shop, recommender, name), ignore_errors=True)
+
 
 class StoreArtifacts(Artifacts):
     """Model versions in the store's ``model_artifacts`` table (``KOSMOS_MODEL_STORE=database``).
@@ -292,6 +311,11 @@ class StoreArtifacts(Artifacts):
 
     def recommenders(self, shop: str) -> list[str]:
         return self.store.model_recommenders(shop)
+
+    def _remove(self, shop: str, recommender: str, versions: list[str]) -> None:
+        self.store.delete_model_artifacts(shop, recommender, versions)
+        for name in versions:
+            shutil.rmtree(super().folder(shop, recommender, name), ignore_errors=True)
 
     def prune(self, shop: str, recommender: str, keep: int) -> list[str]:
         current = self.current(shop, recommender)

@@ -109,6 +109,9 @@ def train(
                         evaluate,
                     )
                     if result.version:
+                        # Versions that may hold an erased customer go once replaced.
+                        artifacts.prune_masked(shop, name, store.latest_mask_time(shop))
+                    if result.version:
                         fit_span.set_attribute("kosmos.model.version", result.version)
                     else:
                         fit_span.set_status(Status(StatusCode.ERROR, result.error))

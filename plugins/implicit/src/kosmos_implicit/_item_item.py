@@ -146,16 +146,26 @@ class ItemItemRecommender:
         banned.update(seen or ())
         # The scorer zeroes the row's own items when asked (filter_already_seen), and scores
         # <= 0 are dropped below, so only the other banned items can take a place in its top K.
-        ids, scores = state.scorer.recommend(
-            *user, K=min(query.k + len(banned), matrix.n_items), remove_own_likes=seen is not None
-        )
+        want = min(query.k + len(banned), matrix.n_items)
+        while True:
+            ids, scores = state.scorer.recommend(*user, K=want, remove_own_likes=seen is not None)
+            picked = [
+                (c, s)
+                for c, s in zip(ids.tolist(), scores.tolist(), strict=True)
+                if s > 0 and c not in banned
+            ]
+            picked.sort(key=lambda cs: (-cs[1], cs[0]))
+            # implicit cuts ties at K arbitrarily: widen K until the last score it gave is below
+            # the k-th kept one, so that the top k is the prefix of the top 2k (issue 13).
+            if (
+                len(ids) < want
+                or want >= matrix.n_items
+                or len(picked) < query.k
+                or float(scores.min()) < picked[query.k - 1][1]
+            ):
+                break
+            want = min(want * 2, matrix.n_items)
         reason = REASON_RECENT if new else REASON_NEIGHBOURS
-        picked = [
-            (c, s)
-            for c, s in zip(ids.tolist(), scores.tolist(), strict=True)
-            if s > 0 and c not in banned
-        ]
-        picked.sort(key=lambda cs: (-cs[1], cs[0]))
         return [Scored(matrix.item_ids[c], s, reason) for c, s in picked[: query.k]]
 
     def similar_items(self, query: SimilarItemsQuery) -> list[Scored]:

@@ -29,7 +29,10 @@ def top_k(
     if k <= 0 or n == 0:
         return []
     if k < n:
-        candidates = np.argpartition(scores, n - k)[n - k :]
+        # Every column tied with the k-th best stays in, so that ties are broken by column
+        # below and the top k is the prefix of the top 2k (stable pages, issue 13).
+        bound = scores[np.argpartition(scores, n - k)[n - k]]
+        candidates = np.flatnonzero(scores >= bound)
     else:
         candidates = np.arange(n)
     values = scores[candidates]

@@ -173,8 +173,11 @@ def top(
     if want <= 0 or k <= 0:
         return []
     if want < candidates.size:
-        part = np.argpartition(-scores[candidates], want - 1)[:want]
-        candidates = candidates[part]
+        part = np.argpartition(-scores[candidates], want - 1)
+        # Every row tied with the last one kept stays in, so that ties are broken by row below
+        # and the top k is the prefix of the top 2k (stable pages, issue 13).
+        bound = scores[candidates[part[want - 1]]]
+        candidates = candidates[scores[candidates] >= bound]
     order = candidates[np.lexsort((candidates, -scores[candidates]))]
     return [int(n) for n in order if int(n) not in exclude][:k]
 

@@ -387,3 +387,40 @@ def test_telemetry_settings_default_to_text_logs_and_no_scrape_endpoint():
         {"KOSMOS_LOG_FORMAT": "JSON", "KOSMOS_METRICS_LISTEN": "0.0.0.0:9464"},
     )
     assert (config.log_format, config.metrics_listen) == ("json", "0.0.0.0:9464")
+
+
+def test_requests_are_sampled_at_the_operators_ratio_and_follow_the_callers_decision():
+    # Issue 12: without OTEL_TRACES_SAMPLER, KOSMOS_TRACE_SAMPLE_RATIO of new traces are
+    # recorded; a caller's sampled trace is always followed, its unsampled one never; an
+    # unrecorded span still carries a trace id (logs and INTERNAL messages name it).
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
+
+    from kosmos.common.config import ConfigError
+
+    def recorded(ratio: str, parent_flags: TraceFlags | None = None) -> tuple[int, str]:
+        provider = telemetry.tracer_provider(
+            "kosmos-sampling", env={"KOSMOS_TRACE_SAMPLE_RATIO": ratio}
+        )
+        exporter = InMemorySpanExporter()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        tracer = provider.get_tracer("t")
+        context = None
+        if parent_flags is not None:
+            parent = SpanContext(0x1234, 0x5678, is_remote=True, trace_flags=parent_flags)
+            context = set_span_in_context(NonRecordingSpan(parent))
+        ids = set()
+        for _ in range(200):
+            with tracer.start_as_current_span("rpc", context=context) as span:
+                span.set_attribute("kosmos.shop", "acme")
+                ids.add(telemetry.current_trace_id())
+        provider.shutdown()
+        return len(exporter.get_finished_spans()), min(ids)
+
+    assert recorded("1")[0] == 200
+    none, trace_id = recorded("0")
+    assert none == 0 and len(trace_id) == 32 and trace_id != "0" * 32
+    assert 0 < recorded("0.5")[0] < 200
+    assert recorded("0", TraceFlags(TraceFlags.SAMPLED))[0] == 200  # the caller sampled it
+    assert recorded("1", TraceFlags(TraceFlags.DEFAULT))[0] == 0  # the caller did not
+    with pytest.raises(ConfigError, match="KOSMOS_TRACE_SAMPLE_RATIO"):
+        telemetry.tracer_provider("kosmos-sampling", env={"KOSMOS_TRACE_SAMPLE_RATIO": "2"})

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 GEN_STAMP := services/kosmos/v1/.generated
-PROTOS := $(wildcard proto/kosmos/v1/*.proto)
+PROTOS := $(wildcard proto/kosmos/v1/*.proto) services/kosmos/oteldemo/demo.proto
 PLUGINS := $(wildcard plugins/*/pyproject.toml)
 # `make run` keeps its database and logs here.
 RUN_DIR ?= var
@@ -37,8 +37,33 @@ $(NODE_STAMP): $(NODE_PLUGIN)/package-lock.json
 	  echo "npm ci --prefix $(NODE_PLUGIN)" && npm ci --prefix $(NODE_PLUGIN) --no-audit --no-fund && touch $@; \
 	else echo "npm not found: $(NODE_PLUGIN) is not installed and its tests will skip"; fi
 
+# The browser side (services/web): the TypeScript client generated from the protos, the
+# storefront and the dashboard, built into services/web/dist, which the HTTP port serves.
+# Without npm the pages are missing and the Node and browser tests skip, except under CI=true.
+WEB := services/web
+WEB_STAMP := $(WEB)/dist/.built
+WEB_SOURCES := $(shell find $(WEB)/src $(WEB)/storefront $(WEB)/dashboard $(WEB)/test -name '*.ts' -not -path '*/gen/*' 2>/dev/null) \
+  $(wildcard $(WEB)/*/index.html) $(WEB)/style.css $(WEB)/build.mjs $(WEB)/gen.sh
+
+$(WEB_STAMP): $(WEB)/package-lock.json $(PROTOS) $(WEB_SOURCES) $(STAMP)
+	@if command -v npm >/dev/null; then \
+	  set -e; npm ci --prefix $(WEB) --no-audit --no-fund; \
+	  npm run --prefix $(WEB) gen; npm run --prefix $(WEB) build; touch $@; \
+	else echo "npm not found: $(WEB) is not built (no storefront, dashboard or Node client)"; fi
+
+# The browser tests drive Debian's chromium through playwright-core; installed when missing
+# (apt-get, as root), else they skip, except under CI=true.
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: chromium
+chromium:
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y chromium >/dev/null || (apt-get update >/dev/null && apt-get install -y chromium >/dev/null); \
+	  else echo "$(CHROMIUM) not found and not root: the browser tests will skip"; fi; fi
+
 .PHONY: setup
-setup: $(STAMP) $(GEN_STAMP) $(NODE_STAMP) ## Create .venv, install Kosmos and the plugins, generate code.
+setup: $(STAMP) $(GEN_STAMP) $(NODE_STAMP) $(WEB_STAMP) ## Create .venv, install Kosmos and the plugins, generate code, build the web pages.
 
 .PHONY: proto
 proto: $(STAMP) ## Generate Python code from proto/kosmos/v1.
@@ -65,7 +90,7 @@ manifests: setup $(CHECKOV_STAMP) ## Render deploy/k8s overlays, validate them a
 	$(PY) tools/manifests.py --checkov $(CHECKOV) --out $(RUN_DIR)/manifests
 
 .PHONY: test
-test: setup $(CHECKOV_STAMP) ## Run the whole test suite.
+test: setup $(CHECKOV_STAMP) chromium ## Run the whole test suite.
 	$(PY) -m pytest tests $(wildcard plugins/*/tests)
 
 # The CI suite runs the fuzz tests at 20,000 raw requests and 60 examples per RPC group; this
@@ -97,13 +122,14 @@ DATA_DIR ?= ../shared/data
 RETAIL := $(DATA_DIR)/online-retail/online_retail.csv.gz
 
 .PHONY: bench
-bench: setup ## Recommend vs an empty RPC (1 and 2 processes); grpc.aio; catalog size; plugin scoring vs numpy; bulk import vs executemany.
+bench: setup ## Recommend vs an empty RPC (1 and 2 processes); grpc.aio; catalog size; plugin scoring vs numpy; bulk import vs executemany; the HTTP port vs gRPC.
 	mkdir -p $(RUN_DIR)
 	$(PY) tools/bench.py --plot $(RUN_DIR)/bench-latency.png
 	$(PY) tools/bench_aio.py
 	$(PY) tools/bench_catalog.py
 	$(PY) tools/bench_store.py
 	$(PY) tools/bench_import.py
+	$(PY) tools/bench_http.py
 	@if [ -f "$(RETAIL)" ]; then \
 	  $(PY) plugins/implicit/bench.py --data "$(RETAIL)" && $(PY) plugins/lightfm/bench.py --data "$(RETAIL)" \
 	    && $(PY) plugins/ranker/bench.py --data "$(RETAIL)"; \
@@ -124,6 +150,7 @@ lint: setup ## ruff, mypy and buf lint.
 	$(BIN)/ruff format --check services tests tools plugins
 	$(BIN)/ruff check services tests tools plugins
 	$(BIN)/mypy services
+	@if [ -d $(WEB)/node_modules ]; then echo "tsc --noEmit ($(WEB))"; npm run --silent --prefix $(WEB) typecheck; fi
 	cd proto && ../$(BIN)/buf lint
 	@# Wire compatibility of the working tree against the last commit (checks uncommitted edits).
 	cd proto && ../$(BIN)/buf breaking --against '../.git#ref=HEAD,subdir=proto'
@@ -135,4 +162,5 @@ fmt: setup ## Format the code.
 
 .PHONY: clean
 clean: ## Remove the virtual environment, generated code and run state.
-	rm -rf $(VENV) $(CHECKOV_VENV) $(RUN_DIR) services/kosmos/v1/*_pb2*.py* $(GEN_STAMP)
+	rm -rf $(VENV) $(CHECKOV_VENV) $(RUN_DIR) services/kosmos/v1/*_pb2*.py* $(GEN_STAMP) \
+	  $(WEB)/node_modules $(WEB)/dist $(WEB)/src/gen

@@ -12,9 +12,11 @@ from urllib.parse import quote
 import grpc
 import pytest
 from opentelemetry import metrics, trace
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry, generate_latest
 
 from kosmos import cluster
 from kosmos.client import KosmosClient
@@ -29,6 +31,15 @@ _EXPORTER = InMemorySpanExporter()
 
 
 _METRICS = InMemoryMetricReader()
+# The same instruments in Prometheus text, as a process's KOSMOS_METRICS_LISTEN serves them
+# (the dashboard's /metrics in tests/web).
+_PROMETHEUS = CollectorRegistry()
+
+
+def prometheus_text() -> bytes:
+    """This test process's metrics as the Prometheus endpoint would serve them."""
+    text: bytes = generate_latest(_PROMETHEUS)
+    return text
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -41,7 +52,9 @@ def pytest_configure(config: pytest.Config) -> None:
     provider = telemetry.tracer_provider("kosmos-tests", env={"KOSMOS_TRACE_SAMPLE_RATIO": "1"})
     provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
     trace.set_tracer_provider(provider)
-    meters, _address = telemetry.meter_provider("kosmos-tests", env={}, readers=[_METRICS])
+    meters, _address = telemetry.meter_provider(
+        "kosmos-tests", env={}, readers=[_METRICS, PrometheusMetricReader(registry=_PROMETHEUS)]
+    )
     metrics.set_meter_provider(meters)
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
 import grpc
 import pytest
@@ -322,3 +324,36 @@ def test_a_killed_supervisor_takes_its_processes_with_it(tmp_path):
             return True
 
     assert _until(lambda: all(gone(pid) for pid in servers), seconds=10)
+
+
+def test_several_processes_print_their_addresses_and_one_serves_http(tmp_path):
+    proc, address = start(
+        "kosmos.cluster",
+        "KOSMOS_CLUSTER_LISTEN",
+        tmp_path,
+        KOSMOS_PROCESSES="2",
+        KOSMOS_BOOTSTRAP_KEY=BOOTSTRAP,
+        KOSMOS_HTTP_LISTEN="127.0.0.1:0",
+        KOSMOS_METRICS_LISTEN="127.0.0.1:0",
+    )
+    try:
+        # Process 0's lines come first, as a single process prints them; then process 1's.
+        lines = [proc.stdout.readline().strip() for _ in range(3)]
+        assert lines[0].startswith("kosmos metrics on http://127.0.0.1:")
+        assert lines[1].startswith("kosmos http on 127.0.0.1:")
+        assert lines[2].startswith("kosmos metrics on http://127.0.0.1:") and lines[2] != lines[0]
+        with KosmosClient(address, api_key=BOOTSTRAP) as client:
+            client.create_shop("acme")
+        request = urllib.request.Request(
+            f"http://{lines[1].rsplit(' ', 1)[1]}/kosmos.v1.ProfileService/GetShop",
+            data=json.dumps({"name": "shops/acme"}).encode(),
+            headers={"content-type": "application/json", "authorization": f"Bearer {BOOTSTRAP}"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert json.loads(answer.read())["shop"]["name"] == "shops/acme"
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+        assert proc.returncode == 0
+    finally:
+        proc.kill()
+        proc.communicate()

@@ -40,6 +40,24 @@ def main() -> int:
     if code != 0:
         print(f"protoc failed with exit code {code}", file=sys.stderr)
         return int(code)
+    # The OpenTelemetry demo's recommendation contract, vendored beside its adapter: generated
+    # from services/ so that its stub imports kosmos.oteldemo.demo_pb2.
+    code = protoc.main(
+        [
+            "protoc",
+            f"-I{OUT}",
+            f"--python_out={OUT}",
+            f"--grpc_python_out={OUT}",
+            f"--plugin=protoc-gen-mypy={bin_dir / 'protoc-gen-mypy'}",
+            f"--plugin=protoc-gen-mypy_grpc={bin_dir / 'protoc-gen-mypy_grpc'}",
+            f"--mypy_out={OUT}",
+            f"--mypy_grpc_out={OUT}",
+            "kosmos/oteldemo/demo.proto",
+        ]
+    )
+    if code != 0:
+        print(f"protoc failed on the OpenTelemetry demo's proto: {code}", file=sys.stderr)
+        return int(code)
     init = OUT / "kosmos/v1/__init__.py"
     init.parent.mkdir(parents=True, exist_ok=True)
     print(f"generated {len(protos)} protos into {init.parent.relative_to(ROOT)}")

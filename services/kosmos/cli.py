@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from google.protobuf import json_format
+from google.protobuf.message import Message
 from rich.console import Console
 from rich.table import Table
 
@@ -25,6 +28,24 @@ from kosmos.training.artifacts import ArtifactError, Artifacts
 from kosmos.v1 import api_key_service_pb2, common_pb2
 
 DEFAULT_TARGET = "localhost:50051"
+
+
+def _dict(message: Message) -> dict[str, object]:
+    """A message as JSON-ready data, with the proto field names (``page_size``)."""
+    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+
+
+def _print_json(data: object) -> None:
+    """One JSON document on standard output (``--json``); everything else goes to stderr."""
+    print(json.dumps(data, indent=2, sort_keys=False, default=str), flush=True)
+
+
+def _recommendations(result: object) -> dict[str, object]:
+    return {
+        "offers": [_dict(o) for o in result.offers],  # type: ignore[attr-defined]
+        "recommendation_id": result.recommendation_id,  # type: ignore[attr-defined]
+        "next_page_token": result.next_page_token,  # type: ignore[attr-defined]
+    }
 
 
 def _tail(name: str) -> str:
@@ -58,6 +79,8 @@ def cmd_recommend(client: KosmosClient, args: argparse.Namespace, out: Console) 
         page=args.page,
         cart_item_ids=args.cart or (),
     )
+    if args.json:
+        return _print_json(_recommendations(result))
     out.print(_offers_table(f"Offers for {args.customer} in {args.shop}", result.offers))
     out.print(f"recommendation_id: {result.recommendation_id}", style="dim")
 
@@ -66,6 +89,8 @@ def cmd_similar(client: KosmosClient, args: argparse.Namespace, out: Console) ->
     result = client.similar_items(
         args.shop, args.item, customer_id=args.customer or "", page_size=args.n
     )
+    if args.json:
+        return _print_json(_recommendations(result))
     out.print(_offers_table(f"Like {args.item} in {args.shop}", result.offers))
     out.print(f"recommendation_id: {result.recommendation_id}", style="dim")
 
@@ -83,11 +108,17 @@ def cmd_feedback(client: KosmosClient, args: argparse.Namespace, out: Console) -
             )
         ],
     )
+    if args.json:
+        return _print_json(_dict(stored))
     out.print(f"recorded {stored.name}")
 
 
 def cmd_profile(client: KosmosClient, args: argparse.Namespace, out: Console) -> None:
     customer = client.get_customer(args.shop, args.customer)
+    if args.json:
+        interactions = client.list_interactions(args.shop, args.customer, page_size=args.n)
+        latest = [_dict(i) for _, i in zip(range(args.n), interactions, strict=False)]
+        return _print_json({"customer": _dict(customer), "interactions": latest})
     table = Table(
         title=f"Profile of {args.customer} in {args.shop}", title_justify="left", show_header=False
     )
@@ -129,11 +160,25 @@ def cmd_models_list(_client: None, args: argparse.Namespace, out: Console) -> No
         "serving",
     ):
         table.add_column(column, no_wrap=column == "version")
+    rows: list[dict[str, object]] = []
     for shop in [args.shop] if args.shop else artifacts.shops():
         for name in artifacts.recommenders(shop):
             current = artifacts.current(shop, name)
             for v in artifacts.versions(shop, name):
                 created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(v.create_time))
+                rows.append(
+                    {
+                        "shop": shop,
+                        "recommender": name,
+                        "version": v.version,
+                        "create_time": time.strftime(
+                            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(v.create_time)
+                        ),
+                        "interactions": v.interactions,
+                        "fit_seconds": v.fit_seconds,
+                        "serving": v.version == current,
+                    }
+                )
                 table.add_row(
                     shop,
                     name,
@@ -143,6 +188,8 @@ def cmd_models_list(_client: None, args: argparse.Namespace, out: Console) -> No
                     f"{v.fit_seconds:.2f}",
                     "●" if v.version == current else "",
                 )
+    if args.json:
+        return _print_json(rows)
     out.print(table)
 
 
@@ -152,7 +199,10 @@ def cmd_models_list_rpc(client: KosmosClient, args: argparse.Namespace, out: Con
     for column in (*columns, "serving"):
         table.add_column(column, no_wrap=column == "version")
     now = time.time()
-    for v in client.list_model_versions(args.shop):
+    versions = client.list_model_versions(args.shop)
+    if args.json:
+        return _print_json([_dict(v) for v in versions])
+    for v in versions:
         parts = v.name.split("/")
         age = now - v.create_time.ToSeconds()
         ndcg = v.metrics.get("ndcg@10")
@@ -170,16 +220,62 @@ def cmd_models_list_rpc(client: KosmosClient, args: argparse.Namespace, out: Con
 
 def cmd_models_rollback_rpc(client: KosmosClient, args: argparse.Namespace, out: Console) -> None:
     served = client.rollback_model(args.shop, args.recommender, args.to or "")
+    if args.json:
+        return _print_json(_dict(served))
     out.print(f"{args.shop}/{args.recommender} now serves {served.name.rsplit('/', 1)[1]}")
 
 
 def cmd_models_train(client: KosmosClient, args: argparse.Namespace, out: Console) -> None:
+    before = {v.name for v in client.list_model_versions(args.shop)} if args.wait else set()
     names = client.train_models(args.shop, force=args.force)
+    trained: list[object] = []
+    if args.wait and names:
+        trained = _wait_for_versions(client, args, out, before, names)
+    if args.json:
+        return _print_json(
+            {"shop": args.shop, "recommenders": names, "versions": [_dict(v) for v in trained]}  # type: ignore[arg-type]
+        )
+    if args.wait:
+        for v in trained:
+            out.print(f"serving {v.name}")  # type: ignore[attr-defined]
+        return None
     out.print(f"training {', '.join(names)} for {args.shop}; `kosmos models list` shows the result")
+
+
+def _wait_for_versions(
+    client: KosmosClient,
+    args: argparse.Namespace,
+    out: Console,
+    before: set[str],
+    names: Sequence[str],
+) -> list[object]:
+    """Polls ModelService until each recommender in ``names`` serves a version made after
+    ``before``, with a progress bar; gives up after ``--wait`` seconds (a ValueError)."""
+    from rich.progress import Progress
+
+    deadline = time.monotonic() + args.wait
+    done: dict[str, object] = {}
+    with Progress(console=out, transient=args.json) as progress:
+        task = progress.add_task(f"training {', '.join(names)}", total=len(names))
+        while len(done) < len(names):
+            for v in client.list_model_versions(args.shop):
+                recommender = v.name.split("/")[3]
+                if v.serving and v.name not in before and recommender in names:
+                    if recommender not in done:
+                        done[recommender] = v
+                        progress.advance(task)
+            if len(done) < len(names):
+                if time.monotonic() > deadline:
+                    missing = ", ".join(sorted(set(names) - set(done)))
+                    raise ValueError(f"no new serving version of {missing} after {args.wait:g}s")
+                time.sleep(0.5)  # polling the API as an operator would
+    return [done[n] for n in names]
 
 
 def cmd_models_rollback(_client: None, args: argparse.Namespace, out: Console) -> None:
     version = Artifacts(args.model_dir).rollback(args.shop, args.recommender, args.to)
+    if args.json:
+        return _print_json({"shop": args.shop, "recommender": args.recommender, "version": version})
     out.print(
         f"{args.shop}/{args.recommender} now serves {version}; replicas swap it in within "
         f"KOSMOS_MODEL_POLL_SECONDS"
@@ -189,6 +285,8 @@ def cmd_models_rollback(_client: None, args: argparse.Namespace, out: Console) -
 def cmd_keys_create(client: KosmosClient, args: argparse.Namespace, out: Console) -> None:
     created = client.create_api_key(args.scope, args.shop or "", args.name)
     key = created.api_key
+    if args.json:
+        return _print_json({"api_key": _dict(key), "secret": created.secret})
     out.print(
         f"created {key.name} ({args.scope}{' for ' + key.shop if key.shop else ', every shop'})"
     )
@@ -201,7 +299,10 @@ def cmd_keys_list(client: KosmosClient, args: argparse.Namespace, out: Console) 
     table = Table(title="API keys", title_justify="left")
     for column in ("key", "shop", "scope", "name", "revoked"):
         table.add_column(column)
-    for key in client.list_api_keys(args.shop or ""):
+    keys = list(client.list_api_keys(args.shop or ""))
+    if args.json:
+        return _print_json([_dict(k) for k in keys])
+    for key in keys:
         table.add_row(
             _tail(key.name),
             _tail(key.shop) if key.shop else "(every shop)",
@@ -214,6 +315,8 @@ def cmd_keys_list(client: KosmosClient, args: argparse.Namespace, out: Console) 
 
 def cmd_keys_revoke(client: KosmosClient, args: argparse.Namespace, out: Console) -> None:
     key = client.revoke_api_key(args.key)
+    if args.json:
+        return _print_json(_dict(key))
     out.print(f"revoked {key.name}")
 
 
@@ -264,6 +367,7 @@ def cmd_import(client: KosmosClient, args: argparse.Namespace, out: Console) -> 
         TransferSpeedColumn(),
         TimeRemainingColumn(),
     )
+    summary: dict[str, dict[str, object]] = {}
     with Progress(*columns, console=out) as progress:
         for kind in bulk.KINDS:
             if kind not in files:
@@ -278,10 +382,13 @@ def cmd_import(client: KosmosClient, args: argparse.Namespace, out: Console) -> 
                 lambda n, task=task: progress.advance(task, n),  # type: ignore[misc]
             )
             seconds = time.perf_counter() - started
+            summary[kind] = {"count": count, "path": str(path), "seconds": round(seconds, 3)}
             progress.console.print(
                 f"{kind}: {count:,} from {path} in {seconds:.1f}s"
                 f" ({count / max(seconds, 1e-9):,.0f}/s)"
             )
+    if args.json:
+        _print_json({"shop": args.shop, **summary})
 
 
 def _settings_json(settings: object) -> str:
@@ -292,6 +399,8 @@ def _settings_json(settings: object) -> str:
 
 def cmd_settings_get(client: KosmosClient, args: argparse.Namespace, out: Console) -> None:
     settings = client.get_shop_settings(args.shop, revision=args.revision)
+    if args.json:
+        return _print_json(_dict(settings))
     out.print_json(_settings_json(settings))
 
 
@@ -299,7 +408,10 @@ def cmd_settings_history(client: KosmosClient, args: argparse.Namespace, out: Co
     table = Table(title=f"Settings revisions of {args.shop}", title_justify="left")
     for column in ("revision", "stored (UTC)", "settings"):
         table.add_column(column)
-    for r in client.list_shop_settings_revisions(args.shop):
+    revisions = list(client.list_shop_settings_revisions(args.shop))
+    if args.json:
+        return _print_json([_dict(r) for r in revisions])
+    for r in revisions:
         stored = r.update_time.ToDatetime().strftime("%Y-%m-%d %H:%M:%S")
         body = _settings_json(r).replace("\n", " ")
         table.add_row(str(r.revision), stored, body)
@@ -307,7 +419,10 @@ def cmd_settings_history(client: KosmosClient, args: argparse.Namespace, out: Co
 
 
 def cmd_rules_get(client: KosmosClient, args: argparse.Namespace, out: Console) -> None:
-    out.print_json(_settings_json(client.get_merchant_rules(args.shop, revision=args.revision)))
+    rules = client.get_merchant_rules(args.shop, revision=args.revision)
+    if args.json:
+        return _print_json(_dict(rules))
+    out.print_json(_settings_json(rules))
 
 
 def cmd_rules_set(client: KosmosClient, args: argparse.Namespace, out: Console) -> None:
@@ -321,6 +436,8 @@ def cmd_rules_set(client: KosmosClient, args: argparse.Namespace, out: Console) 
     except (OSError, json_format.ParseError) as error:
         raise ValueError(f"{args.file}: {error}") from None
     stored = client.update_merchant_rules(args.shop, list(message.rules))
+    if args.json:
+        return _print_json(_dict(stored))
     out.print(f"rules of {args.shop}: revision {stored.revision}, {len(stored.rules)} rules")
 
 
@@ -335,15 +452,22 @@ def cmd_experiments_create(client: KosmosClient, args: argparse.Namespace, out: 
     except (OSError, json_format.ParseError) as error:
         raise ValueError(f"{args.file}: {error}") from None
     created = client.create_experiment(args.shop, args.experiment, message)
+    if args.json:
+        return _print_json(_dict(created))
     out.print_json(_settings_json(created))
 
 
 def cmd_experiments_end(client: KosmosClient, args: argparse.Namespace, out: Console) -> None:
-    out.print_json(_settings_json(client.end_experiment(args.shop, args.experiment)))
+    ended = client.end_experiment(args.shop, args.experiment)
+    if args.json:
+        return _print_json(_dict(ended))
+    out.print_json(_settings_json(ended))
 
 
 def cmd_experiments_report(client: KosmosClient, args: argparse.Namespace, out: Console) -> None:
     report = client.experiment_report(args.shop, args.experiment, confidence_level=args.confidence)
+    if args.json:
+        return _print_json(_dict(report))
     level = f"{report.confidence_level:.0%}"
     table = Table(
         title=f"{report.name}: each variant against {report.control_variant_id}, {level} intervals",
@@ -465,6 +589,8 @@ def _csv(value: str) -> list[str]:
 def cmd_settings_set(client: KosmosClient, args: argparse.Namespace, out: Console) -> None:
     message, paths = _settings_change(client, args.shop, args.assignments, args.clear)
     settings = client.update_shop_settings(args.shop, message, paths)  # type: ignore[arg-type]
+    if args.json:
+        return _print_json(_dict(settings))
     out.print(f"{args.shop}: settings revision {settings.revision}")
     out.print_json(_settings_json(settings))
 
@@ -630,17 +756,43 @@ def parser() -> argparse.ArgumentParser:
     mt = msub.add_parser("train", help="start training a shop's recommenders (cluster only)")
     mt.add_argument("shop")
     mt.add_argument("--force", action="store_true", help="fit even if the data is unchanged")
+    mt.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait (with a progress bar) until each recommender serves its new version",
+    )
     mt.set_defaults(run=cmd_models_train)
     from kosmos.evaluation.cli import add_parser as add_evaluate
 
     add_evaluate(sub)
+    _add_json(p, top=True)
     return p
+
+
+def _add_json(p: argparse.ArgumentParser, top: bool = False) -> None:
+    """``--json`` before or after any subcommand: one JSON document on stdout, progress and
+    messages on stderr, and errors as JSON on stderr."""
+    p.add_argument(
+        "--json",
+        action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help="print the result as JSON (for scripts); progress and errors go to stderr",
+    )
+    for action in p._actions:  # argparse keeps subparsers only here
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                _add_json(child)
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ) -> int:
     args = parser().parse_args(argv)
     # Piped output (CI logs, files) gets room for wide tables instead of the 80-column default.
     out = Console() if sys.stdout.isatty() else Console(width=160)
+    if args.json:
+        # stdout carries the one JSON document; tables, progress and notes go to stderr.
+        out = Console(stderr=True)
     if getattr(args, "offline", False) and hasattr(args, "model_dir"):
         args.model_dir = args.model_dir or env.get(KOSMOS_MODEL_DIR, "")
         if not args.model_dir:  # no directory: ask the cluster's ModelService
@@ -671,6 +823,13 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
         with KosmosClient(target, timeout=args.timeout, api_key=api_key, tls=tls) as client:
             args.run(client, args, out)
     except KosmosRpcError as error:
+        if args.json:
+            violations = [
+                {"field": v.field, "description": v.description} for v in error.field_violations
+            ]
+            body = {"code": error.code.name, "message": error.message, "reason": error.reason}
+            print(json.dumps({"error": {**body, "field_violations": violations}}), file=sys.stderr)
+            return 1
         err = Console(stderr=True)
         err.print(
             f"[red]error[/red]: {error.code.name}: {error.message}"

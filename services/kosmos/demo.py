@@ -27,7 +27,7 @@ from kosmos.common.config import (
     RecommendationSettings,
     ServerConfig,
 )
-from kosmos.common.runner import configure_secret
+from kosmos.common.runner import configure_secret, start_web
 from kosmos.common.server import build_server, configure_logging, serve
 from kosmos.datasets import SyntheticShop, generate
 from kosmos.recommendation import load_plugins
@@ -36,6 +36,7 @@ from kosmos.training.artifacts import Artifacts
 from kosmos.training.trainer import results_table, train
 
 SHOP = "demo"
+DEMO_HTTP_LISTEN = "127.0.0.1:8080"
 log = logging.getLogger(__name__)
 
 
@@ -98,6 +99,23 @@ Ctrl-C (or SIGTERM) stops it gracefully.
 """
 
 
+def pages(http_listen: str, port: int, storefront_key: str, admin_key: str) -> str:
+    """Where the storefront and the dashboard are; the keys ride in the URL's fragment, which
+    the browser keeps to itself (it is never sent to a server)."""
+    if not port:
+        return ""
+    host = http_listen.rpartition(":")[0]
+    base = f"http://{'localhost' if host in ('0.0.0.0', '[::]', '') else host}:{port}"
+    return f"""
+In a browser (the keys stay in the page, after the #):
+  storefront: {base}/#storefront={storefront_key}&admin={admin_key}
+  dashboard:  {base}/dashboard/#admin={admin_key}
+  HTTP/JSON:  curl -H "authorization: Bearer $KOSMOS_API_KEY" -H 'content-type: application/json' \\
+      -d '{{"customer": "shops/demo/customers/c-00001", "pageSize": 5}}' \\
+      {base}/kosmos.v1.RecommendationService/Recommend
+"""
+
+
 def _local_secret(path: Path) -> str:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -118,6 +136,12 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
     args = p.parse_args(argv)
 
     config = ServerConfig.from_env(KOSMOS_CLUSTER_LISTEN, "127.0.0.1:50051", env)
+    # The storefront and dashboard on their HTTP port; the dashboard reads the metrics.
+    config = dataclasses.replace(
+        config,
+        http_listen=config.http_listen or DEMO_HTTP_LISTEN,
+        metrics_listen=config.metrics_listen or "127.0.0.1:0",
+    )
     configure_logging(config.log_level, config.log_format)
     if not config.secret:
         # The embedded default: a secret kept beside the database, so page tokens,
@@ -135,16 +159,18 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
     # Embedded mode has no CronJob: keep training in the background (issue 8: models went
     # stale after start), skipping shops whose data has not changed.
     settings = dataclasses.replace(settings, train_in_background=True)
+    services = cluster.services(store, settings)
     server, port, health = build_server(
         config.listen,
         config.workers,
-        cluster.services(store, settings),
+        services,
         auth=Authorizer(store, bootstrap),
         reflection_enabled=config.reflection,
         tls=config.tls,
     )
     server.start()
     address = f"{config.listen.rpartition(':')[0]}:{port}"
+    web = start_web(config, port, [s.name for s in services])
     with KosmosClient(f"127.0.0.1:{port}", timeout=60, api_key=bootstrap) as client:
         try:
             client.get_shop(SHOP)
@@ -187,7 +213,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
         admin = client.create_api_key("admin", SHOP, "make run admin").secret
     # soft_wrap: keys and commands stay on one line, to copy, whatever the terminal width.
     console.print(
-        instructions(address, settings.model_dir, storefront, admin),
+        instructions(address, settings.model_dir, storefront, admin)
+        + pages(config.http_listen, web.port if web else 0, storefront, admin),
         highlight=False,
         soft_wrap=True,
     )
@@ -195,7 +222,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
         server,
         health,
         config.grace_seconds,
-        on_stop=[store.close],
+        on_stop=[*([web.stop] if web else []), store.close],
         drain_seconds=config.drain_seconds,
     )
 

@@ -101,3 +101,19 @@ def test_binding_a_taken_port_fails_loudly(store):
             build_server(f"127.0.0.1:{port}", 2, feedback.services(store))
     finally:
         server.stop(None).wait()
+
+
+def test_a_call_without_a_deadline_serves(kosmos):
+    # Issue 14: grpcio reports about 2**63 ns left for a call without a deadline; the catalog
+    # cache waited on that and overflowed, so the first Recommend of a shop was INTERNAL.
+    from kosmos.v1 import recommendation_service_pb2, recommendation_service_pb2_grpc
+    from tests.helpers import small_shop
+
+    small_shop(kosmos.client, "acme")
+    stub = recommendation_service_pb2_grpc.RecommendationServiceStub(kosmos.channel)
+    answer = stub.Recommend(
+        recommendation_service_pb2.RecommendRequest(
+            customer="shops/acme/customers/alice", page_size=2
+        )
+    )
+    assert len(answer.offers) == 2

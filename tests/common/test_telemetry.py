@@ -212,6 +212,33 @@ def test_fallbacks_are_counted_by_recommender_and_reason(store, metric_reader):
     )
 
 
+def test_each_recommenders_latency_in_the_chain_is_recorded_by_outcome(store, metric_reader):
+    # Issue 14: the dashboard draws plugin latency from this histogram.
+    settings = RecommendationSettings(routing=Routing.parse("broken,popularity"), refresh_seconds=0)
+    plugins = {
+        "broken": LoadedPlugin("broken", lambda s: Broken(), "tests"),
+        "popularity": LoadedPlugin("popularity", popularity, "kosmos"),
+    }
+    name = "kosmos.recommender.duration"
+    failed = total(metric_reader, name, kosmos__recommender="broken", kosmos__outcome="failed")
+    ok = total(metric_reader, name, kosmos__recommender="popularity", kosmos__outcome="ok")
+    c = start_cluster(store, settings, plugins)
+    try:
+        small_shop(c.client)
+        c.client.recommend("acme", "alice", page_size=3)
+    finally:
+        c.client.close()
+        c.server.stop(None).wait()
+    assert total(metric_reader, name, kosmos__recommender="broken", kosmos__outcome="failed") == (
+        failed + 1
+    )
+    assert total(metric_reader, name, kosmos__recommender="popularity", kosmos__outcome="ok") == (
+        ok + 1
+    )
+    (point,) = points(metric_reader, name, kosmos__recommender="popularity", kosmos__outcome="ok")
+    assert 0 < point.sum < 5  # seconds
+
+
 def test_a_refit_records_freshness_and_training_duration(store, metric_reader):
     now = [1_000_000.0]
     hub = ModelHub(

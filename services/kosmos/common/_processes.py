@@ -25,7 +25,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from types import FrameType
 
@@ -40,9 +40,10 @@ _RESTART_WINDOW_SECONDS = 60.0
 _SIGNALS = {signal.SIGTERM, signal.SIGINT}
 _PR_SET_PDEATHSIG = 1
 
-ServeChild = Callable[[ServerConfig, Callable[[], None]], None]
+ServeChild = Callable[[ServerConfig, Callable[[Sequence[str]], None]], None]
 """Runs one server with the child's configuration until it stops; calls its second argument
-once the server accepts and its SIGTERM handler is in place."""
+once the server accepts and its SIGTERM handler is in place, with the lines a single process
+would print after its listening line (its metrics and HTTP addresses)."""
 
 
 def _reserve(listen: str) -> socket.socket:
@@ -134,10 +135,17 @@ def supervise(service_name: str, config: ServerConfig, serve_child: ServeChild) 
     # Startup: every process says it serves, or one fails (bad configuration) and all stop.
     ready = 0
     code = 0
+    said: dict[int, list[str]] = {}
+    buffer = b""
     while ready < config.processes and not stopping:
         readable, _, _ = select.select([ready_read], [], [], 0.5)
         if readable:
-            ready += len(os.read(ready_read, config.processes))
+            buffer += os.read(ready_read, 65536)
+            *records, buffer = buffer.split(b"\0")
+            for record in records:  # "index\nline\nline..." from each process once it serves
+                number, *lines = record.decode().split("\n")
+                said[int(number)] = lines
+                ready += 1
         pid, status = os.waitpid(-1, os.WNOHANG)
         if pid:
             code = os.waitstatus_to_exitcode(status) or 1
@@ -145,6 +153,9 @@ def supervise(service_name: str, config: ServerConfig, serve_child: ServeChild) 
             forward(signal.SIGTERM, None)
     if ready >= config.processes and not stopping:
         print(f"{service_name} listening on {listen}", flush=True)
+        for index in sorted(said):  # process 0's addresses first, as one process prints them
+            for line in said[index]:
+                print(f"{service_name} {line}", flush=True)
         log.info("serving on %s with %d processes", listen, config.processes)
 
     restarts: list[float] = []
@@ -196,11 +207,14 @@ def _run_child(
             listen=listen,
             processes=1,
             metrics_listen=_metrics_listen(config.metrics_listen, index),
+            # One HTTP port, on process 0: its gateway calls the shared gRPC port, so the
+            # kernel still spreads HTTP calls over every process.
+            http_listen=config.http_listen if index == 0 else "",
         )
         log.info("process %d of %d: pid %d", index, config.processes, os.getpid())
 
-        def ready() -> None:
-            os.write(ready_write, b".")
+        def ready(lines: Sequence[str]) -> None:
+            os.write(ready_write, "\n".join([str(index), *lines]).encode() + b"\0")
 
         serve_child(child, ready)
         code = 0

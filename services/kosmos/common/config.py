@@ -77,6 +77,19 @@ microseconds of one core)."""
 
 DEFAULT_TRACE_SAMPLE_RATIO = 0.01
 
+KOSMOS_OTELDEMO_LISTEN = "KOSMOS_OTELDEMO_LISTEN"
+"""Address ``python -m kosmos.oteldemo`` binds: the OpenTelemetry demo's
+``oteldemo.RecommendationService``. Default: ``"0.0.0.0:9001"`` (the demo's
+``RECOMMENDATION_PORT``)."""
+
+KOSMOS_OTELDEMO_SHOP = "KOSMOS_OTELDEMO_SHOP"
+"""The Kosmos shop that answers the OpenTelemetry demo (its product ids are the shop's item
+ids, its user ids the shop's customer ids). Default: ``"otel-demo"``."""
+
+KOSMOS_HTTP_LISTEN = "KOSMOS_HTTP_LISTEN"
+"""Address of the HTTP port beside the gRPC one (Connect JSON/binary, gRPC-Web, the storefront
+and dashboard pages, ``/metrics``). Default: empty, none; ``make run``: ``127.0.0.1:8080``."""
+
 KOSMOS_ROUTING = "KOSMOS_ROUTING"
 """The recommender chain, comma-separated, tried in order; later ones fill what earlier ones
 could not. One chain per segment: ``warm=als,popularity;cold=lightfm,popularity`` (cold: no
@@ -402,6 +415,7 @@ class ServerConfig:
         log_format: See `KOSMOS_LOG_FORMAT`.
         metrics_listen: See `KOSMOS_METRICS_LISTEN`.
         processes: See `KOSMOS_PROCESSES`.
+        http_listen: See `KOSMOS_HTTP_LISTEN`.
     """
 
     listen: str
@@ -418,6 +432,7 @@ class ServerConfig:
     log_format: str = "text"
     metrics_listen: str = ""
     processes: int = 1
+    http_listen: str = ""
 
     @classmethod
     def from_env(
@@ -445,6 +460,7 @@ class ServerConfig:
             log_format=_read(env, KOSMOS_LOG_FORMAT, defaults.log_format, _log_format),
             metrics_listen=_read(env, KOSMOS_METRICS_LISTEN, defaults.metrics_listen, _address),
             processes=_read(env, KOSMOS_PROCESSES, usable_cores(), _positive_int),
+            http_listen=_read(env, KOSMOS_HTTP_LISTEN, defaults.http_listen, _address),
         )
 
 

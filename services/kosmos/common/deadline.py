@@ -14,12 +14,20 @@ from contextvars import ContextVar
 
 from kosmos.common.errors import DeadlineExceeded
 
+NO_DEADLINE_SECONDS = 365 * 24 * 3600.0
+"""More time left than this is no deadline at all."""
+
 _DEADLINE: ContextVar[float | None] = ContextVar("kosmos_deadline", default=None)
 
 
 @contextmanager
 def deadline_scope(seconds_remaining: float | None) -> Iterator[None]:
     """Sets the deadline for the code inside the block; None means no deadline."""
+    if seconds_remaining is not None and seconds_remaining > NO_DEADLINE_SECONDS:
+        # grpcio's time_remaining() for a call without a deadline is about 2**63 ns, which
+        # overflows every wait that takes a timeout (issue 14: such a Recommend on a shop whose
+        # catalog was loading was INTERNAL).
+        seconds_remaining = None
     deadline = None if seconds_remaining is None else time.monotonic() + seconds_remaining
     token = _DEADLINE.set(deadline)
     try:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from kosmos.common import signing, telemetry
 from kosmos.common._processes import supervise
 from kosmos.common.auth import Authorizer
-from kosmos.common.config import ConfigError, ServerConfig
+from kosmos.common.config import KOSMOS_HTTP_LISTEN, ConfigError, ServerConfig
 from kosmos.common.server import (
     DependencyWatch,
     Service,
@@ -24,6 +24,7 @@ from kosmos.common.server import (
     serve,
 )
 from kosmos.store import Store, open_store
+from kosmos.web import WebServer, scrape
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def run_service(
         _serve_one(service_name, config, factory, env)
         return
 
-    def serve_child(child: ServerConfig, ready: Callable[[], None]) -> None:
+    def serve_child(child: ServerConfig, ready: Callable[[Sequence[str]], None]) -> None:
         _serve_one(service_name, child, factory, env, ready=ready, reuse_port=True)
 
     try:
@@ -70,7 +71,7 @@ def _serve_one(
     factory: ServicesFactory,
     env: Mapping[str, str],
     *,
-    ready: Callable[[], None] | None = None,
+    ready: Callable[[Sequence[str]], None] | None = None,
     reuse_port: bool = False,
 ) -> None:
     """One server process; ``ready``, when given, runs instead of printing the listening line
@@ -94,18 +95,22 @@ def _serve_one(
         raise SystemExit(2) from exc
     server.start()
     host = config.listen.rpartition(":")[0]
+    web = start_web(config, port, [s.name for s in services])
 
     def announce() -> None:
-        if ready is not None:
-            if telemetry.metrics_address():
-                log.info("metrics on %s", telemetry.metrics_address())
-            ready()
+        lines = []
+        if telemetry.metrics_address():
+            lines.append(f"metrics on {telemetry.metrics_address()}")
+        if web is not None:
+            lines.append(f"http on {config.http_listen.rpartition(':')[0]}:{web.port}")
+        if ready is not None:  # a supervised process: the supervisor prints for all
+            ready(lines)
             return
         # Tests and scripts read this line to learn the port when they asked for port 0; it
         # comes once SIGTERM is handled, so a stop sent right after it is graceful.
         print(f"{service_name} listening on {host}:{port}", flush=True)
-        if telemetry.metrics_address():
-            print(f"{service_name} metrics on {telemetry.metrics_address()}", flush=True)
+        for line in lines:
+            print(f"{service_name} {line}", flush=True)
 
     stops = [s.stop for s in services if s.stop is not None]
     readiness = [s.ready for s in services if s.ready is not None]
@@ -121,10 +126,32 @@ def _serve_one(
         server,
         health,
         config.grace_seconds,
-        on_stop=[watch.stop, *stops, store.close],
+        on_stop=[watch.stop, *([web.stop] if web else []), *stops, store.close],
         drain_seconds=config.drain_seconds,
         on_ready=announce,
     )
+
+
+def start_web(config: ServerConfig, grpc_port: int, service_names: list[str]) -> WebServer | None:
+    """Starts the HTTP port (`KOSMOS_HTTP_LISTEN`) in front of this process's gRPC port, or
+    None when it is not configured; exits 2 when it cannot bind."""
+    if not config.http_listen:
+        return None
+    # The gateway calls the gRPC port on loopback; with TLS on, it presents KOSMOS_TLS_CA's
+    # client settings, as every outgoing call does.
+    try:
+        web = WebServer(
+            config.http_listen,
+            f"127.0.0.1:{grpc_port}",
+            service_names,
+            tls=config.client_tls if config.tls is not None else None,
+            metrics=lambda: scrape(telemetry.metrics_address()),
+        )
+    except RuntimeError as exc:
+        print(f"configuration error: {KOSMOS_HTTP_LISTEN}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+    web.start()
+    return web
 
 
 def configure_secret(config: ServerConfig) -> None:

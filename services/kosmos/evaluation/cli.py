@@ -11,6 +11,9 @@ Runs on this machine and talks to no cluster: the subcommand sets ``offline`` so
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ from kosmos.evaluation.datasets import (
 )
 from kosmos.evaluation.runner import (
     RECENT_INTERACTIONS,
+    Result,
     evaluate,
     markdown_table,
     results_table,
@@ -234,6 +238,9 @@ def run(client: object, args: argparse.Namespace, console: Console) -> int:
     except (DataNotFound, PluginLoadError, ValueError) as error:
         err.print(f"[red]error[/red]: {error}", highlight=False)
         return 2
+    if getattr(args, "json", False):
+        print(json.dumps(_as_json(dataset.name, args.k, evaluation.results), indent=2), flush=True)
+        return 0
     title = f"{dataset.name}, k = {args.k}" + (
         f"; settings: {_describe(settings)}" if settings else ""
     )
@@ -256,6 +263,24 @@ def run(client: object, args: argparse.Namespace, console: Console) -> int:
             soft_wrap=True,
         )
     return 0
+
+
+def _as_json(name: str, k: int, results: Sequence[Result]) -> dict[str, object]:
+    """``kosmos --json evaluate``: every result's scores per population, as numbers."""
+    return {
+        "dataset": name,
+        "k": k,
+        "results": [
+            {
+                "name": r.name,
+                "scores": {pop: dataclasses.asdict(sc) for pop, sc in r.scores.items()},
+                "fit_seconds": r.fit_seconds,
+                "recommend_us": None if math.isnan(r.recommend_us) else r.recommend_us,
+                "failures": r.failures,
+            }
+            for r in results
+        ],
+    }
 
 
 def _describe(settings: Mapping[str, Mapping[str, str]]) -> str:

@@ -15,12 +15,25 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+
+from opentelemetry import metrics
 
 from kosmos.plugin import Scored
 
 log = logging.getLogger(__name__)
+
+# The OTel API only (no SDK here): a no-op unless the process installed a meter provider.
+_DURATION = metrics.get_meter("kosmos.plugin").create_histogram(
+    "kosmos.recommender.duration",
+    unit="s",
+    description="One recommender's answer inside a routed chain (in process or remote), by "
+    "outcome: ok, no_model or failed.",
+    explicit_bucket_boundaries_advisory=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                         0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)  # fmt: skip
 
 SEGMENTS = ("warm", "cold")
 _PLACEMENT = re.compile(r"[a-z][a-z0-9_]{0,39}")
@@ -124,9 +137,14 @@ def run_chain(
         if len(candidates) >= k:
             break
         before_each()
+        started = time.perf_counter()
         try:
             results = ask(name)
         except Exception as exc:
+            _DURATION.record(
+                time.perf_counter() - started,
+                {"kosmos.recommender": name, "kosmos.outcome": "failed"},
+            )
             # A shopper never sees a recommender's failure: the chain moves on.
             log.warning("recommender %r failed: %s: %s", name, type(exc).__name__, exc)
             from opentelemetry import trace  # the API only; cheap after the first import
@@ -136,6 +154,10 @@ def run_chain(
                 {"kosmos.recommender": name, "exception.type": type(exc).__name__},
             )
             continue
+        outcome = "no_model" if results is None else "ok"
+        _DURATION.record(
+            time.perf_counter() - started, {"kosmos.recommender": name, "kosmos.outcome": outcome}
+        )
         for scored in results or ():
             if scored.item_id not in seen:
                 seen.add(scored.item_id)

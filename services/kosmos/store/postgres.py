@@ -472,6 +472,10 @@ class PostgresStore:
                 "DELETE FROM interactions WHERE shop_id = %s AND customer_id = %s",
                 (shop_id, customer_id),
             )
+            conn.execute(  # the lists kept for their later pages (no foreign key)
+                "DELETE FROM recommendation_lists WHERE shop_id = %s AND customer_id = %s",
+                (shop_id, customer_id),
+            )
             cursor = conn.execute(
                 "DELETE FROM customers WHERE shop_id = %s AND customer_id = %s",
                 (shop_id, customer_id),

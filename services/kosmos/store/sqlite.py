@@ -433,6 +433,10 @@ class SQLiteStore:
                 "DELETE FROM interactions WHERE shop_id = ? AND customer_id = ?",
                 (shop_id, customer_id),
             )
+            conn.execute(  # the lists kept for their later pages (no foreign key)
+                "DELETE FROM recommendation_lists WHERE shop_id = ? AND customer_id = ?",
+                (shop_id, customer_id),
+            )
             cursor = conn.execute(
                 "DELETE FROM customers WHERE shop_id = ? AND customer_id = ?",
                 (shop_id, customer_id),

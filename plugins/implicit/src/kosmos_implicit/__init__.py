@@ -43,7 +43,8 @@ _SEED = Setting(int, 42, "an integer seed; a fixed seed makes fitting twice give
 _THREADS = Setting(non_negative_int, 1, "a thread count; 0 means one per core")
 _ANN_MIN_ITEMS = Setting(
     non_negative_int,
-    0,  # opt-in: its recall on learned factors is below 0.95 (kosmos_implicit._ann)
+    # Below this many live items the full scan is as cheap as the index (tools/bench_catalog.py).
+    20_000,
     "a non-negative integer: from this many live items on, serve from an ANN index (0: never)",
 )
 _ANN_EF_SEARCH = Setting(positive_int, 128, "a positive integer (HNSW search breadth)")

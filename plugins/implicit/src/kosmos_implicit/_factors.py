@@ -111,7 +111,11 @@ class _FactorRecommender:
         live = np.setdiff1d(np.arange(state.matrix.n_items), state.dead)
         if threshold <= 0 or live.size < threshold:
             return None
-        loaded = ItemIndex.load(saved, self._ef_search()) if saved is not None else None
+        loaded = (
+            ItemIndex.load(saved, self._ef_search(), state.item_factors)
+            if saved is not None
+            else None
+        )
         if loaded is not None:
             return loaded
         with single_threaded_blas():

@@ -16,7 +16,7 @@ from opentelemetry import trace
 from kosmos.common import deadline, metrics, signing
 from kosmos.common.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
 from kosmos.common.names import customer_name, item_name, shop_name
-from kosmos.experiments.domain import Assignment
+from kosmos.experiments.domain import Assignment, variant_model
 from kosmos.experiments.domain import assign as assign_variant
 from kosmos.plugin import Interaction as PluginInteraction
 from kosmos.plugin import Recommender, RecommendQuery, Scored, SimilarItemsQuery
@@ -258,10 +258,15 @@ class Recommendations:
         docs = self.documents.for_shop(shop_id)
         assigned = assign_variant(docs.experiments, customer_id, context.page, now)
         routing, rule_set = shop.routing, docs.rules
+        own: dict[str, str] = {}  # recommender → the variant's own model of it
         if assigned is not None and assigned.variant is not None:
             if assigned.variant.routing:
                 routing = Routing.parse(assigned.variant.routing)
             rule_set = rule_set + rules.RuleSet.from_document({"rules": assigned.variant.rules})
+            own = {
+                name: variant_model(name, assigned.experiment_id, assigned.variant_id)
+                for name in assigned.variant.plugin_settings
+            }
         rule_set = rule_set.active(context.page, now)
         # Rotation reads the customer's own impressions: personalization, so only with its
         # consent (issue 11).
@@ -292,7 +297,7 @@ class Recommendations:
             placement=context.page,
         )
         chain = routing.chain(has_history=bool(recent), placement=context.page)
-        masked = self._masked(shop_id, chain, inputs)
+        masked = self._masked(shop_id, chain, inputs, own)
         for attempt in range(REFILL_ROUNDS + 1):
             if attempt:
                 query = dataclasses.replace(query, k=query.k * REFILL_FACTOR)
@@ -302,6 +307,7 @@ class Recommendations:
                 chain,
                 query.k,
                 lambda m: m.recommend(hidden if id(m) in masked else asked),  # noqa: B023
+                own,
             )
             ruled = rules.apply(rule_set, candidates, catalog)
             offers = self._finish(
@@ -463,14 +469,20 @@ class Recommendations:
             raise NotFound("shop", shop_name(shop_id))
         return RecommendInputs(Customer(shop_id, customer_id, anonymous=True), [], frozenset())
 
-    def _masked(self, shop_id: str, chain: Sequence[str], inputs: RecommendInputs) -> set[int]:
+    def _masked(
+        self,
+        shop_id: str,
+        chain: Sequence[str],
+        inputs: RecommendInputs,
+        own: Mapping[str, str] | None = None,
+    ) -> set[int]:
         """The models (by ``id``) that must not use a vector they hold for the customer: built
         before the customer's erasure or training withdrawal (until the next fit)."""
         if inputs.mask_time is None:
             return set()
         masked = set()
         for name in chain:
-            serving = self.models.serving(shop_id, name)
+            serving = self.models.serving(shop_id, (own or {}).get(name, name))
             if serving is not None and serving.built_time <= inputs.mask_time:
                 masked.add(id(serving.model))
         return masked
@@ -489,7 +501,11 @@ class Recommendations:
         chain: Sequence[str],
         k: int,
         call: Callable[[Recommender], Sequence[Scored]],
+        own: Mapping[str, str] | None = None,
     ) -> list[Candidate]:
+        """Runs the chain; ``own`` maps a recommender to the variant model that answers for it
+        (an experiment variant with plugin settings of its own)."""
+        own = own or {}
         asked: list[str] = []  # in order
         passed: set[str] = set()  # asked, but had no model or failed
 
@@ -498,12 +514,16 @@ class Recommendations:
             with tracer.start_as_current_span("recommend.recommender") as step:
                 step.set_attribute("kosmos.shop", shop_id)
                 step.set_attribute("kosmos.recommender", name)
-                model = self.models.get(shop_id, name)
+                model_name = own.get(name, name)
+                if model_name != name:
+                    step.set_attribute("kosmos.model.name", model_name)
+                model = self.models.get(shop_id, model_name)
                 if model is None:
                     metrics.record_fallback(name, "no_model")
                     passed.add(name)
                     return None
-                step.set_attribute("kosmos.model.version", self.models.version(shop_id, name) or "")
+                version = self.models.version(shop_id, model_name) or ""
+                step.set_attribute("kosmos.model.version", version)
                 try:
                     results = call(model)
                 except Exception:

@@ -103,6 +103,7 @@ class ModelAdmin:
                     [shop_id],
                     self.keep,
                     force=force,
+                    variants=self.hub.variant_models,
                 )
                 self.hub.load_artifacts(shop_id)
             except Exception:

@@ -41,10 +41,6 @@ from kosmos.store.records import (
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
-# Filters drop candidates (stock, exclusions, variety): ask each recommender for this many
-# times what the page needs, plus a margin.
-OVERFETCH = 2
-OVERFETCH_MARGIN = 10
 # When the customer's exclusions leave the page short, ask again for this many times more
 # candidates, at most this many more times (issue 11: the page stays full).
 REFILL_FACTOR = 4
@@ -145,19 +141,6 @@ class OfferPage:
     experiment_id: str = ""
     variant_id: str = ""
     expire_time: float = 0.0  # until when the list behind the id is kept (0: not kept)
-
-
-def _page(
-    shop_id: str, offers: list[Offer], offset: int, want: int, recommendation_id: str
-) -> OfferPage:
-    """The requested slice of a finished list; ``offers`` holds one more than ``want`` when
-    there is a next page."""
-    return OfferPage(
-        offers=offers[offset:want],
-        # Signed for the shop, so that feedback can tell an id this shop was served.
-        recommendation_id=recommendation_id or signing.new_recommendation_id(shop_id),
-        has_more=len(offers) > want,
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,6 +321,9 @@ class Recommendations:
         offset: int,
         recommendation_id: str = "",
     ) -> OfferPage:
+        if recommendation_id:
+            # A later page: a slice of the list kept behind the id, as Recommend's (issue 13).
+            return self._kept_page(shop_id, recommendation_id, offset, page_size, "similar_items")
         # The catalog and the shop's settings are read once per request.
         catalog = self.catalog.items(shop_id)
         shop = self._view(shop_id)
@@ -358,10 +344,12 @@ class Recommendations:
         if inputs is not None:
             excluded |= inputs.dismissed_item_ids
             excluded |= choices.item_ids
-        want = offset + page_size
+        # One list whatever the page size (stable, prefix-stable pages), as Recommend ranks.
+        length = max(pages.LIST_LENGTH, page_size)
+        want = length - 1
         query = SimilarItemsQuery(
             item_id=item_id,
-            k=want * OVERFETCH + OVERFETCH_MARGIN,
+            k=length + pages.LIST_MARGIN,
             exclude_item_ids=frozenset(excluded),
         )
         candidates = self._gather(
@@ -378,7 +366,7 @@ class Recommendations:
             seeds=(item_id,),
             choices=choices,
         )
-        page = _page(shop_id, offers, offset, want, recommendation_id)
+        page = self._keep(shop_id, customer_id or "", "", None, offers[:length], page_size)
         _served(page, shop_id, "similar_items")
         return page
 
@@ -429,7 +417,12 @@ class Recommendations:
         )
 
     def _kept_page(
-        self, shop_id: str, recommendation_id: str, offset: int, page_size: int
+        self,
+        shop_id: str,
+        recommendation_id: str,
+        offset: int,
+        page_size: int,
+        rpc: str = "recommend",
     ) -> OfferPage:
         kept = self.store.get_recommendation_list(shop_id, recommendation_id, time.time())
         if kept is None:
@@ -454,7 +447,7 @@ class Recommendations:
             kept.variant_id,
             kept.expire_time,
         )
-        _served(page, shop_id, "recommend")
+        _served(page, shop_id, rpc)
         return page
 
     # -- steps -------------------------------------------------------------------------------

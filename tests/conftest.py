@@ -48,7 +48,8 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("KOSMOS_API_KEY", OPERATOR_KEY)
     # The global providers can be set once per process: the tests share one, reset per test.
     # They are built as production builds them (privacy sampler included), without exporters.
-    provider = telemetry.tracer_provider("kosmos-tests", env={})
+    # Every request traced (production samples KOSMOS_TRACE_SAMPLE_RATIO of them).
+    provider = telemetry.tracer_provider("kosmos-tests", env={"KOSMOS_TRACE_SAMPLE_RATIO": "1"})
     provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
     trace.set_tracer_provider(provider)
     meters, _address = telemetry.meter_provider(

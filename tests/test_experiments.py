@@ -4,6 +4,7 @@ attribution of feedback, and a report that detects a real difference and not a n
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
@@ -99,16 +100,41 @@ def test_a_variant_applies_its_own_rules_and_weights(kosmos):
         (experiment(ex.Variant(variant_id="a"), holdout=0.9), "experiment.holdout_fraction"),
         (
             experiment(
+                ex.Variant(variant_id="a"),
+                ex.Variant(
+                    variant_id="b",
+                    plugin_settings={
+                        "popularity": shop_settings_service_pb2.PluginSettings(
+                            values={"no_such_setting": "3"}
+                        )
+                    },
+                ),
+            ),
+            "experiment.variants[1].plugin_settings['popularity']",
+        ),
+        (
+            experiment(
                 ex.Variant(
                     variant_id="a",
                     plugin_settings={
                         "popularity": shop_settings_service_pb2.PluginSettings(
-                            values={"half_life_days": "3"}
+                            values={"half_life_days": "-1"}
                         )
                     },
                 )
             ),
-            "experiment.variants[0].plugin_settings",
+            "experiment.variants[0].plugin_settings['popularity']",
+        ),
+        (
+            experiment(
+                ex.Variant(
+                    variant_id="a",
+                    plugin_settings={
+                        "no_such": shop_settings_service_pb2.PluginSettings(values={"k": "1"})
+                    },
+                )
+            ),
+            "experiment.variants[0].plugin_settings['no_such']",
         ),
         (
             experiment(
@@ -297,3 +323,84 @@ def test_a_variant_routes_its_customers_to_its_own_chain(tmp_path):
         assert page.offers[0].recommender == "trending"
     finally:
         c.close()
+
+
+# -- per-variant plugin settings -------------------------------------------------------------
+
+
+def decaying_shop(client) -> None:
+    """i01 sold much 40 days ago, i02 a little today: popularity's ``half_life_days`` decides
+    which leads (14 days: i01; 1 day: i02)."""
+    small_shop(client)
+    old = datetime.now(UTC) - timedelta(days=40)
+    client.record_interactions(
+        "acme",
+        [InteractionInput("bob", "i01", "purchase", value=1, event_time=old)] * 30
+        + [InteractionInput("alice", "i02", "purchase", value=1)] * 3,
+    )
+    for n in range(40):
+        client.create_customer("acme", f"c{n:02d}")
+
+
+def fresh_variant(experiment_id: str = "decay") -> ex.Experiment:
+    settings = shop_settings_service_pb2.PluginSettings(values={"half_life_days": "1"})
+    return experiment(
+        ex.Variant(variant_id="control"),
+        ex.Variant(variant_id="fresh", plugin_settings={"popularity": settings}),
+    )
+
+
+def test_a_variant_with_its_own_plugin_settings_serves_its_own_model(kosmos):
+    client = kosmos.client
+    decaying_shop(client)
+    first = "shops/acme/items/i01"
+    # Before the experiment everyone gets the shop's model (fitted now, on the first call).
+    assert client.recommend("acme", "c00", page_size=3).offers[0].item == first
+    created = client.create_experiment("acme", "decay", fresh_variant())
+    assert created.variants[1].plugin_settings["popularity"].values == {"half_life_days": "1"}
+    stub = experiment_service_pb2_grpc.ExperimentServiceStub(kosmos.channel)
+    got = stub.GetExperiment(ex.GetExperimentRequest(name=created.name), timeout=5)
+    assert got.experiment.variants[1].plugin_settings == created.variants[1].plugin_settings
+    served: dict[str, list[str]] = {"control": [], "fresh": []}
+    variant_of: dict[str, str] = {}
+    clicks, impressions = {"control": 0, "fresh": 0}, {"control": 0, "fresh": 0}
+    for n in range(40):
+        customer = f"c{n:02d}"
+        page = client.recommend("acme", customer, page_size=3)
+        served[page.variant].append(page.offers[0].item)
+        variant_of[customer] = page.variant
+        assert page.offers[0].recommender == "popularity"
+        if n < 20:
+            continue  # c00-c19 see nothing (no rotation): they are served again below
+        # The others see the page and the fresh ones click its first offer.
+        shown = [o.item.rsplit("/", 1)[1] for o in page.offers]
+        client.record_impressions("acme", customer, page.recommendation_id, shown)
+        impressions[page.variant] += len(shown)
+        if page.variant == "fresh":
+            client.record_interactions(
+                "acme",
+                [
+                    InteractionInput(
+                        customer, shown[0], "click", recommendation_id=page.recommendation_id
+                    )
+                ],
+            )
+            clicks["fresh"] += 1
+    # The variant's model (half-life 1 day) leads with today's seller, the control with the
+    # shop's (14 days) with the old one: a measurably different list.
+    assert served["control"] and served["fresh"]
+    assert set(served["control"]) == {first}
+    assert set(served["fresh"]) == {"shops/acme/items/i02"}
+    report = {v.variant_id: v for v in client.experiment_report("acme", "decay").variants}
+    assert report["fresh"].customers == len(served["fresh"])
+    assert report["control"].customers == len(served["control"])
+    for variant in ("control", "fresh"):
+        assert report[variant].impressions == impressions[variant] > 0
+        assert report[variant].clicks == clicks[variant]
+    assert report["fresh"].click_through_rate.value > report["control"].click_through_rate.value
+    # Ended, the experiment's model is gone: everyone is served from the shop's again.
+    client.end_experiment("acme", "decay")
+    assert "fresh" in [variant_of[f"c{n:02d}"] for n in range(20)]
+    for n in range(20):
+        page = client.recommend("acme", f"c{n:02d}", page_size=3)
+        assert page.variant == "" and page.offers[0].item == first

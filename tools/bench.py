@@ -111,15 +111,80 @@ def measure(
     return Result(kind, concurrency, np.array([x for p in parts for x in p]), seconds)
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--requests", type=int, default=4000, help="requests per phase")
-    p.add_argument("--customers", type=int, default=1000)
-    p.add_argument("--items", type=int, default=300)
-    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
-    args = p.parse_args()
-    console = Console()
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` and its children alive now (the supervisor's processes)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for candidate in [pid, *_children(pid)]:
+        try:
+            with open(f"/proc/{candidate}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
+
+def _children(parent: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == parent:
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+def _rss_mb(pid: int) -> float:
+    """Resident memory of ``pid`` and its children, MiB."""
+    total = 0
+    for candidate in [pid, *_children(pid)]:
+        try:
+            with open(f"/proc/{candidate}/status") as status:
+                for line in status:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
+
+
+def span_cost(n: int = 20000) -> tuple[float, float]:
+    """Microseconds per server-like span (5 attributes, one child), recorded and unsampled."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
+
+    out = []
+    for sampler in (ALWAYS_ON, ALWAYS_OFF):
+        tracer = TracerProvider(sampler=sampler).get_tracer("bench")
+        started = time.perf_counter()
+        for _ in range(n):
+            with tracer.start_as_current_span("rpc", attributes={"rpc.system": "grpc"}) as span:
+                span.set_attribute("kosmos.shop", "acme")
+                span.set_attribute("kosmos.offers.count", 10)
+                with tracer.start_as_current_span("recommend.candidates") as child:
+                    child.set_attribute("kosmos.candidates.count", 40)
+                    child.set_attribute("kosmos.recommender", "als")
+        out.append((time.perf_counter() - started) / n * 1e6)
+    return out[0], out[1]
+
+
+@dataclass
+class Phase:
+    processes: int
+    ratio: str
+    result: Result
+    cpu_ms: float  # server CPU per request
+
+
+def run_setup(
+    args: argparse.Namespace, processes: int, ratio: str, console: Console, shop: object
+) -> tuple[list[Phase], float]:
+    """One cluster with ``processes`` processes and sampling ``ratio``: every phase, and RSS."""
+    phases: list[Phase] = []
     with tempfile.TemporaryDirectory() as tmp:
         env = {
             **os.environ,
@@ -127,6 +192,8 @@ def main() -> int:
             "KOSMOS_DATABASE_URL": f"sqlite:///{tmp}/bench.db",
             "KOSMOS_LOG_LEVEL": "WARNING",
             "KOSMOS_BOOTSTRAP_KEY": secrets.token_urlsafe(32),
+            "KOSMOS_PROCESSES": str(processes),
+            "KOSMOS_TRACE_SAMPLE_RATIO": ratio,
         }
         server = subprocess.Popen(
             [sys.executable, "-m", "kosmos.cluster"], env=env, stdout=subprocess.PIPE, text=True
@@ -135,63 +202,141 @@ def main() -> int:
             line = server.stdout.readline()
             address = line.strip().rsplit(" ", 1)[-1]
             console.print(
-                f"cluster at {address}; loading a synthetic shop "
-                f"({args.customers} customers, {args.items} items)"
+                f"cluster at {address} ({processes} process(es), trace ratio {ratio}); loading"
+                f" {args.customers} customers, {args.items} items"
             )
-            shop = generate(customers=args.customers, items=args.items, end_time=time.time())
             with KosmosClient(address, timeout=60, api_key=env["KOSMOS_BOOTSTRAP_KEY"]) as client:
                 load(client, shop, console)
-                client.recommend(SHOP, shop.customers[0].customer_id)  # fit the models
                 key = client.create_api_key("storefront", SHOP, "bench").secret
             customers = [c.customer_id for c in shop.customers]
-            table = Table(
-                title=f"make bench — {len(shop.interactions)} interactions, "
-                f"{os.cpu_count()} cores, loopback",
-                title_justify="left",
-            )
-            for column in ("RPC", "clients", "requests", "req/s", "p50 ms", "p99 ms"):
-                table.add_column(column, justify="right" if column != "RPC" else "left")
-            ratios = []
             with mp.get_context("spawn").Pool(4) as pool:
-                measure(pool, address, "recommend", 4, 400, customers, key)  # warm-up
+                # Warm-up: enough connections that every process fits its models.
+                measure(pool, address, "recommend", 16, 800, customers, key)
                 for c in args.concurrency:
-                    floor = measure(pool, address, "floor", c, args.requests, customers, key)
-                    rec = measure(pool, address, "recommend", c, args.requests, customers, key)
-                    for r, label in ((floor, "Health/Check (floor)"), (rec, "Recommend")):
-                        table.add_row(
-                            label,
-                            str(c),
-                            str(len(r.latencies)),
-                            f"{r.rps:,.0f}",
-                            f"{r.p(50):.2f}",
-                            f"{r.p(99):.2f}",
-                        )
-                    ratios.append(
-                        (
-                            c,
-                            rec.rps / floor.rps,
-                            rec.p(50) / floor.p(50),
-                            rec.p(99) / floor.p(99),
-                            rec.p(99),
-                        )
-                    )
-            console.print(table)
-            summary = Table(title="Recommend against the floor, same run", title_justify="left")
-            for column in (
-                "clients",
-                "throughput ratio",
-                "p50 ratio",
-                "p99 ratio",
-                "Recommend p99 ms (goal ≤ 3 at 16)",
-            ):
-                summary.add_column(column, justify="right")
-            for c, tput, p50, p99, abs99 in ratios:
-                summary.add_row(str(c), f"{tput:.0%}", f"{p50:.2f}×", f"{p99:.2f}×", f"{abs99:.2f}")
-            console.print(summary)
+                    for kind in ("floor", "recommend"):
+                        cpu = _cpu_seconds(server.pid)
+                        r = measure(pool, address, kind, c, args.requests, customers, key)
+                        cpu = _cpu_seconds(server.pid) - cpu
+                        phases.append(Phase(processes, ratio, r, cpu / len(r.latencies) * 1000))
+            rss = _rss_mb(server.pid)
         finally:
             server.terminate()
-            server.wait(timeout=30)
+            server.wait(timeout=60)
             server.stdout.close()
+    return phases, rss
+
+
+def plot(phases: list[Phase], path: str) -> None:
+    """p50 (dashed) and p99 (solid) against the number of clients, one colour per setup."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    keys = sorted({(p.result.name, p.processes, p.ratio) for p in phases})
+    colours = plt.get_cmap("tab10")
+    for n, (name, processes, ratio) in enumerate(keys):
+        mine = [p for p in phases if (p.result.name, p.processes, p.ratio) == keys[n]]
+        rpc = "Recommend" if name == "recommend" else "Health/Check (floor)"
+        label = f"{rpc}, {processes} proc, trace {ratio}"
+        xs = [p.result.concurrency for p in mine]
+        colour = colours(n % 10)
+        ax.plot(xs, [p.result.p(99) for p in mine], "o-", color=colour, label=label + ", p99")
+        ax.plot(xs, [p.result.p(50) for p in mine], ".--", color=colour, label=label + ", p50")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("concurrent clients")
+    ax.set_ylabel("latency (ms)")
+    ax.set_title("make bench: latency against load (2 shared cores)")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--requests", type=int, default=2000, help="requests per phase")
+    p.add_argument("--customers", type=int, default=1000)
+    p.add_argument("--items", type=int, default=300)
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    p.add_argument("--processes", type=int, nargs="+", default=[1, 2], help="KOSMOS_PROCESSES")
+    p.add_argument(
+        "--trace-ratios", nargs="+", default=["0.01"], help="KOSMOS_TRACE_SAMPLE_RATIO values"
+    )
+    p.add_argument("--plot", default="", help="write latency against load as a PNG here")
+    args = p.parse_args()
+    console = Console()
+
+    recorded, unsampled = span_cost()
+    console.print(
+        f"span cost (a server span with one child, 5 attributes): recorded {recorded:.1f} µs,"
+        f" unsampled {unsampled:.1f} µs"
+    )
+    shop = generate(customers=args.customers, items=args.items, end_time=time.time())
+    phases: list[Phase] = []
+    memory: list[tuple[int, str, float]] = []
+    for processes in args.processes:
+        for ratio in args.trace_ratios:
+            found, rss = run_setup(args, processes, ratio, console, shop)
+            phases += found
+            memory.append((processes, ratio, rss))
+
+    table = Table(
+        title=f"make bench — {len(shop.interactions)} interactions, {os.cpu_count()} cores"
+        " (clients on the same cores), loopback",
+        title_justify="left",
+    )
+    for column in ("RPC", "proc", "trace", "clients", "req/s", "p50 ms", "p99 ms", "CPU ms/req"):
+        table.add_column(column, justify="left" if column == "RPC" else "right")
+    for ph in phases:
+        r = ph.result
+        table.add_row(
+            "Health/Check (floor)" if r.name == "floor" else "Recommend",
+            str(ph.processes),
+            ph.ratio,
+            str(r.concurrency),
+            f"{r.rps:,.0f}",
+            f"{r.p(50):.2f}",
+            f"{r.p(99):.2f}",
+            f"{ph.cpu_ms:.2f}",
+        )
+    console.print(table)
+
+    summary = Table(title="Recommend against the floor, same run", title_justify="left")
+    for column in ("proc", "trace", "clients", "throughput", "CPU/req", "p50", "p99"):
+        summary.add_column(column, justify="right")
+    by = {(ph.processes, ph.ratio, ph.result.concurrency, ph.result.name): ph for ph in phases}
+    for (processes, ratio, c, name), rec in by.items():
+        if name != "recommend":
+            continue
+        floor = by[(processes, ratio, c, "floor")]
+        summary.add_row(
+            str(processes),
+            ratio,
+            str(c),
+            f"{rec.result.rps / floor.result.rps:.0%}",
+            f"{rec.cpu_ms / floor.cpu_ms:.2f}×",
+            f"{rec.result.p(50) / floor.result.p(50):.2f}×",
+            f"{rec.result.p(99) / floor.result.p(99):.2f}×",
+        )
+    console.print(summary)
+    if len(args.processes) > 1:
+        first, *others = args.processes
+        for other in others:
+            for ratio in args.trace_ratios:
+                for c in args.concurrency:
+                    one = by[(first, ratio, c, "recommend")].result.rps
+                    many = by[(other, ratio, c, "recommend")].result.rps
+                    console.print(
+                        f"Recommend at {c} clients, trace {ratio}: {other} processes"
+                        f" {many / one:.2f}× the throughput of {first}"
+                    )
+    for processes, ratio, rss in memory:
+        console.print(f"RSS after the run, {processes} process(es), trace {ratio}: {rss:,.0f} MiB")
+    if args.plot:
+        plot(phases, args.plot)
+        console.print(f"plot: {args.plot}")
     return 0
 
 

@@ -60,6 +60,41 @@ def load(client: KosmosClient, shop: SyntheticShop, console: Console) -> None:
             run(client, SHOP, bulk.in_memory((_record(row) for row in rows), kind), advance)
 
 
+def merchandise(client: KosmosClient, shop: SyntheticShop) -> None:
+    """A merchant rule and a running experiment, so that the dashboard and the storefront show
+    what a shop steers (issue 13): the first category is lifted for everyone, and half of the
+    customers (a tenth held out) get a second category lifted too."""
+    from kosmos.v1 import experiment_service_pb2 as ex
+    from kosmos.v1 import rules_service_pb2 as ru
+
+    categories = sorted({i.category for i in shop.items if i.category})
+    if len(categories) < 2:
+        return
+
+    def lift(rule_id: str, category: str) -> ru.MerchantRule:
+        return ru.MerchantRule(
+            rule_id=rule_id,
+            display_name=f"Lift {category}",
+            action=ru.RULE_ACTION_BOOST,
+            match=ru.ItemMatch(categories=[category]),
+            factor=1.5,
+        )
+
+    client.update_merchant_rules(SHOP, [lift("lift-first", categories[0])])
+    client.create_experiment(
+        SHOP,
+        "second-category",
+        ex.Experiment(
+            display_name=f"Does lifting {categories[1]} sell more?",
+            variants=[
+                ex.Variant(variant_id="control"),
+                ex.Variant(variant_id="lifted", rules=[lift("lift-second", categories[1])]),
+            ],
+            holdout_fraction=0.1,
+        ),
+    )
+
+
 def _record(row: object) -> dict[str, object]:
     """A generated row in the shape ``python -m kosmos.datasets`` writes."""
     record = dataclasses.asdict(row)  # type: ignore[call-overload]
@@ -161,14 +196,18 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
     # stale after start), skipping shops whose data has not changed.
     settings = dataclasses.replace(settings, train_in_background=True)
     services = cluster.services(store, settings)
-    server, port, health = build_server(
-        config.listen,
-        config.workers,
-        services,
-        auth=Authorizer(store, bootstrap),
-        reflection_enabled=config.reflection,
-        tls=config.tls,
-    )
+    try:
+        server, port, health = build_server(
+            config.listen,
+            config.workers,
+            services,
+            auth=Authorizer(store, bootstrap),
+            reflection_enabled=config.reflection,
+            tls=config.tls,
+        )
+    except RuntimeError as exc:  # the port is taken (another `make run`?): say so, no traceback
+        console.print(f"[red]{exc}[/red]: set KOSMOS_CLUSTER_LISTEN to another address")
+        raise SystemExit(2) from None
     server.start()
     address = f"{config.listen.rpartition(':')[0]}:{port}"
     web = start_web(config, port, [s.name for s in services], store)
@@ -189,6 +228,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
                 progress=True,
             )
             load(client, shop, console)
+            merchandise(client, shop)
             console.print(
                 f"Loaded {len(shop.customers)} customers, {len(shop.items)} items and "
                 f"{len(shop.interactions)} interactions in "

@@ -83,6 +83,9 @@ def test_a_running_cluster_serves_metrics_that_move(tmp_path):
         **os.environ,
         "KOSMOS_CLUSTER_LISTEN": "127.0.0.1:0",
         "KOSMOS_METRICS_LISTEN": "127.0.0.1:0",
+        # Metrics are per process (each of KOSMOS_PROCESSES serves its own endpoint): one
+        # process gives this test every call in one place.
+        "KOSMOS_PROCESSES": "1",
         "KOSMOS_DATABASE_URL": f"sqlite:///{tmp_path}/k.db",
         "KOSMOS_BOOTSTRAP_KEY": OPERATOR_KEY,  # the test's client sends it (KOSMOS_API_KEY)
         "OTEL_SERVICE_NAME": "kosmos-metrics-test",
@@ -312,7 +315,7 @@ def test_the_sdk_reads_service_name_resource_and_sampler_from_the_environment(mo
     monkeypatch.setenv("OTEL_SERVICE_NAME", "kosmos-from-env")
     monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "k8s.namespace.name=shop-a")
     monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
-    provider = telemetry.tracer_provider("kosmos-default", env={})
+    provider = telemetry.tracer_provider("kosmos-default", env=os.environ)
     assert provider.resource.attributes["service.name"] == "kosmos-from-env"
     assert provider.resource.attributes["k8s.namespace.name"] == "shop-a"
     exporter = InMemorySpanExporter()
@@ -326,7 +329,7 @@ def test_the_sdk_reads_service_name_resource_and_sampler_from_the_environment(mo
     monkeypatch.delenv("OTEL_SERVICE_NAME")
     monkeypatch.setenv("OTEL_TRACES_SAMPLER", "traceidratio")
     monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.25")
-    provider = telemetry.tracer_provider("kosmos-default", env={})
+    provider = telemetry.tracer_provider("kosmos-default", env=os.environ)
     assert provider.resource.attributes["service.name"] == "kosmos-default"
     assert "0.25" in provider.sampler.get_description()
     provider.shutdown()
@@ -411,3 +414,40 @@ def test_telemetry_settings_default_to_text_logs_and_no_scrape_endpoint():
         {"KOSMOS_LOG_FORMAT": "JSON", "KOSMOS_METRICS_LISTEN": "0.0.0.0:9464"},
     )
     assert (config.log_format, config.metrics_listen) == ("json", "0.0.0.0:9464")
+
+
+def test_requests_are_sampled_at_the_operators_ratio_and_follow_the_callers_decision():
+    # Issue 12: without OTEL_TRACES_SAMPLER, KOSMOS_TRACE_SAMPLE_RATIO of new traces are
+    # recorded; a caller's sampled trace is always followed, its unsampled one never; an
+    # unrecorded span still carries a trace id (logs and INTERNAL messages name it).
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
+
+    from kosmos.common.config import ConfigError
+
+    def recorded(ratio: str, parent_flags: TraceFlags | None = None) -> tuple[int, str]:
+        provider = telemetry.tracer_provider(
+            "kosmos-sampling", env={"KOSMOS_TRACE_SAMPLE_RATIO": ratio}
+        )
+        exporter = InMemorySpanExporter()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        tracer = provider.get_tracer("t")
+        context = None
+        if parent_flags is not None:
+            parent = SpanContext(0x1234, 0x5678, is_remote=True, trace_flags=parent_flags)
+            context = set_span_in_context(NonRecordingSpan(parent))
+        ids = set()
+        for _ in range(200):
+            with tracer.start_as_current_span("rpc", context=context) as span:
+                span.set_attribute("kosmos.shop", "acme")
+                ids.add(telemetry.current_trace_id())
+        provider.shutdown()
+        return len(exporter.get_finished_spans()), min(ids)
+
+    assert recorded("1")[0] == 200
+    none, trace_id = recorded("0")
+    assert none == 0 and len(trace_id) == 32 and trace_id != "0" * 32
+    assert 0 < recorded("0.5")[0] < 200
+    assert recorded("0", TraceFlags(TraceFlags.SAMPLED))[0] == 200  # the caller sampled it
+    assert recorded("1", TraceFlags(TraceFlags.DEFAULT))[0] == 0  # the caller did not
+    with pytest.raises(ConfigError, match="KOSMOS_TRACE_SAMPLE_RATIO"):
+        telemetry.tracer_provider("kosmos-sampling", env={"KOSMOS_TRACE_SAMPLE_RATIO": "2"})

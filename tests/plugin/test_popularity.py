@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from kosmos.plugin import Interaction, InteractionType, RecommendQuery
@@ -40,6 +41,71 @@ def test_recency_weighting_prefers_recent_purchases():
 def test_unknown_setting_is_rejected():
     with pytest.raises(ValueError, match="half_lif"):
         create({"half_lif": "3"})
+
+
+def _full_sort(model, query, categories, weights, app_weights):
+    """What scoring every item and sorting all of them gives (the old path), for comparison:
+    with the "app" channel's popularity blended in half and half when the query comes from it."""
+    boost = 2.0
+    affinity = {}
+    for i in query.recent_interactions:
+        affinity[categories[i.item_id]] = affinity.get(categories[i.item_id], 0.0) + i.weight
+    total = sum(affinity.values()) or 1.0
+    item_ids = sorted(categories, key=lambda i: int(i[1:]))
+    raw = np.array([weights.get(i, 0.0) for i in item_ids])
+    scores = raw / raw.max()
+    if query.context.get("channel") == "app":
+        app = np.array([app_weights.get(i, 0.0) for i in item_ids])
+        scores = 0.5 * scores + 0.5 * app / app.max()
+    tilt = np.array([1 + boost * affinity.get(categories[i], 0.0) / total for i in item_ids])
+    scores = scores * tilt if affinity else scores
+    exclude = set(query.exclude_item_ids)
+    order = np.lexsort((np.arange(len(item_ids)), -scores))
+    return [item_ids[n] for n in order if item_ids[n] not in exclude][: query.k]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_precomputed_ranking_answers_as_a_full_sort_would(seed):
+    # Issue 12: a request reads the head of a ranking made at fit time instead of scoring every
+    # item; the answer must be the full sort's, ties (many unsold items) by catalog order.
+    rng = np.random.default_rng(seed)
+    items = [f"i{n}" for n in range(3000)]
+    categories = {i: f"c{rng.integers(20)}" for i in items}
+    sold = rng.choice(3000, 400, replace=False)
+    weights = {items[n]: float(rng.integers(1, 6)) for n in sold}  # integers: ties on purpose
+    # Every third sale was made in the app: a request from the app blends the app's own.
+    app_weights = {i: w for n, (i, w) in enumerate(weights.items()) if n % 3 == 0}
+    interactions = [
+        Interaction(
+            "buyer", i, InteractionType.PURCHASE, w, 0.0, channel="app" if i in app_weights else ""
+        )
+        for i, w in weights.items()
+    ]
+    model = PopularityRecommender()
+    model.fit(
+        TrainingData(
+            interactions=interactions,
+            item_ids=items,
+            item_features={i: {"category": c} for i, c in categories.items()},
+        )
+    )
+    for k, channel in ((1, ""), (10, ""), (50, ""), (1, "app"), (10, "app"), (50, "app")):
+        recent = [
+            Interaction("x", items[n], InteractionType.VIEW, float(rng.integers(1, 4)), 0.0)
+            for n in rng.choice(3000, int(rng.integers(0, 4)), replace=False)
+        ]
+        exclude = tuple(
+            items[n] for n in rng.choice(3000, int(rng.integers(0, 200)), replace=False)
+        )
+        query = RecommendQuery(
+            customer_id="x",
+            k=k,
+            exclude_item_ids=exclude,
+            recent_interactions=recent,
+            context={"channel": channel} if channel else {},
+        )
+        got = [s.item_id for s in model.recommend(query)]
+        assert got == _full_sort(model, query, categories, weights, app_weights)
 
 
 def _by_channel() -> TrainingData:

@@ -261,6 +261,17 @@ def test_the_python_plugin_server_passes_on_the_shop_and_reference_time():
         assert (fitted[-1].shop_id, fitted[-1].now) == ("ann", T0 + 10**6)
         remote.fit(replace(data, now=0.0))  # No reference time: the newest interaction's.
         assert fitted[-1].now == max(i.time for i in data.interactions)
+        # Each event's channel and device cross the wire (issue 13: plugins learn per channel).
+        tagged = [
+            replace(i, channel="app" if n % 2 else "web", device="mobile" if n % 3 else "")
+            for n, i in enumerate(data.interactions)
+        ]
+        remote.fit(replace(data, interactions=tagged))
+        got = [(i.channel, i.device) for i in fitted[-1].interactions]
+        assert got == [(i.channel, i.device) for i in tagged] and {c for c, _ in got} == {
+            "app",
+            "web",
+        }
     finally:
         server.stop()
 

@@ -297,6 +297,43 @@ def test_pages_of_any_size_never_repeat_and_together_are_one_list(property_clust
     assert all(x == lists[0] for x in lists)
 
 
+def walk_similar(client, size: int, between=None) -> list[list[str]]:
+    pages, token, rid = [], "", ""
+    while True:
+        page = client.similar_items("acme", "i00", page_size=size, page_token=token)
+        assert rid in ("", page.recommendation_id)  # one list behind every page
+        rid = page.recommendation_id
+        pages.append(ids(page))
+        if between is not None:
+            between()
+        token = page.next_page_token
+        if not token:
+            return pages
+
+
+@pytest.mark.parametrize("sizes", [(1, 4, 17), (2, 3)])
+def test_similar_items_pages_never_repeat_and_together_are_one_list(shop, sizes):
+    client = shop.client
+    lists = []
+    for size in sizes:
+        pages = walk_similar(client, size)
+        flat = [i for p in pages for i in p]
+        assert len(flat) == len(set(flat)) and "i00" not in flat
+        assert all(len(p) == size for p in pages[:-1])
+        lists.append(flat)
+    # The same list whatever the page size: top-k is prefix-stable.
+    assert all(x == lists[0] for x in lists) and len(lists[0]) == 9  # i04, i08 ... i36
+
+    # An item back in stock between pages does not shift the pages of the list kept: page 2
+    # neither repeats page 1's last offer nor brings the item in.
+    client.upsert_items("acme", [item("acme", "i04", category="Kitchen", available=False)])
+    listed = walk_similar(client, 20)[0]
+    assert "i04" not in listed
+    back = iter([lambda: client.upsert_items("acme", [item("acme", "i04", category="Kitchen")])])
+    pages = walk_similar(client, 3, between=lambda: next(back, lambda: None)())
+    assert [i for p in pages for i in p] == listed
+
+
 def test_clicks_between_pages_never_bring_an_item_back(shop):
     client = shop.client
 

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
 
 from kosmos.cli import main as kosmos_cli
-from kosmos.client import InteractionInput
+from kosmos.client import FailedPreconditionError, InteractionInput
 from kosmos.common.config import RecommendationSettings
 from kosmos.plugin import LoadedPlugin
 from kosmos.recommenders.popularity import create as popularity
-from kosmos.v1 import model_service_pb2, model_service_pb2_grpc
+from kosmos.v1 import (
+    experiment_service_pb2,
+    model_service_pb2,
+    model_service_pb2_grpc,
+    shop_settings_service_pb2,
+)
 from tests.conftest import OPERATOR_KEY, Cluster, start_cluster
 from tests.helpers import assert_code, assert_invalid, small_shop
 
@@ -40,10 +46,12 @@ def cluster(store) -> Iterator[Cluster]:
     _stop(c)
 
 
-def versions_once(c: Cluster, count: int) -> list[model_service_pb2.ModelVersion]:
+def versions_once(
+    c: Cluster, count: int, recommender: str = ""
+) -> list[model_service_pb2.ModelVersion]:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        found = c.client.list_model_versions("acme")
+        found = c.client.list_model_versions("acme", recommender)
         if len(found) >= count and found[-1].serving:  # published, then made current
             return found
         time.sleep(0.05)  # polling the API as an operator would, bounded
@@ -135,3 +143,58 @@ def test_without_a_model_store_there_is_nothing_to_steer(store):
         )
     finally:
         _stop(c)
+
+
+def train_when_idle(c: Cluster) -> list[str]:
+    """TrainModels, once the training before it is done (bounded)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return c.client.train_models("acme")
+        except FailedPreconditionError as error:
+            if error.reason != "TRAINING_RUNNING" or time.monotonic() > deadline:
+                raise
+        time.sleep(0.05)  # polling the API as an operator would, bounded
+
+
+def test_a_variant_with_its_own_settings_trains_versions_of_its_own(cluster):
+    c = cluster
+    old = datetime.now(UTC) - timedelta(days=40)
+    c.client.record_interactions(
+        "acme", [InteractionInput("bob", "i07", "purchase", value=1, event_time=old)] * 30
+    )
+    settings = shop_settings_service_pb2.PluginSettings(values={"half_life_days": "1"})
+    c.client.create_experiment(
+        "acme",
+        "decay",
+        experiment_service_pb2.Experiment(
+            variants=[
+                experiment_service_pb2.Variant(
+                    variant_id="fresh", plugin_settings={"popularity": settings}
+                )
+            ]
+        ),
+    )
+    variant = "popularity@decay.fresh"
+    assert train_when_idle(c) == ["popularity", variant]
+    (own,) = versions_once(c, 1, variant)
+    assert own.name.startswith(f"shops/acme/recommenders/{variant}/versions/")
+    assert own.serving and own.interactions == 33
+    # Everyone is in the variant: served from its model (half-life 1 day: i05, bought today),
+    # not from the shop's (14 days: i07, bought much 40 days ago).
+    page = c.client.recommend("acme", "alice", page_size=1)
+    assert page.variant == "fresh" and page.offers[0].item.endswith("i05")
+    assert page.offers[0].recommender == "popularity"
+
+    c.client.end_experiment("acme", "decay")
+    assert c.client.recommend("acme", "alice", page_size=1).offers[0].item.endswith("i07")
+    assert train_when_idle(c) == ["popularity"]  # and its versions are deleted
+    stub = model_service_pb2_grpc.ModelServiceStub(c.channel)
+    request = model_service_pb2.ListModelVersionsRequest(parent="shops/acme", recommender=variant)
+    assert_invalid(stub.ListModelVersions, request, "recommender")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if c.store.model_recommenders("acme") == ["popularity"]:
+            break
+        time.sleep(0.05)  # the training runs in the background: bounded
+    assert c.store.model_recommenders("acme") == ["popularity"]

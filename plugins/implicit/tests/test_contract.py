@@ -10,6 +10,12 @@ class TestALS(RecommenderContract):
         return kosmos_implicit.create_als({})  # the defaults: 64 factors, 15 iterations
 
 
+class TestALSWithIndex(RecommenderContract):
+    def make_recommender(self):
+        # Issue 12: every answer comes through the ANN index (the contract's catalogs are tiny).
+        return kosmos_implicit.create_als({"ann_min_items": "1"})
+
+
 class TestBPR(RecommenderContract):
     def make_recommender(self):
         # The production default (learning rate 0.005) learns too little from 24 customers in

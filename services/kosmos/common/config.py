@@ -42,6 +42,13 @@ KOSMOS_WORKERS = "KOSMOS_WORKERS"
 """Threads serving RPCs in one server. Default: ``8`` (see the README: on few cores, more
 threads mean more GIL contention; they also bound concurrent slow remote-plugin calls)."""
 
+KOSMOS_PROCESSES = "KOSMOS_PROCESSES"
+"""Server processes sharing the listening port (``SO_REUSEPORT``; the kernel spreads
+connections over them), each with its own workers, store connections, models and health; one
+supervisor forwards SIGTERM to all and restarts one that dies. Python runs one thread at a time
+per process, so this is how a service uses more than one core. Default: the cores this process
+may use (its CPU affinity, capped by a cgroup CPU limit, as in a Kubernetes pod)."""
+
 KOSMOS_GRACE_SECONDS = "KOSMOS_GRACE_SECONDS"
 """Seconds in-flight RPCs get to finish after SIGTERM. Default: ``5``."""
 
@@ -64,6 +71,16 @@ KOSMOS_LOG_FORMAT = "KOSMOS_LOG_FORMAT"
 KOSMOS_METRICS_LISTEN = "KOSMOS_METRICS_LISTEN"
 """Address of the Prometheus scrape endpoint (``GET /metrics``), ``host:port``; empty: none
 (OTLP export still works). The Kubernetes manifests set ``0.0.0.0:9464``. Default: empty."""
+
+KOSMOS_TRACE_SAMPLE_RATIO = "KOSMOS_TRACE_SAMPLE_RATIO"
+"""The share of requests, 0 to 1, that start a recorded (and, with OTLP configured, exported)
+trace; a request whose caller sent a sampled trace context is always recorded (parent-based),
+one whose caller sent an unsampled one never. An unrecorded request still has a trace id (in
+its log lines and error messages) but builds no span. Overridden by the SDK's own
+``OTEL_TRACES_SAMPLER``. Default: ``0.01`` (see the README: a recorded span costs tens of
+microseconds of one core)."""
+
+DEFAULT_TRACE_SAMPLE_RATIO = 0.01
 
 KOSMOS_OTELDEMO_LISTEN = "KOSMOS_OTELDEMO_LISTEN"
 """Address ``python -m kosmos.oteldemo`` binds: the OpenTelemetry demo's
@@ -406,6 +423,7 @@ class ServerConfig:
         client_tls: See `KOSMOS_TLS_CA`; None: plaintext outgoing calls.
         log_format: See `KOSMOS_LOG_FORMAT`.
         metrics_listen: See `KOSMOS_METRICS_LISTEN`.
+        processes: See `KOSMOS_PROCESSES`.
         http_listen: See `KOSMOS_HTTP_LISTEN`.
         web_dir: See `KOSMOS_WEB_DIR`; empty: the checkout's ``services/web/dist``.
         heartbeat_seconds: See `KOSMOS_HEARTBEAT_SECONDS`.
@@ -424,6 +442,7 @@ class ServerConfig:
     client_tls: ClientTls | None = None
     log_format: str = "text"
     metrics_listen: str = ""
+    processes: int = 1
     http_listen: str = ""
     web_dir: str = ""
     heartbeat_seconds: float = 5.0
@@ -453,12 +472,42 @@ class ServerConfig:
             client_tls=client_tls_from_env(env),
             log_format=_read(env, KOSMOS_LOG_FORMAT, defaults.log_format, _log_format),
             metrics_listen=_read(env, KOSMOS_METRICS_LISTEN, defaults.metrics_listen, _address),
+            processes=_read(env, KOSMOS_PROCESSES, usable_cores(), _positive_int),
             http_listen=_read(env, KOSMOS_HTTP_LISTEN, defaults.http_listen, _address),
             web_dir=_read(env, KOSMOS_WEB_DIR, defaults.web_dir, str),
             heartbeat_seconds=_read(
                 env, KOSMOS_HEARTBEAT_SECONDS, defaults.heartbeat_seconds, _positive_float
             ),
         )
+
+
+def trace_sample_ratio(env: Mapping[str, str] = os.environ) -> float:
+    """`KOSMOS_TRACE_SAMPLE_RATIO`, checked.
+
+    Raises:
+        ConfigError: Not a number from 0 to 1.
+    """
+    return _read(env, KOSMOS_TRACE_SAMPLE_RATIO, DEFAULT_TRACE_SAMPLE_RATIO, _ratio)
+
+
+def _ratio(raw: str) -> float:
+    value = float(raw)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError("must be a number from 0 to 1")
+    return value
+
+
+def usable_cores(cgroup: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """The cores this process may run on: its CPU affinity, capped by a cgroup v2 CPU limit
+    (a container's ``resources.limits.cpu``, rounded up); at least 1."""
+    cores = len(os.sched_getaffinity(0))
+    try:
+        quota, period = cgroup.read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, -(-int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 limit to read: the affinity stands
+    return max(1, cores)
 
 
 def _bool(raw: str) -> bool:

@@ -33,9 +33,17 @@ class _Tracer(trace.Tracer):
         self._name = name
         self._version = version
 
+    _provider: trace.TracerProvider | None = None
+    _tracer: trace.Tracer | None = None
+
     def _inner(self) -> trace.Tracer:
-        # Looked up per span: tests (and `configure`) may install the provider later.
-        return trace.get_tracer(self._name, self._version)
+        # The provider is looked up per span (tests and `configure` may install it later), the
+        # tracer made once per provider: making one per span was a cost on every request.
+        provider = trace.get_tracer_provider()
+        if provider is not self._provider or self._tracer is None:
+            self._tracer = provider.get_tracer(self._name, self._version)
+            self._provider = provider
+        return self._tracer
 
     def start_span(self, name: str, *args: Any, **kwargs: Any) -> trace.Span:
         if "attributes" in kwargs:

@@ -1,14 +1,20 @@
-"""What every ``python -m kosmos.<service>`` does: read the environment once, build, serve."""
+"""What every ``python -m kosmos.<service>`` does: read the environment once, build, serve.
+
+With ``KOSMOS_PROCESSES`` above 1 the process becomes a supervisor (`kosmos.common._processes`)
+that forks that many servers sharing the port; each one then runs exactly what a single
+process runs, so one process and several differ only in who holds the port.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from kosmos.common import replicas, signing, telemetry
+from kosmos.common._processes import supervise
 from kosmos.common.auth import Authorizer
 from kosmos.common.config import KOSMOS_HTTP_LISTEN, ConfigError, ServerConfig
 from kosmos.common.replicas import Heartbeat
@@ -38,6 +44,41 @@ def run_service(
     try:
         config = ServerConfig.from_env(listen_var, default_listen, env)
         configure_logging(config.log_level, config.log_format)
+    except (ConfigError, ValueError) as exc:
+        print(f"{service_name}: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+    if config.processes == 1:
+        _serve_one(service_name, config, factory, env)
+        return
+
+    def serve_child(child: ServerConfig, ready: Callable[[Sequence[str]], None]) -> None:
+        _serve_one(service_name, child, factory, env, ready=ready, reuse_port=True)
+
+    try:
+        if config.database_url.startswith("sqlite:///"):
+            # One process creates and migrates the file before the others open it: SQLite
+            # answers "locked" at once, without waiting, to two connections that both switch a
+            # new file to WAL. (PostgreSQL migrations wait on an advisory lock instead.)
+            open_store(config.database_url).close()
+        code = supervise(service_name, config, serve_child)
+    except (ValueError, RuntimeError, OSError) as exc:  # the port or the file is unusable
+        print(f"{service_name}: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+    raise SystemExit(code)
+
+
+def _serve_one(
+    service_name: str,
+    config: ServerConfig,
+    factory: ServicesFactory,
+    env: Mapping[str, str],
+    *,
+    ready: Callable[[Sequence[str]], None] | None = None,
+    reuse_port: bool = False,
+) -> None:
+    """One server process; ``ready``, when given, runs instead of printing the listening line
+    (a supervised process: the supervisor announces the port once all are up)."""
+    try:
         telemetry.configure(service_name, env, config.metrics_listen)
         configure_secret(config)
         store = open_store(config.database_url)
@@ -49,6 +90,7 @@ def run_service(
             auth=Authorizer(store, config.bootstrap_key),
             reflection_enabled=config.reflection,
             tls=config.tls,
+            reuse_port=reuse_port,
         )
     except (ConfigError, ValueError, RuntimeError, OSError) as exc:
         print(f"{service_name}: configuration error: {exc}", file=sys.stderr)
@@ -58,14 +100,19 @@ def run_service(
     web = start_web(config, port, [s.name for s in services], store)
 
     def announce() -> None:
+        lines = []
+        if telemetry.metrics_address():
+            lines.append(f"metrics on {telemetry.metrics_address()}")
+        if web is not None:
+            lines.append(f"http on {config.http_listen.rpartition(':')[0]}:{web.port}")
+        if ready is not None:  # a supervised process: the supervisor prints for all
+            ready(lines)
+            return
         # Tests and scripts read this line to learn the port when they asked for port 0; it
         # comes once SIGTERM is handled, so a stop sent right after it is graceful.
         print(f"{service_name} listening on {host}:{port}", flush=True)
-        if telemetry.metrics_address():
-            print(f"{service_name} metrics on {telemetry.metrics_address()}", flush=True)
-        if web is not None:
-            http_host = config.http_listen.rpartition(":")[0]
-            print(f"{service_name} http on {http_host}:{web.port}", flush=True)
+        for line in lines:
+            print(f"{service_name} {line}", flush=True)
 
     stops = [s.stop for s in services if s.stop is not None]
     readiness = [s.ready for s in services if s.ready is not None]

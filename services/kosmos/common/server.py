@@ -293,6 +293,7 @@ def build_server(
     auth: Authorizer | None = None,
     reflection_enabled: bool = True,
     tls: TlsFiles | None = None,
+    reuse_port: bool = False,
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
     """Builds a server hosting ``services`` with health, reflection, tracing and error mapping.
 
@@ -309,6 +310,9 @@ def build_server(
         reflection_enabled: Serve gRPC reflection (`KOSMOS_REFLECTION`).
         tls: Serve TLS (and require client certificates when it names a client CA),
             reloading the files when they change. None: plaintext.
+        reuse_port: Share the port with the other processes of one service
+            (``KOSMOS_PROCESSES``, `kosmos.common.runner`); off, a second server cannot
+            silently bind a port already in use.
 
     Returns:
         The server (not started), the bound port, and its health servicer (every service
@@ -327,8 +331,8 @@ def build_server(
             *([AuthInterceptor(auth)] if auth is not None else []),
             LimitsInterceptor(),
         ],
-        # Without this a second server could silently share a port with the first.
-        options=[("grpc.so_reuseport", 0)],
+        # Without 0 a second server could silently share a port with the first.
+        options=[("grpc.so_reuseport", 1 if reuse_port else 0)],
     )
     for service in services:
         service.register(server)

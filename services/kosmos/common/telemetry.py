@@ -7,7 +7,8 @@ over OTLP/gRPC when ``OTEL_TRACES_EXPORTER`` names ``otlp``, or, when it is unse
 endpoint is configured (``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``).
 The SDK itself reads the rest of the standard environment: ``OTEL_SERVICE_NAME`` and
 ``OTEL_RESOURCE_ATTRIBUTES`` (both win over the name a service passes), ``OTEL_TRACES_SAMPLER``
-and ``OTEL_TRACES_SAMPLER_ARG``, the exporter's headers, timeouts and certificates.
+and ``OTEL_TRACES_SAMPLER_ARG`` (without them, Kosmos samples parent-based at
+``KOSMOS_TRACE_SAMPLE_RATIO``), the exporter's headers, timeouts and certificates.
 
 Metrics: the same rule with ``OTEL_METRICS_EXPORTER`` / ``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT``
 (interval: ``OTEL_METRIC_EXPORT_INTERVAL``), and a Prometheus scrape endpoint on
@@ -40,7 +41,12 @@ from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetr
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.sdk.trace.sampling import Sampler, SamplingResult
+from opentelemetry.sdk.trace.sampling import (
+    ParentBased,
+    Sampler,
+    SamplingResult,
+    TraceIdRatioBased,
+)
 from opentelemetry.semconv._incubating.attributes.rpc_attributes import (
     RPC_METHOD,
     RPC_RESPONSE_STATUS_CODE,
@@ -53,6 +59,7 @@ from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 from pythonjsonlogger.json import JsonFormatter
 
+from kosmos.common.config import trace_sample_ratio
 from kosmos.common.privacy import PrivateTracerProvider
 
 log = logging.getLogger(__name__)
@@ -62,6 +69,7 @@ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
 OTEL_EXPORTER_OTLP_METRICS_ENDPOINT = "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"
 OTEL_TRACES_EXPORTER = "OTEL_TRACES_EXPORTER"
 OTEL_METRICS_EXPORTER = "OTEL_METRICS_EXPORTER"
+OTEL_TRACES_SAMPLER = "OTEL_TRACES_SAMPLER"
 
 # Probes and reflection would drown real traffic in traces and RPC metrics.
 _UNTRACED_SERVICES = ("grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection")
@@ -144,8 +152,12 @@ def resource(service_name: str) -> Resource:
 def tracer_provider(service_name: str, env: Mapping[str, str] = os.environ) -> TracerProvider:
     """A tracer provider as `configure` installs it (tests add their own span processors)."""
     provider = TracerProvider(resource=resource(service_name))
-    # The provider chose its sampler from OTEL_TRACES_SAMPLER; tracers take it when they are
-    # made, and none is made yet.
+    if not env.get(OTEL_TRACES_SAMPLER):
+        # Kosmos's default instead of the SDK's (every span recorded): an unsampled request
+        # gets a non-recording span, with a trace id but no attributes, events or export.
+        provider.sampler = ParentBased(TraceIdRatioBased(trace_sample_ratio(env)))
+    # Otherwise the provider chose its sampler from OTEL_TRACES_SAMPLER. Tracers take the
+    # sampler when they are made, and none is made yet.
     provider.sampler = PrivacySampler(provider.sampler)
     if _exports(env, OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT):
         # Imported here: the exporter pulls in its own gRPC channel machinery only when used.

@@ -31,6 +31,8 @@ class Variant:
     routing: str = ""
     rules: tuple[Mapping[str, Any], ...] = ()  # merchant rules as stored (recommendation.rules)
     display_name: str = ""
+    # Recommender → setting → value, over the shop's: a model of the variant's own.
+    plugin_settings: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +83,10 @@ class Experiment:
                     routing=v.get("routing") or "",
                     rules=tuple(v.get("rules") or ()),
                     display_name=v.get("display_name") or "",
+                    plugin_settings={
+                        name: dict(values)
+                        for name, values in (v.get("plugin_settings") or {}).items()
+                    },
                 )
                 for v in d["variants"]
             ),
@@ -92,6 +98,35 @@ class Experiment:
             display_name=d.get("display_name") or "",
             document=d,
         )
+
+
+def variant_model(recommender: str, experiment_id: str, variant_id: str) -> str:
+    """The name a variant's own model of ``recommender`` is kept and versioned under:
+    ``recommender@experiment.variant``."""
+    return f"{recommender}@{experiment_id}.{variant_id}"
+
+
+def base_recommender(name: str) -> str:
+    """The recommender a (variant) model name is of: ``als@e.v`` → ``als``."""
+    return name.split("@", 1)[0]
+
+
+def variant_models(
+    experiments: Sequence[Experiment], now: float
+) -> dict[str, tuple[str, Mapping[str, str]]]:
+    """The variant models the running and scheduled experiments need: model name →
+    (recommender, the variant's settings for it). Ended experiments need none."""
+    found: dict[str, tuple[str, Mapping[str, str]]] = {}
+    for e in experiments:
+        if e.end_time is not None and now >= e.end_time:
+            continue
+        for v in e.variants:
+            for recommender, values in v.plugin_settings.items():
+                found[variant_model(recommender, e.experiment_id, v.variant_id)] = (
+                    recommender,
+                    values,
+                )
+    return found
 
 
 def bucket_of(experiment_id: str, customer_id: str) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import grpc
@@ -26,14 +26,18 @@ from kosmos.experiments.domain import HOLDOUT, KIND, Experiment
 from kosmos.plugin.routing import Routing
 from kosmos.shopconfig._settings import Recommenders
 from kosmos.shopconfig.rules_servicer import rule_to_proto, rules_from_proto
+from kosmos.shopconfig.servicer import _SETTING_KEY as SETTING_KEY
+from kosmos.shopconfig.servicer import MAX_SETTING_VALUE
 from kosmos.store import Store
 from kosmos.v1 import experiment_service_pb2, experiment_service_pb2_grpc
+from kosmos.v1.shop_settings_service_pb2 import PluginSettings
 
 pb = experiment_service_pb2
 EXPERIMENT_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 MAX_VARIANTS = 10
 MAX_HOLDOUT = 0.5
 MAX_WEIGHT = 1000.0
+MAX_VARIANT_PLUGINS = 10
 DEFAULT_CONFIDENCE = 0.95
 _STATES = {
     "scheduled": pb.EXPERIMENT_STATE_SCHEDULED,
@@ -99,13 +103,7 @@ def _experiment_from_proto(m: Any, known: Recommenders, now: float) -> dict[str,
                     )
             d["routing"] = str(routing)
         if v.plugin_settings:
-            # Models are fitted per shop and recommender; a variant's own settings would need
-            # models of its own, which serving does not keep yet.
-            raise InvalidArgument(
-                f"{vf}.plugin_settings",
-                "UNSUPPORTED_SETTING",
-                "per-variant plugin settings are not supported yet; vary routing or rules",
-            )
+            d["plugin_settings"] = _plugin_settings(v.plugin_settings, known, vf)
         if v.rules:
             d["rules"] = rules_from_proto(v.rules, f"{vf}.rules")
         variants.append(d)
@@ -130,6 +128,50 @@ def _experiment_from_proto(m: Any, known: Recommenders, now: float) -> dict[str,
     return doc
 
 
+def _plugin_settings(
+    given: Mapping[str, Any], known: Recommenders, vf: str
+) -> dict[str, dict[str, str]]:
+    """A variant's plugin settings, checked as the shop's are (`kosmos.shopconfig.servicer`)."""
+    if len(given) > MAX_VARIANT_PLUGINS:
+        raise InvalidArgument(
+            f"{vf}.plugin_settings", "TOO_MANY_ENTRIES", f"takes at most {MAX_VARIANT_PLUGINS}"
+        )
+    result: dict[str, dict[str, str]] = {}
+    for name in sorted(given):
+        values = dict(given[name].values)
+        field = f"{vf}.plugin_settings[{name!r}]"
+        if name not in known:
+            raise InvalidArgument(
+                field,
+                "UNKNOWN_RECOMMENDER",
+                f"{name!r} is not an installed or configured recommender"
+                f" (known: {', '.join(sorted(known))})",
+            )
+        if not values:
+            raise InvalidArgument(field, "MISSING_FIELD", "needs at least one setting")
+        for key, value in values.items():
+            if not SETTING_KEY.match(key):
+                raise InvalidArgument(
+                    f"{field}.values[{key!r}]",
+                    "INVALID_SETTING",
+                    "setting names are 1-64 of a-z, 0-9 and _, starting with a letter",
+                )
+            if len(value) > MAX_SETTING_VALUE:
+                raise InvalidArgument(
+                    f"{field}.values[{key!r}]",
+                    "TOO_LONG",
+                    f"must be at most {MAX_SETTING_VALUE} characters",
+                )
+        factory = known[name]
+        if factory is not None:
+            try:
+                factory(values)  # the plugin's own check: unknown keys, bad values
+            except Exception as exc:  # noqa: BLE001 (a plugin's factory is not our code)
+                raise InvalidArgument(field, "INVALID_SETTING", str(exc)) from None
+        result[name] = values
+    return result
+
+
 def _to_proto(shop_id: str, e: Experiment, now: float) -> Any:
     d = e.document
     m = pb.Experiment(
@@ -151,6 +193,10 @@ def _to_proto(shop_id: str, e: Experiment, now: float) -> Any:
                 routing=v.get("routing", ""),
                 display_name=v.get("display_name", ""),
                 rules=[rule_to_proto(r) for r in v.get("rules") or ()],
+                plugin_settings={
+                    name: PluginSettings(values=values)
+                    for name, values in (v.get("plugin_settings") or {}).items()
+                },
             )
         )
     return m

@@ -124,6 +124,8 @@ def _to_pb(i: Interaction, customer: Callable[[str], str] = _identity) -> pb.Plu
         weight=i.weight,
         event_time=to_timestamp(i.time),
         value=i.value,
+        channel=i.channel,
+        device=i.device,
     )
 
 

@@ -73,6 +73,8 @@ def _interaction(message: pb.PluginInteraction, field: str) -> Interaction:
         weight=message.weight,
         time=to_seconds(message.event_time),
         value=message.value,
+        channel=message.channel,
+        device=message.device,
     )
 
 

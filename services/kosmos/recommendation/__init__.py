@@ -77,6 +77,7 @@ def services(
     if plugins is None:
         plugins = load_plugins(settings)
     from kosmos.shopconfig import ShopConfig, cluster_policy  # noqa: PLC0415 (it imports us)
+    from kosmos.shopconfig.documents import DocumentCache  # noqa: PLC0415 (it imports us)
 
     shops = ShopConfig(store, settings)
     policy = cluster_policy(settings)
@@ -87,7 +88,14 @@ def services(
 
         def trainer() -> object:
             return train(
-                store, trained, plugins, names, settings.plugin_settings, None, settings.model_keep
+                store,
+                trained,
+                plugins,
+                names,
+                settings.plugin_settings,
+                None,
+                settings.model_keep,
+                variants=models.variant_models,
             )
 
     models = ModelHub(
@@ -104,6 +112,7 @@ def services(
         shop_settings=shops,
         trainer=trainer,
         pins=settings.model_pins,
+        documents=DocumentCache(store),
     )
     servicer = RecommendationServicer(
         Recommendations(

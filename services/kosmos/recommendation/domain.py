@@ -16,7 +16,7 @@ from opentelemetry import trace
 from kosmos.common import deadline, metrics, signing
 from kosmos.common.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
 from kosmos.common.names import customer_name, item_name, shop_name
-from kosmos.experiments.domain import Assignment
+from kosmos.experiments.domain import Assignment, variant_model
 from kosmos.experiments.domain import assign as assign_variant
 from kosmos.plugin import Interaction as PluginInteraction
 from kosmos.plugin import Recommender, RecommendQuery, Scored, SimilarItemsQuery
@@ -41,10 +41,6 @@ from kosmos.store.records import (
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
-# Filters drop candidates (stock, exclusions, variety): ask each recommender for this many
-# times what the page needs, plus a margin.
-OVERFETCH = 2
-OVERFETCH_MARGIN = 10
 # When the customer's exclusions leave the page short, ask again for this many times more
 # candidates, at most this many more times (issue 11: the page stays full).
 REFILL_FACTOR = 4
@@ -147,19 +143,6 @@ class OfferPage:
     expire_time: float = 0.0  # until when the list behind the id is kept (0: not kept)
 
 
-def _page(
-    shop_id: str, offers: list[Offer], offset: int, want: int, recommendation_id: str
-) -> OfferPage:
-    """The requested slice of a finished list; ``offers`` holds one more than ``want`` when
-    there is a next page."""
-    return OfferPage(
-        offers=offers[offset:want],
-        # Signed for the shop, so that feedback can tell an id this shop was served.
-        recommendation_id=recommendation_id or signing.new_recommendation_id(shop_id),
-        has_more=len(offers) > want,
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class _ShopView:
     routing: Routing
@@ -258,10 +241,15 @@ class Recommendations:
         docs = self.documents.for_shop(shop_id)
         assigned = assign_variant(docs.experiments, customer_id, context.page, now)
         routing, rule_set = shop.routing, docs.rules
+        own: dict[str, str] = {}  # recommender → the variant's own model of it
         if assigned is not None and assigned.variant is not None:
             if assigned.variant.routing:
                 routing = Routing.parse(assigned.variant.routing)
             rule_set = rule_set + rules.RuleSet.from_document({"rules": assigned.variant.rules})
+            own = {
+                name: variant_model(name, assigned.experiment_id, assigned.variant_id)
+                for name in assigned.variant.plugin_settings
+            }
         rule_set = rule_set.active(context.page, now)
         # Rotation reads the customer's own impressions: personalization, so only with its
         # consent (issue 11).
@@ -292,7 +280,7 @@ class Recommendations:
             placement=context.page,
         )
         chain = routing.chain(has_history=bool(recent), placement=context.page)
-        masked = self._masked(shop_id, chain, inputs)
+        masked = self._masked(shop_id, chain, inputs, own)
         for attempt in range(REFILL_ROUNDS + 1):
             if attempt:
                 query = dataclasses.replace(query, k=query.k * REFILL_FACTOR)
@@ -302,6 +290,7 @@ class Recommendations:
                 chain,
                 query.k,
                 lambda m: m.recommend(hidden if id(m) in masked else asked),  # noqa: B023
+                own,
             )
             ruled = rules.apply(rule_set, candidates, catalog)
             offers = self._finish(
@@ -332,6 +321,9 @@ class Recommendations:
         offset: int,
         recommendation_id: str = "",
     ) -> OfferPage:
+        if recommendation_id:
+            # A later page: a slice of the list kept behind the id, as Recommend's (issue 13).
+            return self._kept_page(shop_id, recommendation_id, offset, page_size, "similar_items")
         # The catalog and the shop's settings are read once per request.
         catalog = self.catalog.items(shop_id)
         shop = self._view(shop_id)
@@ -352,10 +344,12 @@ class Recommendations:
         if inputs is not None:
             excluded |= inputs.dismissed_item_ids
             excluded |= choices.item_ids
-        want = offset + page_size
+        # One list whatever the page size (stable, prefix-stable pages), as Recommend ranks.
+        length = max(pages.LIST_LENGTH, page_size)
+        want = length - 1
         query = SimilarItemsQuery(
             item_id=item_id,
-            k=want * OVERFETCH + OVERFETCH_MARGIN,
+            k=length + pages.LIST_MARGIN,
             exclude_item_ids=frozenset(excluded),
         )
         candidates = self._gather(
@@ -372,7 +366,7 @@ class Recommendations:
             seeds=(item_id,),
             choices=choices,
         )
-        page = _page(shop_id, offers, offset, want, recommendation_id)
+        page = self._keep(shop_id, customer_id or "", "", None, offers[:length], page_size)
         _served(page, shop_id, "similar_items")
         return page
 
@@ -423,7 +417,12 @@ class Recommendations:
         )
 
     def _kept_page(
-        self, shop_id: str, recommendation_id: str, offset: int, page_size: int
+        self,
+        shop_id: str,
+        recommendation_id: str,
+        offset: int,
+        page_size: int,
+        rpc: str = "recommend",
     ) -> OfferPage:
         kept = self.store.get_recommendation_list(shop_id, recommendation_id, time.time())
         if kept is None:
@@ -448,7 +447,7 @@ class Recommendations:
             kept.variant_id,
             kept.expire_time,
         )
-        _served(page, shop_id, "recommend")
+        _served(page, shop_id, rpc)
         return page
 
     # -- steps -------------------------------------------------------------------------------
@@ -463,14 +462,20 @@ class Recommendations:
             raise NotFound("shop", shop_name(shop_id))
         return RecommendInputs(Customer(shop_id, customer_id, anonymous=True), [], frozenset())
 
-    def _masked(self, shop_id: str, chain: Sequence[str], inputs: RecommendInputs) -> set[int]:
+    def _masked(
+        self,
+        shop_id: str,
+        chain: Sequence[str],
+        inputs: RecommendInputs,
+        own: Mapping[str, str] | None = None,
+    ) -> set[int]:
         """The models (by ``id``) that must not use a vector they hold for the customer: built
         before the customer's erasure or training withdrawal (until the next fit)."""
         if inputs.mask_time is None:
             return set()
         masked = set()
         for name in chain:
-            serving = self.models.serving(shop_id, name)
+            serving = self.models.serving(shop_id, (own or {}).get(name, name))
             if serving is not None and serving.built_time <= inputs.mask_time:
                 masked.add(id(serving.model))
         return masked
@@ -489,7 +494,11 @@ class Recommendations:
         chain: Sequence[str],
         k: int,
         call: Callable[[Recommender], Sequence[Scored]],
+        own: Mapping[str, str] | None = None,
     ) -> list[Candidate]:
+        """Runs the chain; ``own`` maps a recommender to the variant model that answers for it
+        (an experiment variant with plugin settings of its own)."""
+        own = own or {}
         asked: list[str] = []  # in order
         passed: set[str] = set()  # asked, but had no model or failed
 
@@ -498,12 +507,16 @@ class Recommendations:
             with tracer.start_as_current_span("recommend.recommender") as step:
                 step.set_attribute("kosmos.shop", shop_id)
                 step.set_attribute("kosmos.recommender", name)
-                model = self.models.get(shop_id, name)
+                model_name = own.get(name, name)
+                if model_name != name:
+                    step.set_attribute("kosmos.model.name", model_name)
+                model = self.models.get(shop_id, model_name)
                 if model is None:
                     metrics.record_fallback(name, "no_model")
                     passed.add(name)
                     return None
-                step.set_attribute("kosmos.model.version", self.models.version(shop_id, name) or "")
+                version = self.models.version(shop_id, model_name) or ""
+                step.set_attribute("kosmos.model.version", version)
                 try:
                     results = call(model)
                 except Exception:

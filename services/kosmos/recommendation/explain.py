@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from kosmos.common.errors import FailedPrecondition, NotFound
 from kosmos.common.names import item_name
+from kosmos.experiments.domain import variant_model
 from kosmos.plugin import Contribution, ExplainQuery
 from kosmos.plugin.signals import to_plugin
 from kosmos.recommendation.choices import Choices
@@ -61,7 +62,13 @@ def explain(
         else Offer(item, 0.0, "Not among your recommendations now", "", "picked_for_you")
     )
     contributions: list[Contribution] = []
-    model = recommendations.models.get(shop_id, offer.recommender) if offer.recommender else None
+    name = offer.recommender
+    if name and page.variant_id:
+        # A variant with plugin settings of its own ranked it with its own model.
+        own = variant_model(name, page.experiment_id, page.variant_id)
+        if recommendations.models.version(shop_id, own) is not None:
+            name = own
+    model = recommendations.models.get(shop_id, name) if name else None
     if model is not None and model.capabilities.explain and inputs is not None and choices.personal:
         recent = [to_plugin(i) for i in inputs.recent]
         contributions = model.explain(ExplainQuery(customer_id, item_id, recent))

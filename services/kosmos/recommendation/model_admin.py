@@ -69,13 +69,21 @@ class ModelAdmin:
             )
         return self.hub.artifacts
 
-    def _check_recommender(self, name: str, field: str) -> None:
-        if name not in self.hub.names:
-            raise InvalidArgument(field, "UNKNOWN_RECOMMENDER", f"{name!r} is not routed")
+    def _names(self, shop_id: str) -> list[str]:
+        """The routed recommenders, then the shop's experiment variant models."""
+        return list(self.hub.names) + sorted(self.hub.variant_models(shop_id))
+
+    def _check_recommender(self, name: str, field: str, shop_id: str = "") -> None:
+        if name not in self._names(shop_id):
+            raise InvalidArgument(
+                field,
+                "UNKNOWN_RECOMMENDER",
+                f"{name!r} is not routed nor a running experiment's variant model",
+            )
 
     def versions(self, shop_id: str, recommender: str) -> list[Listed]:
         artifacts = self._artifacts(shop_id)
-        names = [recommender] if recommender else list(self.hub.names)
+        names = [recommender] if recommender else self._names(shop_id)
         listed = []
         for name in names:
             current = artifacts.current(shop_id, name)
@@ -91,6 +99,7 @@ class ModelAdmin:
                 )
             self._training.add(shop_id)
         names = list(self.hub.names)
+        variants = self.hub.variant_models(shop_id)
 
         def run() -> None:
             try:
@@ -103,6 +112,7 @@ class ModelAdmin:
                     [shop_id],
                     self.keep,
                     force=force,
+                    variants=lambda _shop: variants,
                 )
                 self.hub.load_artifacts(shop_id)
             except Exception:
@@ -112,7 +122,7 @@ class ModelAdmin:
                     self._training.discard(shop_id)
 
         threading.Thread(target=run, name=f"kosmos-train-{shop_id}", daemon=True).start()
-        return names
+        return names + sorted(name for name, (base, _) in variants.items() if base in names)
 
     def rollback(self, shop_id: str, recommender: str, version: str) -> Listed:
         artifacts = self._artifacts(shop_id)
@@ -170,7 +180,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         shop_id = parse_shop(request.parent, "parent")
         if request.recommender:
             check_resource_id(request.recommender, "recommender")
-            self.admin._check_recommender(request.recommender, "recommender")
+            self.admin._check_recommender(request.recommender, "recommender", shop_id)
         size = page_size(request.page_size)
         scope = f"models:{shop_id}:{request.recommender}"
         cursor = decode_page_token(request.page_token, scope) or {"o": 0}
@@ -196,7 +206,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         self, request: model_service_pb2.RollbackModelRequest, context: Any
     ) -> model_service_pb2.RollbackModelResponse:
         shop_id, recommender = parse_recommender(request.name, "name")
-        self.admin._check_recommender(recommender, "name")
+        self.admin._check_recommender(recommender, "name", shop_id)
         if request.version:
             check_resource_id(request.version, "version")
         listed = self.admin.rollback(shop_id, recommender, request.version)

@@ -35,6 +35,7 @@ from opentelemetry import trace
 
 from kosmos.common import deadline, metrics
 from kosmos.common.deadline import deadline_scope
+from kosmos.experiments.domain import base_recommender, variant_models
 from kosmos.plugin import LoadedPlugin, Recommender, TrainingData
 from kosmos.plugin.signals import DEFAULT_WEIGHTS, Weights, to_plugin
 from kosmos.recommendation.seen import Repeat, SeenPolicy, learn_repeatable
@@ -45,6 +46,7 @@ from kosmos.training.data import training_data
 
 if TYPE_CHECKING:  # the resolver imports this package's seen-item policy
     from kosmos.shopconfig import EffectiveSettings
+    from kosmos.shopconfig.documents import ShopDocuments
 
 # A first request without a deadline waits this long at most for its shop's models.
 FIRST_LOAD_WAIT_SECONDS = 60.0
@@ -69,9 +71,15 @@ class ShopSettings(Protocol):
     def settings_for(self, shop_id: str) -> EffectiveSettings: ...
 
 
+class Documents(Protocol):
+    """Where a shop's experiments come from (`kosmos.shopconfig.documents.DocumentCache`)."""
+
+    def for_shop(self, shop_id: str) -> ShopDocuments: ...
+
+
 @dataclass(frozen=True, slots=True)
 class _ShopView:
-    names: tuple[str, ...]
+    names: tuple[str, ...]  # the shop's recommenders, then its experiments' variant models
     plugin_settings: Mapping[str, Mapping[str, str]]
     weights: Weights
     seen_policy: SeenPolicy
@@ -96,10 +104,15 @@ class ModelHub:
         shop_settings: ShopSettings | None = None,
         trainer: Callable[[], object] | None = None,
         pins: Mapping[tuple[str, str], str] | None = None,
+        documents: Documents | None = None,
     ) -> None:
         # Per-shop settings (routing, plugin settings, weights, seen-item policy) over the
         # cluster's, which the other arguments are (`kosmos.shopconfig`).
         self.shop_settings = shop_settings
+        # Experiments whose variants have plugin settings of their own: models of their own,
+        # named `kosmos.experiments.domain.variant_model` (``als@experiment.variant``).
+        self.documents = documents
+        self._variant_load: dict[str, tuple[int, threading.Event]] = {}
         self.seen_policy = seen_policy or SeenPolicy()
         self.weights = weights
         self._repeatable: dict[str, frozenset[str]] = {}
@@ -175,8 +188,23 @@ class ModelHub:
         return self._thread is None or self._ready.is_set()
 
     def create(self, name: str, shop_id: str = "") -> Recommender:
-        """A fresh, unfitted instance of plugin ``name`` with the shop's settings for it."""
-        return self.plugins[name].factory(self._for(shop_id).plugin_settings.get(name, {}))
+        """A fresh, unfitted instance of plugin ``name`` with the shop's settings for it (a
+        variant model: its recommender with the shop's settings overlaid by the variant's)."""
+        settings = self._for(shop_id).plugin_settings.get(name, {})
+        return self.plugins[base_recommender(name)].factory(settings)
+
+    def variant_models(self, shop_id: str) -> dict[str, tuple[str, Mapping[str, str]]]:
+        """The shop's variant models: name → (recommender, the variant's own settings), for
+        the experiments not ended (only recommenders this hub has)."""
+        if self.documents is None or not shop_id:
+            return {}
+        found = variant_models(self.documents.for_shop(shop_id).experiments, self.clock())
+        return {name: spec for name, spec in found.items() if spec[0] in self.plugins}
+
+    def _experiments_revision(self, shop_id: str) -> int:
+        if self.documents is None or not shop_id:
+            return 0
+        return self.documents.for_shop(shop_id).experiments_revision
 
     def _revision(self, shop_id: str) -> int:
         if self.shop_settings is None:
@@ -186,14 +214,31 @@ class ModelHub:
     def _for(self, shop_id: str) -> _ShopView:
         """What applies to one shop: its settings, or the cluster's."""
         if self.shop_settings is None or not shop_id:
-            return _ShopView(self.names, self.plugin_settings, self.weights, self.seen_policy)
-        effective = self.shop_settings.settings_for(shop_id)
+            view = _ShopView(self.names, self.plugin_settings, self.weights, self.seen_policy)
+        else:
+            effective = self.shop_settings.settings_for(shop_id)
+            view = _ShopView(
+                tuple(n for n in effective.routing.names if n in self.plugins),
+                effective.plugin_settings,
+                effective.weights,
+                effective.seen_items,
+            )
+        variants = self.variant_models(shop_id)
+        if not variants:
+            return view
+        settings = {name: dict(values) for name, values in view.plugin_settings.items()}
+        for name, (base, values) in variants.items():
+            settings[name] = {**settings.get(base, {}), **values}
         return _ShopView(
-            tuple(n for n in effective.routing.names if n in self.plugins),
-            effective.plugin_settings,
-            effective.weights,
-            effective.seen_items,
+            view.names + tuple(sorted(variants)), settings, view.weights, view.seen_policy
         )
+
+    def _drop_ended(self, shop_id: str, view: _ShopView) -> None:
+        """Drops the variant models of experiments that ended (or were replaced)."""
+        for shop, name in list(self._serving):
+            if shop == shop_id and "@" in name and name not in view.names:
+                self._serving.pop((shop, name), None)
+                log.info("dropped %s/%s: its experiment ended", shop_id, name)
 
     def get(self, shop_id: str, name: str) -> Recommender | None:
         """The serving model. A shop never seen before gets its models loaded or fitted on
@@ -204,7 +249,36 @@ class ModelHub:
             wait = FIRST_LOAD_WAIT_SECONDS if left is None else max(0.0, left)
             self._start_first_load(shop_id).wait(wait)
             serving = self._serving.get((shop_id, name))
+        if serving is None and "@" in name and shop_id in self._fitted_shops:
+            # A variant model of an experiment created since the shop's models were loaded.
+            left = deadline.remaining()
+            wait = FIRST_LOAD_WAIT_SECONDS if left is None else max(0.0, left)
+            self._start_variant_load(shop_id).wait(wait)
+            serving = self._serving.get((shop_id, name))
         return None if serving is None else serving.model
+
+    def _start_variant_load(self, shop_id: str) -> threading.Event:
+        """Loads or fits the shop's models once per experiments revision, in the background."""
+        revision = self._experiments_revision(shop_id)
+        with self._guard:
+            started = self._variant_load.get(shop_id)
+            if started is not None and started[0] == revision:
+                return started[1]
+            done = threading.Event()
+            self._variant_load[shop_id] = (revision, done)
+
+        def load() -> None:
+            try:
+                with deadline_scope(None):
+                    self.load_artifacts(shop_id)
+                    self.refresh_shop(shop_id)
+            except Exception:
+                log.exception("loading the variant models of shop %r failed", shop_id)
+            finally:
+                done.set()
+
+        threading.Thread(target=load, name=f"kosmos-variants-{shop_id}", daemon=True).start()
+        return done
 
     def serving(self, shop_id: str, name: str) -> Serving | None:
         """The serving model with its version and build time, as `get` found it (first
@@ -269,7 +343,9 @@ class ModelHub:
             return []
         swapped = []
         with self._lock_of(shop_id):
-            for name in self._for(shop_id).names:
+            view = self._for(shop_id)
+            self._drop_ended(shop_id, view)
+            for name in view.names:
                 current = self.pins.get((shop_id, name)) or self.artifacts.current(shop_id, name)
                 serving = self._serving.get((shop_id, name))
                 if current is None or (serving is not None and serving.version == current):
@@ -316,15 +392,18 @@ class ModelHub:
             span.set_attribute("kosmos.shop", shop_id)
             view = self._for(shop_id)
             data_version = self.store.data_version(shop_id)
-            # A change of the shop's settings (plugin settings, weights) refits as new data does.
-            fitted_key = f"{data_version}/{self._revision(shop_id)}"
+            # A change of the shop's settings (plugin settings, weights) or experiments (variant
+            # models) refits as new data does.
+            revisions = f"{self._revision(shop_id)}/{self._experiments_revision(shop_id)}"
+            fitted_key = f"{data_version}/{revisions}"
+            self._drop_ended(shop_id, view)
             if shop_id in self._fitted_shops and self._fitted_data.get(shop_id) == fitted_key:
                 span.set_attribute("kosmos.refresh.skipped", True)
                 return
             names = [
                 n
                 for n in view.names
-                if (self.artifacts is None or n in self.fit_in_process)
+                if (self.artifacts is None or base_recommender(n) in self.fit_in_process)
                 and not (
                     self.artifacts
                     and (self.pins.get((shop_id, n)) or self.artifacts.current(shop_id, n))

@@ -6,7 +6,8 @@ size, and keeps it in the store for `LIST_TTL_SECONDS` under its recommendation 
 a slice of that same list, read back from the store by whichever replica serves it. So pages
 never repeat an offer and together are the one list; clicks between pages change the next
 *list*, not the pages of this one; and since the list does not depend on the page size, top-k
-is prefix-stable (the first 10 of a page of 20 are the page of 10).
+is prefix-stable (the first 10 of a page of 20 are the page of 10). SimilarItems keeps its
+lists the same way.
 
 Variety holds in every window, not only the first page: `vary` places the offers one by one,
 each time the best one whose category has fewer than ``max_per_category`` offers among the

@@ -51,6 +51,28 @@ class _Model:
     channel_raw: dict[str, npt.NDArray[np.float64]]  # per channel, like raw
     channel_scores: dict[str, npt.NDArray[np.float64]]  # channels with enough events, max 1
     channel_events: dict[str, int]
+    # "" (no channel blend) and each channel in channel_scores → its ranking, made at fit.
+    rankings: dict[str, _Ranking]
+
+
+@dataclass(frozen=True, slots=True)
+class _Ranking:
+    """Precomputed at fit (issue 12): every item by score, best first, ties by catalog order,
+    and the same per category. A request reads the heads of these instead of scoring and
+    partitioning the whole catalog, so its cost no longer grows with the catalog."""
+
+    scores: npt.NDArray[np.float64]
+    order: npt.NDArray[np.int64]
+    by_category: dict[int, npt.NDArray[np.int64]]
+
+    @classmethod
+    def of(
+        cls, scores: npt.NDArray[np.float64], codes: npt.NDArray[np.int64], n_codes: int
+    ) -> _Ranking:
+        order = np.lexsort((np.arange(scores.size), -scores)).astype(np.int64)
+        grouped = order[np.argsort(codes[order], kind="stable")]  # by category, order kept
+        bounds = np.searchsorted(codes[grouped], np.arange(n_codes + 1))
+        return cls(scores, order, {c: grouped[bounds[c] : bounds[c + 1]] for c in range(n_codes)})
 
 
 class PopularityRecommender:
@@ -106,6 +128,11 @@ class PopularityRecommender:
                 channel_scores[channel] = values / peak
         names: dict[str, int] = {}
         codes = np.array([names.setdefault(c, len(names)) for c in categories], dtype=np.int64)
+        rankings = {"": _Ranking.of(scores, codes, len(names))}
+        if self.channel_weight > 0:
+            w = self.channel_weight
+            for channel, own in channel_scores.items():
+                rankings[channel] = _Ranking.of((1.0 - w) * scores + w * own, codes, len(names))
         return _Model(
             tuple(item_ids),
             {i: n for n, i in enumerate(item_ids)},
@@ -119,6 +146,7 @@ class PopularityRecommender:
             channel_raw,
             channel_scores,
             channel_events,
+            rankings,
         )
 
     def fit(self, data: TrainingData) -> None:
@@ -190,28 +218,12 @@ class PopularityRecommender:
             raise NotFitted(NAME)
         return self._model
 
-    def _top(
-        self,
-        model: _Model,
-        scores: npt.NDArray[np.float64],
-        k: int,
-        exclude: set[str],
-        eligible: npt.NDArray[np.bool_] | None = None,
-    ) -> list[int]:
-        """The best ``k`` items not in ``exclude``; ties (unsold items score 0) by catalog order."""
-        candidates = np.arange(scores.size) if eligible is None else np.flatnonzero(eligible)
-        want = min(k + len(exclude), candidates.size)
-        if want <= 0:
-            return []
-        if want < candidates.size:
-            part = np.argpartition(-scores[candidates], want - 1)
-            # Every item tied with the last one kept stays in (unsold items all score 0), so
-            # that ties go by catalog order and the top k is the prefix of the top 2k.
-            bound = scores[candidates[part[want - 1]]]
-            candidates = candidates[scores[candidates] >= bound]
-        order = candidates[np.lexsort((candidates, -scores[candidates]))]
-        picked = [int(n) for n in order if model.item_ids[n] not in exclude]
-        return picked[:k]
+    @staticmethod
+    def _head(model: _Model, order: npt.NDArray[np.int64], k: int, exclude: set[str]) -> list[int]:
+        """The first ``k`` items of a precomputed ``order`` not in ``exclude``: only the first
+        ``k + len(exclude)`` entries can qualify, whatever the catalog's size."""
+        head = order[: k + len(exclude)].tolist()
+        return [n for n in head if model.item_ids[n] not in exclude][:k]
 
     def recommend(self, query: RecommendQuery) -> list[Scored]:
         model = self._require()
@@ -224,19 +236,27 @@ class PopularityRecommender:
             n = model.index.get(i.item_id)
             if n is not None and model.categories[n] and i.weight > 0:
                 affinity[model.categories[n]] = affinity.get(model.categories[n], 0.0) + i.weight
-        scores = model.scores
         channel = query.context.get("channel", "")
-        own = model.channel_scores.get(channel) if self.channel_weight > 0 else None
-        if own is not None:
-            scores = (1.0 - self.channel_weight) * scores + self.channel_weight * own
+        ranking = model.rankings.get(channel) if channel else None
+        if ranking is None:  # no channel, or one without enough events of its own
+            ranking = model.rankings[""]
+        # The best k by the tilted score are among the best k of the whole catalog and the best
+        # k of each tilted category (a category's tilt is one factor for all its items), so the
+        # heads of the precomputed orders hold the answer; the full-catalog sort gives the same.
+        picked = self._head(model, ranking.order, query.k, exclude)
+        boost: dict[int, float] = {}
         if affinity and self.category_boost > 0:
             total = sum(affinity.values())
-            per_category = np.zeros(len(model.category_names))
             for category, weight in affinity.items():
-                per_category[model.category_names[category]] = weight / total
-            scores = scores * (1.0 + self.category_boost * per_category[model.category_codes])
+                code = model.category_names[category]
+                boost[code] = 1.0 + self.category_boost * weight / total
+                picked += self._head(model, ranking.by_category[code], query.k, exclude)
+        scores = {
+            n: float(ranking.scores[n]) * boost.get(int(model.category_codes[n]), 1.0)
+            for n in picked
+        }
         result = []
-        for n in self._top(model, scores, query.k, exclude):
+        for n in sorted(scores, key=lambda n: (-scores[n], n))[: query.k]:
             category = model.categories[n]
             if category in affinity:
                 reason = f"Popular in {category}, which you've been browsing"
@@ -244,7 +264,7 @@ class PopularityRecommender:
                 reason = "Popular with shoppers right now"
             else:
                 reason = "New to discover"
-            result.append(Scored(model.item_ids[n], float(scores[n]), reason, kind="popular"))
+            result.append(Scored(model.item_ids[n], scores[n], reason, kind="popular"))
         return result
 
     def similar_items(self, query: SimilarItemsQuery) -> list[Scored]:
@@ -253,11 +273,11 @@ class PopularityRecommender:
         if n is None or not model.categories[n]:
             return []
         category = model.categories[n]
-        same = model.category_codes == model.category_names[category]
+        same = model.rankings[""].by_category[model.category_names[category]]
         exclude = set(query.exclude_item_ids) | {query.item_id}
         return [
             Scored(model.item_ids[m], float(model.scores[m]), f"Popular in {category}")
-            for m in self._top(model, model.scores, query.k, exclude, eligible=same)
+            for m in self._head(model, same, query.k, exclude)
         ]
 
     def explain(self, query: ExplainQuery) -> list[Contribution]:

@@ -168,6 +168,9 @@ class SQLiteStore:
                 self.path, isolation_level=None, check_same_thread=False, timeout=0
             )
             conn.row_factory = sqlite3.Row
+            # Before anything else: switching a new file to WAL takes a lock, which another
+            # process opening the same file at once (KOSMOS_PROCESSES) may hold for a moment.
+            conn.execute(f"PRAGMA busy_timeout = {max(1, int(self.lock_timeout * 1000))}")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
+from collections.abc import Mapping
 
 from rich.console import Console
 from rich.progress import Progress
@@ -24,8 +26,10 @@ from kosmos.common.config import (
     ServerConfig,
 )
 from kosmos.common.server import configure_logging
+from kosmos.experiments.domain import variant_models
 from kosmos.plugin import PluginLoadError
 from kosmos.recommendation import load_plugins
+from kosmos.shopconfig.documents import DocumentCache
 from kosmos.store import open_store
 from kosmos.training.artifacts import open_artifacts
 from kosmos.training.trainer import results_table, train
@@ -58,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     assert artifacts is not None  # checked above: files with a directory, or the database
     names = list(settings.routing.names)
     shops = args.shop or store.list_shop_ids()
+    documents = DocumentCache(store)
+
+    def variants(shop: str) -> dict[str, tuple[str, Mapping[str, str]]]:
+        # The experiments' variant models (`kosmos.experiments.domain.variant_models`).
+        return variant_models(documents.for_shop(shop).experiments, time.time())
+
     with Progress(console=console) as progress:
         task = progress.add_task("training", total=len(shops) * len(names))
         results = train(
@@ -69,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             shops,
             settings.model_keep,
             on_step=lambda _r: progress.advance(task),
+            variants=variants,
         )
     store.close()
     telemetry.shutdown()  # A CronJob's pod ends here: push its spans and metrics first.

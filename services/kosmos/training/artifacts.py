@@ -215,6 +215,11 @@ class Artifacts:
         for name in versions:
             shutil.rmtree(self.folder(shop, recommender, name), ignore_errors=True)
 
+    def drop(self, shop: str, recommender: str) -> None:
+        """Deletes every version of ``recommender`` (an ended experiment's variant model)."""
+        self._remove(shop, recommender, [v.version for v in self.versions(shop, recommender)])
+        shutil.rmtree(self._dir(shop, recommender), ignore_errors=True)
+
 
 class StoreArtifacts(Artifacts):
     """Model versions in the store's ``model_artifacts`` table (``KOSMOS_MODEL_STORE=database``).

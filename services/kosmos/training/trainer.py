@@ -62,6 +62,7 @@ def train(
     on_step: Callable[[TrainResult], None] | None = None,
     force: bool = False,
     evaluate: bool = True,
+    variants: Callable[[str], Mapping[str, tuple[str, Mapping[str, str]]]] | None = None,
 ) -> list[TrainResult]:
     """Fits ``names`` for each shop and publishes each model as the new current version.
 
@@ -72,6 +73,11 @@ def train(
         force: Fit even when the shop's data has not changed since the current version.
         evaluate: Give each version its holdout figures (`kosmos.training.holdout`): one more
             fit, on the shop's history up to its last 10% of events.
+        variants: A shop's experiment variant models (`ModelHub.variant_models`): model name
+            (``als@experiment.variant``) → (recommender, the variant's settings). Each whose
+            recommender is in ``names`` is fitted with ``plugin_settings`` overlaid by the
+            variant's and published under its own name; those of ended experiments are
+            deleted.
     """
     results = []
     for shop in shops if shops is not None else store.list_shop_ids():
@@ -79,7 +85,17 @@ def train(
             span.set_attribute("kosmos.shop", shop)
             data_version = store.data_version(shop)
             data = None
-            for name in names:
+            own = dict(variants(shop)) if variants is not None else {}
+            jobs = [(name, name, dict(plugin_settings.get(name, {}))) for name in names]
+            jobs += [
+                (model, base, {**plugin_settings.get(base, {}), **values})
+                for model, (base, values) in sorted(own.items())
+                if base in names
+            ]
+            for gone in artifacts.recommenders(shop):
+                if "@" in gone and gone not in own:
+                    artifacts.drop(shop, gone)  # its experiment ended
+            for name, base, settings in jobs:
                 unchanged = None if force else _unchanged(artifacts, shop, name, data_version)
                 if unchanged is not None:  # the shop's data has not moved since that fit
                     result = TrainResult(shop, name, unchanged, 0, 0.0, skipped=True)
@@ -89,8 +105,7 @@ def train(
                     continue
                 if data is None:
                     data = training_data(store, shop, time.time())
-                plugin = plugins[name]
-                settings = dict(plugin_settings.get(name, {}))
+                plugin = plugins[base]
                 started = time.perf_counter()
                 with tracer.start_as_current_span("train.fit") as fit_span:
                     fit_span.set_attribute("kosmos.shop", shop)

@@ -41,6 +41,13 @@ __all__ = [
 
 _SEED = Setting(int, 42, "an integer seed; a fixed seed makes fitting twice give the same model")
 _THREADS = Setting(non_negative_int, 1, "a thread count; 0 means one per core")
+_ANN_MIN_ITEMS = Setting(
+    non_negative_int,
+    # Below this many live items the full scan is as cheap as the index (tools/bench_catalog.py).
+    20_000,
+    "a non-negative integer: from this many live items on, serve from an ANN index (0: never)",
+)
+_ANN_EF_SEARCH = Setting(positive_int, 128, "a positive integer (HNSW search breadth)")
 
 ALS_SETTINGS: Mapping[str, Setting] = {
     "factors": Setting(positive_int, 64, "a positive integer"),
@@ -49,6 +56,8 @@ ALS_SETTINGS: Mapping[str, Setting] = {
     "iterations": Setting(positive_int, 15, "a positive integer"),
     "random_state": _SEED,
     "num_threads": _THREADS,
+    "ann_min_items": _ANN_MIN_ITEMS,
+    "ann_ef_search": _ANN_EF_SEARCH,
 }
 """``als`` settings: name → how it is read, its default and what it must be."""
 
@@ -59,6 +68,8 @@ BPR_SETTINGS: Mapping[str, Setting] = {
     "iterations": Setting(positive_int, 100, "a positive integer"),
     "random_state": _SEED,
     "num_threads": _THREADS,
+    "ann_min_items": _ANN_MIN_ITEMS,
+    "ann_ef_search": _ANN_EF_SEARCH,
 }
 """``bpr`` settings. More than one thread makes SGD, and so the model, irreproducible."""
 

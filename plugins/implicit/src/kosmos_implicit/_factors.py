@@ -34,6 +34,7 @@ from kosmos.plugin import (
     Unsupported,
     closest_history,
 )
+from kosmos_implicit._ann import ItemIndex
 from kosmos_implicit._common import (
     REASON_RECENT,
     REASON_SIMILAR,
@@ -59,6 +60,7 @@ class _State:
     dead: npt.NDArray[np.int32]  # columns nobody had interacted with at fit time
     als: AlternatingLeastSquares | None  # ALS only: partial_fit and explain
     gram: npt.NDArray[np.float32] | None  # ALS only: YᵀY + regularization·I, for fold-in
+    index: ItemIndex | None = None  # catalogs of at least `ann_min_items` live items
 
 
 class _FactorRecommender:
@@ -98,8 +100,29 @@ class _FactorRecommender:
         support = np.bincount(matrix.user_items.indices, minlength=matrix.n_items)
         dead = np.flatnonzero(support == 0).astype(np.int32)
         state = self._make_state(matrix, user_factors, item_factors, dead, model)
+        state = replace(state, index=self._build_index(state))
         with self._lock:
             self._state = state
+
+    def _build_index(self, state: _State, saved: Path | None = None) -> ItemIndex | None:
+        """An ANN index when the catalog's live items reach ``ann_min_items`` (0: never): the
+        one saved with the version in ``saved`` if there is one, else built now."""
+        threshold = int(self.settings.get("ann_min_items", 0))
+        live = np.setdiff1d(np.arange(state.matrix.n_items), state.dead)
+        if threshold <= 0 or live.size < threshold:
+            return None
+        loaded = (
+            ItemIndex.load(saved, self._ef_search(), state.item_factors)
+            if saved is not None
+            else None
+        )
+        if loaded is not None:
+            return loaded
+        with single_threaded_blas():
+            return ItemIndex.build(state.item_factors, live, self._ef_search())
+
+    def _ef_search(self) -> int:
+        return int(self.settings.get("ann_ef_search", 128))
 
     def _width(self) -> int:
         return int(self.settings["factors"])
@@ -157,6 +180,10 @@ class _FactorRecommender:
         if vector is None:
             return []
         reason = REASON_RECENT if new and state.als is not None else REASON_TASTE
+        if state.index is not None:
+            found = self._approximate(state, vector, query, row, seen, reason)
+            if found is not None:
+                return with_because(found, state, recent) if query.reasons else found
         scores = state.item_factors @ vector
         if state.dead.size:
             scores[state.dead] = -np.inf
@@ -169,6 +196,36 @@ class _FactorRecommender:
                 scores[seen] = -np.inf
         results = top_k(scores, query.k, matrix.item_ids, reason)
         return with_because(results, state, recent) if query.reasons else results
+
+    def _approximate(
+        self,
+        state: _State,
+        vector: npt.NDArray[np.float32],
+        query: RecommendQuery,
+        row: int | None,
+        seen: list[int] | None,
+        reason: str,
+    ) -> list[Scored] | None:
+        """The top k from the ANN index's candidates, scored exactly; None when the index
+        cannot give k after exclusions (the caller then scans every item)."""
+        assert state.index is not None
+        excluded = set(columns(state.matrix.items, query.exclude_item_ids))
+        if seen is not None:
+            if row is not None:
+                excluded.update(state.matrix.row(row)[0].tolist())
+            excluded.update(seen)
+        want = query.k + len(excluded)
+        if want > state.index.columns.size // 2:
+            return None  # most of the catalog left out: the scan is as cheap
+        candidates = np.array(
+            [c for c in state.index.candidates(vector, want).tolist() if c not in excluded],
+            dtype=np.int64,
+        )
+        if candidates.size < min(query.k, state.index.columns.size - len(excluded)):
+            return None
+        scores = state.item_factors[candidates] @ vector
+        ids = tuple(state.matrix.item_ids[c] for c in candidates.tolist())
+        return top_k(scores, query.k, ids, reason)
 
     def similar_items(self, query: SimilarItemsQuery) -> list[Scored]:
         state = self._require()
@@ -195,11 +252,15 @@ class _FactorRecommender:
             "dead": state.dead,
         }
         save_model(directory, self.name, self.settings, state.matrix, arrays)
+        if state.index is not None:  # saved with the version: replicas need not rebuild it
+            state.index.save(directory)
 
     def load(self, directory: Path) -> None:
         settings, matrix, arrays = load_model(directory, self.name)
-        # The saved hyperparameters describe the factors; threads are this process's business.
-        self.settings = {**settings, "num_threads": self.settings["num_threads"]}
+        # The saved hyperparameters describe the factors; threads and the index are this
+        # process's business.
+        own = ("num_threads", "ann_min_items", "ann_ef_search")
+        self.settings = {**settings, **{k: self.settings[k] for k in own if k in self.settings}}
         with single_threaded_blas():
             model = self._new_model()
         state = self._make_state(
@@ -211,6 +272,7 @@ class _FactorRecommender:
         )
         if state.user_factors.shape[0] != len(matrix.customer_ids):
             raise ValueError("saved model is inconsistent: user factors do not match customers")
+        state = replace(state, index=self._build_index(state, directory))
         with self._lock:
             self._state = state
 

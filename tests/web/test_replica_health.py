@@ -21,6 +21,8 @@ BEAT = "0.5"  # KOSMOS_HEARTBEAT_SECONDS: stale after three missed beats, 1.5 s
 
 
 def start_replica(tmp_path, **extra: str) -> subprocess.Popen[str]:
+    """One server process (its pid is the replica's) unless ``KOSMOS_PROCESSES`` says more."""
+    extra = {"KOSMOS_PROCESSES": "1", **extra}
     proc, _address = start("kosmos.cluster", "KOSMOS_CLUSTER_LISTEN", tmp_path,
                            KOSMOS_BOOTSTRAP_KEY=BOOTSTRAP, KOSMOS_HEARTBEAT_SECONDS=BEAT,
                            **extra)  # fmt: skip
@@ -88,3 +90,26 @@ def test_every_replica_is_listed_and_a_stopped_one_goes(tmp_path):
     finally:
         for p in procs:
             stop(p)
+
+
+def test_several_processes_on_one_port_are_each_a_replica(tmp_path):
+    # KOSMOS_PROCESSES=2: a supervisor forks two servers sharing the port; each one beats.
+    proc = start_replica(tmp_path, KOSMOS_HTTP_LISTEN="127.0.0.1:0", KOSMOS_PROCESSES="2")
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("kosmos http on "), line
+        http = line.split()[-1]
+        host = socket.gethostname()
+
+        def two_serving() -> bool:
+            mine = [r for r in listing(http).values() if r["replica"].startswith(f"{host}/")]
+            return len(mine) == 2 and all(r["status"] == "SERVING" for r in mine)
+
+        assert until(two_serving)
+        ids = set(listing(http))
+        assert f"{host}/{proc.pid}" not in ids  # the supervisor serves nothing itself
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+        assert proc.returncode == 0
+    finally:
+        stop(proc)

@@ -246,9 +246,9 @@ def test_the_ann_index_scores_the_longest_vectors_exactly_and_searches_the_rest(
     # items); the head (2% longest, scored exactly) and the graph over the tail together keep
     # recall@10 at 0.95 or more on a catalog where the tail is most of the index.
     import numpy as np
+    from kosmos_implicit import _ann
 
     from kosmos.plugin import Interaction, InteractionType, RecommendQuery, TrainingData
-    from kosmos_implicit import _ann
 
     rng = np.random.default_rng(11)
     n_items, n_customers = 20_000, 3000

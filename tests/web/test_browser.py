@@ -63,6 +63,19 @@ def test_storefront_and_dashboard_in_chromium(web):
                 for k in range(6)
             ],
         )
+    # A merchant rule and a running experiment with some traffic, for the dashboard (issue 13).
+    from kosmos.v1 import experiment_service_pb2 as ex
+    from kosmos.v1 import rules_service_pb2 as ru
+
+    lift = ru.MerchantRule(
+        rule_id="lift-garden",
+        action=ru.RULE_ACTION_BOOST,
+        match=ru.ItemMatch(categories=["Garden"]),
+        factor=1.5,
+    )
+    client.update_merchant_rules("acme", [lift])
+    variants = [ex.Variant(variant_id="control"), ex.Variant(variant_id="lifted", rules=[lift])]
+    client.create_experiment("acme", "lift", ex.Experiment(variants=variants))
     assert client.train_models("acme")
     deadline = time.monotonic() + 60
     while not any(v.serving for v in client.list_model_versions("acme")):
@@ -95,6 +108,8 @@ def test_storefront_and_dashboard_in_chromium(web):
     steps = json.loads(done.stdout)["steps"]
     assert "storefront: dismiss an offer and the next offers change" in steps
     assert "dashboard: replicas, health, models, metrics" in steps
+    assert "dashboard: merchant rules and the experiment's variants" in steps
+    assert "storefront: the pages reported what they showed, and the experiment counts it" in steps
     for name in ("storefront-home", "storefront-after-dismiss", "storefront-product",
                  "storefront-cart", "storefront-profile", "dashboard"):  # fmt: skip
         assert (SCREENSHOTS / f"{name}.png").stat().st_size > 10_000, name

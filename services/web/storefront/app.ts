@@ -111,6 +111,19 @@ async function record(item: string, type: InteractionType, recommendationId = ""
   });
 }
 
+/**
+ * Tells Kosmos which offers of a list the page showed. An impression is never a positive signal:
+ * what is shown again and again and ignored sinks for this shopper, and experiments count
+ * click-through and conversion per impression.
+ */
+async function shown(recommendationId: string, offers: Offer[]): Promise<void> {
+  if (!recommendationId || !offers.length) return;
+  await front.feedback.recordImpressions({
+    parent: shop,
+    impressions: [{ customer: customerName(), recommendationId, itemIds: offers.map((o) => itemId(o.item)) }],
+  });
+}
+
 // ---------------------------------------------------------------- offers
 
 function offerCard(offer: Offer, recommendationId: string, fresh: boolean): HTMLElement {
@@ -161,6 +174,7 @@ async function offers(title: string, page: string, itemIds: string[] = []): Prom
   const grid = h("div", { class: "grid" });
   for (const offer of answer.offers) grid.append(offerCard(offer, answer.recommendationId, previous.size > 0 && !previous.has(offer.item)));
   state.lastOffers = answer.offers.map((o) => o.item);
+  await shown(answer.recommendationId, answer.offers);
   if (!answer.offers.length) grid.append(h("p", {}, "No offers."));
   section.append(grid);
   return section;
@@ -191,6 +205,7 @@ async function product(main: HTMLElement, id: string): Promise<void> {
   const row = h("section", { class: "offers", "data-testid": "similar" }, h("h2", {}, "Similar items"));
   const grid = h("div", { class: "grid" });
   for (const offer of similar.offers) grid.append(offerCard(offer, similar.recommendationId, false));
+  await shown(similar.recommendationId, similar.offers);
   row.append(grid);
   main.append(row, await offers("You may also like", "product", [id]));
 }

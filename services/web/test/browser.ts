@@ -128,6 +128,21 @@ async function storefront(page: Page): Promise<void> {
   const metas = await page.locator("[data-testid=offers-home] .meta").allTextContents();
   await check(metas.length > 0 && metas.every((m) => !m.split(" · ").includes(config.brand)), `no ${config.brand} offers`);
 
+  steps.push("storefront: the pages reported what they showed, and the experiment counts it");
+  const report = await fetch(`${config.base}/kosmos.v1.ExperimentService/GetExperimentReport`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${config.admin}` },
+    body: JSON.stringify({ name: `shops/${config.shop}/experiments/lift` }),
+  }).then((r) => r.json());
+  const counted = (report.variants ?? []).reduce(
+    (sum: { impressions: number; clicks: number }, v: { impressions?: string; clicks?: string }) => ({
+      impressions: sum.impressions + Number(v.impressions ?? 0),
+      clicks: sum.clicks + Number(v.clicks ?? 0),
+    }),
+    { impressions: 0, clicks: 0 },
+  );
+  await check(counted.impressions > 0 && counted.clicks > 0, `impressions and clicks reach the experiment: ${JSON.stringify(counted)}`);
+
   if (config.ecosystem) {
     steps.push("storefront: what we think you like, consent, a second device, erasure");
     await rendered(page, () => page.getByTestId("nav-profile").click());
@@ -173,6 +188,11 @@ async function dashboard(page: Page): Promise<void> {
   await check((await page.locator("[data-testid=chart-feedback] [data-testid=bar]").count()) > 0, "feedback, drawn");
   const plugins = await page.locator("[data-testid=chart-plugins] [data-testid=bar]").evaluateAll((bars) => bars.map((b) => b.getAttribute("data-label")));
   await check(plugins.includes("popularity"), `the popularity plugin's latency is drawn: ${JSON.stringify(plugins)}`);
+  steps.push("dashboard: merchant rules and the experiment's variants");
+  const rules = await page.locator("[data-testid=rules] tr[data-rule]").evaluateAll((rows) => rows.map((r) => r.getAttribute("data-rule")));
+  await check(rules.includes("lift-garden"), `the merchant rule is listed: ${JSON.stringify(rules)}`);
+  const variants = await page.locator("[data-testid=ctr] [data-testid=bar]").evaluateAll((bars) => bars.map((b) => b.getAttribute("data-label")));
+  await check(variants.includes("control") && variants.includes("lifted"), `the experiment's variants are drawn with their CTR: ${JSON.stringify(variants)}`);
   await shot(page, "dashboard");
 }
 

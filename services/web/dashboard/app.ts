@@ -22,6 +22,8 @@ const SERVICES = [
   "kosmos.v1.ModelService",
   "kosmos.v1.ShopSettingsService",
   "kosmos.v1.ApiKeyService",
+  "kosmos.v1.MerchantRulesService",
+  "kosmos.v1.ExperimentService",
 ];
 const REFRESH_MS = 5000;
 

@@ -143,7 +143,7 @@ def start_cluster(
         "127.0.0.1:0",
         8,
         cluster.services(store, settings, plugins),
-        auth=Authorizer(store, OPERATOR_KEY),
+        auth=Authorizer(store, OPERATOR_KEY, cache_seconds=1.0),  # as served
     )
     server.start()
     address = f"127.0.0.1:{port}"

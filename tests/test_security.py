@@ -836,3 +836,74 @@ def test_pages_of_maximal_profiles_stay_readable(kosmos):
         if not token:
             break
     assert names == [f"shops/alpha/items/i{n:02d}" for n in range(70)]
+
+
+def test_a_cached_key_lives_at_most_the_cache_seconds_where_no_event_reaches(tmp_path):
+    # Two SQLite store objects on one file are two serving processes: a revocation through one
+    # reaches the other's cache of keys by no event, only by the key's time running out.
+    from kosmos.common.auth import Authorizer
+    from kosmos.common.errors import Unauthenticated
+    from kosmos.keys.domain import ApiKeys
+    from kosmos.store.records import Shop
+    from kosmos.store.sqlite import SQLiteStore
+
+    path = tmp_path / "k.db"
+    mine, theirs = SQLiteStore(path), SQLiteStore(path)
+    try:
+        mine.create_shop(Shop("alpha"))
+        created = ApiKeys(mine).create("alpha", Scope.ADMIN, "shop admin")
+        key, secret = created.key, created.secret
+        now = [100.0]
+        here = Authorizer(mine, cache_seconds=1.0, clock=lambda: now[0])
+        there = Authorizer(theirs, cache_seconds=1.0, clock=lambda: now[0])
+        assert here.authenticate(secret).key_id == key.key_id
+        assert there.authenticate(secret).key_id == key.key_id
+        ApiKeys(mine).revoke(key.key_id)
+        with pytest.raises(Unauthenticated):  # the revoking process heard its own event
+            here.authenticate(secret)
+        now[0] += 0.5
+        assert there.authenticate(secret).key_id == key.key_id  # within the bound
+        now[0] += 0.6
+        with pytest.raises(Unauthenticated):  # past it: read again, revoked
+            there.authenticate(secret)
+        uncached = Authorizer(theirs)  # KOSMOS_AUTH_CACHE_SECONDS=0: every call reads
+        with pytest.raises(Unauthenticated):
+            uncached.authenticate(secret)
+    finally:
+        mine.close()
+        theirs.close()
+
+
+@pytest.mark.postgres
+def test_a_key_revoked_on_one_replica_is_refused_by_the_other_once_it_hears(postgres_url):
+    import threading
+
+    from kosmos.common.auth import Authorizer
+    from kosmos.common.errors import Unauthenticated
+    from kosmos.keys.domain import ApiKeys
+    from kosmos.store.events import API_KEY
+    from kosmos.store.postgres import PostgresStore
+    from kosmos.store.records import Shop
+
+    writer, reader = (
+        PostgresStore(postgres_url, pool_size=2),
+        PostgresStore(postgres_url, pool_size=2),
+    )
+    try:
+        shop = f"k{uuid.uuid4().hex[:8]}"
+        writer.create_shop(Shop(shop))
+        created = ApiKeys(writer).create(shop, Scope.STOREFRONT, "front")
+        key, secret = created.key, created.secret
+        other = Authorizer(reader, cache_seconds=3600.0)  # only the event can drop it
+        assert other.authenticate(secret).key_id == key.key_id
+        heard = threading.Event()
+        reader.subscribe(
+            lambda e: heard.set() if e.kind == API_KEY and e.key == key.key_id else None
+        )
+        ApiKeys(writer).revoke(key.key_id)
+        assert heard.wait(15)
+        with pytest.raises(Unauthenticated):
+            other.authenticate(secret)
+    finally:
+        writer.close()
+        reader.close()

@@ -43,6 +43,7 @@ from kosmos.store.records import (
     RecommendationList,
     Replica,
     Shop,
+    ShopRevisions,
 )
 
 # How long a store built for the contract waits for a lock when the caller set no deadline.
@@ -495,6 +496,31 @@ class StoreContract:
         with pytest.raises(NotFound):
             store.put_document("nope", "rules", {})
         assert store.document_revisions("other") == {}
+
+    def test_the_combined_read_carries_the_shop_revisions_and_impressions(
+        self, store: Store
+    ) -> None:
+        # One round trip per Recommend (issue 12): what the serving caches check comes along.
+        seed(store)
+        first = store.recommend_inputs("acme", "alice", 5)
+        assert first.revisions == ShopRevisions(store.catalog_version("acme"), 0, {})
+        assert first.impressions == ()
+        store.upsert_items([Item("acme", "i9", title="New")])
+        store.put_shop_settings("acme", {"max_per_category": 3})
+        store.put_document("acme", "rules", {"rules": []})
+        store.put_document("acme", "rules", {"rules": []}, expected_revision=1)
+        store.put_document("acme", "experiments", {"experiments": {}})
+        shown = [Impression("acme", "alice", "r1", f"i{n}", 1000.0 + n) for n in range(3)]
+        shown.append(Impression("acme", "bob", "r2", "i0", 1001.0))
+        store.record_impressions("acme", shown)
+        later = store.recommend_inputs("acme", "alice", 5, impressions_since=1001.0)
+        assert later.revisions == ShopRevisions(
+            store.catalog_version("acme"), 1, {"rules": 2, "experiments": 1}
+        )
+        assert later.revisions.catalog_version > first.revisions.catalog_version
+        assert later.impressions == tuple(store.recent_impressions("acme", "alice", 1001.0))
+        assert [i.item_id for i in later.impressions] == ["i2", "i1"]  # alice's, newest first
+        assert store.recommend_inputs("acme", "alice", 5).impressions == ()  # not asked
 
     def test_recommendation_lists_are_kept_until_they_expire(self, store: Store) -> None:
         seed(store)

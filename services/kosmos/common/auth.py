@@ -24,6 +24,7 @@ import collections
 import hashlib
 import hmac
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import IntEnum
@@ -36,7 +37,11 @@ from google.protobuf.message import Message
 from opentelemetry import trace
 
 from kosmos.common.errors import PermissionDenied, Unauthenticated
+from kosmos.store.events import API_KEY, RESYNC, Event
 from kosmos.store.records import ApiKey
+
+_CACHE_LIMIT = 10_000
+"""Keys one process keeps at most (then it starts over)."""
 
 KEY_PREFIX = "ksk"
 
@@ -172,11 +177,48 @@ def _shops(message: Message) -> Iterator[str]:
 
 
 class Authorizer:
-    """Authenticates a bearer key and decides whether it may make a call."""
+    """Authenticates a bearer key and decides whether it may make a call.
 
-    def __init__(self, keys: KeyLookup, bootstrap_key: str = "") -> None:
+    A key looked up is kept ``cache_seconds`` (`KOSMOS_AUTH_CACHE_SECONDS`): one store read per
+    key and second instead of one per call. A revocation this process hears of (its own, or a
+    replica's over the store's events) drops the key at once.
+    """
+
+    def __init__(
+        self,
+        keys: KeyLookup,
+        bootstrap_key: str = "",
+        cache_seconds: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._keys = keys
         self._bootstrap = hash_secret(bootstrap_key) if bootstrap_key else ""
+        self._cache_seconds = cache_seconds
+        self._clock = clock
+        self._cache: dict[str, tuple[float, ApiKey | None]] = {}
+        subscribe = getattr(keys, "subscribe", None)
+        if cache_seconds > 0 and subscribe is not None:
+            subscribe(self._on_event)
+
+    def _on_event(self, event: Event) -> None:
+        if event.kind == API_KEY:
+            self._cache.pop(event.key, None)
+        elif event.kind == RESYNC:
+            self._cache.clear()
+
+    def _lookup(self, key_id: str) -> ApiKey | None:
+        if self._cache_seconds <= 0:
+            return self._keys.get_api_key(key_id)
+        now = self._clock()
+        held = self._cache.get(key_id)
+        if held is not None and held[0] > now:
+            return held[1]
+        key = self._keys.get_api_key(key_id)
+        if key is not None:  # unknown ids are not kept: a flood of made-up ids fills nothing
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[key_id] = (now + self._cache_seconds, key)
+        return key
 
     def authenticate(self, token: str) -> Principal:
         """The principal behind ``token``. Raises Unauthenticated."""
@@ -188,7 +230,7 @@ class Authorizer:
             return Principal("bootstrap", "", Scope.OPERATOR)
         prefix, _, rest = token.partition(".")
         key_id, _, secret = rest.partition(".")
-        key = self._keys.get_api_key(key_id) if prefix == KEY_PREFIX and secret else None
+        key = self._lookup(key_id) if prefix == KEY_PREFIX and secret else None
         if (
             key is None
             or not hmac.compare_digest(hash_secret(secret), key.secret_hash)

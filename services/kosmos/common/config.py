@@ -57,6 +57,12 @@ KOSMOS_HEARTBEAT_SECONDS = "KOSMOS_HEARTBEAT_SECONDS"
 dashboard's per-replica health reads (``GET /replicas``); a replica is stale after three
 missed beats. Default: ``5``."""
 
+KOSMOS_AUTH_CACHE_SECONDS = "KOSMOS_AUTH_CACHE_SECONDS"
+"""Seconds a serving process keeps an API key it has looked up, instead of reading the store on
+every call; ``0`` reads it every call. A revoked key is refused at once by the process that
+revoked it and, on PostgreSQL, by every replica as soon as the revocation's event arrives;
+within this many seconds everywhere. Default: ``1``."""
+
 KOSMOS_DRAIN_SECONDS = "KOSMOS_DRAIN_SECONDS"
 """Seconds a server keeps serving after SIGTERM with health already NOT_SERVING, so load
 balancers and pollers stop sending before it stops accepting. SIGINT skips it. Default: ``5``."""
@@ -427,6 +433,7 @@ class ServerConfig:
         http_listen: See `KOSMOS_HTTP_LISTEN`.
         web_dir: See `KOSMOS_WEB_DIR`; empty: the checkout's ``services/web/dist``.
         heartbeat_seconds: See `KOSMOS_HEARTBEAT_SECONDS`.
+        auth_cache_seconds: See `KOSMOS_AUTH_CACHE_SECONDS`.
     """
 
     listen: str
@@ -446,6 +453,7 @@ class ServerConfig:
     http_listen: str = ""
     web_dir: str = ""
     heartbeat_seconds: float = 5.0
+    auth_cache_seconds: float = 1.0
 
     @classmethod
     def from_env(
@@ -477,6 +485,9 @@ class ServerConfig:
             web_dir=_read(env, KOSMOS_WEB_DIR, defaults.web_dir, str),
             heartbeat_seconds=_read(
                 env, KOSMOS_HEARTBEAT_SECONDS, defaults.heartbeat_seconds, _positive_float
+            ),
+            auth_cache_seconds=_read(
+                env, KOSMOS_AUTH_CACHE_SECONDS, defaults.auth_cache_seconds, _non_negative_float
             ),
         )
 

@@ -87,7 +87,7 @@ def _serve_one(
             config.listen,
             config.workers,
             services,
-            auth=Authorizer(store, config.bootstrap_key),
+            auth=Authorizer(store, config.bootstrap_key, config.auth_cache_seconds),
             reflection_enabled=config.reflection,
             tls=config.tls,
             reuse_port=reuse_port,

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
+import random
 import secrets
 import threading
 import time
@@ -18,6 +20,12 @@ import time
 _lock = threading.Lock()
 _secret = secrets.token_bytes(32)
 _generated = True
+_derived: dict[tuple[bytes, str], bytes] = {}
+
+# Nonces of recommendation ids need to be unique, not secret (the id is signed): a PRNG seeded
+# from the OS, drawn again in every forked child, costs no system call per id.
+_nonces = random.Random(secrets.randbits(128))
+os.register_at_fork(after_in_child=lambda: _nonces.seed(secrets.randbits(128)))
 
 RECOMMENDATION_ID_TTL_SECONDS = 7 * 24 * 3600
 """How long feedback may cite a recommendation id after it was served."""
@@ -40,7 +48,12 @@ def generated() -> bool:
 
 def derive(purpose: str) -> bytes:
     """A key for one purpose, so that no two uses of the secret can be confused."""
-    return hmac.new(_secret, b"kosmos-derive\x00" + purpose.encode(), hashlib.sha256).digest()
+    secret = _secret
+    key = _derived.get((secret, purpose))
+    if key is None:
+        key = hmac.new(secret, b"kosmos-derive\x00" + purpose.encode(), hashlib.sha256).digest()
+        _derived[(secret, purpose)] = key
+    return key
 
 
 def mac(purpose: str, *parts: str) -> str:
@@ -55,7 +68,7 @@ def verify(expected: str, got: str) -> bool:
 
 def new_recommendation_id(shop_id: str, now: float | None = None) -> str:
     """An id for one served list: random, stamped, and signed for ``shop_id``."""
-    nonce = secrets.token_hex(8)
+    nonce = format(_nonces.getrandbits(64), "016x")
     stamp = format(int(now if now is not None else time.time()), "x")
     return f"{nonce}.{stamp}.{mac('recommendation', shop_id, nonce, stamp)}"
 

@@ -79,10 +79,11 @@ class CatalogCache:
         finally:
             loading.release()
 
-    def items(self, shop_id: str) -> Mapping[str, Item]:
-        """The shop's whole catalog by item id (never mutate it). Raises NotFound for an
-        unknown shop."""
-        version = self.store.catalog_version(shop_id)
+    def items(self, shop_id: str, version: int | None = None) -> Mapping[str, Item]:
+        """The shop's whole catalog by item id (never mutate it), at least at ``version`` (the
+        store's current one, read now, when None). Raises NotFound for an unknown shop."""
+        if version is None:
+            version = self.store.catalog_version(shop_id)
         if version is None:
             raise NotFound("shop", shop_name(shop_id))
         held = self._snapshots.get(shop_id)

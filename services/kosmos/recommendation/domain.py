@@ -13,7 +13,7 @@ from dataclasses import replace as dataclass_replace
 
 from opentelemetry import trace
 
-from kosmos.common import deadline, metrics, signing
+from kosmos.common import deadline, metrics, signing, spans
 from kosmos.common.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
 from kosmos.common.names import customer_name, item_name, shop_name
 from kosmos.experiments.domain import Assignment, variant_model
@@ -206,17 +206,39 @@ class Recommendations:
         if recommendation_id:
             # A later page: a slice of the list kept behind the id (issue 13).
             return self._kept_page(shop_id, recommendation_id, offset, page_size)
-        shop = self._view(shop_id)
-        # One read for the profile, the recent history, the dismissals and what the customer
-        # owns (issue 8).
+        now = self.clock() if context.request_time is None else context.request_time
+        # One read (one round trip) for the profile, the recent history, the dismissals, what
+        # the customer owns and was shown (issue 8), and the shop's revisions, which the
+        # settings, catalog and document caches check instead of reading them (issue 12).
+        policy = (  # as last resolved: the revision read with the inputs checks it below
+            self.seen_policy
+            if self.shop_settings is None
+            else self.shop_settings.latest(shop_id).seen_items
+        )
         inputs = self.store.recommend_inputs(
-            shop_id, customer_id, self.recent_interactions, shop.seen_policy.owned_types
+            shop_id,
+            customer_id,
+            self.recent_interactions,
+            policy.owned_types,
+            impressions_since=rotation.horizon(now),
         )
         if inputs is None:
             inputs = self._anonymous(shop_id, customer_id)
+        revisions = inputs.revisions
+        shop = self._view(shop_id, revisions.settings_revision if revisions else None)
+        if shop.seen_policy.owned_types != policy.owned_types:  # the settings just changed
+            inputs = (
+                self.store.recommend_inputs(
+                    shop_id,
+                    customer_id,
+                    self.recent_interactions,
+                    shop.seen_policy.owned_types,
+                    impressions_since=rotation.horizon(now),
+                )
+                or inputs
+            )
         customer = inputs.customer
-        now = self.clock() if context.request_time is None else context.request_time
-        catalog = self.catalog.items(shop_id)
+        catalog = self.catalog.items(shop_id, revisions.catalog_version if revisions else None)
         # The customer's own choices: exclusions, preferences, consent (issue 11).
         choices = Choices.of(customer, self.clock(), inputs.consents)
         recent = choices.history([to_plugin(i, shop.weights) for i in inputs.recent], catalog)
@@ -238,7 +260,7 @@ class Recommendations:
         excluded |= choices.item_ids
         # Experiments and merchant rules (issue 13): the customer's variant may route and
         # rule differently; the list is one ranking, whatever the page size (stable pages).
-        docs = self.documents.for_shop(shop_id)
+        docs = self.documents.for_shop(shop_id, revisions.documents if revisions else None)
         assigned = assign_variant(docs.experiments, customer_id, context.page, now)
         routing, rule_set = shop.routing, docs.rules
         own: dict[str, str] = {}  # recommender → the variant's own model of it
@@ -256,11 +278,7 @@ class Recommendations:
         shown: dict[str, float] = {}
         strength = 0.0
         if choices.personal:
-            shown = rotation.ignored_weights(
-                self.store.recent_impressions(shop_id, customer_id, rotation.horizon(now)),
-                recent,
-                now,
-            )
+            shown = rotation.ignored_weights(inputs.impressions, recent, now)
             strength = rotation.MAX_STRENGTH * rotation.novelty(
                 customer.attributes, len(inputs.dismissed_item_ids)
             )
@@ -504,7 +522,7 @@ class Recommendations:
 
         def ask(name: str) -> Sequence[Scored] | None:
             asked.append(name)
-            with tracer.start_as_current_span("recommend.recommender") as step:
+            with spans.child(tracer, "recommend.recommender") as step:
                 step.set_attribute("kosmos.shop", shop_id)
                 step.set_attribute("kosmos.recommender", name)
                 model_name = own.get(name, name)
@@ -526,7 +544,7 @@ class Recommendations:
                 step.set_attribute("kosmos.candidates.count", len(results))
                 return results
 
-        with tracer.start_as_current_span("recommend.candidates") as span:
+        with spans.child(tracer, "recommend.candidates") as span:
             span.set_attribute("kosmos.shop", shop_id)
             span.set_attribute("kosmos.routing.chain", ",".join(chain))
             candidates = run_chain(
@@ -561,7 +579,7 @@ class Recommendations:
         citations: dict[str, int] = {}
         for i in recent:  # newest first: the first one seen per item is what they did last
             last_done.setdefault(i.item_id, i.type)
-        with tracer.start_as_current_span("recommend.filter") as span:
+        with spans.child(tracer, "recommend.filter") as span:
             kept = []
             for c in candidates:
                 item = items.get(c.scored.item_id)
@@ -590,14 +608,15 @@ class Recommendations:
             span.set_attribute("kosmos.candidates.kept", len(kept))
         if rotate is not None:  # shown and ignored items sink (issue 13), before variety
             kept = rotate(kept)
-        with tracer.start_as_current_span("recommend.rank"):
+        with spans.child(tracer, "recommend.rank"):
             return self._vary(kept, want + 1, max_per_category)
 
-    def _view(self, shop_id: str) -> _ShopView:
-        """What applies to one shop: its settings (cached by revision), or the cluster's."""
+    def _view(self, shop_id: str, revision: int | None = None) -> _ShopView:
+        """What applies to one shop: its settings (cached by revision), or the cluster's; at
+        ``revision`` when the request read it already, else the cached or current one."""
         if self.shop_settings is None:
             return _ShopView(self.routing, self.max_per_category, self.seen_policy, self.weights)
-        e = self.shop_settings.settings_for(shop_id)
+        e = self.shop_settings.settings_for(shop_id, revision)
         return _ShopView(e.routing, e.max_per_category, e.seen_items, e.weights)
 
     def _vary(self, offers: list[Offer], limit: int, max_per_category: int) -> list[Offer]:

@@ -68,13 +68,17 @@ class Serving:
 class ShopSettings(Protocol):
     """Where per-shop settings come from (`kosmos.shopconfig.ShopConfig`)."""
 
-    def settings_for(self, shop_id: str) -> EffectiveSettings: ...
+    def settings_for(self, shop_id: str, revision: int | None = None) -> EffectiveSettings: ...
+
+    def latest(self, shop_id: str) -> EffectiveSettings: ...
 
 
 class Documents(Protocol):
     """Where a shop's experiments come from (`kosmos.shopconfig.documents.DocumentCache`)."""
 
-    def for_shop(self, shop_id: str) -> ShopDocuments: ...
+    def for_shop(
+        self, shop_id: str, revisions: Mapping[str, int] | None = None
+    ) -> ShopDocuments: ...
 
 
 @dataclass(frozen=True, slots=True)

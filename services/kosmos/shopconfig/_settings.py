@@ -121,9 +121,17 @@ class ShopConfig:
         self._cache: dict[str, EffectiveSettings] = {}
         self._lock = threading.Lock()
 
-    def settings_for(self, shop_id: str) -> EffectiveSettings:
-        """The settings that apply to ``shop_id`` now (the cluster's for an unknown shop)."""
-        revision = self.store.settings_revision(shop_id) or 0
+    def latest(self, shop_id: str) -> EffectiveSettings:
+        """The settings last resolved for ``shop_id``, without a read (a request that reads the
+        revision with its other inputs checks it with `settings_for` afterwards)."""
+        cached = self._cache.get(shop_id)
+        return cached if cached is not None else self.settings_for(shop_id)
+
+    def settings_for(self, shop_id: str, revision: int | None = None) -> EffectiveSettings:
+        """The settings that apply to ``shop_id`` now (the cluster's for an unknown shop), at
+        ``revision`` when the caller read it already (`kosmos.store.ShopRevisions`)."""
+        if revision is None:
+            revision = self.store.settings_revision(shop_id) or 0
         cached = self._cache.get(shop_id)
         if cached is not None and cached.revision == revision:
             return cached

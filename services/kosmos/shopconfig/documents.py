@@ -9,6 +9,7 @@ every replica, like `ShopConfig`.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from kosmos.experiments.domain import KIND as EXPERIMENTS
@@ -36,8 +37,11 @@ class DocumentCache:
         self._cache: dict[str, ShopDocuments] = {}
         self._lock = threading.Lock()
 
-    def for_shop(self, shop_id: str) -> ShopDocuments:
-        revisions = self.store.document_revisions(shop_id)
+    def for_shop(self, shop_id: str, revisions: Mapping[str, int] | None = None) -> ShopDocuments:
+        """The shop's documents at ``revisions`` (kind → revision), when the caller read them
+        already (`kosmos.store.ShopRevisions`); else at the store's current ones."""
+        if revisions is None:
+            revisions = self.store.document_revisions(shop_id)
         rules_rev, exp_rev = revisions.get(RULES, 0), revisions.get(EXPERIMENTS, 0)
         cached = self._cache.get(shop_id, ShopDocuments())
         if (cached.rules_revision, cached.experiments_revision) == (rules_rev, exp_rev):

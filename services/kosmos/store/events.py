@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 CATALOG = "catalog"
 MODEL = "model"
 CUSTOMER = "customer"
+API_KEY = "api_key"
+"""An API key was revoked (``key`` is its id): processes that cache keys drop it."""
 RESYNC = "resync"
 """Sent to subscribers when events may have been missed: catch up from the store."""
 

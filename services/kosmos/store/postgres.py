@@ -52,8 +52,10 @@ from kosmos.common.errors import (
 )
 from kosmos.common.names import customer_name, item_name, shop_name
 from kosmos.store import _migrations
+from kosmos.store._group import GroupWriter
 from kosmos.store._tracing import traced
 from kosmos.store.events import (
+    API_KEY,
     CATALOG,
     CUSTOMER,
     MODEL,
@@ -64,6 +66,7 @@ from kosmos.store.events import (
 )
 from kosmos.store.records import (
     CONSENT_DEFAULTS,
+    IMPRESSIONS_LIMIT,
     ApiKey,
     CatalogChanges,
     Consent,
@@ -81,6 +84,7 @@ from kosmos.store.records import (
     RecommendInputs,
     Replica,
     Shop,
+    ShopRevisions,
     ShopSettingsRevision,
     decode_exclusions,
     decode_preferences,
@@ -116,6 +120,7 @@ _CUSTOMER_COLUMNS = (
     " preferences, price_range, anonymous"
 )
 _CUSTOMER_WIDTH = 9
+_C_CUSTOMER_COLUMNS = ", ".join(f"c.{c.strip()}" for c in _CUSTOMER_COLUMNS.split(","))
 _ITEM_COLUMNS = (
     "shop_id, item_id, title, category, brand, price, available, attributes, update_time"
 )
@@ -254,6 +259,9 @@ class PostgresStore:
         schema = self._query("SELECT current_schema()")[0][0]
         self._channel = f"kosmos_events.{schema}"
         self._subscribers = Subscribers()
+        self._lists: GroupWriter[RecommendationList] = GroupWriter(
+            self._put_lists, "kosmos-list-writer"
+        )
         self._listener: threading.Thread | None = None
         self._listening = threading.Event()
         self._committers = [
@@ -403,6 +411,7 @@ class PostgresStore:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            self._lists.close()
             self._closing.set()
             for _ in self._committers:
                 self._pending.put(None)
@@ -902,6 +911,7 @@ class PostgresStore:
         customer_id: str,
         recent_limit: int,
         owned_types: Collection[InteractionType] = (),
+        impressions_since: float | None = None,
     ) -> RecommendInputs | None:
         # One statement, one round trip: the profile with its recent history, its dismissals
         # and what it owns (the seen-item policy).
@@ -915,7 +925,7 @@ class PostgresStore:
         )
         who = (customer_id, shop_id, customer_id, shop_id, customer_id)
         rows = self._query(
-            f"WITH person(id) AS {person} SELECT {_CUSTOMER_COLUMNS},"
+            f"WITH person(id) AS {person} SELECT {_C_CUSTOMER_COLUMNS},"
             f" (SELECT coalesce(json_agg(json_build_array({_INTERACTION_COLUMNS})), '[]')"
             f"  FROM (SELECT {_INTERACTION_COLUMNS} FROM interactions"
             "   WHERE shop_id = c.shop_id AND customer_id IN (SELECT id FROM person)"
@@ -929,13 +939,27 @@ class PostgresStore:
             " ARRAY(SELECT id FROM person WHERE id <> c.customer_id ORDER BY id),"
             " (SELECT coalesce(json_agg(json_build_array(purpose, granted)), '[]') FROM consents"
             "   WHERE shop_id = c.shop_id AND customer_id = c.customer_id),"
-            " (SELECT mask_time FROM model_masks WHERE shop_id = c.shop_id AND subject = %s)"
-            " FROM customers AS c WHERE shop_id = %s AND customer_id = %s",
+            " (SELECT mask_time FROM model_masks WHERE shop_id = c.shop_id AND subject = %s),"
+            # The shop's revisions, for the serving caches (no read of their own).
+            " s.catalog_version, s.settings_revision,"
+            " (SELECT coalesce(json_object_agg(kind, revision), '{}') FROM shop_document_heads"
+            "   WHERE shop_id = c.shop_id),"
+            # Rotation's impressions, when asked for.
+            " (SELECT coalesce(json_agg(json_build_array(recommendation_id, item_id,"
+            "   event_time)), '[]') FROM (SELECT recommendation_id, item_id, event_time"
+            "   FROM impressions WHERE %s::float8 IS NOT NULL AND shop_id = c.shop_id"
+            "   AND customer_id = c.customer_id AND event_time >= %s::float8"
+            "   ORDER BY event_time DESC LIMIT %s) AS shown)"
+            " FROM customers AS c JOIN shops AS s ON s.shop_id = c.shop_id"
+            " WHERE c.shop_id = %s AND c.customer_id = %s",
             (
                 *who,
                 recent_limit,
                 kinds,
                 subject_hash(shop_id, customer_id),
+                impressions_since,
+                impressions_since,
+                IMPRESSIONS_LIMIT,
                 shop_id,
                 customer_id,
             ),
@@ -954,6 +978,15 @@ class PostgresStore:
             {ConsentPurpose(p): bool(g) for p, g in consents},
             tuple(row[n + 3]),
             row[n + 5],
+            ShopRevisions(
+                int(row[n + 6]),
+                int(row[n + 7]),
+                {str(k): int(v) for k, v in _json(row[n + 8]).items()},
+            ),
+            tuple(
+                Impression(shop_id, customer_id, str(r), str(i), float(t))
+                for r, i, t in _json(row[n + 9])
+            ),
         )
 
     # -- the customer's own choices (issue 11) -----------------------------------------------
@@ -1333,25 +1366,32 @@ class PostgresStore:
         return [_settings(row) for row in rows]
 
     def put_recommendation_list(self, record: RecommendationList) -> None:
+        # Group-committed (`kosmos.store._group`): the caller waits for its list's commit, but
+        # one transaction keeps every list queued meanwhile.
+        left = deadline.remaining()
+        self._lists.submit(record, self.lock_timeout if left is None else max(left, 0.0))
+
+    def _put_lists(self, records: Sequence[RecommendationList]) -> None:
         with self._tx("a database write", write=True) as conn:
             # A kept list is a cache with a TTL, not an acknowledged event: no WAL flush wait.
             conn.execute("SET LOCAL synchronous_commit = off")
-            conn.execute(
-                "INSERT INTO recommendation_lists (shop_id, recommendation_id,"
-                " customer_id, placement, experiment_id, variant_id, offers, create_time,"
-                " expire_time) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (shop_id, recommendation_id) DO UPDATE SET offers = excluded.offers,"
-                " expire_time = excluded.expire_time",
-                _list_row(record),
-            )
-            # Expired lists go a few at a time, on one write in `_PURGE_EVERY`.
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO recommendation_lists (shop_id, recommendation_id,"
+                    " customer_id, placement, experiment_id, variant_id, offers, create_time,"
+                    " expire_time) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                    " ON CONFLICT (shop_id, recommendation_id) DO UPDATE SET"
+                    " offers = excluded.offers, expire_time = excluded.expire_time",
+                    [_list_row(r) for r in records],
+                )
+            # Expired lists go a few at a time, on one group in `_PURGE_EVERY`.
             if next(_list_writes) % _PURGE_EVERY:
                 return
             conn.execute(
                 "DELETE FROM recommendation_lists WHERE (shop_id, recommendation_id) IN"
                 " (SELECT shop_id, recommendation_id FROM recommendation_lists"
-                " WHERE expire_time < %s AND experiment_id = '' LIMIT 10)",
-                (record.create_time,),
+                " WHERE expire_time < %s AND experiment_id = '' LIMIT 100)",
+                (min(r.create_time for r in records),),
             )
 
     def get_recommendation_list(
@@ -1392,8 +1432,8 @@ class PostgresStore:
         rows = self._query(
             "SELECT recommendation_id, item_id, event_time FROM impressions"
             " WHERE shop_id = %s AND customer_id = %s AND event_time >= %s"
-            " ORDER BY event_time DESC LIMIT 2000",
-            (shop_id, customer_id, since),
+            " ORDER BY event_time DESC LIMIT %s",
+            (shop_id, customer_id, since, IMPRESSIONS_LIMIT),
         )
         return [Impression(shop_id, customer_id, r[0], r[1], r[2]) for r in rows]
 
@@ -1479,6 +1519,8 @@ class PostgresStore:
             rows = conn.execute(
                 f"SELECT {_API_KEY_COLUMNS} FROM api_keys WHERE key_id = %s", (key_id,)
             ).fetchall()
+            if rows:  # every replica that caches keys drops it (`kosmos.common.auth`)
+                self._notify(conn, Event(API_KEY, ApiKey(*rows[0]).shop_id, key_id))
         return ApiKey(*rows[0]) if rows else None
 
     def iter_interactions(self, shop_id: str, after_seq: int = 0) -> Iterator[Interaction]:
@@ -1627,3 +1669,8 @@ def _list(row: tuple[Any, ...]) -> RecommendationList:
         create_time=row[7],
         expire_time=row[8],
     )
+
+
+def _json(value: Any) -> Any:
+    """A json/jsonb column as Python: psycopg decodes json itself; text holding JSON is read."""
+    return json.loads(value) if isinstance(value, str | bytes) else value

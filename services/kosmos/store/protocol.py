@@ -160,11 +160,13 @@ class Store(Protocol):
         customer_id: str,
         recent_limit: int,
         owned_types: Collection[InteractionType] = (),
+        impressions_since: float | None = None,
     ) -> RecommendInputs | None:
         """The profile, the latest ``recent_limit`` interactions, the dismissed items and the
         items the customer ever had an ``owned_types`` interaction with (the seen-item policy),
-        read together (one snapshot, one round trip where the database allows). None when the
-        customer (or the shop) does not exist."""
+        the shop's revisions (`ShopRevisions`) and, when ``impressions_since`` is given, the
+        customer's impressions since then, read together (one snapshot, one round trip where
+        the database allows). None when the customer (or the shop) does not exist."""
         ...
 
     def iter_interactions(self, shop_id: str, after_seq: int = 0) -> Iterator[Interaction]:

@@ -253,6 +253,11 @@ class RecommendInputs:
             three above, merged by event time.
         mask_time: The latest erasure of this id or withdrawal of its training consent: a model
             built before it must not use a vector it holds for the id. None: there was none.
+        revisions: The shop's catalog version and settings and document revisions, read with
+            the rest, so the request's caches need no read of their own. None: not read (an
+            anonymous customer's inputs are made up, not read).
+        impressions: The customer's impressions since the ``impressions_since`` asked for,
+            newest first (at most `IMPRESSIONS_LIMIT`); empty when not asked.
     """
 
     customer: Customer
@@ -262,6 +267,22 @@ class RecommendInputs:
     consents: Mapping[ConsentPurpose, bool] = field(default_factory=dict)
     linked_ids: tuple[str, ...] = ()
     mask_time: float | None = None
+    revisions: ShopRevisions | None = None
+    impressions: tuple[Impression, ...] = ()
+
+
+IMPRESSIONS_LIMIT = 2000
+"""The most impressions `RecommendInputs` and ``recent_impressions`` return."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShopRevisions:
+    """What the serving caches check before every request: the catalog's version, the per-shop
+    settings' revision, and the revision of each versioned shop document (kind → revision)."""
+
+    catalog_version: int
+    settings_revision: int
+    documents: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,10 +32,12 @@ from kosmos.common.errors import (
 )
 from kosmos.common.names import customer_name, item_name, shop_name
 from kosmos.store import _migrations
+from kosmos.store._group import GroupWriter
 from kosmos.store._tracing import traced
-from kosmos.store.events import CATALOG, CUSTOMER, MODEL, Event, Subscriber, Subscribers
+from kosmos.store.events import API_KEY, CATALOG, CUSTOMER, MODEL, Event, Subscriber, Subscribers
 from kosmos.store.records import (
     CONSENT_DEFAULTS,
+    IMPRESSIONS_LIMIT,
     ApiKey,
     CatalogChanges,
     Consent,
@@ -53,6 +55,7 @@ from kosmos.store.records import (
     RecommendInputs,
     Replica,
     Shop,
+    ShopRevisions,
     ShopSettingsRevision,
     decode_exclusions,
     decode_preferences,
@@ -157,6 +160,9 @@ class SQLiteStore:
         # handed the file in turn, instead of sleeping in SQLite's busy handler and polling.
         self._writer = threading.Lock()
         self._subscribers = Subscribers()
+        self._lists: GroupWriter[RecommendationList] = GroupWriter(
+            self._put_lists, "kosmos-list-writer"
+        )
         self._migrate()
 
     # -- connections -------------------------------------------------------------------------
@@ -330,6 +336,8 @@ class SQLiteStore:
                 (time.time(), key_id),
             )
             rows = conn.execute("SELECT * FROM api_keys WHERE key_id = ?", (key_id,)).fetchall()
+        if rows:  # processes that cache keys drop it (`kosmos.common.auth`)
+            self._subscribers.deliver(Event(API_KEY, rows[0]["shop_id"], key_id))
         return _api_key(rows[0]) if rows else None
 
     def subscribe(self, callback: Subscriber) -> None:
@@ -366,6 +374,8 @@ class SQLiteStore:
             return bool(gone.rowcount)
 
     def close(self) -> None:
+        self._lists.close()
+        self._lists = GroupWriter(self._put_lists, "kosmos-list-writer")  # it may be reopened
         with self._lock:
             for conn in self._connections:
                 conn.close()
@@ -807,11 +817,21 @@ class SQLiteStore:
         customer_id: str,
         recent_limit: int,
         owned_types: Collection[InteractionType] = (),
+        impressions_since: float | None = None,
     ) -> RecommendInputs | None:
         with self._read() as conn:
+            # The profile with the shop's revisions, the customer's consents and mask: one row.
             row = conn.execute(
-                "SELECT * FROM customers WHERE shop_id = ? AND customer_id = ?",
-                (shop_id, customer_id),
+                "SELECT c.*, s.catalog_version AS k_catalog, s.settings_revision AS k_settings,"
+                " (SELECT json_group_object(kind, revision) FROM shop_document_heads"
+                "  WHERE shop_id = c.shop_id) AS k_documents,"
+                " (SELECT json_group_array(json_array(purpose, granted)) FROM consents"
+                "  WHERE shop_id = c.shop_id AND customer_id = c.customer_id) AS k_consents,"
+                " (SELECT mask_time FROM model_masks WHERE shop_id = c.shop_id AND subject = ?)"
+                " AS k_mask"
+                " FROM customers AS c JOIN shops AS s ON s.shop_id = c.shop_id"
+                " WHERE c.shop_id = ? AND c.customer_id = ?",
+                (subject_hash(shop_id, customer_id), shop_id, customer_id),
             ).fetchone()
             if row is None:
                 return None
@@ -833,35 +853,47 @@ class SQLiteStore:
                 f" WHERE shop_id = ? AND {who} ORDER BY event_time DESC, seq DESC LIMIT ?",
                 (shop_id, *ids, recent_limit),
             ).fetchall()
-            dismissed = conn.execute(
-                "SELECT DISTINCT item_id FROM interactions"
-                f" WHERE shop_id = ? AND {who} AND type = {int(InteractionType.DISMISS)}",
-                (shop_id, *ids),
-            ).fetchall()
-            owned = []
-            kinds = sorted({int(t) for t in owned_types})
-            if kinds:
-                owned = conn.execute(
-                    "SELECT DISTINCT item_id FROM interactions WHERE shop_id = ?"
-                    f" AND {who} AND type IN ({','.join('?' * len(kinds))})",
-                    (shop_id, *ids, *kinds),
-                ).fetchall()
-            consents = conn.execute(
-                "SELECT purpose, granted FROM consents WHERE shop_id = ? AND customer_id = ?",
-                (shop_id, customer_id),
-            ).fetchall()
-            mask = conn.execute(
-                "SELECT mask_time FROM model_masks WHERE shop_id = ? AND subject = ?",
-                (shop_id, subject_hash(shop_id, customer_id)),
-            ).fetchone()
+            # Dismissed and owned in one pass over the person's distinct (item, type) pairs.
+            dismiss = int(InteractionType.DISMISS)
+            kinds = sorted({int(t) for t in owned_types} | {dismiss})
+            dismissed: set[str] = set()
+            owned: set[str] = set()
+            for item_id, kind in conn.execute(
+                f"SELECT DISTINCT item_id, type FROM interactions WHERE shop_id = ? AND {who}"
+                f" AND type IN ({','.join('?' * len(kinds))})",
+                (shop_id, *ids, *kinds),
+            ):
+                if kind == dismiss:
+                    dismissed.add(item_id)
+                if InteractionType(kind) in owned_types:
+                    owned.add(item_id)
+            shown: list[Impression] = []
+            if impressions_since is not None:
+                shown = [
+                    Impression(shop_id, customer_id, r[0], r[1], r[2])
+                    for r in conn.execute(
+                        "SELECT recommendation_id, item_id, event_time FROM impressions"
+                        " WHERE shop_id = ? AND customer_id = ? AND event_time >= ?"
+                        " ORDER BY event_time DESC LIMIT ?",
+                        (shop_id, customer_id, impressions_since, IMPRESSIONS_LIMIT),
+                    )
+                ]
+        documents = json.loads(row["k_documents"]) if row["k_documents"] else {}
+        consents = json.loads(row["k_consents"]) if row["k_consents"] else []
         return RecommendInputs(
             _customer(row),
             [_interaction(r) for r in recent],
-            frozenset(r[0] for r in dismissed),
-            frozenset(r[0] for r in owned),
+            frozenset(dismissed),
+            frozenset(owned),
             {ConsentPurpose(p): bool(g) for p, g in consents},
             tuple(linked),
-            mask[0] if mask else None,
+            row["k_mask"],
+            ShopRevisions(
+                int(row["k_catalog"]),
+                int(row["k_settings"]),
+                {str(k): int(v) for k, v in documents.items()},
+            ),
+            tuple(shown),
         )
 
     def iter_interactions(self, shop_id: str, after_seq: int = 0) -> Iterator[Interaction]:
@@ -1339,33 +1371,35 @@ class SQLiteStore:
         return [_settings(row) for row in rows]
 
     def put_recommendation_list(self, record: RecommendationList) -> None:
-        # A kept list is a cache with a TTL, not an acknowledged event: its commit skips the
-        # disk sync (WAL, synchronous=NORMAL; the next FULL commit of any write syncs it), so
-        # keeping it costs no fsync on the request path. A power cut may lose it: page 2 is
-        # then PAGE_TOKEN_EXPIRED.
-        own = self._connection()
-        own.execute("PRAGMA synchronous=NORMAL")
-        try:
-            self._put_list(record)
-        finally:
-            own.execute("PRAGMA synchronous=FULL")
+        # Group-committed (`kosmos.store._group`): the caller waits for its list's commit, but
+        # one commit keeps every list queued meanwhile.
+        left = deadline.remaining()
+        self._lists.submit(record, self.lock_timeout if left is None else max(left, 0.0))
 
-    def _put_list(self, record: RecommendationList) -> None:
+    def _put_lists(self, records: Sequence[RecommendationList]) -> None:
+        # A kept list is a cache with a TTL, not an acknowledged event: its commits skip the
+        # disk sync (WAL, synchronous=NORMAL on the list writer's own connection; the next FULL
+        # commit of any write syncs them), so keeping one costs no fsync on the request path.
+        # A power cut may lose one: its page 2 is then PAGE_TOKEN_EXPIRED.
+        own = self._connection()
+        if not getattr(self._local, "lists_writer", False):
+            own.execute("PRAGMA synchronous=NORMAL")
+            self._local.lists_writer = True
         with self._write() as conn:
-            conn.execute(
+            conn.executemany(
                 "INSERT OR REPLACE INTO recommendation_lists (shop_id, recommendation_id,"
                 " customer_id, placement, experiment_id, variant_id, offers, create_time,"
                 " expire_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                _list_row(record),
+                [_list_row(r) for r in records],
             )
-            # Expired lists go a few at a time, on one write in `_PURGE_EVERY`.
+            # Expired lists go a few at a time, on one group in `_PURGE_EVERY`.
             if next(_list_writes) % _PURGE_EVERY:
                 return
             conn.execute(
                 "DELETE FROM recommendation_lists WHERE (shop_id, recommendation_id) IN"
                 " (SELECT shop_id, recommendation_id FROM recommendation_lists"
-                " WHERE expire_time < ? AND experiment_id = '' LIMIT 10)",
-                (record.create_time,),
+                " WHERE expire_time < ? AND experiment_id = '' LIMIT 100)",
+                (min(r.create_time for r in records),),
             )
 
     def get_recommendation_list(
@@ -1402,8 +1436,8 @@ class SQLiteStore:
         rows = self._query(
             "SELECT recommendation_id, item_id, event_time FROM impressions"
             " WHERE shop_id = ? AND customer_id = ? AND event_time >= ?"
-            " ORDER BY event_time DESC LIMIT 2000",
-            (shop_id, customer_id, since),
+            " ORDER BY event_time DESC LIMIT ?",
+            (shop_id, customer_id, since, IMPRESSIONS_LIMIT),
         )
         return [Impression(shop_id, customer_id, r[0], r[1], r[2]) for r in rows]
 

@@ -1,0 +1,93 @@
+"""Group commit for small writes on the request path: many callers, one transaction.
+
+Keeping a recommendation list is one small insert per Recommend. Each caller taking the
+database lock, beginning, inserting and committing on its own costs the lock's convoy (16
+request threads queue behind one writer) and a commit each; handing the row to one writer
+thread that commits everything queued since its last commit costs one commit per group. The
+caller still waits for its row to be committed, so what it returns (a page token) is readable
+by every replica the moment it has it, as before.
+
+Plain threads; one writer thread per store, started on the first write (after a pre-fork
+supervisor's fork, never before it).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+from kosmos.common.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+GROUP_LIMIT = 256
+"""The most rows one group commits."""
+
+
+class _Ticket(Generic[T]):
+    __slots__ = ("done", "error", "item")
+
+    def __init__(self, item: T) -> None:
+        self.item = item
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+
+class GroupWriter(Generic[T]):
+    """Calls ``write`` with every row submitted since its last call, on a thread of its own."""
+
+    def __init__(self, write: Callable[[Sequence[T]], None], name: str) -> None:
+        self._write = write
+        self._name = name
+        self._queue: list[_Ticket[T]] = []
+        self._wake = threading.Condition(threading.Lock())
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def submit(self, item: T, timeout: float) -> None:
+        """Returns once ``item`` is committed. Raises what the write raised, or Unavailable
+        when it is not committed within ``timeout`` seconds (it may still be, later)."""
+        ticket = _Ticket(item)
+        with self._wake:
+            if self._closed:
+                raise Unavailable("STORE_CLOSED", "the store is shutting down; retry")
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+            self._queue.append(ticket)
+            self._wake.notify()
+        if not ticket.done.wait(timeout):
+            raise Unavailable("DATABASE_BUSY", "the database is busy with other writes; retry")
+        if ticket.error is not None:
+            raise ticket.error
+
+    def close(self) -> None:
+        """Commits what is queued, then stops the thread."""
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._queue and not self._closed:
+                    self._wake.wait()
+                if not self._queue:
+                    return
+                group, self._queue = self._queue[:GROUP_LIMIT], self._queue[GROUP_LIMIT:]
+            error: BaseException | None = None
+            try:
+                self._write([t.item for t in group])
+            except Exception as exc:  # each caller hears of it; the writer goes on
+                log.debug("a group write of %d rows failed", len(group), exc_info=True)
+                error = exc
+            for t in group:
+                t.error = error
+                t.done.set()

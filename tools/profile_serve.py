@@ -1,0 +1,105 @@
+"""Where the server's time goes under load: py-spy samples one serving process.
+
+Starts the cluster (one process, SQLite, the bench's synthetic shop), drives Recommend from
+client processes as ``tools/bench.py`` does and samples the server with py-spy for the length
+of the load. Prints the top frames by own time and by the time under them (inclusive), so a
+change to the hot path can be judged by where the samples move.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import multiprocessing as mp
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+
+from rich.console import Console
+
+sys.path.insert(0, os.path.dirname(__file__))
+from bench import measure  # noqa: E402
+
+from kosmos.client import KosmosClient  # noqa: E402
+from kosmos.datasets import generate  # noqa: E402
+from kosmos.demo import SHOP, load  # noqa: E402
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--customers", type=int, default=1000)
+    p.add_argument("--items", type=int, default=300)
+    p.add_argument("--requests", type=int, default=6000)
+    p.add_argument("--clients", type=int, default=16)
+    p.add_argument("--kind", default="recommend", choices=["recommend", "floor"])
+    p.add_argument("--top", type=int, default=40)
+    p.add_argument("--raw", default="", help="also keep py-spy's collapsed stacks here")
+    args = p.parse_args()
+    console = Console()
+    shop = generate(customers=args.customers, items=args.items, end_time=time.time())
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {
+            **os.environ,
+            "KOSMOS_CLUSTER_LISTEN": "127.0.0.1:0",
+            "KOSMOS_DATABASE_URL": f"sqlite:///{tmp}/bench.db",
+            "KOSMOS_LOG_LEVEL": "WARNING",
+            "KOSMOS_BOOTSTRAP_KEY": secrets.token_urlsafe(32),
+            "KOSMOS_PROCESSES": "1",
+        }
+        server = subprocess.Popen(
+            [sys.executable, "-m", "kosmos.cluster"], env=env, stdout=subprocess.PIPE, text=True
+        )
+        try:
+            address = server.stdout.readline().strip().rsplit(" ", 1)[-1]
+            with KosmosClient(address, timeout=60, api_key=env["KOSMOS_BOOTSTRAP_KEY"]) as client:
+                load(client, shop, console)
+                key = client.create_api_key("storefront", SHOP, "bench").secret
+            customers = [c.customer_id for c in shop.customers]
+            raw = args.raw or os.path.join(tmp, "stacks.txt")
+            with mp.get_context("spawn").Pool(4) as pool:
+                measure(pool, address, args.kind, 16, 800, customers, key)  # warm-up
+                spy = subprocess.Popen(
+                    [os.path.join(os.path.dirname(sys.executable), "py-spy"), "record",
+                     "--pid", str(server.pid), "--format", "raw", "--output", raw,
+                     "--rate", "200", "--nonblocking", "--threads"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )
+                time.sleep(1.0)  # py-spy attaches
+                r = measure(pool, address, args.kind, args.clients, args.requests, customers, key)
+                spy.send_signal(2)
+                spy.wait(timeout=60)
+            console.print(f"{args.kind}: {r.rps:,.0f} req/s, p50 {r.p(50):.2f} ms, p99 {r.p(99):.2f} ms")
+            own: collections.Counter[str] = collections.Counter()
+            under: collections.Counter[str] = collections.Counter()
+            total = 0
+            with open(raw) as f:
+                for line in f:
+                    stack, _, n = line.rstrip().rpartition(" ")
+                    count = int(n)
+                    frames = [fr for fr in stack.split(";") if not fr.startswith("thread ")]
+                    if not frames:
+                        continue
+                    if "idle" in frames[-1] or frames[-1].startswith("wait ") or "(threading.py" in frames[-1]:
+                        pass
+                    total += count
+                    own[frames[-1]] += count
+                    for fr in set(frames):
+                        under[fr] += count
+            console.print(f"{total} samples")
+            console.print("[bold]own[/bold]")
+            for fr, n in own.most_common(args.top):
+                console.print(f"{n / total:6.1%}  {fr}")
+            console.print("[bold]inclusive[/bold]")
+            for fr, n in under.most_common(args.top * 2):
+                console.print(f"{n / total:6.1%}  {fr}")
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

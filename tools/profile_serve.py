@@ -64,7 +64,7 @@ def main() -> int:
                 spy = subprocess.Popen(
                     [os.path.join(os.path.dirname(sys.executable), "py-spy"), "record",
                      "--pid", str(server.pid), "--format", "raw", "--output", raw,
-                     "--rate", "200", "--nonblocking", "--threads"],
+                     "--rate", "200", "--nonblocking", "--gil"],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 )
                 time.sleep(1.0)  # py-spy attaches

@@ -73,6 +73,19 @@ def new_recommendation_id(shop_id: str, now: float | None = None) -> str:
     return f"{nonce}.{stamp}.{mac('recommendation', shop_id, nonce, stamp)}"
 
 
+def recommendation_id_age(value: str, now: float | None = None) -> float:
+    """Seconds since the id was stamped (a well-formed id; an unreadable stamp is infinitely
+    old). Checks no signature: call `recommendation_id_valid` for that."""
+    parts = value.split(".")
+    try:
+        issued = int(parts[1], 16) if len(parts) == 3 else None
+    except ValueError:
+        issued = None
+    if issued is None:
+        return float("inf")
+    return (now if now is not None else time.time()) - issued
+
+
 def recommendation_id_valid(shop_id: str, value: str, now: float | None = None) -> bool:
     """Whether ``value`` is an id this cluster served to ``shop_id`` within the TTL."""
     parts = value.split(".")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -49,6 +50,9 @@ REFILL_ROUNDS = 2
 # (erased, or training consent withdrawn, after the model was built): no id can be this.
 MASKED_CUSTOMER_ID = "\x00masked"
 DEFAULT_REASON = "Picked for you"
+# A page token whose list is younger than this and not found yet is looked up again for up to
+# this long: its first page's replica writes the list behind the page (milliseconds).
+YOUNG_LIST_SECONDS = 1.0
 # When a recommender names the recent item behind an offer, the reason names it too, for at
 # most this many offers of one list.
 MAX_CITATIONS = 2
@@ -415,15 +419,11 @@ class Recommendations:
             experiment_id=experiment_id,
             variant_id=variant_id,
         )
-        left = deadline.remaining()
         try:
-            # Never hold a shopper up behind a long write (a bulk import on SQLite): keeping
-            # the list may wait `pages.KEEP_WAIT_SECONDS` at most.
-            wait = pages.KEEP_WAIT_SECONDS if left is None else min(left, pages.KEEP_WAIT_SECONDS)
-            with deadline.deadline_scope(max(wait, 0.0)):
-                self.store.put_recommendation_list(record)
+            # Write-behind: the store commits it with other lists, after this page is served.
+            self.store.put_recommendation_list(record)
         except (Unavailable, DeadlineExceeded):
-            log.warning("recommendation list not kept (store busy): page 1 has no next page")
+            log.warning("recommendation list not kept (store closing): page 1 has no next page")
             return OfferPage(offers[:page_size], rid, False, experiment_id, variant_id, 0.0)
         return OfferPage(
             offers[:page_size],
@@ -443,6 +443,11 @@ class Recommendations:
         rpc: str = "recommend",
     ) -> OfferPage:
         kept = self.store.get_recommendation_list(shop_id, recommendation_id, time.time())
+        if (
+            kept is None
+            and signing.recommendation_id_age(recommendation_id) <= YOUNG_LIST_SECONDS + 1
+        ):
+            kept = self._wait_for_list(shop_id, recommendation_id)
         if kept is None:
             raise InvalidArgument(
                 "page_token",
@@ -467,6 +472,22 @@ class Recommendations:
         )
         _served(page, shop_id, rpc)
         return page
+
+    def _wait_for_list(self, shop_id: str, recommendation_id: str) -> RecommendationList | None:
+        """A list another replica kept a moment ago may not have committed yet (it is written
+        behind its first page): look again a few times, within the caller's deadline."""
+        waited, pause = 0.0, 0.01
+        while waited < YOUNG_LIST_SECONDS:
+            left = deadline.remaining()
+            if left is not None and left <= pause:
+                return None
+            threading.Event().wait(pause)  # a bounded pause between reads of another's write
+            waited += pause
+            pause = min(pause * 2, 0.2)
+            kept = self.store.get_recommendation_list(shop_id, recommendation_id, time.time())
+            if kept is not None:
+                return kept
+        return None
 
     # -- steps -------------------------------------------------------------------------------
 

@@ -3,9 +3,12 @@
 Keeping a recommendation list is one small insert per Recommend. Each caller taking the
 database lock, beginning, inserting and committing on its own costs the lock's convoy (16
 request threads queue behind one writer) and a commit each; handing the row to one writer
-thread that commits everything queued since its last commit costs one commit per group. The
-caller still waits for its row to be committed, so what it returns (a page token) is readable
-by every replica the moment it has it, as before.
+thread that commits everything queued since its last commit costs one commit per group.
+
+`GroupWriter.submit` waits for the commit; `GroupWriter.put` does not (write-behind): the row
+is readable at once from `GroupWriter.pending` in this process and from the store once its
+group commits (milliseconds later), and `GroupWriter.flush` waits for everything put so far
+(before an erasure deletes what was kept for a customer, and at close).
 
 Plain threads; one writer thread per store, started on the first write (after a pre-fork
 supervisor's fork, never before it).
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Generic, TypeVar
 
 from kosmos.common.errors import Unavailable
@@ -29,11 +32,12 @@ GROUP_LIMIT = 256
 
 
 class _Ticket(Generic[T]):
-    __slots__ = ("done", "error", "item")
+    __slots__ = ("done", "error", "item", "key")
 
-    def __init__(self, item: T) -> None:
+    def __init__(self, item: T, key: Hashable = None, wait: bool = True) -> None:
         self.item = item
-        self.done = threading.Event()
+        self.key = key
+        self.done = threading.Event() if wait else None
         self.error: BaseException | None = None
 
 
@@ -44,6 +48,11 @@ class GroupWriter(Generic[T]):
         self._write = write
         self._name = name
         self._queue: list[_Ticket[T]] = []
+        self.pending: dict[Hashable, T] = {}
+        """Rows `put` and not yet committed, by key (read them before the store)."""
+        self._flushed = threading.Condition(threading.Lock())
+        self._enqueued = 0  # rows queued, ever
+        self._done = 0  # rows committed or failed, ever (groups go in queue order)
         self._wake = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -52,6 +61,27 @@ class GroupWriter(Generic[T]):
         """Returns once ``item`` is committed. Raises what the write raised, or Unavailable
         when it is not committed within ``timeout`` seconds (it may still be, later)."""
         ticket = _Ticket(item)
+        self._enqueue(ticket)
+        assert ticket.done is not None
+        if not ticket.done.wait(timeout):
+            raise Unavailable("DATABASE_BUSY", "the database is busy with other writes; retry")
+        if ticket.error is not None:
+            raise ticket.error
+
+    def put(self, key: Hashable, item: T) -> None:
+        """Queues ``item`` for the next group and returns at once; until it commits it is in
+        `pending` under ``key``. A failed group is logged and dropped (it is a cache)."""
+        self.pending[key] = item
+        self._enqueue(_Ticket(item, key, wait=False))
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Returns once every row put or submitted before the call is committed (or failed)."""
+        with self._wake:
+            target = self._enqueued
+        with self._flushed:
+            self._flushed.wait_for(lambda: self._done >= target, timeout)
+
+    def _enqueue(self, ticket: _Ticket[T]) -> None:
         with self._wake:
             if self._closed:
                 raise Unavailable("STORE_CLOSED", "the store is shutting down; retry")
@@ -59,11 +89,8 @@ class GroupWriter(Generic[T]):
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
             self._queue.append(ticket)
+            self._enqueued += 1
             self._wake.notify()
-        if not ticket.done.wait(timeout):
-            raise Unavailable("DATABASE_BUSY", "the database is busy with other writes; retry")
-        if ticket.error is not None:
-            raise ticket.error
 
     def close(self) -> None:
         """Commits what is queued, then stops the thread."""
@@ -86,8 +113,14 @@ class GroupWriter(Generic[T]):
             try:
                 self._write([t.item for t in group])
             except Exception as exc:  # each caller hears of it; the writer goes on
-                log.debug("a group write of %d rows failed", len(group), exc_info=True)
+                log.warning("a group write of %d rows failed: %s", len(group), exc)
                 error = exc
             for t in group:
-                t.error = error
-                t.done.set()
+                if t.done is None:
+                    self.pending.pop(t.key, None)
+                else:
+                    t.error = error
+                    t.done.set()
+            with self._flushed:
+                self._done += len(group)
+                self._flushed.notify_all()

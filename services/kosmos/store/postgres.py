@@ -506,6 +506,7 @@ class PostgresStore:
         return _customer(row)
 
     def delete_customer(self, shop_id: str, customer_id: str) -> bool:
+        self._lists.flush()  # what was kept for the customer before this is deleted too
         with self._tx("delete_customer", write=True) as conn:
             conn.execute(
                 "DELETE FROM interactions WHERE shop_id = %s AND customer_id = %s",
@@ -1154,6 +1155,7 @@ class PostgresStore:
         return [IdentityLink(*r) for r in rows]
 
     def erase_customer(self, shop_id: str, customer_id: str) -> Erasure:
+        self._lists.flush()  # what was kept for the customer before this is deleted too
         now = time.time()
         with self._tx("erase_customer", write=True) as conn:
             if (
@@ -1366,10 +1368,10 @@ class PostgresStore:
         return [_settings(row) for row in rows]
 
     def put_recommendation_list(self, record: RecommendationList) -> None:
-        # Group-committed (`kosmos.store._group`): the caller waits for its list's commit, but
-        # one transaction keeps every list queued meanwhile.
-        left = deadline.remaining()
-        self._lists.submit(record, self.lock_timeout if left is None else max(left, 0.0))
+        # Write-behind (`kosmos.store._group`): the Recommend that keeps the list does not wait
+        # for it; this process reads it from the writer's pending rows until its group commits
+        # (milliseconds), every replica from the table after that.
+        self._lists.put((record.shop_id, record.recommendation_id), record)
 
     def _put_lists(self, records: Sequence[RecommendationList]) -> None:
         with self._tx("a database write", write=True) as conn:
@@ -1397,6 +1399,9 @@ class PostgresStore:
     def get_recommendation_list(
         self, shop_id: str, recommendation_id: str, now: float
     ) -> RecommendationList | None:
+        held = self._lists.pending.get((shop_id, recommendation_id))
+        if held is not None:
+            return held if held.expire_time >= now else None
         rows = self._query(
             f"SELECT {_LIST_COLUMNS} FROM recommendation_lists"
             " WHERE shop_id = %s AND recommendation_id = %s AND expire_time >= %s",
@@ -1438,6 +1443,7 @@ class PostgresStore:
         return [Impression(shop_id, customer_id, r[0], r[1], r[2]) for r in rows]
 
     def experiment_outcomes(self, shop_id: str, experiment_id: str) -> ExperimentOutcomes:
+        self._lists.flush()  # the lists served so far count
         with self._tx("experiment_outcomes") as conn:
             lists = conn.execute(
                 "SELECT recommendation_id, customer_id, variant_id FROM recommendation_lists"

@@ -468,6 +468,7 @@ class SQLiteStore:
         return updated
 
     def delete_customer(self, shop_id: str, customer_id: str) -> bool:
+        self._lists.flush()  # what was kept for the customer before this is deleted too
         with self._write() as conn:
             conn.execute(
                 "DELETE FROM interactions WHERE shop_id = ? AND customer_id = ?",
@@ -1168,6 +1169,7 @@ class SQLiteStore:
         return [IdentityLink(*r) for r in rows]
 
     def erase_customer(self, shop_id: str, customer_id: str) -> Erasure:
+        self._lists.flush()  # what was kept for the customer before this is deleted too
         now = time.time()
         with self._write() as conn:
             if conn.execute("SELECT 1 FROM shops WHERE shop_id = ?", (shop_id,)).fetchone() is None:
@@ -1371,10 +1373,10 @@ class SQLiteStore:
         return [_settings(row) for row in rows]
 
     def put_recommendation_list(self, record: RecommendationList) -> None:
-        # Group-committed (`kosmos.store._group`): the caller waits for its list's commit, but
-        # one commit keeps every list queued meanwhile.
-        left = deadline.remaining()
-        self._lists.submit(record, self.lock_timeout if left is None else max(left, 0.0))
+        # Write-behind (`kosmos.store._group`): the Recommend that keeps the list does not wait
+        # for it; this process reads it from the writer's pending rows until its group commits
+        # (milliseconds), every replica from the table after that.
+        self._lists.put((record.shop_id, record.recommendation_id), record)
 
     def _put_lists(self, records: Sequence[RecommendationList]) -> None:
         # A kept list is a cache with a TTL, not an acknowledged event: its commits skip the
@@ -1405,6 +1407,9 @@ class SQLiteStore:
     def get_recommendation_list(
         self, shop_id: str, recommendation_id: str, now: float
     ) -> RecommendationList | None:
+        held = self._lists.pending.get((shop_id, recommendation_id))
+        if held is not None:
+            return held if held.expire_time >= now else None
         rows = self._query(
             f"SELECT {_LIST_COLUMNS} FROM recommendation_lists"
             " WHERE shop_id = ? AND recommendation_id = ? AND expire_time >= ?",
@@ -1442,6 +1447,7 @@ class SQLiteStore:
         return [Impression(shop_id, customer_id, r[0], r[1], r[2]) for r in rows]
 
     def experiment_outcomes(self, shop_id: str, experiment_id: str) -> ExperimentOutcomes:
+        self._lists.flush()  # the lists served so far count
         with self._read() as conn:
             lists = conn.execute(
                 "SELECT recommendation_id, customer_id, variant_id FROM recommendation_lists"

@@ -205,10 +205,23 @@ class AdmissionInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     def __init__(self) -> None:
         self.admission = _Admission()
         self.gate = _Gate()
+        # Each method's handler as every layer inside wraps it, built on its first call: the
+        # layers decide by method only (what varies per call, they read from the context at
+        # call time), so later calls skip six interceptors' wrapping (issue 12).
+        self._handlers: dict[str, Any] = {}
 
     def intercept_service(
         self, continuation: Callable[[grpc.HandlerCallDetails], Any], details: Any
     ) -> Any:
+        method: str = details.method
+        handler = self._handlers.get(method)
+        if handler is None:
+            handler = self._build(continuation, details)
+            if handler is not None:  # an unknown method is not kept: made-up names fill nothing
+                self._handlers[method] = handler
+        return handler
+
+    def _build(self, continuation: Callable[[grpc.HandlerCallDetails], Any], details: Any) -> Any:
         handler = continuation(details)
         if handler is None:
             return None

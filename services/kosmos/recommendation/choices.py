@@ -183,7 +183,17 @@ class Choices:
 
     def apply(self, offers: Sequence[Offer]) -> list[Offer]:
         """Drops what the customer excluded, then lets their preferences move the rest."""
-        kept = [o for o in offers if not self.excludes(o.item)]
+        excluding = bool(self.item_ids or self.categories or self.brands)
+        leaning = bool(
+            self.liked_categories
+            or self.liked_brands
+            or self.disliked_categories
+            or self.disliked_brands
+            or self.price is not None
+        )
+        if self.personal and not excluding and not leaning:  # most customers: nothing stated
+            return list(offers)
+        kept = [o for o in offers if not self.excludes(o.item)] if excluding else list(offers)
         if not self.personal:
             return [
                 dataclasses.replace(o, kind="non_personal", reason=NON_PERSONAL_REASON, evidence=())

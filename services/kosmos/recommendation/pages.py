@@ -57,23 +57,25 @@ def vary(offers: list[T], limit: int, max_per_category: int) -> list[T]:
     window of `VARIETY_WINDOW` to hold more than ``max_per_category`` of one category while
     other categories have offers left."""
     pending = list(offers)
+    if max_per_category <= 0 or not pending:
+        return pending[:limit]
+    categories = [o.item.category for o in pending]
     chosen: list[T] = []
     window: deque[str] = deque(maxlen=max(VARIETY_WINDOW - 1, 0))
     counts: dict[str, int] = {}
     while pending and len(chosen) < limit:
         pick = 0
-        for n, offer in enumerate(pending):
-            category = offer.item.category
+        for n, category in enumerate(categories):
             if not category or counts.get(category, 0) < max_per_category:
                 pick = n
                 break
         else:
             pick = 0  # only capped categories are left: the best of them
         offer = pending.pop(pick)
+        category = categories.pop(pick)
         if window.maxlen and len(window) == window.maxlen:
             gone = window.popleft()
             counts[gone] -= 1
-        category = offer.item.category
         window.append(category)
         counts[category] = counts.get(category, 0) + 1
         chosen.append(offer)

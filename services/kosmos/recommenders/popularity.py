@@ -244,27 +244,30 @@ class PopularityRecommender:
         # k of each tilted category (a category's tilt is one factor for all its items), so the
         # heads of the precomputed orders hold the answer; the full-catalog sort gives the same.
         picked = self._head(model, ranking.order, query.k, exclude)
-        boost: dict[int, float] = {}
+        boost = np.ones(len(model.category_names) + 1)
         if affinity and self.category_boost > 0:
             total = sum(affinity.values())
             for category, weight in affinity.items():
                 code = model.category_names[category]
                 boost[code] = 1.0 + self.category_boost * weight / total
                 picked += self._head(model, ranking.by_category[code], query.k, exclude)
-        scores = {
-            n: float(ranking.scores[n]) * boost.get(int(model.category_codes[n]), 1.0)
-            for n in picked
-        }
+        # Score and order the picked heads in numpy: one gather per array, not one scalar
+        # read per item (issue 12). Ties keep catalog order, as the full sort does.
+        rows = np.unique(np.asarray(picked, dtype=np.int64))
+        tilted = ranking.scores[rows] * boost[model.category_codes[rows]]
+        best = rows[np.lexsort((rows, -tilted))[: query.k]].tolist()
+        values = dict(zip(rows.tolist(), tilted.tolist(), strict=True))
         result = []
-        for n in sorted(scores, key=lambda n: (-scores[n], n))[: query.k]:
+        for n in best:
             category = model.categories[n]
+            score = values[n]
             if category in affinity:
                 reason = f"Popular in {category}, which you've been browsing"
-            elif scores[n] > 0:
+            elif score > 0:
                 reason = "Popular with shoppers right now"
             else:
                 reason = "New to discover"
-            result.append(Scored(model.item_ids[n], scores[n], reason, kind="popular"))
+            result.append(Scored(model.item_ids[n], score, reason, kind="popular"))
         return result
 
     def similar_items(self, query: SimilarItemsQuery) -> list[Scored]:

@@ -253,7 +253,7 @@ class PopularityRecommender:
                 picked += self._head(model, ranking.by_category[code], query.k, exclude)
         # Score and order the picked heads in numpy: one gather per array, not one scalar
         # read per item (issue 12). Ties keep catalog order, as the full sort does.
-        rows = np.unique(np.asarray(picked, dtype=np.int64))
+        rows = np.fromiter(dict.fromkeys(picked), dtype=np.int64)  # distinct, cheaper than unique
         tilted = ranking.scores[rows] * boost[model.category_codes[rows]]
         best = rows[np.lexsort((rows, -tilted))[: query.k]].tolist()
         values = dict(zip(rows.tolist(), tilted.tolist(), strict=True))

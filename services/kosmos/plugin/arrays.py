@@ -23,6 +23,7 @@ readable until the last process unmaps it, so a map never changes under a reques
 
 from __future__ import annotations
 
+import mmap
 import re
 from collections.abc import Collection, Mapping
 from pathlib import Path
@@ -100,14 +101,16 @@ def copy_on_write(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
         return np.memmap(
             mapped.filename, dtype=array.dtype, mode="c", offset=mapped.offset, shape=array.shape
         )
-    return array.copy()
+    return np.array(array)  # a plain, private copy
 
 
 def _mapping(array: npt.NDArray[Any]) -> np.memmap[Any, Any] | None:
-    """The memory map ``array`` is (a view into), if any."""
+    """The memory map of a whole file that ``array`` is (a view into), if any: the memmap
+    right above the ``mmap`` object. (A slice of a memmap is a memmap too, but with the
+    file offset of the whole.)"""
     base: Any = array
     while base is not None:
-        if isinstance(base, np.memmap):
+        if isinstance(base, np.memmap) and isinstance(base.base, mmap.mmap):
             return base
         base = getattr(base, "base", None)
     return None

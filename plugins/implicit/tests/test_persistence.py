@@ -120,6 +120,9 @@ def test_loaded_arrays_are_read_only_maps_of_the_saved_files(kind, model, tmp_pa
             array[...] = 0
     for name, array in served_arrays(model).items():  # a fitted model owns its arrays
         assert not is_shared(array), name
+    if kind == "als":  # implicit takes writable buffers only: a copy-on-write map, shared
+        given = loaded._state.als.item_factors
+        assert isinstance(given, np.memmap) and given.flags.writeable and given.mode == "c"
 
 
 def test_a_loaded_model_serves_what_the_saved_one_does(kind, model, data, tmp_path):

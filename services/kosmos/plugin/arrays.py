@@ -73,6 +73,21 @@ def load_arrays(
     return {name: _map(_path(directory, name)) for name in names}
 
 
+def load_arrays_or_npz(directory: Path, npz: Path) -> dict[str, npt.NDArray[Any]]:
+    """`load_arrays` of ``directory``; for a version saved before the plugin moved to `save_arrays`
+    (``npz`` exists instead), the arrays of that ``.npz``, read into this process's memory.
+
+    Raises:
+        FileNotFoundError: Neither is there.
+    """
+    if npz.is_file():
+        with np.load(npz, allow_pickle=False) as z:
+            return {name: z[name] for name in z.files}
+    if not directory.is_dir():
+        raise FileNotFoundError(f"no saved arrays in {directory} (nor {npz.name})")
+    return load_arrays(directory)
+
+
 def _map(path: Path) -> npt.NDArray[Any]:
     array: npt.NDArray[Any] = np.load(path, mmap_mode="r", allow_pickle=False)
     if array.size == 0:

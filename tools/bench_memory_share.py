@@ -7,7 +7,9 @@ a second model directory. Then, for each directory, starts ``python -m kosmos.cl
 ``KOSMOS_PROCESSES=2``, waits until both processes serve the ALS version (their metrics), sends
 Recommend calls for many customers over many connections (the kernel spreads them over both
 processes, so both touch their factors), and reads each process's ``/proc/<pid>/smaps_rollup``:
-RSS, PSS (shared pages divided among the processes mapping them) and private memory.
+RSS, PSS (shared pages divided among the processes mapping them) and private memory. A third
+case starts the cluster with no model directory, where each process fits ALS itself. Last, a
+probe of faiss: the private memory a process gains reading an HNSW index with each read flag.
 
     .venv/bin/python tools/bench_memory_share.py            # 200k customers, 20k items
 """
@@ -156,6 +158,46 @@ def measure(env: dict[str, str], customers: int, calls: int) -> list[dict[str, f
         proc.wait(timeout=60)
 
 
+_FAISS_PROBE = """
+import sys, faiss, numpy as np
+def private():
+    fields = dict(l.split()[:2] for l in open("/proc/self/smaps_rollup").read().splitlines()[1:])
+    return (int(fields["Private_Clean:"]) + int(fields["Private_Dirty:"])) / 1024
+before = private()
+index = faiss.read_index(sys.argv[1], int(sys.argv[2]))
+index.search(np.random.default_rng(1).random((200, index.d), dtype=np.float32), 10)
+print(private() - before)
+"""
+
+
+def faiss_private(items: int, factors: int, folder: Path) -> dict[str, float]:
+    """Private MiB a process gains reading an IndexHNSWFlat (as the ALS plugin builds it) with
+    each of faiss's read flags."""
+    import faiss  # noqa: PLC0415 (only for this probe)
+
+    vectors = np.random.default_rng(0).random((items, factors), dtype=np.float32)
+    index = faiss.IndexHNSWFlat(factors, 32, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = 40
+    index.add(vectors)
+    path = folder / "items.faiss"
+    faiss.write_index(index, str(path))
+    flags = {
+        "none": 0,
+        "IO_FLAG_MMAP": faiss.IO_FLAG_MMAP,
+        "IO_FLAG_MMAP_IFC": faiss.IO_FLAG_MMAP_IFC,
+    }
+    out = {"file": path.stat().st_size / 2**20}
+    for name, flag in flags.items():
+        run = subprocess.run(
+            [sys.executable, "-c", _FAISS_PROBE, str(path), str(flag)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        out[name] = float(run.stdout.strip())
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--customers", type=int, default=200_000)
@@ -163,6 +205,15 @@ def main() -> int:
     p.add_argument("--per-customer", type=int, default=5)
     p.add_argument("--factors", type=int, default=64)
     p.add_argument("--calls", type=int, default=2000)
+    p.add_argument(
+        "--faiss-items", type=int, default=50_000, help="HNSW probe size (0: skip the probe)"
+    )
+    p.add_argument(
+        "--no-in-process",
+        dest="in_process",
+        action="store_false",
+        help="skip the third case: no model directory, so each process fits ALS itself",
+    )
     args = p.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="kosmos-bench-mem-") as tmp:
@@ -206,9 +257,14 @@ def main() -> int:
         )
 
         rows = []
-        for name, directory in (("npz (format 1)", "npz"), ("mmap (format 2)", "mapped")):
+        cases = [("npz (format 1)", "npz"), ("mmap (format 2)", "mapped")]
+        if args.in_process:
+            cases.append(("fitted in each process", ""))
+        for name, directory in cases:
             found = measure(
-                {**env, "KOSMOS_MODEL_DIR": str(root / directory)}, args.customers, args.calls
+                {**env, "KOSMOS_MODEL_DIR": str(root / directory) if directory else ""},
+                args.customers,
+                args.calls,
             )
             rows.append((name, found))
         print()
@@ -231,6 +287,13 @@ def main() -> int:
             f"mmap saves {npz - mapped:.0f} MiB of {npz:.0f} ({(npz - mapped) / npz:.0%}); "
             f"the saved arrays are {sum(sizes.values()):.0f} MiB"
         )
+        if args.faiss_items:
+            probe = faiss_private(args.faiss_items, args.factors, root)
+            print(
+                f"faiss IndexHNSWFlat, {args.faiss_items} x {args.factors}, "
+                f"{probe.pop('file'):.0f} MiB file; private MiB after read_index: "
+                + ", ".join(f"{flag} {mib:.0f}" for flag, mib in probe.items())
+            )
     return 0
 
 

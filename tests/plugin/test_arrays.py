@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 
-from kosmos.plugin.arrays import copy_on_write, is_shared, load_arrays, save_arrays
+from kosmos.plugin.arrays import (
+    copy_on_write,
+    is_shared,
+    load_arrays,
+    load_arrays_or_npz,
+    save_arrays,
+)
 
 
 def test_arrays_round_trip_as_read_only_maps(tmp_path):
@@ -64,3 +70,15 @@ def test_a_missing_array_is_a_clear_error(tmp_path):
     save_arrays(tmp_path, {"a": np.zeros(2)})
     with pytest.raises(FileNotFoundError):
         load_arrays(tmp_path, ["b"])
+
+
+def test_a_version_saved_as_npz_still_loads_into_memory(tmp_path):
+    np.savez(tmp_path / "old.npz", a=np.arange(3))
+    old = load_arrays_or_npz(tmp_path / "old.arrays", tmp_path / "old.npz")
+    np.testing.assert_array_equal(old["a"], [0, 1, 2])
+    assert not is_shared(old["a"])
+    save_arrays(tmp_path / "new.arrays", {"a": np.arange(3)})
+    new = load_arrays_or_npz(tmp_path / "new.arrays", tmp_path / "new.npz")
+    assert is_shared(new["a"])
+    with pytest.raises(FileNotFoundError, match="no saved arrays"):
+        load_arrays_or_npz(tmp_path / "none.arrays", tmp_path / "none.npz")

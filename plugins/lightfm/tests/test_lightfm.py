@@ -1,6 +1,7 @@
 """What LightFM adds to the contract: cold start, fast serving that ranks as LightFM does,
 settings, registration and persistence."""
 
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
@@ -24,6 +25,7 @@ from kosmos.plugin import (
     TrainingData,
     discover,
 )
+from kosmos.plugin.arrays import is_shared, load_arrays
 from kosmos.plugin.testing import (
     GROUP_SIZE,
     ITEMS_PER_GROUP,
@@ -210,7 +212,7 @@ def test_recommend_from_many_threads(model):
 
 def test_loaded_model_ranks_cold_customers_identically(model, tmp_path):
     model.save(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["lightfm.json", "lightfm.npz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lightfm.arrays", "lightfm.json"]
     loaded = kosmos_lightfm.create({})
     loaded.load(tmp_path)
     assert loaded.settings == model.settings
@@ -222,9 +224,45 @@ def test_loaded_model_ranks_cold_customers_identically(model, tmp_path):
 def test_load_rejects_an_unknown_format(model, tmp_path):
     model.save(tmp_path)
     meta = tmp_path / "lightfm.json"
-    meta.write_text(meta.read_text().replace('"format": 1', '"format": 99'))
+    meta.write_text(meta.read_text().replace('"format": 2', '"format": 99'))
     with pytest.raises(ValueError, match="format"):
         kosmos_lightfm.create({}).load(tmp_path)
+
+
+SERVING_ARRAYS = ("items", "users", "item_unit", "item_inv_norm", "seen_indices", "user_features")
+
+
+def test_loaded_arrays_are_shared_read_only_maps(model, tmp_path):
+    model.save(tmp_path)
+    loaded = kosmos_lightfm.create({})
+    loaded.load(tmp_path)
+    for name in SERVING_ARRAYS:
+        array = getattr(loaded._model, name)
+        assert is_shared(array), name  # a read-only map of the saved file: no private copy
+        with pytest.raises(ValueError, match="read-only"):
+            array[...] = 0
+    for name in SERVING_ARRAYS:  # the fitted model owns private arrays
+        assert not is_shared(getattr(model._model, name)), name
+
+
+def test_a_format_1_npz_version_still_loads_and_ranks_alike(model, tmp_path):
+    model.save(tmp_path)
+    # What the previous version wrote: the arrays it had in one lightfm.npz, format 1.
+    arrays = load_arrays(tmp_path / "lightfm.arrays")
+    old = ("items", "users", "user_bias", "seen_indptr", "seen_indices", "user_features")
+    old += ("user_feature_bias", "user_identity_mean", "fallback")
+    np.savez(tmp_path / "lightfm.npz", **{name: np.array(arrays[name]) for name in old})
+    shutil.rmtree(tmp_path / "lightfm.arrays")
+    meta = tmp_path / "lightfm.json"
+    meta.write_text(meta.read_text().replace('"format": 2', '"format": 1'))
+    loaded = kosmos_lightfm.create({})
+    loaded.load(tmp_path)
+    assert not is_shared(loaded._model.items)
+    for c in (customer("a", 0), customer("b", 2), "newcomer"):
+        q = RecommendQuery(c, k=10, customer_features={"group": "a"}, reasons=True)
+        assert loaded.recommend(q) == model.recommend(q)
+    sq = SimilarItemsQuery(item("b", 1), k=5)
+    assert loaded.similar_items(sq) == model.similar_items(sq)
 
 
 def test_entry_point_is_registered():

@@ -1,8 +1,10 @@
 """What each scenario promises beyond the contract, on small data where the answer is exact."""
 
+import shutil
 from pathlib import Path
 
 import kosmos_scenarios
+import numpy as np
 import pytest
 
 from kosmos.plugin import (
@@ -13,6 +15,8 @@ from kosmos.plugin import (
     TrainingData,
     discover,
 )
+from kosmos.plugin.arrays import is_shared, load_arrays
+from kosmos.plugin.testing import checkerboard
 
 DAY = 86400.0
 T0 = 1_700_000_000.0
@@ -224,3 +228,45 @@ def test_new_arrivals_reads_item_times_then_first_interactions_and_tilts_to_cate
     assert ids(loaded.recommend(RecommendQuery("c", k=5))) == ids(
         model.recommend(RecommendQuery("c", k=5))
     )
+
+
+SAVED = {
+    "buy_again": ("purchases", "buy_again"),
+    "bought_together": ("history", "association"),
+    "trending": ("history", "trending"),
+    "new_arrivals": ("history", "new_arrivals"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SAVED))
+def test_saved_arrays_load_as_shared_maps_and_old_npz_versions_still_load(
+    name: str, tmp_path: Path
+) -> None:
+    factory = getattr(kosmos_scenarios, f"create_{name}")
+    trained = checkerboard()
+    model = factory({})
+    model.fit(trained)
+    model.save(tmp_path)
+    assert sorted(p.name for p in tmp_path.glob("*.arrays")) == sorted(
+        f"{part}.arrays" for part in SAVED[name]
+    )
+    loaded = factory({})
+    loaded.load(tmp_path)
+    history = loaded._model.history
+    assert is_shared(history.counts.indices) and is_shared(history.last.data)
+    queries = [
+        RecommendQuery("a-c1", k=5),
+        RecommendQuery("b-c2", k=5, filter_already_seen=True),
+        RecommendQuery("stranger", k=3),
+    ]
+    expected = [model.recommend(q) for q in queries]
+    assert [loaded.recommend(q) for q in queries] == expected
+    # A version saved before the move to .npy files: one .npz per part, read into memory.
+    for part in SAVED[name]:
+        arrays = load_arrays(tmp_path / f"{part}.arrays")
+        np.savez(tmp_path / f"{part}.npz", **{k: np.array(v) for k, v in arrays.items()})
+        shutil.rmtree(tmp_path / f"{part}.arrays")
+    old = factory({})
+    old.load(tmp_path)
+    assert not is_shared(old._model.history.counts.indices)
+    assert [old.recommend(q) for q in queries] == expected

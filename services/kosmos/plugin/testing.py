@@ -11,7 +11,11 @@ Subclass `RecommenderContract` in the plugin's tests and implement `make_recomme
 The data is a small checkerboard: customers of group A interact with A-items, customers of
 group B with B-items, each with one item of their group withheld. A personalized model must
 rank the withheld item of the customer's own group first; set ``personalized = False`` for a
-model that cannot (popularity). Needs pytest.
+model that cannot (popularity). Every test of a fitted model runs twice: on the model as
+fitted, and on one saved and loaded again (``save`` then ``load`` into a fresh instance), since
+that is how replicas serve. A loaded model may hold its arrays as read-only memory maps
+(`kosmos.plugin.arrays`), so serving, ``partial_fit`` and ``explain`` must not write into
+them. Needs pytest.
 """
 
 from __future__ import annotations
@@ -107,11 +111,21 @@ class RecommenderContract:
     def data(self) -> TrainingData:
         return checkerboard()
 
-    @pytest.fixture
-    def fitted(self, data: TrainingData) -> Recommender:
+    @pytest.fixture(params=["fitted", "saved and loaded"])
+    def fitted(
+        self, request: pytest.FixtureRequest, data: TrainingData, tmp_path: Path
+    ) -> Recommender:
+        """The model fitted on ``data``; in the second run, saved and loaded into a fresh one."""
         model = self.make_recommender()
         model.fit(data)
-        return model
+        if request.param == "fitted":
+            return model
+        folder = tmp_path / "saved"
+        folder.mkdir()
+        model.save(folder)
+        loaded = self.make_recommender()
+        loaded.load(folder)
+        return loaded
 
     def query(
         self, data: TrainingData, customer_id: str, k: int = 5, **kw: object

@@ -120,6 +120,10 @@ class ItemIndex:
             return None
         import faiss  # noqa: PLC0415
 
+        # The graph and vectors are read into this process: faiss 1.15's IO_FLAG_MMAP and
+        # IO_FLAG_MMAP_IFC load an IndexHNSWFlat as private memory all the same (measured:
+        # tools/bench_memory_share.py). The column maps are mapped and shared.
         index = faiss.read_index(str(directory / INDEX_FILE))
-        tail, head = np.load(directory / COLUMNS_FILE), np.load(directory / HEAD_FILE)
+        tail = np.load(directory / COLUMNS_FILE, mmap_mode="r")
+        head = np.load(directory / HEAD_FILE, mmap_mode="r")
         return cls(index, tail, head, item_factors, ef_search)

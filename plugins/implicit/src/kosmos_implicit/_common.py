@@ -1,4 +1,9 @@
-"""What the three models share: BLAS threads, persistence, and the shopper-facing reasons."""
+"""What the three models share: BLAS threads, persistence, and the shopper-facing reasons.
+
+Format 2 (this version) writes every array as its own ``.npy`` under ``kosmos_implicit.arrays/``
+(`kosmos.plugin.arrays`), which loading maps read-only, so the serving processes of one machine
+share one copy. Format 1 (one ``kosmos_implicit.npz``, read into each process) still loads.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +17,14 @@ import numpy as np
 import numpy.typing as npt
 import threadpoolctl  # type: ignore[import-untyped]
 
+from kosmos.plugin.arrays import load_arrays, save_arrays
 from kosmos_implicit._matrix import Matrix
 
-FORMAT = 1
+FORMAT = 2
+FORMATS = (1, 2)  # what `load_model` reads
 META_FILE = "kosmos_implicit.json"
-ARRAYS_FILE = "kosmos_implicit.npz"
+ARRAYS_DIR = "kosmos_implicit.arrays"  # format 2: one memory-mappable .npy per array
+ARRAYS_FILE = "kosmos_implicit.npz"  # format 1
 
 REASON_TASTE = "Picked for your taste"
 REASON_RECENT = "Picked with your latest activity in mind"
@@ -43,27 +51,30 @@ def save_model(
     matrix: Matrix,
     arrays: Mapping[str, npt.NDArray[Any]],
 ) -> None:
-    """Writes the id maps and settings as JSON and every array into one ``.npz``."""
+    """Writes the id maps and settings as JSON and every array as a mappable ``.npy``."""
     meta = {"format": FORMAT, "model": model, "settings": dict(settings), **matrix.ids()}
+    save_arrays(directory / ARRAYS_DIR, {**matrix.arrays(), **arrays})
     (directory / META_FILE).write_text(json.dumps(meta))
-    payload: dict[str, Any] = {**matrix.arrays(), **arrays}
-    with (directory / ARRAYS_FILE).open("wb") as f:
-        np.savez(f, **payload)
 
 
 def load_model(
     directory: Path, model: str
 ) -> tuple[dict[str, Any], Matrix, dict[str, npt.NDArray[Any]]]:
-    """Reads what `save_model` wrote: settings, matrix and the model's own arrays.
+    """Reads what `save_model` wrote: settings, matrix and the model's own arrays (read-only
+    memory maps; format 1's ``.npz`` is read into memory).
 
     Raises:
         ValueError: The directory holds another model, or a format this version cannot read.
     """
     meta = json.loads((directory / META_FILE).read_text())
-    if meta.get("format") != FORMAT:
+    if meta.get("format") not in FORMATS:
         raise ValueError(f"unknown kosmos-implicit model format {meta.get('format')!r}")
     if meta.get("model") != model:
         raise ValueError(f"{directory} holds a {meta.get('model')!r} model, not {model!r}")
-    with np.load(directory / ARRAYS_FILE, allow_pickle=False) as npz:
-        arrays = {name: npz[name] for name in npz.files}
+    arrays: dict[str, npt.NDArray[Any]]
+    if meta["format"] == 1:
+        with np.load(directory / ARRAYS_FILE, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    else:
+        arrays = load_arrays(directory / ARRAYS_DIR)
     return dict(meta["settings"]), Matrix.restore(meta, arrays), arrays

@@ -34,6 +34,7 @@ from kosmos.plugin import (
     Unsupported,
     closest_history,
 )
+from kosmos.plugin.arrays import copy_on_write
 from kosmos_implicit._ann import ItemIndex
 from kosmos_implicit._common import (
     REASON_RECENT,
@@ -134,23 +135,32 @@ class _FactorRecommender:
         item_factors: Factors,
         dead: npt.NDArray[np.int32],
         model: Any,
+        item_unit: Factors | None = None,
     ) -> _State:
+        """The serving state; ``item_unit`` is the saved one (a loaded model), else computed.
+
+        Arrays loaded from a version stay the read-only maps they are (no copy): nothing on the
+        request path writes into them.
+        """
         item_factors = np.ascontiguousarray(item_factors, dtype=np.float32)
         user_factors = np.ascontiguousarray(user_factors, dtype=np.float32)
-        features = self._similarity_factors(item_factors)
-        norms = np.linalg.norm(features, axis=1, keepdims=True)
-        unit = np.divide(features, norms, out=np.zeros_like(features), where=norms > 0)
-        unit[dead] = 0.0
+        if item_unit is None or item_unit.shape[0] != item_factors.shape[0]:
+            features = self._similarity_factors(item_factors)
+            norms = np.linalg.norm(features, axis=1, keepdims=True)
+            unit = np.divide(features, norms, out=np.zeros_like(features), where=norms > 0)
+            unit[dead] = 0.0
+            item_unit = np.ascontiguousarray(unit)
         als, gram = None, None
         if isinstance(model, AlternatingLeastSquares):
-            model.user_factors, model.item_factors = user_factors, item_factors
+            # implicit's Cython (partial_fit_users) takes only writable buffers, though it
+            # never writes the item factors: a copy-on-write map keeps them shared.
+            model.user_factors, model.item_factors = user_factors, copy_on_write(item_factors)
             _ = model.YtY  # cache it now rather than racing to on the first request
             als = model
             y = item_factors.astype(np.float64)
             lam = float(self.settings["regularization"])
             gram = (y.T @ y + lam * np.eye(y.shape[1])).astype(np.float32)
-        unit = np.ascontiguousarray(unit)
-        return _State(matrix, user_factors, item_factors, unit, dead, als, gram)
+        return _State(matrix, user_factors, item_factors, item_unit, dead, als, gram)
 
     def _require(self) -> _State:
         state = self._state
@@ -250,6 +260,7 @@ class _FactorRecommender:
             "user_factors": state.user_factors,
             "item_factors": state.item_factors,
             "dead": state.dead,
+            "item_unit": state.item_unit,  # derived, but saved so that processes share it
         }
         save_model(directory, self.name, self.settings, state.matrix, arrays)
         if state.index is not None:  # saved with the version: replicas need not rebuild it
@@ -267,8 +278,9 @@ class _FactorRecommender:
             matrix,
             arrays["user_factors"],
             arrays["item_factors"],
-            arrays["dead"].astype(np.int32),
+            arrays["dead"].astype(np.int32, copy=False),
             model,
+            arrays.get("item_unit"),  # format 1 did not save it
         )
         if state.user_factors.shape[0] != len(matrix.customer_ids):
             raise ValueError("saved model is inconsistent: user factors do not match customers")

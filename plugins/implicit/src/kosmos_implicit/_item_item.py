@@ -33,6 +33,7 @@ from kosmos.plugin import (
     SimilarItemsQuery,
     TrainingData,
 )
+from kosmos.plugin.arrays import copy_on_write
 from kosmos_implicit._common import (
     REASON_NEIGHBOURS,
     REASON_RECENT,
@@ -67,10 +68,41 @@ def _without_diagonal(similarity: sp.csr_matrix) -> sp.csr_matrix:
     return m
 
 
-def _state(matrix: Matrix, similarity: sp.csr_matrix) -> _State:
-    similar_to = similarity.T.tocsr()
-    similar_to.sort_indices()
-    return _State(matrix, similarity, similar_to, NearestNeighboursScorer(similarity))
+def _state(
+    matrix: Matrix, similarity: sp.csr_matrix, similar_to: sp.csr_matrix | None = None
+) -> _State:
+    """The serving state; ``similar_to`` is the saved transpose (a loaded model), else made."""
+    if similar_to is None:
+        similar_to = similarity.T.tocsr()
+        similar_to.sort_indices()
+    # implicit's scorer takes only writable buffers, though it never writes: copy-on-write
+    # maps of loaded arrays keep them shared between processes.
+    scorer = NearestNeighboursScorer(
+        sp.csr_matrix(
+            (
+                copy_on_write(similarity.data),
+                copy_on_write(similarity.indices),
+                copy_on_write(similarity.indptr),
+            ),
+            shape=similarity.shape,
+        )
+    )
+    return _State(matrix, similarity, similar_to, scorer)
+
+
+def _csr(
+    arrays: Mapping[str, npt.NDArray[Any]], name: str, shape: tuple[int, int]
+) -> sp.csr_matrix:
+    """The CSR matrix saved as ``{name}_data``, ``_indices`` and ``_indptr`` (no copies when
+    they have the dtypes serving reads)."""
+    return sp.csr_matrix(
+        (
+            arrays[f"{name}_data"].astype(np.float64, copy=False),
+            arrays[f"{name}_indices"].astype(np.int32, copy=False),
+            arrays[f"{name}_indptr"].astype(np.int32, copy=False),
+        ),
+        shape=shape,
+    )
 
 
 class ItemItemRecommender:
@@ -129,8 +161,10 @@ class ItemItemRecommender:
             return np.array([0, cols.size], dtype=np.int32), cols, weights
         if row is None:
             return None
-        m = state.matrix.user_items
-        return m.indptr[row : row + 2], m.indices, m.data  # a window on the whole matrix
+        # A copy of the row: implicit's scorer takes writable buffers only, and the matrix of
+        # a loaded model is a read-only map.
+        cols, weights = state.matrix.row(row)
+        return np.array([0, cols.size], dtype=np.int32), cols.copy(), weights.copy()
 
     def recommend(self, query: RecommendQuery) -> list[Scored]:
         state = self._require()
@@ -212,11 +246,15 @@ class ItemItemRecommender:
 
     def save(self, directory: Path) -> None:
         state = self._require()
-        sim = state.similarity
+        sim, t = state.similarity, state.similar_to
         arrays = {
             "similarity_data": sim.data,
             "similarity_indices": sim.indices,
             "similarity_indptr": sim.indptr,
+            # Derived, but saved so that the serving processes share it too.
+            "similar_to_data": t.data,
+            "similar_to_indices": t.indices,
+            "similar_to_indptr": t.indptr,
         }
         save_model(directory, "item_item", self.settings, state.matrix, arrays)
 
@@ -225,14 +263,9 @@ class ItemItemRecommender:
         self.settings = {**settings, "num_threads": self.settings["num_threads"]}
         self.name = f"item_item ({self.settings['similarity']})"
         n = matrix.n_items
-        similarity = sp.csr_matrix(
-            (
-                arrays["similarity_data"].astype(np.float64),
-                arrays["similarity_indices"].astype(np.int32),
-                arrays["similarity_indptr"].astype(np.int32),
-            ),
-            shape=(n, n),
-        )
-        state = _state(matrix, similarity)
+        similarity = _csr(arrays, "similarity", (n, n))
+        # Format 1 did not save the transpose.
+        similar_to = _csr(arrays, "similar_to", (n, n)) if "similar_to_data" in arrays else None
+        state = _state(matrix, similarity, similar_to)
         with self._lock:
             self._state = state

@@ -20,6 +20,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -40,13 +41,19 @@ from kosmos.plugin import (
     Unsupported,
     closest_history,
 )
+from kosmos.plugin.arrays import is_shared, load_arrays, save_arrays
 from kosmos.plugin.features import NUMERIC
 from kosmos_lightfm._settings import NAME, LightFMSettings
 
 tracer = trace.get_tracer(__name__)
 
-FORMAT = 1
-"""Version of the files `save` writes."""
+FORMAT = 2
+"""Version of the files `save` writes: 2 keeps each array in its own ``.npy`` under
+``lightfm.arrays/``, memory-mapped read-only by `load` (`kosmos.plugin.arrays`: the serving
+processes of a machine share one copy); 1, one ``lightfm.npz`` read into each process, still
+loads."""
+FORMATS = (1, 2)
+ARRAYS_DIR = "lightfm.arrays"
 
 WARM_REASON = "Picked for your taste"
 COLD_REASON = "Popular with shoppers like you"
@@ -127,16 +134,23 @@ class _Model:
         user_identity_bias_mean: float,
         fallback: Floats,
         fallback_bias: float,
+        item_inv_norm: Floats | None = None,
+        item_unit: Floats | None = None,
     ) -> _Model:
+        """The serving model; ``item_inv_norm`` and ``item_unit`` are the saved ones (a loaded
+        model), else computed from ``items``."""
         items = _own(items)
-        norms = np.linalg.norm(items[:, :-1], axis=1)
-        inv_norm = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+        if item_inv_norm is None or item_unit is None or item_unit.shape[0] != items.shape[0]:
+            norms = np.linalg.norm(items[:, :-1], axis=1)
+            inv_norm = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+            item_inv_norm = inv_norm.astype(np.float32)
+            item_unit = items[:, :-1] * inv_norm[:, None]
         return cls(
             item_ids=tuple(item_ids),
             item_index={item: n for n, item in enumerate(item_ids)},
             items=items,
-            item_inv_norm=inv_norm.astype(np.float32),
-            item_unit=np.ascontiguousarray(items[:, :-1] * inv_norm[:, None], dtype=np.float32),
+            item_inv_norm=_own(item_inv_norm),
+            item_unit=_own(item_unit),
             customer_index={c: n for n, c in enumerate(customer_ids)},
             users=_own(users),
             user_bias=_own(user_bias),
@@ -210,7 +224,10 @@ class _Model:
 
 def _own(array: npt.ArrayLike) -> Floats:
     """A read-only float32, C-contiguous copy: serving must not pin LightFM's training arrays,
-    and requests share it."""
+    and requests share it. A read-only map of a saved version is kept as it is (shared)."""
+    if isinstance(array, np.ndarray) and is_shared(array):
+        if array.dtype == np.float32 and array.flags.c_contiguous:
+            return array
     owned = np.array(array, dtype=np.float32, order="C")
     owned.flags.writeable = False
     return owned
@@ -500,22 +517,26 @@ class LightFMRecommender:
     # -- persistence -------------------------------------------------------------------------
 
     def save(self, directory: Path) -> None:
-        """Writes ``lightfm.npz`` (the serving arrays) and ``lightfm.json`` (ids, settings)."""
+        """Writes ``lightfm.arrays/`` (the serving arrays, one ``.npy`` each) and
+        ``lightfm.json`` (ids, settings)."""
         model = self._require()
         customers = sorted(model.customer_index, key=model.customer_index.__getitem__)
         features = sorted(model.feature_index, key=model.feature_index.__getitem__)
-        np.savez(
-            directory / "lightfm.npz",
-            items=model.items,
-            users=model.users,
-            user_bias=model.user_bias,
-            seen_indptr=model.seen_indptr,
-            seen_indices=model.seen_indices,
-            user_features=model.user_features,
-            user_feature_bias=model.user_feature_bias,
-            user_identity_mean=model.user_identity_mean,
-            fallback=model.fallback,
-        )
+        arrays: dict[str, npt.NDArray[Any]] = {
+            "items": model.items,
+            "users": model.users,
+            "user_bias": model.user_bias,
+            "seen_indptr": model.seen_indptr,
+            "seen_indices": model.seen_indices,
+            "user_features": model.user_features,
+            "user_feature_bias": model.user_feature_bias,
+            "user_identity_mean": model.user_identity_mean,
+            "fallback": model.fallback,
+            # Derived from items, but saved so that the serving processes share them too.
+            "item_inv_norm": model.item_inv_norm,
+            "item_unit": model.item_unit,
+        }
+        save_arrays(directory / ARRAYS_DIR, arrays)
         payload = {
             "format": FORMAT,
             "settings": self.settings.to_dict(),
@@ -529,25 +550,32 @@ class LightFMRecommender:
 
     def load(self, directory: Path) -> None:
         payload = json.loads((directory / "lightfm.json").read_text())
-        if payload.get("format") != FORMAT:
+        if payload.get("format") not in FORMATS:
             raise ValueError(f"{NAME}: unknown model format {payload.get('format')!r}")
-        with np.load(directory / "lightfm.npz", allow_pickle=False) as arrays:
-            model = _Model.build(
-                item_ids=payload["item_ids"],
-                items=arrays["items"],
-                customer_ids=payload["customer_ids"],
-                users=arrays["users"],
-                user_bias=arrays["user_bias"],
-                seen_indptr=arrays["seen_indptr"],
-                seen_indices=arrays["seen_indices"],
-                feature_names=payload["feature_names"],
-                user_features=arrays["user_features"],
-                user_feature_bias=arrays["user_feature_bias"],
-                user_identity_mean=arrays["user_identity_mean"],
-                user_identity_bias_mean=payload["user_identity_bias_mean"],
-                fallback=arrays["fallback"],
-                fallback_bias=payload["fallback_bias"],
-            )
+        arrays: dict[str, npt.NDArray[Any]]
+        if payload["format"] == 1:
+            with np.load(directory / "lightfm.npz", allow_pickle=False) as npz:
+                arrays = {name: npz[name] for name in npz.files}
+        else:
+            arrays = load_arrays(directory / ARRAYS_DIR)
+        model = _Model.build(
+            item_ids=payload["item_ids"],
+            items=arrays["items"],
+            customer_ids=payload["customer_ids"],
+            users=arrays["users"],
+            user_bias=arrays["user_bias"],
+            seen_indptr=arrays["seen_indptr"],
+            seen_indices=arrays["seen_indices"],
+            feature_names=payload["feature_names"],
+            user_features=arrays["user_features"],
+            user_feature_bias=arrays["user_feature_bias"],
+            user_identity_mean=arrays["user_identity_mean"],
+            user_identity_bias_mean=payload["user_identity_bias_mean"],
+            fallback=arrays["fallback"],
+            fallback_bias=payload["fallback_bias"],
+            item_inv_norm=arrays.get("item_inv_norm"),
+            item_unit=arrays.get("item_unit"),
+        )
         self.settings = LightFMSettings(**payload["settings"])
         self.training_state = None
         self._model = model

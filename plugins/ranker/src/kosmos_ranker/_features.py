@@ -15,6 +15,7 @@ import numpy.typing as npt
 from kosmos_scenarios import History
 
 from kosmos.plugin import Interaction, InteractionType, RecommendQuery, TrainingData
+from kosmos.plugin.arrays import load_arrays_or_npz, save_arrays
 
 DAY = 86400.0
 RECENT_DAYS = 30.0
@@ -220,15 +221,17 @@ class Stats:
 
     def save(self, directory: Path) -> None:
         self.history.save(directory, "history")
-        np.savez(
-            directory / "stats.npz",
-            popularity=self.popularity,
-            popularity_30d=self.popularity_30d,
-            first=self.first,
-            last=self.last,
-            price=self.price,
-            codes=self.codes,
-            usual_price=self.usual_price,
+        save_arrays(
+            directory / "stats.arrays",
+            {
+                "popularity": self.popularity,
+                "popularity_30d": self.popularity_30d,
+                "first": self.first,
+                "last": self.last,
+                "price": self.price,
+                "codes": self.codes,
+                "usual_price": self.usual_price,
+            },
         )
         (directory / "stats.json").write_text(
             json.dumps(
@@ -239,8 +242,7 @@ class Stats:
     @classmethod
     def load(cls, directory: Path) -> Stats:
         meta = json.loads((directory / "stats.json").read_text())
-        with np.load(directory / "stats.npz") as z:
-            a = {k: z[k] for k in z.files}
+        a = load_arrays_or_npz(directory / "stats.arrays", directory / "stats.npz")
         item_ids = tuple(meta["item_ids"])
         return cls(
             item_ids,

@@ -33,6 +33,7 @@ from kosmos.plugin import (
     TrainingData,
     Unsupported,
 )
+from kosmos.plugin.arrays import load_arrays_or_npz, save_arrays
 from kosmos_scenarios._common import (
     Floats,
     History,
@@ -250,12 +251,9 @@ class BoughtTogetherRecommender:
         model = self._require()
         model.history.save(directory, "history")
         a = model.association
-        np.savez(
-            directory / "association.npz",
-            indptr=a.indptr,
-            indices=a.indices,
-            data=a.data,
-            shape=np.array(a.shape),
+        save_arrays(
+            directory / "association.arrays",
+            {"indptr": a.indptr, "indices": a.indices, "data": a.data, "shape": np.array(a.shape)},
         )
         (directory / "bought_together.json").write_text(
             json.dumps(
@@ -274,9 +272,9 @@ class BoughtTogetherRecommender:
             raise ValueError(f"unknown {NAME} model format {meta.get('format')!r}")
         self._configure(meta["settings"])
         item_ids = tuple(meta["item_ids"])
-        with np.load(directory / "association.npz") as z:
-            shape = tuple(int(x) for x in z["shape"])
-            association = sparse.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=shape)
+        z = load_arrays_or_npz(directory / "association.arrays", directory / "association.npz")
+        shape = tuple(int(x) for x in z["shape"])
+        association = sparse.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=shape)
         self._model = _Model(
             item_ids,
             {item: n for n, item in enumerate(item_ids)},

@@ -45,6 +45,7 @@ from kosmos.plugin import (
     TrainingData,
     Unsupported,
 )
+from kosmos.plugin.arrays import load_arrays_or_npz, save_arrays
 from kosmos_scenarios._common import (
     DAY,
     Floats,
@@ -279,13 +280,15 @@ class BuyAgainRecommender:
     def save(self, directory: Path) -> None:
         model = self._require()
         model.history.save(directory, "purchases")
-        np.savez(
-            directory / "buy_again.npz",
-            own_cycle=model.own_cycle,
-            item_cycle=model.item_cycle,
-            repeat_rate=model.repeat_rate,
-            staples=model.staples,
-            pace=model.pace,
+        save_arrays(
+            directory / "buy_again.arrays",
+            {
+                "own_cycle": model.own_cycle,
+                "item_cycle": model.item_cycle,
+                "repeat_rate": model.repeat_rate,
+                "staples": model.staples,
+                "pace": model.pace,
+            },
         )
         (directory / "buy_again.json").write_text(
             json.dumps(
@@ -305,8 +308,7 @@ class BuyAgainRecommender:
             raise ValueError(f"unknown {NAME} model format {meta.get('format')!r}")
         self._configure(meta["settings"])
         item_ids = tuple(meta["item_ids"])
-        with np.load(directory / "buy_again.npz") as z:
-            arrays = {k: z[k] for k in z.files}
+        arrays = load_arrays_or_npz(directory / "buy_again.arrays", directory / "buy_again.npz")
         self._model = _Model(
             item_ids,
             {item: n for n, item in enumerate(item_ids)},

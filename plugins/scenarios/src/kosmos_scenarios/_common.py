@@ -14,6 +14,7 @@ import numpy.typing as npt
 from scipy import sparse
 
 from kosmos.plugin import Interaction, InteractionType, RecommendQuery, TrainingData
+from kosmos.plugin.arrays import load_arrays_or_npz, save_arrays
 
 DAY = 86400.0
 
@@ -132,23 +133,28 @@ class History:
         )
 
     def save(self, directory: Path, name: str) -> None:
+        """Writes the customers (JSON) and the rows as ``{name}.arrays/*.npy``, which `load`
+        maps read-only (`kosmos.plugin.arrays`: the serving processes share one copy)."""
         (directory / f"{name}_customers.json").write_text(json.dumps(list(self.customer_ids)))
-        np.savez(
-            directory / f"{name}.npz",
-            indptr=self.counts.indptr,
-            indices=self.counts.indices,
-            counts=self.counts.data,
-            last=self.last.data,
-            shape=np.array(self.counts.shape),
+        save_arrays(
+            directory / f"{name}.arrays",
+            {
+                "indptr": self.counts.indptr,
+                "indices": self.counts.indices,
+                "counts": self.counts.data,
+                "last": self.last.data,
+                "shape": np.array(self.counts.shape),
+            },
         )
 
     @classmethod
     def load(cls, directory: Path, name: str) -> History:
+        """What `save` wrote (or, from an earlier version, ``{name}.npz``)."""
         customer_ids = tuple(json.loads((directory / f"{name}_customers.json").read_text()))
-        with np.load(directory / f"{name}.npz") as z:
-            shape = tuple(int(x) for x in z["shape"])
-            counts = sparse.csr_matrix((z["counts"], z["indices"], z["indptr"]), shape=shape)
-            last = sparse.csr_matrix((z["last"], z["indices"], z["indptr"]), shape=shape)
+        z = load_arrays_or_npz(directory / f"{name}.arrays", directory / f"{name}.npz")
+        shape = tuple(int(x) for x in z["shape"])
+        counts = sparse.csr_matrix((z["counts"], z["indices"], z["indptr"]), shape=shape)
+        last = sparse.csr_matrix((z["last"], z["indices"], z["indptr"]), shape=shape)
         return cls(customer_ids, {c: n for n, c in enumerate(customer_ids)}, counts, last)
 
 

@@ -43,6 +43,7 @@ from kosmos.plugin import (
     TrainingData,
     Unsupported,
 )
+from kosmos.plugin.arrays import load_arrays_or_npz, save_arrays
 from kosmos_scenarios._common import (
     DAY,
     Floats,
@@ -208,12 +209,14 @@ class _Scenario:
     def save(self, directory: Path) -> None:
         model = self._require()
         model.history.save(directory, "history")
-        np.savez(
-            directory / f"{self.name}.npz",
-            codes=model.codes,
-            rows=model.rows,
-            times=model.times,
-            arrival=model.arrival,
+        save_arrays(
+            directory / f"{self.name}.arrays",
+            {
+                "codes": model.codes,
+                "rows": model.rows,
+                "times": model.times,
+                "arrival": model.arrival,
+            },
         )
         (directory / f"{self.name}.json").write_text(
             json.dumps(
@@ -233,8 +236,9 @@ class _Scenario:
             raise ValueError(f"unknown {self.name} model format {meta.get('format')!r}")
         self._configure(meta["settings"])
         item_ids = tuple(meta["item_ids"])
-        with np.load(directory / f"{self.name}.npz") as z:
-            arrays = {k: z[k] for k in z.files}
+        arrays = load_arrays_or_npz(
+            directory / f"{self.name}.arrays", directory / f"{self.name}.npz"
+        )
         self._model = _Model(
             item_ids,
             {item: n for n, item in enumerate(item_ids)},

@@ -86,6 +86,8 @@ REASON_KINDS = (
     "promoted",
 )
 """Every reason kind an offer can carry (``kosmos.v1.ReasonKind`` without its prefix)."""
+_KIND_SET = frozenset(REASON_KINDS)
+_SEEDED_KINDS = frozenset(("similar_to", "bought_together"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -602,27 +604,31 @@ class Recommendations:
             last_done.setdefault(i.item_id, i.type)
         with spans.child(tracer, "recommend.filter") as span:
             kept = []
+            kinds = _KIND_SET
             for c in candidates:
-                item = items.get(c.scored.item_id)
+                scored = c.scored
+                item = items.get(scored.item_id)
                 if item is None or not item.available or item.item_id in excluded:
                     continue
-                reason = c.scored.reason or DEFAULT_REASON
-                kind = c.scored.kind if c.scored.kind in REASON_KINDS else default_kind
-                evidence = seeds if kind in ("similar_to", "bought_together") else ()
-                because = items.get(c.scored.because_item_id)
-                done = last_done.get(c.scored.because_item_id)
-                cited = citations.get(c.scored.because_item_id, 0)
+                reason = scored.reason or DEFAULT_REASON
+                kind = scored.kind if scored.kind in kinds else default_kind
+                evidence = seeds if kind in _SEEDED_KINDS else ()
+                cause = scored.because_item_id
+                because = items.get(cause) if cause else None
                 if because is not None:
                     evidence = (because.item_id,)
-                    if done in BECAUSE and not c.scored.kind:
-                        kind = BECAUSE_KIND[done]
-                    if done in BECAUSE and because.title and cited < MAX_CITATIONS:
-                        # The same sentence on every offer says nothing.
-                        reason = BECAUSE[done].format(title=because.title)
-                        citations[c.scored.because_item_id] = cited + 1
+                    done = last_done.get(cause)
+                    if done in BECAUSE:
+                        if not scored.kind:
+                            kind = BECAUSE_KIND[done]
+                        cited = citations.get(cause, 0)
+                        if because.title and cited < MAX_CITATIONS:
+                            # The same sentence on every offer says nothing.
+                            reason = BECAUSE[done].format(title=because.title)
+                            citations[cause] = cited + 1
                 if kind == "buy_again":
                     evidence = (item.item_id,)
-                kept.append(Offer(item, c.scored.score, reason, c.recommender, kind, evidence))
+                kept.append(Offer(item, scored.score, reason, c.recommender, kind, evidence))
             # The customer's choices (issue 11), after the merchant's rules and before
             # rotation and variety: hard exclusions last, so nothing before can break them.
             kept = (choices or Choices.of(customer, self.clock())).apply(kept)

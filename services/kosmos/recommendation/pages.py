@@ -82,18 +82,19 @@ def vary(offers: list[T], limit: int, max_per_category: int) -> list[T]:
     return chosen
 
 
-def to_document(offer: Any) -> list[Any]:
+def to_document(offer: Any) -> tuple[Any, ...]:
     """An offer as the store keeps it in a list (`RecommendationList.offers`), compact:
-    ``[item id, score, reason, recommender, kind, evidence, rule id]``."""
-    return [
+    ``[item id, score, reason, recommender, kind, evidence, rule id]`` (a tuple here, a JSON
+    array in the store)."""
+    return (
         offer.item.item_id,
         offer.score,
         offer.reason,
         offer.recommender,
         offer.kind,
-        list(offer.evidence),
+        offer.evidence,
         offer.rule_id,
-    ]
+    )
 
 
 def item_of(d: Sequence[Any]) -> str:

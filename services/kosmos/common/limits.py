@@ -12,11 +12,13 @@ Two guards run on every public RPC before its servicer:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from kosmos.common.errors import InvalidArgument
@@ -93,7 +95,119 @@ def _is_map(field: FieldDescriptor) -> bool:
 
 
 def check_limits(message: Message, prefix: str = "") -> None:
-    """Raises InvalidArgument naming the first field of ``message`` past its limit."""
+    """Raises InvalidArgument naming the first field of ``message`` past its limit.
+
+    Each message type gets a plan once (`_plan`): which fields can break a limit at all. A
+    batch of 10,000 interactions is then checked with a few attribute reads per entry, and a
+    field type that holds no string, list or map (a Timestamp) is not visited.
+    """
+    plan = _plan(message.DESCRIPTOR)
+    if plan is None:
+        _check_any(message, prefix)
+        return
+    for name, most in plan.strings:
+        if len(getattr(message, name)) > most:
+            raise InvalidArgument(prefix + name, "TOO_LONG", f"must be at most {most} characters")
+    for name in plan.maps:
+        _check_map(getattr(message, name), prefix + name)
+    for name, most, kind, _entry in plan.lists:
+        values = getattr(message, name)
+        if not values:
+            continue
+        path = prefix + name
+        if len(values) > most:
+            raise InvalidArgument(path, "TOO_MANY_ENTRIES", f"takes at most {most} entries")
+        if kind == _STRINGS:
+            longest = STRING_LIMITS.get(name, MAX_STRING)
+            if max(map(len, values)) > longest:
+                n = next(n for n, text in enumerate(values) if len(text) > longest)
+                raise InvalidArgument(
+                    f"{path}[{n}]", "TOO_LONG", f"must be at most {longest} characters"
+                )
+        elif kind == _MESSAGES:
+            for n, entry in enumerate(values):
+                check_limits(entry, f"{path}[{n}].")
+    for name in plan.messages:
+        if message.HasField(name):
+            check_limits(getattr(message, name), prefix + name + ".")
+
+
+_STRINGS, _MESSAGES, _OTHER = 1, 2, 3
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    strings: tuple[tuple[str, int], ...]  # singular strings and their limits
+    maps: tuple[str, ...]
+    lists: tuple[tuple[str, int, int, Descriptor | None], ...]  # name, limit, kind, entry type
+    messages: tuple[str, ...]  # singular messages that can hold something limited
+
+
+_PLANNING: set[str] = set()
+
+
+@functools.cache
+def _plan(descriptor: Descriptor) -> _Plan | None:
+    """What of ``descriptor`` can break a limit; None for a type that contains itself."""
+    if descriptor.full_name in _PLANNING:
+        return None
+    _PLANNING.add(descriptor.full_name)
+    try:
+        strings, maps, lists, messages = [], [], [], []
+        for field in sorted(descriptor.fields, key=lambda f: f.number):
+            is_message = field.type == FieldDescriptor.TYPE_MESSAGE
+            if is_message and _is_map(field):
+                maps.append(field.name)
+            elif field.is_repeated:
+                most = FIELD_LIST_LIMITS.get(field.full_name) or LIST_LIMITS.get(
+                    field.name, MAX_LIST
+                )
+                if is_message:
+                    entry = _plan(field.message_type)
+                    if entry is None:
+                        return None
+                    kind = _MESSAGES if _holds_limits(entry) else _OTHER
+                    lists.append((field.name, most, kind, field.message_type))
+                elif field.type == FieldDescriptor.TYPE_STRING:
+                    lists.append((field.name, most, _STRINGS, None))
+                else:
+                    lists.append((field.name, most, _OTHER, None))
+            elif is_message:
+                child = _plan(field.message_type)
+                if child is None:
+                    return None
+                if _holds_limits(child):
+                    messages.append(field.name)
+            elif field.type == FieldDescriptor.TYPE_STRING:
+                strings.append((field.name, STRING_LIMITS.get(field.name, MAX_STRING)))
+        return _Plan(tuple(strings), tuple(maps), tuple(lists), tuple(messages))
+    finally:
+        _PLANNING.discard(descriptor.full_name)
+
+
+def _holds_limits(plan: _Plan) -> bool:
+    return bool(plan.strings or plan.maps or plan.lists or plan.messages)
+
+
+def _check_map(value: Any, path: str) -> None:
+    if len(value) > MAX_MAP:
+        raise InvalidArgument(path, "TOO_MANY_ENTRIES", f"takes at most {MAX_MAP} entries")
+    for key in value:
+        if isinstance(key, str) and len(key) > MAX_MAP_KEY:
+            raise InvalidArgument(
+                path, "TOO_LONG", f"keys must be at most {MAX_MAP_KEY} characters"
+            )
+        entry = value[key]
+        if isinstance(entry, str) and len(entry) > MAX_MAP_VALUE:
+            raise InvalidArgument(
+                f"{path}[{key!r}]", "TOO_LONG", f"must be at most {MAX_MAP_VALUE} characters"
+            )
+        if isinstance(entry, Message):
+            check_limits(entry, f"{path}[{key!r}].")
+
+
+def _check_any(message: Message, prefix: str = "") -> None:
+    """`check_limits` field by field, for message types a plan cannot cover (recursive ones)."""
     for field, value in message.ListFields():
         path = prefix + field.name
         repeated = field.is_repeated
@@ -120,7 +234,7 @@ def check_limits(message: Message, prefix: str = "") -> None:
         values = value if repeated else [value]
         if is_message:
             for n, child in enumerate(values):
-                check_limits(child, f"{path}[{n}]." if repeated else path + ".")
+                _check_any(child, f"{path}[{n}]." if repeated else path + ".")
         elif field.type == FieldDescriptor.TYPE_STRING:
             most = STRING_LIMITS.get(field.name, MAX_STRING)
             for n, text in enumerate(values):

@@ -194,9 +194,10 @@ def cluster(database_url: str) -> Iterator[tuple[str, str]]:
 def through_api(database_url: str, folder: Path) -> dict[str, tuple[int, float]]:
     """(records, seconds) of each kind imported the way ``kosmos import`` does."""
     api: dict[str, tuple[int, float]] = {}
-    with cluster(database_url) as (address, key), KosmosClient(
-        address, timeout=300, api_key=key
-    ) as client:
+    with (
+        cluster(database_url) as (address, key),
+        KosmosClient(address, timeout=300, api_key=key) as client,
+    ):
         client.create_shop(SHOP)
         for kind, run in (
             ("items", bulk.import_items),
@@ -233,7 +234,7 @@ def postgres_schema(console: Console) -> tuple[str, Callable[[], None]] | None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--customers", type=int, default=10_000, help="synthetic customers (10000)")
+    p.add_argument("--customers", type=int, default=5000, help="synthetic customers (5000)")
     p.add_argument("--items", type=int, default=10_000, help="synthetic items (10000)")
     p.add_argument("--days", type=int, default=5, help="days of history (5)")
     p.add_argument("--no-postgres", action="store_true", help="SQLite only")

@@ -33,8 +33,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from kosmos.client import InvalidArgumentError, KosmosClient, interaction_type
 from kosmos.v1 import common_pb2
 
@@ -106,7 +104,10 @@ def read_records(path: Path) -> Iterator[Record]:
                 if not line.strip():
                     continue
                 try:
-                    fields = json.loads(line)
+                    # JSON Lines are UTF-8: decoded here, json skips guessing the encoding.
+                    fields = _decode(line.decode("utf-8"))
+                except UnicodeDecodeError:
+                    raise BulkImportError(f"{path}:{n}: not UTF-8") from None
                 except json.JSONDecodeError as exc:
                     raise BulkImportError(f"{path}:{n}: not JSON: {exc.msg}") from None
                 if not isinstance(fields, dict):
@@ -127,6 +128,10 @@ def read_records(path: Path) -> Iterator[Record]:
             yield Record(dict(row), f"{path}:{rows.line_num}", size)
 
 
+_decode = json.JSONDecoder().decode
+_NESTED = (dict, list)
+
+
 def _attributes(fields: Mapping[str, Any], known: set[str], where: str) -> dict[str, str]:
     raw = fields.get("attributes") or {}
     if isinstance(raw, str):
@@ -137,9 +142,11 @@ def _attributes(fields: Mapping[str, Any], known: set[str], where: str) -> dict[
     if not isinstance(raw, dict):
         raise BulkImportError(f"{where}: attributes: expected an object")
     attributes = {str(k): str(v) for k, v in raw.items()}
+    if fields.keys() <= known:
+        return attributes
     for key, value in fields.items():
         # CSV: every other non-empty column is an attribute.
-        if key not in known and value not in (None, "") and not isinstance(value, dict | list):
+        if key not in known and value not in (None, "") and not isinstance(value, _NESTED):
             attributes[str(key)] = str(value)
     return attributes
 
@@ -207,10 +214,13 @@ def customer_message(shop_id: str, record: Record) -> common_pb2.Customer:
     return message
 
 
-def _timestamp(value: Any, where: str) -> Timestamp | None:
+def _timestamp(value: Any, where: str) -> tuple[int, int] | None:
+    """Epoch seconds or ISO 8601 → (seconds, nanos), or None when not given."""
     if value in (None, ""):
         return None
-    if isinstance(value, str):
+    if isinstance(value, (float, int)) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str):
         try:
             seconds = float(value)
         except ValueError:
@@ -228,7 +238,7 @@ def _timestamp(value: Any, where: str) -> Timestamp | None:
     if not math.isfinite(seconds):
         raise BulkImportError(f"{where}: event_time: must be finite")
     whole = math.floor(seconds)
-    return Timestamp(seconds=whole, nanos=int((seconds - whole) * 1e9) % 1_000_000_000)
+    return whole, int((seconds - whole) * 1e9) % 1_000_000_000
 
 
 _TYPES: dict[str, int] = {}
@@ -254,7 +264,8 @@ def interaction_message(shop_id: str, record: Record) -> common_pb2.Interaction:
     )
     when = _timestamp(f.get("event_time", f.get("time")), where)
     if when is not None:
-        message.event_time.CopyFrom(when)
+        stamp = message.event_time
+        stamp.seconds, stamp.nanos = when
     return message
 
 

@@ -97,14 +97,24 @@ def _is_map(field: FieldDescriptor) -> bool:
 def check_limits(message: Message, prefix: str = "") -> None:
     """Raises InvalidArgument naming the first field of ``message`` past its limit.
 
-    Each message type gets a plan once (`_plan`): which fields can break a limit at all. A
-    batch of 10,000 interactions is then checked with a few attribute reads per entry, and a
-    field type that holds no string, list or map (a Timestamp) is not visited.
+    Each message type gets a plan once (`_plan`): which fields can break a limit at all, and
+    the smallest of those limits (`_Plan.bound`). A message whose whole encoding is no longer
+    than that bound cannot break any of them (a string of n characters takes at least n
+    bytes in UTF-8, a list or map of n entries at least n bytes packed, 2n otherwise: a tag
+    and a length each), so one C call (`ByteSize`) clears
+    most entries of a batch; only a larger one is checked field by field. A field type that
+    holds no string, list or map (a Timestamp) is never visited.
     """
     plan = _plan(message.DESCRIPTOR)
     if plan is None:
         _check_any(message, prefix)
         return
+    if message.ByteSize() <= plan.bound:
+        return
+    _check_planned(message, prefix, plan)
+
+
+def _check_planned(message: Message, prefix: str, plan: _Plan) -> None:
     for name, most in plan.strings:
         if len(getattr(message, name)) > most:
             raise InvalidArgument(prefix + name, "TOO_LONG", f"must be at most {most} characters")
@@ -125,14 +135,19 @@ def check_limits(message: Message, prefix: str = "") -> None:
                     f"{path}[{n}]", "TOO_LONG", f"must be at most {longest} characters"
                 )
         elif kind == _MESSAGES:
+            entry_plan = _plan(values[0].DESCRIPTOR)
+            assert entry_plan is not None  # planned with its parent
+            bound = entry_plan.bound
             for n, entry in enumerate(values):
-                check_limits(entry, f"{path}[{n}].")
+                if entry.ByteSize() > bound:
+                    _check_planned(entry, f"{path}[{n}].", entry_plan)
     for name in plan.messages:
         if message.HasField(name):
             check_limits(getattr(message, name), prefix + name + ".")
 
 
 _STRINGS, _MESSAGES, _OTHER = 1, 2, 3
+_NO_LIMIT = 2**62
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +156,7 @@ class _Plan:
     maps: tuple[str, ...]
     lists: tuple[tuple[str, int, int, Descriptor | None], ...]  # name, limit, kind, entry type
     messages: tuple[str, ...]  # singular messages that can hold something limited
+    bound: int  # the smallest limit of any of them: an encoding this short breaks none
 
 
 _PLANNING: set[str] = set()
@@ -154,10 +170,19 @@ def _plan(descriptor: Descriptor) -> _Plan | None:
     _PLANNING.add(descriptor.full_name)
     try:
         strings, maps, lists, messages = [], [], [], []
+        limits = [_NO_LIMIT]
         for field in sorted(descriptor.fields, key=lambda f: f.number):
             is_message = field.type == FieldDescriptor.TYPE_MESSAGE
             if is_message and _is_map(field):
                 maps.append(field.name)
+                entry_type = field.message_type
+                assert entry_type is not None
+                value = entry_type.fields_by_name["value"]
+                # A map of messages: checked entry by entry, whatever its size.
+                # Each entry takes a tag and a length byte at least: 2 bytes.
+                limits += [2 * MAX_MAP + 1, MAX_MAP_KEY, MAX_MAP_VALUE]
+                if value.type == FieldDescriptor.TYPE_MESSAGE:
+                    limits.append(0)
             elif field.is_repeated:
                 most = FIELD_LIST_LIMITS.get(field.full_name) or LIST_LIMITS.get(
                     field.name, MAX_LIST
@@ -168,19 +193,24 @@ def _plan(descriptor: Descriptor) -> _Plan | None:
                         return None
                     kind = _MESSAGES if _holds_limits(entry) else _OTHER
                     lists.append((field.name, most, kind, field.message_type))
+                    limits += [2 * most + 1, entry.bound]  # a tag and a length each
                 elif field.type == FieldDescriptor.TYPE_STRING:
                     lists.append((field.name, most, _STRINGS, None))
+                    limits += [2 * most + 1, STRING_LIMITS.get(field.name, MAX_STRING)]
                 else:
                     lists.append((field.name, most, _OTHER, None))
+                    limits.append(most)  # packed: a byte each at least
             elif is_message:
                 child = _plan(field.message_type)
                 if child is None:
                     return None
                 if _holds_limits(child):
                     messages.append(field.name)
+                    limits.append(child.bound)
             elif field.type == FieldDescriptor.TYPE_STRING:
                 strings.append((field.name, STRING_LIMITS.get(field.name, MAX_STRING)))
-        return _Plan(tuple(strings), tuple(maps), tuple(lists), tuple(messages))
+                limits.append(strings[-1][1])
+        return _Plan(tuple(strings), tuple(maps), tuple(lists), tuple(messages), min(limits))
     finally:
         _PLANNING.discard(descriptor.full_name)
 

@@ -175,6 +175,17 @@ def test_import_interactions_validates_each_entry(kosmos, feedback):
         request(event("other", "bob", "i01", kind, OLD)),
         "interactions[3].customer",
     )
+    # Names are checked once per batch, each on its first sight: a bad one is still named.
+    assert_invalid(
+        feedback.ImportInteractions,
+        request(event("acme", "bad id!", "i01", kind, OLD)),
+        "interactions[3].customer",
+    )
+    assert_invalid(
+        feedback.ImportInteractions,
+        request(event("acme", "bob", "bad id!", kind, OLD)),
+        "interactions[3].item_id",
+    )
     assert_code(
         feedback.ImportInteractions,
         request(event("acme", "bob", "nope", kind, OLD)),

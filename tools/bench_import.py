@@ -6,12 +6,12 @@ imported exactly as ``kosmos import`` does (`kosmos.bulk`: items, then customers
 into a cluster running as its own process (``python -m kosmos.cluster``, authenticated with
 its bootstrap key like the other benchmarks), once on a SQLite file (``synchronous=FULL``) and
 once on PostgreSQL (a schema of its own; skipped when the server cannot be reached, never under
-``CI=true``). The floor then writes the same rows, already parsed, into copies of the same
-tables (the same columns, keys, indexes and foreign keys, made from the real tables' own
-definitions) in the same database, with a plain ``executemany`` of ``INSERT`` in one
-transaction per batch of the API's batch size: what the database itself costs, with no
-parsing, validation or RPC. We print records/s for both and their ratio, and what 10M events
-would take at the measured rate.
+``CI=true``). Right after each kind is imported, so that both see the same load on the
+machine, the floor writes the same rows, already parsed, into copies of the same tables (the
+same columns, keys, indexes and foreign keys, made from the real tables' own definitions) in
+the same database, with a plain ``executemany`` of ``INSERT`` in one transaction per batch of
+the API's batch size: what the database itself costs, with no parsing, validation or RPC. We
+print records/s for both and their ratio, and what 10M events would take at the measured rate.
 """
 
 from __future__ import annotations
@@ -95,21 +95,22 @@ def rows(folder: Path) -> dict[str, list[tuple[Any, ...]]]:
     }
 
 
-def _timed(
-    data: dict[str, list[tuple[Any, ...]]], insert: Callable[[str, list[tuple[Any, ...]]], None]
-) -> dict[str, float]:
-    rates = {}
-    for kind in KINDS:
-        started = time.perf_counter()
-        for start in range(0, len(data[kind]), BATCH[kind]):
-            insert(kind, data[kind][start : start + BATCH[kind]])
-        rates[kind] = len(data[kind]) / (time.perf_counter() - started)
-    return rates
+Insert = Callable[[str, list[tuple[Any, ...]]], None]
+"""Writes one batch of one kind's rows into its floor table, in one transaction."""
 
 
-def sqlite_floor(db: Path, data: dict[str, list[tuple[Any, ...]]]) -> dict[str, float]:
-    """records/s of a plain executemany into copies of the real tables in the same file."""
-    conn = sqlite3.connect(db, isolation_level=None)
+def _rate(insert: Insert, kind: str, rows: list[tuple[Any, ...]]) -> float:
+    """records/s of the plain insert of ``rows``, in batches of the API's size."""
+    started = time.perf_counter()
+    for start in range(0, len(rows), BATCH[kind]):
+        insert(kind, rows[start : start + BATCH[kind]])
+    return len(rows) / (time.perf_counter() - started)
+
+
+@contextmanager
+def sqlite_floor(db: Path) -> Iterator[Insert]:
+    """A plain executemany into copies of the real tables in the same file."""
+    conn = sqlite3.connect(db, isolation_level=None, timeout=30)
     for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON"):
         conn.execute(f"PRAGMA {pragma}")
     for kind in KINDS:
@@ -129,16 +130,17 @@ def sqlite_floor(db: Path, data: dict[str, list[tuple[Any, ...]]]) -> dict[str, 
         conn.execute("COMMIT")
 
     try:
-        return _timed(data, insert)
+        yield insert
     finally:
         for kind in reversed(KINDS):
             conn.execute(f"DROP TABLE floor_{kind}")
         conn.close()
 
 
-def postgres_floor(url: str, data: dict[str, list[tuple[Any, ...]]]) -> dict[str, float]:
-    """records/s of a plain executemany (psycopg 3, pipelined) into copies of the real tables
-    in the same schema."""
+@contextmanager
+def postgres_floor(url: str) -> Iterator[Insert]:
+    """A plain executemany (psycopg 3, pipelined) into copies of the real tables in the same
+    schema."""
     import psycopg
 
     conn = psycopg.connect(url, autocommit=True)
@@ -159,7 +161,7 @@ def postgres_floor(url: str, data: dict[str, list[tuple[Any, ...]]]) -> dict[str
             )
 
     try:
-        return _timed(data, insert)
+        yield insert
     finally:
         for kind in reversed(KINDS):
             conn.execute(f"DROP TABLE floor_{kind}")
@@ -191,23 +193,28 @@ def cluster(database_url: str) -> Iterator[tuple[str, str]]:
             server.stdout.close()
 
 
-def through_api(database_url: str, folder: Path) -> dict[str, tuple[int, float]]:
-    """(records, seconds) of each kind imported the way ``kosmos import`` does."""
-    api: dict[str, tuple[int, float]] = {}
+def measure(
+    database_url: str, folder: Path, data: dict[str, list[tuple[Any, ...]]], floor: Any
+) -> dict[str, tuple[int, float, float]]:
+    """Per kind: (records, seconds) imported the way ``kosmos import`` does, then at once the
+    floor's records/s for the same rows, so that both see the same load on the machine."""
+    out: dict[str, tuple[int, float, float]] = {}
     with (
         cluster(database_url) as (address, key),
         KosmosClient(address, timeout=300, api_key=key) as client,
     ):
         client.create_shop(SHOP)
-        for kind, run in (
-            ("items", bulk.import_items),
-            ("customers", bulk.import_customers),
-            ("interactions", bulk.import_interactions),
-        ):
-            started = time.perf_counter()
-            count = run(client, SHOP, bulk.read_records(folder / f"{kind}.jsonl"))
-            api[kind] = (count, time.perf_counter() - started)
-    return api
+        with floor() as insert:
+            for kind, run in (
+                ("items", bulk.import_items),
+                ("customers", bulk.import_customers),
+                ("interactions", bulk.import_interactions),
+            ):
+                started = time.perf_counter()
+                count = run(client, SHOP, bulk.read_records(folder / f"{kind}.jsonl"))
+                seconds = time.perf_counter() - started
+                out[kind] = (count, seconds, _rate(insert, kind, data[kind]))
+    return out
 
 
 def postgres_schema(console: Console) -> tuple[str, Callable[[], None]] | None:
@@ -240,7 +247,7 @@ def main() -> int:
     p.add_argument("--no-postgres", action="store_true", help="SQLite only")
     args = p.parse_args()
     console = Console(width=max(Console().width, 110))
-    results: list[tuple[str, dict[str, tuple[int, float]], dict[str, float]]] = []
+    results: list[tuple[str, dict[str, tuple[int, float, float]]]] = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "shop"
         write_dataset(
@@ -249,14 +256,16 @@ def main() -> int:
         )
         data = rows(folder)
         db = Path(tmp) / "bench.db"
-        api = through_api(f"sqlite:///{db}", folder)
-        results.append(("SQLite", api, sqlite_floor(db, data)))
+        results.append(
+            ("SQLite", measure(f"sqlite:///{db}", folder, data, lambda: sqlite_floor(db)))
+        )
         pg = None if args.no_postgres else postgres_schema(console)
         if pg is not None:
             url, drop = pg
             try:
-                api = through_api(url, folder)
-                results.append(("PostgreSQL", api, postgres_floor(url, data)))
+                results.append(
+                    ("PostgreSQL", measure(url, folder, data, lambda: postgres_floor(url)))
+                )
             finally:
                 drop()
     table = Table(
@@ -267,9 +276,9 @@ def main() -> int:
     columns = ("store", "records", "a call", "count", "API s", "API /s", "plain insert /s")
     for column in (*columns, "API / floor"):
         table.add_column(column, justify="left" if column in ("store", "records") else "right")
-    for store, api, rates in results:
+    for store, measured in results:
         for kind in KINDS:
-            count, seconds = api[kind]
+            count, seconds, floor = measured[kind]
             table.add_row(
                 store,
                 kind,
@@ -277,16 +286,16 @@ def main() -> int:
                 f"{count:,}",
                 f"{seconds:.1f}",
                 f"{count / seconds:,.0f}",
-                f"{rates[kind]:,.0f}",
-                f"{count / seconds / rates[kind]:.0%}",
+                f"{floor:,.0f}",
+                f"{count / seconds / floor:.0%}",
             )
     console.print(table)
-    for store, api, rates in results:
-        events, seconds = api["interactions"]
+    for store, measured in results:
+        events, seconds, floor = measured["interactions"]
         console.print(
             f"{store}: 10M events through ImportInteractions at this rate take "
             f"{TEN_MILLION / (events / seconds) / 60:.1f} min "
-            f"(plain insert: {TEN_MILLION / rates['interactions'] / 60:.1f} min)"
+            f"(plain insert: {TEN_MILLION / floor / 60:.1f} min)"
         )
     return 0
 

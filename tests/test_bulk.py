@@ -175,6 +175,17 @@ def test_import_interactions_validates_each_entry(kosmos, feedback):
         request(event("other", "bob", "i01", kind, OLD)),
         "interactions[3].customer",
     )
+    # Names are checked once per batch, each on its first sight: a bad one is still named.
+    assert_invalid(
+        feedback.ImportInteractions,
+        request(event("acme", "bad id!", "i01", kind, OLD)),
+        "interactions[3].customer",
+    )
+    assert_invalid(
+        feedback.ImportInteractions,
+        request(event("acme", "bob", "bad id!", kind, OLD)),
+        "interactions[3].item_id",
+    )
     assert_code(
         feedback.ImportInteractions,
         request(event("acme", "bob", "nope", kind, OLD)),
@@ -289,3 +300,57 @@ def test_kosmos_import_reads_csv_and_points_at_the_bad_line(kosmos, capsys, tmp_
     (bad / "interactions.csv").write_text("customer_id,item_id,type\nc1,i1,teleport\n")
     code, _, err = run_cli(kosmos, capsys, "import", "csvshop", str(bad))
     assert code == 2 and "interactions.csv:2: type" in err, err
+
+
+def test_count_only_answers_without_echoing_and_stores_the_same(kosmos, profiles):
+    """Bulk loaders ask for a count: the response is empty, the rows are stored as ever."""
+    client = kosmos.client
+    client.create_shop("acme")
+    catalog = catalog_service_pb2_grpc.CatalogServiceStub(kosmos.channel)
+    response = catalog.UpsertItems(
+        catalog_service_pb2.UpsertItemsRequest(
+            parent="shops/acme",
+            items=[item("acme", f"i{n}", title=f"Item {n}") for n in range(3)],
+            count_only=True,
+        ),
+        timeout=5,
+    )
+    assert list(response.items) == []
+    assert client.get_item("acme", "i2").title == "Item 2"
+    assert len(client.upsert_items("acme", [item("acme", "i9")])) == 1  # the default echoes
+    request = profile_service_pb2.CreateCustomersRequest(
+        parent="shops/acme",
+        customers=[customer("acme", "c1", tier="a"), customer("acme", "c2")],
+        count_only=True,
+    )
+    response = profiles.CreateCustomers(request, timeout=5)
+    assert (list(response.customers), response.created_count) == ([], 2)
+    assert client.get_customer("acme", "c1").attributes == {"tier": "a"}
+    assert profiles.CreateCustomers(request, timeout=5).created_count == 0  # now replaced
+
+
+def test_upsert_items_names_the_bad_entry_and_stores_none(kosmos):
+    client = kosmos.client
+    client.create_shop("acme")
+    catalog = catalog_service_pb2_grpc.CatalogServiceStub(kosmos.channel)
+    good = [item("acme", f"i{n}") for n in range(3)]
+
+    def request(bad: common_pb2.Item):
+        return catalog_service_pb2.UpsertItemsRequest(
+            parent="shops/acme", items=[*good, bad], count_only=True
+        )
+
+    assert_invalid(catalog.UpsertItems, request(item("acme", "x", price=-1)), "items[3].price")
+    nan = item("acme", "x", price=float("nan"))
+    assert_invalid(catalog.UpsertItems, request(nan), "items[3].price")
+    assert_invalid(
+        catalog.UpsertItems, request(item("acme", "x", title="t" * 513)), "items[3].title"
+    )
+    assert_invalid(catalog.UpsertItems, request(item("other", "x")), "items[3].name")
+    assert_invalid(catalog.UpsertItems, request(item("acme", "bad id!")), "items[3].name")
+    assert_invalid(catalog.UpsertItems, request(item("acme", "i1")), "items[3].name")  # twice
+    keyed = item("acme", "x")
+    keyed.attributes["k" * 65] = "v"
+    assert_invalid(catalog.UpsertItems, request(keyed), "items[3].attributes['" + "k" * 65 + "']")
+    listed = catalog.ListItems(catalog_service_pb2.ListItemsRequest(parent="shops/acme"), timeout=5)
+    assert list(listed.items) == []  # all or nothing

@@ -1,14 +1,17 @@
-"""``make bench`` (bulk intake): a shop imported through the public API against a plain
-``executemany`` into the same SQLite file, in the same run.
+"""``make bench`` (bulk intake): a shop imported through the public API against a plain batched
+insert into the same database, on SQLite and on PostgreSQL, in the same run.
 
 The shop is the synthetic generator's JSON Lines (``python -m kosmos.datasets --out DIR``),
-imported exactly as ``kosmos import`` does (`kosmos.bulk`) into a cluster running as its own
-process (``python -m kosmos.cluster``, SQLite, ``synchronous=FULL``). The floor writes the same
-rows, already parsed, into copies of the same tables (same columns, keys, indexes and foreign
-keys) of the same database file, in transactions of the same size, with the store's pragmas:
-what SQLite itself costs, with no parsing, validation or RPC. We print records/s for both, their
-ratio, and what 10M events would take at the measured rate. For scale, the path a shop had
-before (one ``CreateCustomer`` per customer) is timed on a few hundred customers.
+imported exactly as ``kosmos import`` does (`kosmos.bulk`: items, then customers, then events)
+into a cluster running as its own process (``python -m kosmos.cluster``, authenticated with
+its bootstrap key like the other benchmarks), once on a SQLite file (``synchronous=FULL``) and
+once on PostgreSQL (a schema of its own; skipped when the server cannot be reached, never under
+``CI=true``). Right after each kind is imported, so that both see the same load on the
+machine, the floor writes the same rows, already parsed, into copies of the same tables (the
+same columns, keys, indexes and foreign keys, made from the real tables' own definitions) in
+the same database, with a plain ``executemany`` of ``INSERT`` in one transaction per batch of
+the API's batch size: what the database itself costs, with no parsing, validation or RPC. We
+print records/s for both and their ratio, and what 10M events would take at the measured rate.
 """
 
 from __future__ import annotations
@@ -16,12 +19,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import secrets
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 from rich.console import Console
 from rich.table import Table
@@ -33,135 +43,260 @@ from kosmos.datasets.__main__ import main as write_dataset
 SHOP = "bench"
 TEN_MILLION = 10_000_000
 TYPES = {"view": 1, "click": 2, "add_to_cart": 3, "purchase": 4, "rating": 5, "dismiss": 6}
+PG_URL = os.environ.get("KOSMOS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+KINDS = ("items", "customers", "interactions")
+BATCH = {
+    "items": bulk.ITEMS_BATCH,
+    "customers": bulk.CUSTOMERS_BATCH,
+    "interactions": bulk.INTERACTIONS_BATCH,
+}
+COLUMNS = {
+    "items": "shop_id, item_id, title, category, brand, price, available, attributes,"
+    " update_time, version",
+    "customers": "shop_id, customer_id, attributes, exclusions, create_time, update_time",
+    "interactions": "shop_id, customer_id, item_id, type, value, event_time, recommendation_id,"
+    " request_id, channel, device",
+}
 
 
-def floor(db: Path, folder: Path) -> dict[str, float]:
-    """records/s of a plain executemany of the same rows into copies of the real tables."""
-    conn = sqlite3.connect(db, isolation_level=None)
+def rows(folder: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """The rows each kind's store writes, as the floor inserts them."""
+
+    def read(kind: str) -> Iterator[dict[str, Any]]:
+        with (folder / f"{kind}.jsonl").open() as f:
+            yield from map(json.loads, f)
+
+    now = time.time()
+    return {
+        "items": [
+            (
+                SHOP,
+                i["item_id"],
+                i["title"],
+                i["category"],
+                i["brand"],
+                i["price"],
+                bool(i.get("available", True)),
+                json.dumps(i["attributes"]),
+                now,
+                1,
+            )
+            for i in read("items")
+        ],
+        "customers": [
+            (SHOP, c["customer_id"], json.dumps(c["attributes"]), "[]", now, now)
+            for c in read("customers")
+        ],
+        "interactions": [
+            (SHOP, e["customer_id"], e["item_id"], TYPES[e["type"]], e["value"], e["time"], "")
+            + ("floor", "", "")
+            for e in read("interactions")
+        ],
+    }
+
+
+Insert = Callable[[str, list[tuple[Any, ...]]], None]
+"""Writes one batch of one kind's rows into its floor table, in one transaction."""
+
+
+def _rate(insert: Insert, kind: str, rows: list[tuple[Any, ...]]) -> float:
+    """records/s of the plain insert of ``rows``, in batches of the API's size."""
+    started = time.perf_counter()
+    for start in range(0, len(rows), BATCH[kind]):
+        insert(kind, rows[start : start + BATCH[kind]])
+    return len(rows) / (time.perf_counter() - started)
+
+
+@contextmanager
+def sqlite_floor(db: Path) -> Iterator[Insert]:
+    """A plain executemany into copies of the real tables in the same file."""
+    conn = sqlite3.connect(db, isolation_level=None, timeout=30)
     for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON"):
         conn.execute(f"PRAGMA {pragma}")
-    conn.execute(
-        "CREATE TABLE floor_customers (shop_id TEXT NOT NULL REFERENCES shops (shop_id),"
-        " customer_id TEXT NOT NULL, attributes TEXT NOT NULL, exclusions TEXT NOT NULL,"
-        " create_time REAL NOT NULL, update_time REAL NOT NULL,"
-        " PRIMARY KEY (shop_id, customer_id)) WITHOUT ROWID"
+    for kind in KINDS:
+        for (ddl,) in conn.execute(
+            "SELECT sql FROM sqlite_master WHERE tbl_name = ? AND sql IS NOT NULL"
+            " ORDER BY type DESC",  # the table, then its indexes
+            (kind,),
+        ).fetchall():
+            ddl = re.sub(rf"\b{kind}\b", f"floor_{kind}", ddl, count=2)
+            ddl = re.sub(r"^CREATE INDEX (\w+)", r"CREATE INDEX floor_\1", ddl)
+            conn.execute(ddl)
+
+    def insert(kind: str, batch: list[tuple[Any, ...]]) -> None:
+        marks = ",".join("?" * len(batch[0]))
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(f"INSERT INTO floor_{kind} ({COLUMNS[kind]}) VALUES ({marks})", batch)
+        conn.execute("COMMIT")
+
+    try:
+        yield insert
+    finally:
+        for kind in reversed(KINDS):
+            conn.execute(f"DROP TABLE floor_{kind}")
+        conn.close()
+
+
+@contextmanager
+def postgres_floor(url: str) -> Iterator[Insert]:
+    """A plain executemany (psycopg 3, pipelined) into copies of the real tables in the same
+    schema."""
+    import psycopg
+
+    conn = psycopg.connect(url, autocommit=True)
+    for kind in KINDS:
+        conn.execute(f"CREATE TABLE floor_{kind} (LIKE {kind} INCLUDING ALL)")
+        for (definition,) in conn.execute(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
+            " WHERE conrelid = %s::regclass AND contype = 'f'",
+            (kind,),
+        ).fetchall():
+            conn.execute(f"ALTER TABLE floor_{kind} ADD {definition}")
+
+    def insert(kind: str, batch: list[tuple[Any, ...]]) -> None:
+        marks = ", ".join(["%s"] * len(batch[0]))
+        with conn.transaction(), conn.cursor() as cursor:
+            cursor.executemany(
+                f"INSERT INTO floor_{kind} ({COLUMNS[kind]}) VALUES ({marks})", batch
+            )
+
+    try:
+        yield insert
+    finally:
+        for kind in reversed(KINDS):
+            conn.execute(f"DROP TABLE floor_{kind}")
+        conn.close()
+
+
+@contextmanager
+def cluster(database_url: str) -> Iterator[tuple[str, str]]:
+    """A cluster process on ``database_url``: its address and bootstrap key."""
+    key = secrets.token_urlsafe(32)
+    env = {
+        **os.environ,
+        "KOSMOS_CLUSTER_LISTEN": "127.0.0.1:0",
+        "KOSMOS_DATABASE_URL": database_url,
+        "KOSMOS_LOG_LEVEL": "WARNING",
+        "KOSMOS_BOOTSTRAP_KEY": key,
+        "KOSMOS_PROCESSES": "1",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "kosmos.cluster"], env=env, stdout=subprocess.PIPE, text=True
     )
-    conn.execute(
-        "CREATE TABLE floor_interactions (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-        " shop_id TEXT NOT NULL, customer_id TEXT NOT NULL, item_id TEXT NOT NULL,"
-        " type INTEGER NOT NULL, value REAL NOT NULL, event_time REAL NOT NULL,"
-        " recommendation_id TEXT NOT NULL, request_id TEXT NOT NULL,"
-        " FOREIGN KEY (shop_id, customer_id) REFERENCES customers (shop_id, customer_id))"
-    )
-    for index in ("customer_id, seq", "request_id", "seq"):
-        name = "floor_by_" + index.split(",")[0]
-        conn.execute(f"CREATE INDEX {name} ON floor_interactions (shop_id, {index})")
-    now = time.time()
-    customers = [
-        (SHOP, c["customer_id"], json.dumps(c["attributes"]), "[]", now, now)
-        for c in map(json.loads, (folder / "customers.jsonl").read_text().splitlines())
-    ]
-    events = [
-        (SHOP, e["customer_id"], e["item_id"], TYPES[e["type"]], e["value"], e["time"], "", "f")
-        for e in map(json.loads, (folder / "interactions.jsonl").read_text().splitlines())
-    ]
-    rates = {}
-    for kind, rows, size, sql in (
-        ("customers", customers, bulk.CUSTOMERS_BATCH, "INSERT INTO floor_customers VALUES"),
-        (
-            "interactions",
-            events,
-            bulk.INTERACTIONS_BATCH,
-            "INSERT INTO floor_interactions (shop_id, customer_id, item_id, type, value,"
-            " event_time, recommendation_id, request_id) VALUES",
-        ),
+    try:
+        assert server.stdout is not None
+        yield server.stdout.readline().strip().rsplit(" ", 1)[-1], key
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+        if server.stdout is not None:
+            server.stdout.close()
+
+
+def measure(
+    database_url: str, folder: Path, data: dict[str, list[tuple[Any, ...]]], floor: Any
+) -> dict[str, tuple[int, float, float]]:
+    """Per kind: (records, seconds) imported the way ``kosmos import`` does, then at once the
+    floor's records/s for the same rows, so that both see the same load on the machine."""
+    out: dict[str, tuple[int, float, float]] = {}
+    with (
+        cluster(database_url) as (address, key),
+        KosmosClient(address, timeout=300, api_key=key) as client,
     ):
-        marks = ",".join("?" * len(rows[0]))
-        started = time.perf_counter()
-        for start in range(0, len(rows), size):
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(f"{sql} ({marks})", rows[start : start + size])
-            conn.execute("COMMIT")
-        rates[kind] = len(rows) / (time.perf_counter() - started)
-    conn.execute("DROP TABLE floor_interactions")
-    conn.execute("DROP TABLE floor_customers")
-    conn.close()
-    return rates
+        client.create_shop(SHOP)
+        with floor() as insert:
+            for kind, run in (
+                ("items", bulk.import_items),
+                ("customers", bulk.import_customers),
+                ("interactions", bulk.import_interactions),
+            ):
+                started = time.perf_counter()
+                count = run(client, SHOP, bulk.read_records(folder / f"{kind}.jsonl"))
+                seconds = time.perf_counter() - started
+                out[kind] = (count, seconds, _rate(insert, kind, data[kind]))
+    return out
+
+
+def postgres_schema(console: Console) -> tuple[str, Callable[[], None]] | None:
+    """A fresh schema's URL and how to drop it, or None when PostgreSQL is unreachable."""
+    import psycopg
+
+    try:
+        admin = psycopg.connect(PG_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI") == "true":
+            raise
+        console.print(f"PostgreSQL at {PG_URL} unreachable, skipped: {exc}")
+        return None
+    schema = f"kosmos_bench_import_{uuid.uuid4().hex[:10]}"
+    admin.execute(f"CREATE SCHEMA {schema}")
+
+    def drop() -> None:
+        admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        admin.close()
+
+    separator = "&" if "?" in PG_URL else "?"
+    return f"{PG_URL}{separator}options={quote(f'-c search_path={schema}')}", drop
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--customers", type=int, default=6000, help="synthetic customers (6000)")
-    p.add_argument("--items", type=int, default=1000, help="synthetic items (1000)")
-    p.add_argument("--one-by-one", type=int, default=300, help="customers created singly (300)")
+    p.add_argument("--customers", type=int, default=5000, help="synthetic customers (5000)")
+    p.add_argument("--items", type=int, default=10_000, help="synthetic items (10000)")
+    p.add_argument("--days", type=int, default=5, help="days of history (5)")
+    p.add_argument("--no-postgres", action="store_true", help="SQLite only")
     args = p.parse_args()
-    console = Console()
+    console = Console(width=max(Console().width, 110))
+    results: list[tuple[str, dict[str, tuple[int, float, float]]]] = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "shop"
         write_dataset(
-            ["--customers", str(args.customers), "--items", str(args.items), "--out", str(folder)]
+            ["--customers", str(args.customers), "--items", str(args.items)]
+            + ["--days", str(args.days), "--out", str(folder)]
         )
+        data = rows(folder)
         db = Path(tmp) / "bench.db"
-        env = {
-            **os.environ,
-            "KOSMOS_CLUSTER_LISTEN": "127.0.0.1:0",
-            "KOSMOS_DATABASE_URL": f"sqlite:///{db}",
-            "KOSMOS_LOG_LEVEL": "WARNING",
-        }
-        server = subprocess.Popen(
-            [sys.executable, "-m", "kosmos.cluster"], env=env, stdout=subprocess.PIPE, text=True
+        results.append(
+            ("SQLite", measure(f"sqlite:///{db}", folder, data, lambda: sqlite_floor(db)))
         )
-        try:
-            assert server.stdout is not None
-            address = server.stdout.readline().strip().rsplit(" ", 1)[-1]
-            api: dict[str, tuple[int, float]] = {}
-            with KosmosClient(address, timeout=120) as client:
-                client.create_shop(SHOP)
-                for kind, run in (
-                    ("items", bulk.import_items),
-                    ("customers", bulk.import_customers),
-                    ("interactions", bulk.import_interactions),
-                ):
-                    started = time.perf_counter()
-                    count = run(client, SHOP, bulk.read_records(folder / f"{kind}.jsonl"))
-                    api[kind] = (count, time.perf_counter() - started)
-                started = time.perf_counter()
-                for n in range(args.one_by_one):
-                    client.create_customer(SHOP, f"single-{n}", {"country": "UK"})
-                single = args.one_by_one / (time.perf_counter() - started)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
-            if server.stdout is not None:
-                server.stdout.close()
-        rates = floor(db, folder)
+        pg = None if args.no_postgres else postgres_schema(console)
+        if pg is not None:
+            url, drop = pg
+            try:
+                results.append(
+                    ("PostgreSQL", measure(url, folder, data, lambda: postgres_floor(url)))
+                )
+            finally:
+                drop()
     table = Table(
-        title=f"make bench — bulk intake through the API vs plain executemany, same SQLite file, "
-        f"{os.cpu_count()} cores",
+        title=f"make bench — bulk intake through the API vs a plain batched insert into the same"
+        f" database, {os.cpu_count()} cores",
         title_justify="left",
     )
-    for column in ("records", "count", "API s", "API /s", "executemany /s", "API / floor"):
-        table.add_column(column, justify="left" if column == "records" else "right")
-    for kind in ("customers", "interactions"):
-        count, seconds = api[kind]
-        table.add_row(
-            kind,
-            f"{count:,}",
-            f"{seconds:.1f}",
-            f"{count / seconds:,.0f}",
-            f"{rates[kind]:,.0f}",
-            f"{count / seconds / rates[kind]:.0%}",
-        )
-    table.add_row(
-        "customers, one CreateCustomer each", f"{args.one_by_one:,}", "", f"{single:,.0f}"
-    )
+    columns = ("store", "records", "a call", "count", "API s", "API /s", "plain insert /s")
+    for column in (*columns, "API / floor"):
+        table.add_column(column, justify="left" if column in ("store", "records") else "right")
+    for store, measured in results:
+        for kind in KINDS:
+            count, seconds, floor = measured[kind]
+            table.add_row(
+                store,
+                kind,
+                f"{BATCH[kind]:,}",
+                f"{count:,}",
+                f"{seconds:.1f}",
+                f"{count / seconds:,.0f}",
+                f"{floor:,.0f}",
+                f"{count / seconds / floor:.0%}",
+            )
     console.print(table)
-    events, seconds = api["interactions"]
-    console.print(
-        f"10M events through ImportInteractions at this rate: "
-        f"{TEN_MILLION / (events / seconds) / 60:.1f} min "
-        f"(plain executemany: {TEN_MILLION / rates['interactions'] / 60:.1f} min)"
-    )
+    for store, measured in results:
+        events, seconds, floor = measured["interactions"]
+        console.print(
+            f"{store}: 10M events through ImportInteractions at this rate take "
+            f"{TEN_MILLION / (events / seconds) / 60:.1f} min "
+            f"(plain insert: {TEN_MILLION / floor / 60:.1f} min)"
+        )
     return 0
 
 

@@ -86,3 +86,47 @@ def test_settings_revisions(store):
     assert [r.revision for r in store.list_shop_settings("acme", 2, 10)] == [1]
     with pytest.raises(NotFound):
         store.put_shop_settings("nope", {})
+
+
+def test_import_keeps_every_row_of_a_batch_in_order_even_repeated_and_odd_text(store):
+    """PostgreSQL imports with COPY: repeats within one batch are separate events, text that
+    COPY must escape arrives intact, and the rows keep the batch's order."""
+    seed(store)
+    odd = "tab\there\\back\nline é"
+    batch = [event(n) for n in range(2500)]
+    batch[7] = batch[6]  # the same event twice in one batch: two events
+    batch[9] = Interaction(
+        "acme", "alice", "i0", InteractionType.VIEW, 1e9 + 9, 0.0, odd, channel=odd, device="\\N"
+    )
+    assert store.import_interactions("acme", "big", "hash", batch) == (2500, False)
+    stored = list(store.iter_interactions("acme"))
+    assert [(i.item_id, i.type, i.event_time, i.value) for i in stored] == [
+        (i.item_id, i.type, i.event_time, i.value) for i in batch
+    ]
+    assert [i.seq for i in stored] == sorted({i.seq for i in stored})
+    assert (stored[9].recommendation_id, stored[9].channel, stored[9].device) == (odd, odd, "\\N")
+    assert stored[6].event_time == stored[7].event_time and stored[6].seq != stored[7].seq
+    # A retry of the same request stores nothing again and says how many it had stored.
+    assert store.import_interactions("acme", "big", "hash", batch) == (2500, True)
+    assert len(list(store.iter_interactions("acme"))) == 2500
+
+
+def test_an_import_naming_an_unknown_customer_stores_nothing_and_can_be_retried(store):
+    seed(store)
+    batch = [event(0), event(1, "carol"), event(2)]
+    with pytest.raises(NotFound) as caught:
+        store.import_interactions("acme", "r", "hash", batch)
+    assert "carol" in str(caught.value)
+    assert list(store.iter_interactions("acme")) == []
+    store.upsert_customers([Customer("acme", "carol")])
+    # The refused attempt left no request row behind: the same id now imports for real.
+    assert store.import_interactions("acme", "r", "hash", batch) == (3, False)
+    assert [i.customer_id for i in store.iter_interactions("acme")] == ["alice", "carol", "alice"]
+
+
+def test_an_item_twice_in_one_upsert_is_stored_once_as_its_last_copy(store):
+    seed(store)
+    version = store.catalog_version("acme")
+    store.upsert_items([Item("acme", "i1", title="first"), Item("acme", "i1", title="last")])
+    assert store.get_items("acme", ["i1"])["i1"].title == "last"
+    assert store.catalog_version("acme") == version + 1

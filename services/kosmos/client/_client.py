@@ -282,6 +282,7 @@ class KosmosClient:
         customers: Sequence[common_pb2.Customer],
         *,
         replace: Sequence[str] = (),
+        count_only: bool = False,
         timeout: float | None = None,
     ) -> tuple[list[common_pb2.Customer], int]:
         """Creates or replaces up to 1000 profiles at once (each with ``name`` set to
@@ -290,11 +291,14 @@ class KosmosClient:
         Args:
             replace: For profiles that exist, the fields to replace (``attributes``,
                 ``exclusions``); empty means both.
+            count_only: Ask for the count alone (the list returned is empty): a bulk load
+                does not need every profile echoed.
         """
         request = profile_service_pb2.CreateCustomersRequest(
             parent=f"shops/{shop_id}",
             customers=customers,
             update_mask=field_mask_pb2.FieldMask(paths=list(replace)),
+            count_only=count_only,
         )
         response = self._call(self._stubs.profile.CreateCustomers, request, timeout)
         return list(response.customers), int(response.created_count)
@@ -500,10 +504,19 @@ class KosmosClient:
     # -- catalog -----------------------------------------------------------------------------
 
     def upsert_items(
-        self, shop_id: str, items: Sequence[common_pb2.Item], *, timeout: float | None = None
+        self,
+        shop_id: str,
+        items: Sequence[common_pb2.Item],
+        *,
+        count_only: bool = False,
+        timeout: float | None = None,
     ) -> list[common_pb2.Item]:
-        """Creates or replaces items; each item's ``name`` is ``shops/{shop}/items/{item}``."""
-        request = catalog_service_pb2.UpsertItemsRequest(parent=f"shops/{shop_id}", items=items)
+        """Creates or replaces items; each item's ``name`` is ``shops/{shop}/items/{item}``.
+        Returns them as stored, or nothing with ``count_only`` (a bulk load does not need
+        every item echoed; all of them are stored when the call returns)."""
+        request = catalog_service_pb2.UpsertItemsRequest(
+            parent=f"shops/{shop_id}", items=items, count_only=count_only
+        )
         return list(self._call(self._stubs.catalog.UpsertItems, request, timeout).items)
 
     def get_item(

@@ -12,11 +12,13 @@ Two guards run on every public RPC before its servicer:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from kosmos.common.errors import InvalidArgument
@@ -93,7 +95,149 @@ def _is_map(field: FieldDescriptor) -> bool:
 
 
 def check_limits(message: Message, prefix: str = "") -> None:
-    """Raises InvalidArgument naming the first field of ``message`` past its limit."""
+    """Raises InvalidArgument naming the first field of ``message`` past its limit.
+
+    Each message type gets a plan once (`_plan`): which fields can break a limit at all, and
+    the smallest of those limits (`_Plan.bound`). A message whose whole encoding is no longer
+    than that bound cannot break any of them (a string of n characters takes at least n
+    bytes in UTF-8, a list or map of n entries at least n bytes packed, 2n otherwise: a tag
+    and a length each), so one C call (`ByteSize`) clears
+    most entries of a batch; only a larger one is checked field by field. A field type that
+    holds no string, list or map (a Timestamp) is never visited.
+    """
+    plan = _plan(message.DESCRIPTOR)
+    if plan is None:
+        _check_any(message, prefix)
+        return
+    if message.ByteSize() <= plan.bound:
+        return
+    _check_planned(message, prefix, plan)
+
+
+def _check_planned(message: Message, prefix: str, plan: _Plan) -> None:
+    for name, most in plan.strings:
+        if len(getattr(message, name)) > most:
+            raise InvalidArgument(prefix + name, "TOO_LONG", f"must be at most {most} characters")
+    for name in plan.maps:
+        _check_map(getattr(message, name), prefix + name)
+    for name, most, kind, _entry in plan.lists:
+        values = getattr(message, name)
+        if not values:
+            continue
+        path = prefix + name
+        if len(values) > most:
+            raise InvalidArgument(path, "TOO_MANY_ENTRIES", f"takes at most {most} entries")
+        if kind == _STRINGS:
+            longest = STRING_LIMITS.get(name, MAX_STRING)
+            if max(map(len, values)) > longest:
+                n = next(n for n, text in enumerate(values) if len(text) > longest)
+                raise InvalidArgument(
+                    f"{path}[{n}]", "TOO_LONG", f"must be at most {longest} characters"
+                )
+        elif kind == _MESSAGES:
+            entry_plan = _plan(values[0].DESCRIPTOR)
+            assert entry_plan is not None  # planned with its parent
+            bound = entry_plan.bound
+            for n, entry in enumerate(values):
+                if entry.ByteSize() > bound:
+                    _check_planned(entry, f"{path}[{n}].", entry_plan)
+    for name in plan.messages:
+        if message.HasField(name):
+            check_limits(getattr(message, name), prefix + name + ".")
+
+
+_STRINGS, _MESSAGES, _OTHER = 1, 2, 3
+_NO_LIMIT = 2**62
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    strings: tuple[tuple[str, int], ...]  # singular strings and their limits
+    maps: tuple[str, ...]
+    lists: tuple[tuple[str, int, int, Descriptor | None], ...]  # name, limit, kind, entry type
+    messages: tuple[str, ...]  # singular messages that can hold something limited
+    bound: int  # the smallest limit of any of them: an encoding this short breaks none
+
+
+_PLANNING: set[str] = set()
+
+
+@functools.cache
+def _plan(descriptor: Descriptor) -> _Plan | None:
+    """What of ``descriptor`` can break a limit; None for a type that contains itself."""
+    if descriptor.full_name in _PLANNING:
+        return None
+    _PLANNING.add(descriptor.full_name)
+    try:
+        strings, maps, lists, messages = [], [], [], []
+        limits = [_NO_LIMIT]
+        for field in sorted(descriptor.fields, key=lambda f: f.number):
+            is_message = field.type == FieldDescriptor.TYPE_MESSAGE
+            if is_message and _is_map(field):
+                maps.append(field.name)
+                entry_type = field.message_type
+                assert entry_type is not None
+                value = entry_type.fields_by_name["value"]
+                # A map of messages: checked entry by entry, whatever its size.
+                # Each entry takes a tag and a length byte at least: 2 bytes.
+                limits += [2 * MAX_MAP + 1, MAX_MAP_KEY, MAX_MAP_VALUE]
+                if value.type == FieldDescriptor.TYPE_MESSAGE:
+                    limits.append(0)
+            elif field.is_repeated:
+                most = FIELD_LIST_LIMITS.get(field.full_name) or LIST_LIMITS.get(
+                    field.name, MAX_LIST
+                )
+                if is_message:
+                    entry = _plan(field.message_type)
+                    if entry is None:
+                        return None
+                    kind = _MESSAGES if _holds_limits(entry) else _OTHER
+                    lists.append((field.name, most, kind, field.message_type))
+                    limits += [2 * most + 1, entry.bound]  # a tag and a length each
+                elif field.type == FieldDescriptor.TYPE_STRING:
+                    lists.append((field.name, most, _STRINGS, None))
+                    limits += [2 * most + 1, STRING_LIMITS.get(field.name, MAX_STRING)]
+                else:
+                    lists.append((field.name, most, _OTHER, None))
+                    limits.append(most)  # packed: a byte each at least
+            elif is_message:
+                child = _plan(field.message_type)
+                if child is None:
+                    return None
+                if _holds_limits(child):
+                    messages.append(field.name)
+                    limits.append(child.bound)
+            elif field.type == FieldDescriptor.TYPE_STRING:
+                strings.append((field.name, STRING_LIMITS.get(field.name, MAX_STRING)))
+                limits.append(strings[-1][1])
+        return _Plan(tuple(strings), tuple(maps), tuple(lists), tuple(messages), min(limits))
+    finally:
+        _PLANNING.discard(descriptor.full_name)
+
+
+def _holds_limits(plan: _Plan) -> bool:
+    return bool(plan.strings or plan.maps or plan.lists or plan.messages)
+
+
+def _check_map(value: Any, path: str) -> None:
+    if len(value) > MAX_MAP:
+        raise InvalidArgument(path, "TOO_MANY_ENTRIES", f"takes at most {MAX_MAP} entries")
+    for key in value:
+        if isinstance(key, str) and len(key) > MAX_MAP_KEY:
+            raise InvalidArgument(
+                path, "TOO_LONG", f"keys must be at most {MAX_MAP_KEY} characters"
+            )
+        entry = value[key]
+        if isinstance(entry, str) and len(entry) > MAX_MAP_VALUE:
+            raise InvalidArgument(
+                f"{path}[{key!r}]", "TOO_LONG", f"must be at most {MAX_MAP_VALUE} characters"
+            )
+        if isinstance(entry, Message):
+            check_limits(entry, f"{path}[{key!r}].")
+
+
+def _check_any(message: Message, prefix: str = "") -> None:
+    """`check_limits` field by field, for message types a plan cannot cover (recursive ones)."""
     for field, value in message.ListFields():
         path = prefix + field.name
         repeated = field.is_repeated
@@ -120,7 +264,7 @@ def check_limits(message: Message, prefix: str = "") -> None:
         values = value if repeated else [value]
         if is_message:
             for n, child in enumerate(values):
-                check_limits(child, f"{path}[{n}]." if repeated else path + ".")
+                _check_any(child, f"{path}[{n}]." if repeated else path + ".")
         elif field.type == FieldDescriptor.TYPE_STRING:
             most = STRING_LIMITS.get(field.name, MAX_STRING)
             for n, text in enumerate(values):

@@ -31,6 +31,19 @@ def check_attributes(attributes: Mapping[str, str], field: str) -> dict[str, str
     return dict(attributes)
 
 
+def plain_attributes(attributes: Mapping[str, str]) -> dict[str, str] | None:
+    """``attributes`` as a dict when they plainly pass `check_attributes`, else None (then
+    `check_attributes` names the entry at fault): the fast path of batch validation."""
+    if len(attributes) > MAX_ATTRIBUTES:
+        return None
+    # Key by key: dict() of a protobuf map goes through Python's Mapping mixin, 3x slower.
+    found = {key: attributes[key] for key in attributes}
+    for key, value in found.items():
+        if not 0 < len(key) <= MAX_ATTRIBUTE_KEY or len(value) > MAX_ATTRIBUTE_VALUE:
+            return None
+    return found
+
+
 def check_count(count: int, field: str, maximum: int, *, minimum: int = 0) -> None:
     """A repeated field's length is within [minimum, maximum]."""
     if count < minimum:

@@ -11,6 +11,7 @@ from typing import Any
 from kosmos.common import signing
 from kosmos.common.errors import InvalidArgument
 from kosmos.common.names import (
+    RESOURCE_ID,
     check_resource_id,
     customer_name,
     decode_page_token,
@@ -110,12 +111,24 @@ def interactions_from_proto(messages: Any, shop_id: str, now: float) -> list[Int
     per batch. A message that is not plainly valid goes through `interaction_from_proto`,
     which names the bad field.
     """
-    customers: dict[str, str] = {}  # checked resource name → customer id
-    items: set[str] = set()
+    prefix = f"shops/{shop_id}/customers/"
+    cut = len(prefix)
+    match = RESOURCE_ID.fullmatch
+    customers: dict[str, str] = {}  # resource name → customer id ("" when not plainly valid)
+    items: dict[str, bool] = {}  # item id → plainly valid
     latest = now + CLOCK_SKEW_SECONDS
     out = []
     for n, m in enumerate(messages):
-        customer_id = customers.get(m.customer)
+        name, item_id = m.customer, m.item_id
+        customer_id = customers.get(name)
+        if customer_id is None:
+            customer_id = name[cut:]
+            if not name.startswith(prefix) or match(customer_id) is None:
+                customer_id = ""
+            customers[name] = customer_id
+        item_ok = items.get(item_id)
+        if item_ok is None:
+            item_ok = items[item_id] = match(item_id) is not None
         kind = _KINDS.get(m.type)
         value = m.value
         event_time = now
@@ -123,8 +136,8 @@ def interactions_from_proto(messages: Any, shop_id: str, now: float) -> list[Int
             ts = m.event_time
             event_time = ts.seconds + ts.nanos / 1e9
         if (
-            customer_id is None
-            or m.item_id not in items
+            not customer_id
+            or not item_ok
             or kind is None
             or not 0.0 <= value <= (MAX_RATING if kind is InteractionType.RATING else math.inf)
             or not 0.0 < event_time <= latest
@@ -132,16 +145,13 @@ def interactions_from_proto(messages: Any, shop_id: str, now: float) -> list[Int
             or len(m.channel) > MAX_CONTEXT_TEXT
             or len(m.device) > MAX_CONTEXT_TEXT
         ):
-            checked = interaction_from_proto(m, shop_id, f"interactions[{n}]", now)
-            customers[m.customer] = checked.customer_id
-            items.add(checked.item_id)
-            out.append(checked)
+            out.append(interaction_from_proto(m, shop_id, f"interactions[{n}]", now))
             continue
         out.append(
             Interaction(
                 shop_id,
                 customer_id,
-                m.item_id,
+                item_id,
                 kind,
                 event_time,
                 value,

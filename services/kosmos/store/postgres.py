@@ -212,8 +212,11 @@ class _Pending:
     request_hash: str
     interactions: Sequence[Interaction]
     expires: float | None
+    # An import: answered with a count, written with COPY (no row comes back).
+    count_only: bool = False
     done: threading.Event = field(default_factory=threading.Event)
-    result: tuple[list[Interaction], bool] | None = None
+    # What was stored (empty for an import), how many, and whether it was a replay.
+    result: tuple[list[Interaction], int, bool] | None = None
     error: BaseException | None = None
 
 
@@ -606,31 +609,33 @@ class PostgresStore:
                     (shop_id,),
                 ).fetchone()
                 versions[shop_id] = int(row[0]) if row is not None else 0
-            with conn.cursor() as cursor:
-                cursor.executemany(
-                    f"INSERT INTO items ({_ITEM_COLUMNS}, version)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                    " ON CONFLICT (shop_id, item_id) DO UPDATE SET title = excluded.title,"
-                    " category = excluded.category, brand = excluded.brand,"
-                    " price = excluded.price, available = excluded.available,"
-                    " attributes = excluded.attributes, update_time = excluded.update_time,"
-                    " version = excluded.version",
-                    [
-                        (
-                            i.shop_id,
-                            i.item_id,
-                            i.title,
-                            i.category,
-                            i.brand,
-                            i.price,
-                            i.available,
-                            json.dumps(i.attributes),
-                            now,
-                            versions[i.shop_id],
-                        )
-                        for i in items
-                    ],
-                )
+            # One statement for the batch: the columns as arrays, unnested by the server. An
+            # item named twice is written once, as its last copy (one row may not be
+            # upserted twice by one statement).
+            rows = list({(i.shop_id, i.item_id): i for i in items}.values())
+            conn.execute(
+                f"INSERT INTO items ({_ITEM_COLUMNS}, version)"
+                " SELECT s, i, t, c, b, p, a, at, %s, v FROM unnest(%s::text[], %s::text[],"
+                " %s::text[], %s::text[], %s::text[], %s::float8[], %s::bool[], %s::text[],"
+                " %s::bigint[]) AS u(s, i, t, c, b, p, a, at, v)"
+                " ON CONFLICT (shop_id, item_id) DO UPDATE SET title = excluded.title,"
+                " category = excluded.category, brand = excluded.brand,"
+                " price = excluded.price, available = excluded.available,"
+                " attributes = excluded.attributes, update_time = excluded.update_time,"
+                " version = excluded.version",
+                (
+                    now,
+                    [i.shop_id for i in rows],
+                    [i.item_id for i in rows],
+                    [i.title for i in rows],
+                    [i.category for i in rows],
+                    [i.brand for i in rows],
+                    [i.price for i in rows],
+                    [i.available for i in rows],
+                    [json.dumps(i.attributes) for i in rows],
+                    [versions[i.shop_id] for i in rows],
+                ),
+            )
             for shop_id in versions:
                 self._notify(conn, Event(CATALOG, shop_id))
         return [
@@ -693,6 +698,19 @@ class PostgresStore:
     def record_interactions(
         self, shop_id: str, request_id: str, request_hash: str, interactions: Sequence[Interaction]
     ) -> tuple[list[Interaction], bool]:
+        stored, _count, replayed = self._group_commit(
+            shop_id, request_id, request_hash, interactions, count_only=False
+        )
+        return stored, replayed
+
+    def _group_commit(
+        self,
+        shop_id: str,
+        request_id: str,
+        request_hash: str,
+        interactions: Sequence[Interaction],
+        count_only: bool,
+    ) -> tuple[list[Interaction], int, bool]:
         deadline.check("recording interactions")
         if self._closed:
             raise Unavailable("STORE_CLOSED", "the store is shutting down; retry")
@@ -703,6 +721,7 @@ class PostgresStore:
             request_hash,
             interactions,
             None if left is None else time.monotonic() + left,
+            count_only,
         )
         self._pending.put(pending)
         # The committer bounds every wait of its transaction by the batch's deadline, so this
@@ -756,7 +775,7 @@ class PostgresStore:
         expiries = [p.expires for p in live if p.expires is not None]
         expires = min(expiries) if expiries else None
         lock_wait, statement = self._wait_bound(expires)
-        results: dict[int, tuple[list[Interaction], bool]] = {}
+        results: dict[int, tuple[list[Interaction], int, bool]] = {}
         errors: dict[int, KosmosError] = {}
         try:
             with (
@@ -791,7 +810,7 @@ class PostgresStore:
         return True
 
     @staticmethod
-    def _record_one(conn: Conn, p: _Pending) -> tuple[list[Interaction], bool]:
+    def _record_one(conn: Conn, p: _Pending) -> tuple[list[Interaction], int, bool]:
         inserted = conn.execute(
             "INSERT INTO feedback_requests (shop_id, request_id, request_hash, create_time)"
             " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1",
@@ -807,12 +826,20 @@ class PostgresStore:
                     "REQUEST_ID_REUSED",
                     f"request_id {p.request_id!r} was already used for a different request",
                 )
+            if p.count_only:
+                counted = conn.execute(
+                    "SELECT count(*) FROM interactions WHERE shop_id = %s AND request_id = %s",
+                    (p.shop_id, p.request_id),
+                ).fetchone()
+                assert counted is not None
+                return [], int(counted[0]), True
             rows = conn.execute(
                 f"SELECT {_INTERACTION_COLUMNS} FROM interactions"
                 " WHERE shop_id = %s AND request_id = %s ORDER BY seq",
                 (p.shop_id, p.request_id),
             ).fetchall()
-            return [_interaction(r) for r in rows], True
+            stored = [_interaction(r) for r in rows]
+            return stored, len(stored), True
         try:
             PostgresStore._check_references(conn, p.shop_id, p.interactions)
         except NotFound:
@@ -821,6 +848,31 @@ class PostgresStore:
                 (p.shop_id, p.request_id),
             )
             raise
+        if p.count_only:
+            # COPY: the rows stream to the server in one command, encoded by psycopg's C
+            # code, and no seq comes back. Identity values follow the stream's order.
+            with conn.cursor().copy(
+                "COPY interactions (shop_id, customer_id, item_id, type, value, event_time,"
+                " recommendation_id, request_id, channel, device) FROM STDIN"
+            ) as copy:
+                write = copy.write_row
+                shop_id, request_id = p.shop_id, p.request_id
+                for i in p.interactions:
+                    write(
+                        (
+                            shop_id,
+                            i.customer_id,
+                            i.item_id,
+                            int(i.type),
+                            i.value,
+                            i.event_time,
+                            i.recommendation_id,
+                            request_id,
+                            i.channel,
+                            i.device,
+                        )
+                    )
+            return [], len(p.interactions), False
         rows = conn.execute(
             "INSERT INTO interactions (shop_id, customer_id, item_id, type, value, event_time,"
             " recommendation_id, request_id, channel, device)"
@@ -858,7 +910,7 @@ class PostgresStore:
             )
             for i, seq in zip(p.interactions, seqs, strict=True)
         ]
-        return stored, False
+        return stored, len(stored), False
 
     @staticmethod
     def _check_references(conn: Conn, shop_id: str, interactions: Sequence[Interaction]) -> None:
@@ -889,9 +941,12 @@ class PostgresStore:
         self, shop_id: str, request_id: str, request_hash: str, interactions: Sequence[Interaction]
     ) -> tuple[int, bool]:
         # The same group-committed, idempotent path as live feedback: one WAL flush for many
-        # batches, the request id's row making a retry on any replica a replay.
-        stored, replayed = self.record_interactions(shop_id, request_id, request_hash, interactions)
-        return len(stored), replayed
+        # batches, the request id's row making a retry on any replica a replay; but written
+        # with COPY, and answered with a count.
+        _stored, count, replayed = self._group_commit(
+            shop_id, request_id, request_hash, interactions, count_only=True
+        )
+        return count, replayed
 
     def list_interactions(
         self, shop_id: str, customer_id: str, before_seq: int | None, limit: int

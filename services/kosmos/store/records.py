@@ -105,6 +105,8 @@ CUSTOMER_FIELDS = ("attributes", "exclusions", "preferences", "price_range")
 
 
 def encode_exclusions(exclusions: Sequence[Exclusion]) -> str:
+    if not exclusions:
+        return "[]"  # most profiles: no JSON encoder call for each of a bulk load's rows
     return json.dumps(
         [
             (e.kind.value, e.value)

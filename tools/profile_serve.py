@@ -1,8 +1,9 @@
 """Where the server's time goes under load: py-spy samples one serving process.
 
 Starts the cluster (one process, SQLite, the bench's synthetic shop), drives Recommend from
-client processes as ``tools/bench.py`` does and samples the server with py-spy for the length
-of the load. Prints the top frames by own time and by the time under them (inclusive), so a
+client processes as ``tools/bench.py`` does and samples the server with py-spy (``--gil``: only
+the thread holding the GIL, so the samples are where the process's one core goes) for the
+length of the load. Prints the top frames by own time and by the time under them (inclusive), so a
 change to the hot path can be judged by where the samples move.
 """
 
@@ -62,16 +63,30 @@ def main() -> int:
             with mp.get_context("spawn").Pool(4) as pool:
                 measure(pool, address, args.kind, 16, 800, customers, key)  # warm-up
                 spy = subprocess.Popen(
-                    [os.path.join(os.path.dirname(sys.executable), "py-spy"), "record",
-                     "--pid", str(server.pid), "--format", "raw", "--output", raw,
-                     "--rate", "200", "--nonblocking", "--gil"],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    [
+                        os.path.join(os.path.dirname(sys.executable), "py-spy"),
+                        "record",
+                        "--pid",
+                        str(server.pid),
+                        "--format",
+                        "raw",
+                        "--output",
+                        raw,
+                        "--rate",
+                        "200",
+                        "--nonblocking",
+                        "--gil",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
                 )
                 time.sleep(1.0)  # py-spy attaches
                 r = measure(pool, address, args.kind, args.clients, args.requests, customers, key)
                 spy.send_signal(2)
                 spy.wait(timeout=60)
-            console.print(f"{args.kind}: {r.rps:,.0f} req/s, p50 {r.p(50):.2f} ms, p99 {r.p(99):.2f} ms")
+            console.print(
+                f"{args.kind}: {r.rps:,.0f} req/s, p50 {r.p(50):.2f} ms, p99 {r.p(99):.2f} ms"
+            )
             own: collections.Counter[str] = collections.Counter()
             under: collections.Counter[str] = collections.Counter()
             total = 0
@@ -82,8 +97,6 @@ def main() -> int:
                     frames = [fr for fr in stack.split(";") if not fr.startswith("thread ")]
                     if not frames:
                         continue
-                    if "idle" in frames[-1] or frames[-1].startswith("wait ") or "(threading.py" in frames[-1]:
-                        pass
                     total += count
                     own[frames[-1]] += count
                     for fr in set(frames):

@@ -142,3 +142,16 @@ def test_the_command_writes_what_generate_returns(tmp_path):
     shop = generate(customers=60, items=30, seed=4)
     lines = (tmp_path / "interactions.jsonl").read_text().splitlines()
     assert [json.loads(line) for line in lines] == _rows(shop.interactions)
+
+
+def test_sessions_spread_over_the_whole_period():
+    # Customers start shopping at any time: some only in the last half (cold in a temporal
+    # split), and events are spread evenly over the days.
+    shop = generate(customers=400, items=60, seed=4)
+    middle = (shop.start_time + shop.end_time) / 2
+    first: dict[str, float] = {}
+    for i in shop.interactions:
+        first.setdefault(i.customer_id, i.time)
+    assert sum(t > middle for t in first.values()) > 0.03 * len(first)
+    late = sum(i.time > middle for i in shop.interactions)
+    assert 0.4 < late / len(shop.interactions) < 0.6

@@ -306,7 +306,9 @@ def _block_events(p: Plan, first: int, stop: int) -> npt.NDArray[np.void]:
     ).astype(np.int64)
     cust = np.repeat(np.arange(n), counts)
     customer_first = np.cumsum(counts) - counts
-    when = np.sort(rng.uniform(0.0, span, size=(n, int(counts.max()))), axis=1)
+    when = rng.uniform(0.0, span, size=(n, int(counts.max())))
+    when[np.arange(when.shape[1]) >= counts[:, None]] = np.inf  # each customer's own count
+    when = np.sort(when, axis=1)
     local = np.arange(len(cust)) - customer_first[cust]  # the session's number for its customer
     start = p.start_time + when[cust, local]
     cdf = np.cumsum(tastes, axis=1)[cust]

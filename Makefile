@@ -122,13 +122,14 @@ DATA_DIR ?= ../shared/data
 RETAIL := $(DATA_DIR)/online-retail/online_retail.csv.gz
 
 .PHONY: bench
-bench: setup ## Recommend vs an empty RPC (1 and 2 processes); grpc.aio; catalog size; plugin scoring vs numpy; bulk import vs executemany; the HTTP port vs gRPC.
+bench: setup ## Recommend vs an empty RPC (1 and 2 processes); grpc.aio; catalog size; plugin scoring vs numpy; bulk import vs executemany; Recommend, ANN recall and fit time as the shop grows; the HTTP port vs gRPC.
 	mkdir -p $(RUN_DIR)
 	$(PY) tools/bench.py --plot $(RUN_DIR)/bench-latency.png
 	$(PY) tools/bench_aio.py
 	$(PY) tools/bench_catalog.py
 	$(PY) tools/bench_store.py
 	$(PY) tools/bench_import.py
+	$(PY) tools/bench_scale.py
 	$(PY) tools/bench_http.py
 	@if [ -f "$(RETAIL)" ]; then \
 	  $(PY) plugins/implicit/bench.py --data "$(RETAIL)" && $(PY) plugins/lightfm/bench.py --data "$(RETAIL)" \

@@ -120,7 +120,10 @@ EVENT = np.dtype(
 BLOCK = 4096
 """Customers generated together. Fixed, so that a seed gives the same shop however it is read."""
 CANDIDATES = 16
-"""Items drawn by popularity per view, of which the customer's style picks one (see `_views`)."""
+"""In a large catalog, items drawn by popularity per view, of which the customer's liking for
+their styles picks one."""
+EXACT_POOL = 64
+"""Categories up to this many items choose each view from all of their items."""
 TYPE_NAMES = [""] + [t.name.lower() for t in sorted(InteractionType)]
 """``InteractionType`` number → the name the JSON Lines files use."""
 
@@ -237,7 +240,7 @@ def plan(
     ]
     # A few best sellers per category (Zipf), and a companion item for co-purchases.
     rank = np.arange(items) // n_cat
-    appeal = 1.0 / (1.0 + rank) ** 1.1
+    appeal = 1.0 / (1.0 + rank) ** 1.1  # as `_block_events` weighs candidates
     companion = rng.integers(items, size=items)
     # Item-level taste: items have a hidden style, customers a liking for styles, so two
     # customers of the same categories still prefer different items (what collaborative
@@ -316,21 +319,29 @@ def _block_events(p: Plan, first: int, stop: int) -> npt.NDArray[np.void]:
     category = np.minimum(category, len(CATEGORIES) - 1)
     empty = p.pool_size[category] == 0
 
-    # Views: 1-4 per session in its category; each picks, of CANDIDATES drawn by popularity,
-    # one by the customer's liking for their styles (so, roughly, popularity x own taste).
+    # Views: 1-4 per session in its category, each item picked by popularity x the customer's
+    # liking for its style. In a small catalog (categories of at most `EXACT_POOL` items) from
+    # the whole category; in a large one, of CANDIDATES drawn by popularity, one by liking
+    # (sampling-importance-resampling: close to the same choice at a fraction of the cost).
     views = rng.integers(1, 5, size=len(cust)) * ~empty
     vsess = np.repeat(np.arange(len(cust)), views)
     vcat = category[vsess]
     vcust = cust[vsess]
-    draw = vcat[:, None] + rng.random((len(vsess), CANDIDATES))
-    slot = np.searchsorted(p.pool_cdf, draw, side="left")
+    size = p.pool_size[vcat][:, None]
     lo = p.pool_start[vcat][:, None]
-    slot = np.clip(slot, lo, lo + p.pool_size[vcat][:, None] - 1)
-    candidates = p.pool_items[slot]
-    weight = np.exp(STYLE_WEIGHT * np.einsum("vkd,vd->vk", p.styles[candidates], liking[vcust]))
-    cum = np.cumsum(weight, axis=1)
+    if p.pool_size.max() <= EXACT_POOL:
+        offsets = np.arange(int(p.pool_size.max()))[None, :]
+        candidates = p.pool_items[lo + np.minimum(offsets, size - 1)]
+        prior = (offsets < size) / (1.0 + candidates // len(CATEGORIES)) ** 1.1
+    else:
+        draw = vcat[:, None] + rng.random((len(vsess), CANDIDATES))
+        slot = np.clip(np.searchsorted(p.pool_cdf, draw, side="left"), lo, lo + size - 1)
+        candidates = p.pool_items[slot]
+        prior = np.ones(candidates.shape)
+    liked = np.einsum("vkd,vd->vk", p.styles[candidates], liking[vcust])
+    cum = np.cumsum(prior * np.exp(STYLE_WEIGHT * liked), axis=1)
     pick = (cum < (rng.random(len(vsess)) * cum[:, -1])[:, None]).sum(axis=1)
-    item = candidates[np.arange(len(vsess)), np.minimum(pick, CANDIDATES - 1)]
+    item = candidates[np.arange(len(vsess)), np.minimum(pick, candidates.shape[1] - 1)]
 
     # Funnels: views lead to clicks, carts and purchases, one step after the other in time.
     u = rng.random((len(vsess), 5))

@@ -177,7 +177,7 @@ def serve(shop: Shop, key: str, requests: int) -> None:
                 break
         shop.serving_s = time.perf_counter() - started
         with KosmosClient(address, timeout=60, api_key=key) as admin:
-            storefront = admin.create_api_key("storefront", shop.shop, "bench").secret
+            storefront = admin.create_api_key("storefront", shop.shop, f"bench-{key[:6]}").secret
         stub = rgrpc.RecommendationServiceStub(with_key(channel, storefront))
         rng = random.Random(1)
         latencies = []
@@ -363,7 +363,9 @@ def main() -> int:
     )
     p.add_argument("--database", help="measure this loaded shop instead (with --shop)")
     p.add_argument("--shop", default=SHOP)
-    p.add_argument("--work", type=Path, help="keep the shops here (default: a temp dir)")
+    p.add_argument(
+        "--work", type=Path, help="keep the shops here, and reuse those loaded (default: temp)"
+    )
     args = p.parse_args()
     key = secrets.token_urlsafe(32)
     # CosineRecommender.fit converts the CSR matrix to COO and back, and says so; it is the
@@ -392,11 +394,18 @@ def main() -> int:
             folder = work / f"shop-{customers}x{items}"
             shop = Shop(dimension, customers, items, f"sqlite:///{folder}/kosmos.db")
             console.print(f"[bold]{customers:,} customers × {items:,} items[/bold]")
-            started = time.perf_counter()
-            counts = write(folder, customers, items, sessions_per_customer=args.sessions)
-            shop.generate_s, shop.events = time.perf_counter() - started, counts["interactions"]
-            console.print(f"  generated {shop.events:,} events in {shop.generate_s:.1f}s")
-            load(shop, folder, key)
+            loaded = folder / "loaded"  # --work kept a shop loaded by an earlier run
+            if loaded.exists():
+                shop.events, shop.load_s = (int(float(x)) for x in loaded.read_text().split())
+                console.print(f"  {shop.events:,} events loaded by an earlier run")
+            else:
+                started = time.perf_counter()
+                counts = write(folder, customers, items, sessions_per_customer=args.sessions)
+                shop.generate_s = time.perf_counter() - started
+                shop.events = counts["interactions"]
+                console.print(f"  generated {shop.events:,} events in {shop.generate_s:.1f}s")
+                load(shop, folder, key)
+                loaded.write_text(f"{shop.events} {shop.load_s}")
             serve(shop, key, args.requests)
             console.print(f"  serving after {shop.serving_s:.1f}s; p50 {shop.p50_ms:.2f} ms")
             train(shop, args.plugins, args.recall_queries)

@@ -1,22 +1,22 @@
 """``python -m kosmos.datasets``: write a synthetic shop as JSON Lines.
 
     python -m kosmos.datasets --customers 5000 --items 800 --days 90 --seed 7 --out var/shop
+    python -m kosmos.datasets --customers 1000000 --items 100000 --out var/big   # a few minutes
 
 writes ``customers.jsonl``, ``items.jsonl`` and ``interactions.jsonl`` (time-ordered) into
-``--out``, with a progress bar. The same arguments always give the same shop.
+``--out``, with a progress bar, streaming: memory stays bounded at any size. The same arguments
+always give the same shop, the one ``kosmos.datasets.generate`` returns in memory.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 from rich.console import Console
 
-from kosmos.datasets.synthetic import generate
+from kosmos.datasets.synthetic import write
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--days", type=int, default=60, help="days of history (60)")
     p.add_argument("--seed", type=int, default=7, help="random seed (7)")
     p.add_argument(
+        "--sessions",
+        type=float,
+        default=6.0,
+        help="mean shopping sessions per customer (6: about 33 events per customer)",
+    )
+    p.add_argument(
         "--end",
         type=float,
         default=None,
@@ -38,34 +44,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True, help="folder to write into")
     args = p.parse_args(argv)
     console = Console(stderr=True)
+    started = time.perf_counter()
     try:
-        shop = generate(
+        counts = write(
+            args.out,
             customers=args.customers,
             items=args.items,
             days=args.days,
             seed=args.seed,
-            progress=True,
+            sessions_per_customer=args.sessions,
+            console=console,
             **({"end_time": args.end} if args.end is not None else {}),
         )
     except ValueError as exc:
         console.print(f"[red]error[/red]: {exc}")
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    for name, rows in (
-        ("customers", shop.customers),
-        ("items", shop.items),
-        ("interactions", shop.interactions),
-    ):
-        with (args.out / f"{name}.jsonl").open("w") as f:
-            for row in rows:
-                record = asdict(row)
-                if "type" in record:
-                    record["type"] = row.type.name.lower()  # type: ignore[union-attr]
-                f.write(json.dumps(record) + "\n")
     console.print(
-        f"wrote {len(shop.customers)} customers, {len(shop.items)} items and "
-        f"{len(shop.interactions)} interactions to {args.out} "
+        f"wrote {counts['customers']} customers, {counts['items']} items and "
+        f"{counts['interactions']} interactions to {args.out} "
         f"in {time.perf_counter() - started:.1f}s"
     )
     return 0

@@ -595,12 +595,23 @@ def cmd_settings_set(client: KosmosClient, args: argparse.Namespace, out: Consol
     out.print_json(_settings_json(settings))
 
 
+DEFAULT_TIMEOUT = 10.0
+IMPORT_TIMEOUT = 300.0
+"""``kosmos import``'s deadline per call: one `ImportInteractions` of 10,000 events took more
+than 10 s into SQLite with 18M events stored (issue 12's million-customer shop)."""
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kosmos", description="Talk to a Kosmos cluster.")
     p.add_argument(
         "--target", help=f"host:port of the cluster (env {KOSMOS_TARGET}, default {DEFAULT_TARGET})"
     )
-    p.add_argument("--timeout", type=float, default=10.0, help="deadline per call, seconds")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help=f"deadline per call, s (default {DEFAULT_TIMEOUT:g}; import: {IMPORT_TIMEOUT:g})",
+    )
     p.add_argument("--api-key", help=f"the API key to send (env {KOSMOS_API_KEY})")
     p.add_argument("--tls-ca", help="call over TLS, trusting this CA (env KOSMOS_TLS_CA)")
     p.add_argument("--tls-cert", help="client certificate for mTLS (env KOSMOS_TLS_CLIENT_CERT)")
@@ -820,7 +831,10 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
     if args.tls_ca or args.tls_cert:
         tls = ClientTls(args.tls_ca or "", args.tls_cert or "", args.tls_key or "")
     try:
-        with KosmosClient(target, timeout=args.timeout, api_key=api_key, tls=tls) as client:
+        timeout = args.timeout
+        if timeout is None:  # one import call stores 10,000 events: seconds on a large shop
+            timeout = IMPORT_TIMEOUT if args.command == "import" else DEFAULT_TIMEOUT
+        with KosmosClient(target, timeout=timeout, api_key=api_key, tls=tls) as client:
             args.run(client, args, out)
     except KosmosRpcError as error:
         if args.json:

@@ -74,31 +74,26 @@ def new_recommendation_id(shop_id: str, now: float | None = None) -> str:
 
 
 def recommendation_id_age(value: str, now: float | None = None) -> float:
-    """Seconds since the id was stamped (a well-formed id; an unreadable stamp is infinitely
-    old). Checks no signature: call `recommendation_id_valid` for that."""
+    """Seconds since the id was stamped; a malformed id is infinitely old. Checks no signature:
+    `recommendation_id_valid` does."""
     parts = value.split(".")
+    if len(parts) != 3 or len(value) > 80:
+        return float("inf")
     try:
-        issued = int(parts[1], 16) if len(parts) == 3 else None
+        issued = int(parts[1], 16)
     except ValueError:
-        issued = None
-    if issued is None:
         return float("inf")
     return (now if now is not None else time.time()) - issued
 
 
 def recommendation_id_valid(shop_id: str, value: str, now: float | None = None) -> bool:
     """Whether ``value`` is an id this cluster served to ``shop_id`` within the TTL."""
-    parts = value.split(".")
-    if len(parts) != 3 or len(value) > 80:
+    age = recommendation_id_age(value, now)
+    if age == float("inf"):
         return False
-    nonce, stamp, signature = parts
+    nonce, stamp, signature = value.split(".")
     if not verify(mac("recommendation", shop_id, nonce, stamp), signature):
         return False
-    try:
-        issued = int(stamp, 16)
-    except ValueError:
-        return False
-    age = (now if now is not None else time.time()) - issued
     return -300 <= age <= RECOMMENDATION_ID_TTL_SECONDS
 
 

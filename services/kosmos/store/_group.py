@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable, Hashable, Sequence
 from typing import Generic, TypeVar
 
+from kosmos.common import deadline
 from kosmos.common.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,11 @@ class GroupWriter(Generic[T]):
         self._enqueue(_Ticket(item, key, wait=False))
 
     def flush(self, timeout: float = 10.0) -> None:
-        """Returns once every row put or submitted before the call is committed (or failed)."""
+        """Returns once every row put or submitted before the call is committed (or failed), or
+        after ``timeout`` seconds, or what is left of the caller's deadline if less."""
+        left = deadline.remaining()
+        if left is not None:
+            timeout = max(min(timeout, left), 0.0)
         with self._wake:
             target = self._enqueued
             self._wake.notify()

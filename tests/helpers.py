@@ -83,3 +83,27 @@ def assert_code(call, request, code: grpc.StatusCode, reason: str = "") -> None:
     if reason:
         assert got_reason == reason
     assert "Traceback" not in (caught.value.details() or "")
+
+
+def first_serving(channel: grpc.Channel, service: str = "", timeout: float = 30.0) -> int:
+    """Watches ``service``'s health until it says SERVING (a recommendation replica says
+    NOT_SERVING while it loads its first models) and returns the last status seen: SERVING,
+    or whatever it still said when ``timeout`` ran out. The Watch stream pushes each change,
+    so this waits on the server, not on a sleep."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    stream = health_pb2_grpc.HealthStub(channel).Watch(
+        health_pb2.HealthCheckRequest(service=service), timeout=timeout
+    )
+    status = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+    try:
+        for response in stream:
+            status = response.status
+            if status == health_pb2.HealthCheckResponse.SERVING:
+                break
+    except grpc.RpcError as error:
+        if error.code() is not grpc.StatusCode.DEADLINE_EXCEEDED:
+            raise
+    finally:
+        stream.cancel()
+    return status

@@ -18,7 +18,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from kosmos.client import InteractionInput, KosmosClient, UnauthenticatedError
 from kosmos.common.auth import with_key
 from kosmos.v1 import recommendation_service_pb2, recommendation_service_pb2_grpc
-from tests.helpers import item
+from tests.helpers import first_serving, item
 
 BOOTSTRAP = "process-test-bootstrap-key-0123456789"
 
@@ -63,9 +63,7 @@ def test_each_service_runs_alone_and_stops_on_sigterm(module, listen_var, servic
     proc, address = start(module, listen_var, tmp_path)
     try:
         with grpc.insecure_channel(address) as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-            status = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
-            assert status == health_pb2.HealthCheckResponse.SERVING
+            assert first_serving(channel, service) == health_pb2.HealthCheckResponse.SERVING
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0
@@ -293,9 +291,8 @@ def test_a_killed_process_is_replaced_and_the_port_keeps_serving(tmp_path):
                     grpc.insecure_channel(address, [("grpc.use_local_subchannel_pool", 1)])
                 )
                 grpc.channel_ready_future(channels[-1]).result(timeout=10)
-            health = health_pb2_grpc.HealthStub(channels[-1])
-            status = health.Check(health_pb2.HealthCheckRequest(), timeout=5).status
-            assert status == health_pb2.HealthCheckResponse.SERVING
+            # The replacement serves once its models are loaded (NOT_SERVING until then).
+            assert first_serving(channels[-1]) == health_pb2.HealthCheckResponse.SERVING
         finally:
             for channel in channels:
                 channel.close()

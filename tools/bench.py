@@ -172,6 +172,36 @@ def span_cost(n: int = 20000) -> tuple[float, float]:
     return out[0], out[1]
 
 
+def domain_cost(database_url: str, env: dict[str, str], customers: list[str], n: int) -> float:
+    """Milliseconds of CPU per ``Recommend`` in the domain alone: `Recommendations.recommend`
+    called in this process on the loaded shop, built as the server builds it (same settings),
+    with no transport, interceptors or response messages. The thread's own CPU time, so the
+    machine's other load counts little; the median of five rounds."""
+    import statistics
+
+    from kosmos.common.config import RecommendationSettings
+    from kosmos.recommendation import Context, build
+    from kosmos.store import open_store
+
+    store = open_store(database_url)
+    try:
+        built = build(store, RecommendationSettings.from_env(env))
+        rng = random.Random(5)
+        context = Context("", "", "", frozenset())
+        for _ in range(300):  # fits the models in process, warms the caches
+            built.recommendations.recommend(SHOP, rng.choice(customers), context, 10, 0)
+        rounds = []
+        for _ in range(5):
+            started = time.thread_time()
+            for _ in range(max(1, n // 5)):
+                built.recommendations.recommend(SHOP, rng.choice(customers), context, 10, 0)
+            rounds.append((time.thread_time() - started) / max(1, n // 5) * 1000)
+        built.models.stop()
+        return statistics.median(rounds)
+    finally:
+        store.close()
+
+
 @dataclass
 class Phase:
     processes: int
@@ -181,9 +211,15 @@ class Phase:
 
 
 def run_setup(
-    args: argparse.Namespace, processes: int, ratio: str, console: Console, shop: object
+    args: argparse.Namespace,
+    processes: int,
+    ratio: str,
+    console: Console,
+    shop: object,
+    domain: list[float] | None = None,
 ) -> tuple[list[Phase], float]:
-    """One cluster with ``processes`` processes and sampling ``ratio``: every phase, and RSS."""
+    """One cluster with ``processes`` processes and sampling ``ratio``: every phase, and RSS;
+    with ``domain``, also the domain's CPU per call on the same database (appended to it)."""
     phases: list[Phase] = []
     with tempfile.TemporaryDirectory() as tmp:
         env = {
@@ -223,6 +259,8 @@ def run_setup(
             server.terminate()
             server.wait(timeout=60)
             server.stdout.close()
+        if domain is not None:
+            domain.append(domain_cost(env["KOSMOS_DATABASE_URL"], env, customers, args.requests))
     return phases, rss
 
 
@@ -276,9 +314,12 @@ def main() -> int:
     shop = generate(customers=args.customers, items=args.items, end_time=time.time())
     phases: list[Phase] = []
     memory: list[tuple[int, str, float]] = []
+    domain: list[float] = []
     for processes in args.processes:
         for ratio in args.trace_ratios:
-            found, rss = run_setup(args, processes, ratio, console, shop)
+            found, rss = run_setup(
+                args, processes, ratio, console, shop, domain if not domain else None
+            )
             phases += found
             memory.append((processes, ratio, rss))
 
@@ -332,6 +373,13 @@ def main() -> int:
                         f"Recommend at {c} clients, trace {ratio}: {other} processes"
                         f" {many / one:.2f}× the throughput of {first}"
                     )
+    first_floor = next(ph for ph in phases if ph.result.name == "floor")
+    console.print(
+        f"The domain alone (Recommendations.recommend in process, no transport): {domain[0]:.2f}"
+        f" ms CPU per call, {domain[0] / first_floor.cpu_ms:.2f}× the floor's CPU per RPC"
+        f" ({first_floor.cpu_ms:.2f} ms at {first_floor.result.concurrency} client(s),"
+        f" {first_floor.processes} process(es))"
+    )
     for processes, ratio, rss in memory:
         console.print(f"RSS after the run, {processes} process(es), trace {ratio}: {rss:,.0f} MiB")
     if args.plot:

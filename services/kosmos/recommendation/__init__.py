@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import grpc
 
@@ -32,9 +33,11 @@ MODEL_SERVICE_NAME = model_service_pb2.DESCRIPTOR.services_by_name["ModelService
 __all__ = [
     "MODEL_SERVICE_NAME",
     "SERVICE_NAME",
+    "Built",
     "Context",
     "ModelHub",
     "Recommendations",
+    "build",
     "services",
 ]
 
@@ -59,17 +62,23 @@ def load_plugins(settings: RecommendationSettings) -> dict[str, LoadedPlugin]:
     return {**local, **remote}
 
 
-def services(
+@dataclass(frozen=True, slots=True)
+class Built:
+    """The recommendation service's parts, before any server: the domain that answers
+    ``Recommend`` and ``SimilarItems``, the model hub behind it (not started) and the model
+    administration (``TrainModels``)."""
+
+    recommendations: Recommendations
+    models: ModelHub
+    admin: ModelAdmin
+
+
+def build(
     store: Store,
     settings: RecommendationSettings,
     plugins: Mapping[str, LoadedPlugin] | None = None,
-) -> list[Service]:
-    """The recommendation service, its plugins loaded and its model refresher started.
-
-    Args:
-        store: Where profiles, the catalog and interactions live.
-        settings: Routing, filtering and refresh settings.
-        plugins: The recommenders to route to; those installed (entry points) by default.
+) -> Built:
+    """The parts `services` serves, for a server or a benchmark of the domain in process.
 
     Raises:
         kosmos.plugin.PluginLoadError: A routed recommender cannot be loaded.
@@ -114,19 +123,39 @@ def services(
         pins=settings.model_pins,
         documents=DocumentCache(store),
     )
-    servicer = RecommendationServicer(
-        Recommendations(
-            store,
-            models,
-            settings.routing,
-            settings.max_per_category,
-            settings.recent_interactions,
-            settings.repurchase_cooldown_hours,
-            seen_policy=policy,
-            weights=settings.weights,
-            shop_settings=shops,
-        )
+    recommendations = Recommendations(
+        store,
+        models,
+        settings.routing,
+        settings.max_per_category,
+        settings.recent_interactions,
+        settings.repurchase_cooldown_hours,
+        seen_policy=policy,
+        weights=settings.weights,
+        shop_settings=shops,
     )
+    admin = ModelAdmin(store, models, plugins, settings.plugin_settings, settings.model_keep)
+    return Built(recommendations, models, admin)
+
+
+def services(
+    store: Store,
+    settings: RecommendationSettings,
+    plugins: Mapping[str, LoadedPlugin] | None = None,
+) -> list[Service]:
+    """The recommendation service, its plugins loaded and its model refresher started.
+
+    Args:
+        store: Where profiles, the catalog and interactions live.
+        settings: Routing, filtering and refresh settings.
+        plugins: The recommenders to route to; those installed (entry points) by default.
+
+    Raises:
+        kosmos.plugin.PluginLoadError: A routed recommender cannot be loaded.
+    """
+    built = build(store, settings, plugins)
+    models = built.models
+    servicer = RecommendationServicer(built.recommendations)
 
     def register(server: grpc.Server) -> None:
         recommendation_service_pb2_grpc.add_RecommendationServiceServicer_to_server(
@@ -134,9 +163,7 @@ def services(
         )
         models.start()
 
-    admin = ModelServicer(
-        ModelAdmin(store, models, plugins, settings.plugin_settings, settings.model_keep)
-    )
+    admin = ModelServicer(built.admin)
 
     def register_admin(server: grpc.Server) -> None:
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(admin, server)

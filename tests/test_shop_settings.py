@@ -110,6 +110,8 @@ def test_update_is_versioned_and_listable(kosmos, stub):
             "settings.plugin_settings['popularity']",
         ),
         (pb.ShopSettings(max_per_category=0), "max_per_category", "settings.max_per_category"),
+        (pb.ShopSettings(list_length=0), "list_length", "settings.list_length"),
+        (pb.ShopSettings(list_length=201), "list_length", "settings.list_length"),
         (
             pb.ShopSettings(
                 seen_items=pb.SeenItemPolicy(

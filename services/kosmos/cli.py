@@ -560,6 +560,8 @@ def _settings_change(
             message.routing = value
         elif key == "max_per_category":
             message.max_per_category = int(value)
+        elif key == "list_length":
+            message.list_length = int(value)
         elif head == "interaction_weights" and leaf:
             setattr(message.interaction_weights, leaf, float(value))
         elif key == "seen_items.owned_types":
@@ -687,7 +689,7 @@ def parser() -> argparse.ArgumentParser:
     sg.add_argument("--revision", type=int, default=0, help="an older revision")
     sg.set_defaults(run=cmd_settings_get)
     fields = (
-        "routing, max_per_category, plugin_settings.<plugin>.<setting>, "
+        "routing, max_per_category, list_length, plugin_settings.<plugin>.<setting>, "
         "seen_items.owned_types (e.g. purchase,rating), seen_items.repeat_purchase_mode "
         "(learned|always|never), seen_items.repurchase_threshold, seen_items.repeatable_item_ids, "
         "seen_items.repeatable_categories, interaction_weights.<view|click|add_to_cart|purchase|"

@@ -24,6 +24,7 @@ def test_defaults():
     r = RecommendationSettings.from_env({})
     assert r.routing.chain(True) == ("popularity",) == r.routing.chain(False)
     assert r.max_per_category == 3
+    assert r.list_length == 50
 
 
 def test_values_are_read():
@@ -33,6 +34,7 @@ def test_values_are_read():
         "KOSMOS_ROUTING": "als, popularity",
         "KOSMOS_DISABLED_RECOMMENDERS": "bpr",
         "KOSMOS_PLUGIN__ALS__FACTORS": "32",
+        "KOSMOS_LIST_LENGTH": "20",
     }
     c = ServerConfig.from_env(config.KOSMOS_FEEDBACK_LISTEN, "x:1", env)
     r = RecommendationSettings.from_env(env)
@@ -40,6 +42,7 @@ def test_values_are_read():
     assert r.routing.warm == ("als", "popularity") == r.routing.cold
     assert r.disabled == {"bpr"}
     assert r.plugin_settings == {"als": {"factors": "32"}}
+    assert r.list_length == 20
 
 
 @pytest.mark.parametrize(
@@ -65,6 +68,8 @@ def test_bad_server_values_name_the_variable(env, variable):
         ({"KOSMOS_ROUTING": "warm=als"}, "KOSMOS_ROUTING"),
         ({"KOSMOS_ROUTING": "hot=als;cold=lightfm"}, "KOSMOS_ROUTING"),
         ({"KOSMOS_MAX_PER_CATEGORY": "0"}, "KOSMOS_MAX_PER_CATEGORY"),
+        ({"KOSMOS_LIST_LENGTH": "0"}, "KOSMOS_LIST_LENGTH"),
+        ({"KOSMOS_LIST_LENGTH": "201"}, "KOSMOS_LIST_LENGTH"),
         ({"KOSMOS_PLUGIN__ALS": "1"}, "KOSMOS_PLUGIN__ALS"),
     ],
 )

@@ -298,6 +298,28 @@ def test_pages_of_any_size_never_repeat_and_together_are_one_list(property_clust
     assert all(x == lists[0] for x in lists)
 
 
+def test_a_shop_keeps_as_long_a_list_as_it_sets(shop):
+    # A shop that never pages far keeps a shorter list (less work per first page, issue 12);
+    # the pages are still one list, and a first page larger than the list still comes whole.
+    client = shop.client
+    whole = [i for p in walk(client, 7) for i in p]
+    assert len(whole) == 40  # alice has none of the 40 items: the catalog ends the list
+    twelve = shop_settings_service_pb2.ShopSettings(list_length=12)
+    client.update_shop_settings("acme", twelve, ["list_length"])
+    assert client.get_shop_settings("acme").list_length == 12
+    pages = walk(client, 5)
+    assert [len(p) for p in pages] == [5, 5, 2]
+    assert [i for p in pages for i in p] == whole[:12]  # the same ranking, cut at 12
+    assert ids(client.recommend("acme", "alice", page_size=20)) == whole[:20]
+    similar = [i for p in walk_similar(client, 2) for i in p]  # 9 of i00's category
+    client.update_shop_settings(
+        "acme", shop_settings_service_pb2.ShopSettings(list_length=4), ["list_length"]
+    )
+    assert [i for p in walk_similar(client, 2) for i in p] == similar[:4]
+    client.update_shop_settings("acme", shop_settings_service_pb2.ShopSettings(), ["list_length"])
+    assert [i for p in walk(client, 7) for i in p] == whole  # back to the cluster's 50
+
+
 def walk_similar(client, size: int, between=None) -> list[list[str]]:
     pages, token, rid = [], "", ""
     while True:

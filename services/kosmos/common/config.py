@@ -120,6 +120,17 @@ KOSMOS_MAX_PER_CATEGORY = "KOSMOS_MAX_PER_CATEGORY"
 """Variety: at most this many offers of one category in a page, while others are left.
 Default: ``3``."""
 
+KOSMOS_LIST_LENGTH = "KOSMOS_LIST_LENGTH"
+"""How many offers the list behind a recommendation id holds: a first page ranks this many,
+later pages are slices of it (a larger first page ranks a list of its own size). Fewer cost
+less per first page; a shop that never pages past its first page needs no more than it shows.
+1 to ``MAX_LIST_LENGTH`` (200). Default: ``50``."""
+
+DEFAULT_LIST_LENGTH = 50
+MAX_LIST_LENGTH = 200
+"""The longest list a shop may keep behind a recommendation id (``KOSMOS_LIST_LENGTH``, the
+per-shop ``list_length``)."""
+
 KOSMOS_RECENT_INTERACTIONS = "KOSMOS_RECENT_INTERACTIONS"
 """How many of a customer's latest interactions each recommendation reads. Default: ``25``."""
 
@@ -267,6 +278,13 @@ def _positive_int(raw: str) -> int:
     value = int(raw)
     if value <= 0:
         raise ValueError("must be a positive integer")
+    return value
+
+
+def _list_length(raw: str) -> int:
+    value = int(raw)
+    if not 1 <= value <= MAX_LIST_LENGTH:
+        raise ValueError(f"must be 1 to {MAX_LIST_LENGTH}")
     return value
 
 
@@ -591,6 +609,7 @@ class RecommendationSettings:
         disabled: See `KOSMOS_DISABLED_RECOMMENDERS`.
         refresh_seconds: See `KOSMOS_MODEL_REFRESH_SECONDS`.
         max_per_category: See `KOSMOS_MAX_PER_CATEGORY`.
+        list_length: See `KOSMOS_LIST_LENGTH`.
         recent_interactions: See `KOSMOS_RECENT_INTERACTIONS`.
         repurchase_cooldown_hours: See `KOSMOS_REPURCHASE_COOLDOWN_HOURS`.
         model_dir: See `KOSMOS_MODEL_DIR`.
@@ -610,14 +629,15 @@ class RecommendationSettings:
         repeatable_items: See `KOSMOS_REPEATABLE_ITEMS`.
         repeatable_categories: See `KOSMOS_REPEATABLE_CATEGORIES`.
 
-    Each shop may override routing, plugin settings, variety, the seen-item policy and the
-    weights (`kosmos.shopconfig`); these are the cluster-wide defaults.
+    Each shop may override routing, plugin settings, variety, the list length, the seen-item
+    policy and the weights (`kosmos.shopconfig`); these are the cluster-wide defaults.
     """
 
     routing: Routing = field(default_factory=Routing)
     disabled: frozenset[str] = frozenset()
     refresh_seconds: float = 60.0
     max_per_category: int = 3
+    list_length: int = DEFAULT_LIST_LENGTH
     recent_interactions: int = 25
     repurchase_cooldown_hours: float = 24.0
     model_dir: str = ""
@@ -661,6 +681,7 @@ class RecommendationSettings:
             max_per_category=_read(
                 env, KOSMOS_MAX_PER_CATEGORY, defaults.max_per_category, _positive_int
             ),
+            list_length=_read(env, KOSMOS_LIST_LENGTH, defaults.list_length, _list_length),
             recent_interactions=_read(
                 env, KOSMOS_RECENT_INTERACTIONS, defaults.recent_interactions, _positive_int
             ),

@@ -133,6 +133,7 @@ def build(
         seen_policy=policy,
         weights=settings.weights,
         shop_settings=shops,
+        list_length=settings.list_length,
     )
     admin = ModelAdmin(store, models, plugins, settings.plugin_settings, settings.model_keep)
     return Built(recommendations, models, admin)

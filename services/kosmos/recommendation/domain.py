@@ -155,6 +155,7 @@ class _ShopView:
     max_per_category: int
     seen_policy: SeenPolicy
     weights: Weights
+    list_length: int = pages.LIST_LENGTH
 
 
 def _served(page: OfferPage, shop_id: str, rpc: str) -> None:
@@ -180,10 +181,13 @@ class Recommendations:
         weights: Weights = DEFAULT_WEIGHTS,
         reasons: bool = True,
         shop_settings: ShopSettings | None = None,
+        list_length: int = pages.LIST_LENGTH,
     ) -> None:
         # Per-shop settings over the cluster's (the arguments above): routing, variety, the
-        # seen-item policy and weights, read once per request (`kosmos.shopconfig`).
+        # list length, the seen-item policy and weights, read once per request
+        # (`kosmos.shopconfig`).
         self.shop_settings = shop_settings
+        self.list_length = list_length
         self.seen_policy = seen_policy or SeenPolicy()
         self.weights = weights
         self.reasons = reasons
@@ -289,7 +293,7 @@ class Recommendations:
                 customer.attributes, len(inputs.dismissed_item_ids)
             )
         # A first page larger than the list ranks a list of its own size.
-        length = max(pages.LIST_LENGTH, page_size)
+        length = max(shop.list_length, page_size)
         want = length - 1
         query = RecommendQuery(
             customer_id=customer_id if choices.personal else MASKED_CUSTOMER_ID,
@@ -369,7 +373,7 @@ class Recommendations:
             excluded |= inputs.dismissed_item_ids
             excluded |= choices.item_ids
         # One list whatever the page size (stable, prefix-stable pages), as Recommend ranks.
-        length = max(pages.LIST_LENGTH, page_size)
+        length = max(shop.list_length, page_size)
         want = length - 1
         query = SimilarItemsQuery(
             item_id=item_id,
@@ -642,9 +646,15 @@ class Recommendations:
         """What applies to one shop: its settings (cached by revision), or the cluster's; at
         ``revision`` when the request read it already, else the cached or current one."""
         if self.shop_settings is None:
-            return _ShopView(self.routing, self.max_per_category, self.seen_policy, self.weights)
+            return _ShopView(
+                self.routing,
+                self.max_per_category,
+                self.seen_policy,
+                self.weights,
+                self.list_length,
+            )
         e = self.shop_settings.settings_for(shop_id, revision)
-        return _ShopView(e.routing, e.max_per_category, e.seen_items, e.weights)
+        return _ShopView(e.routing, e.max_per_category, e.seen_items, e.weights, e.list_length)
 
     def _vary(self, offers: list[Offer], limit: int, max_per_category: int) -> list[Offer]:
         """Keeps the chain's order but lets no category take more than its share of any window

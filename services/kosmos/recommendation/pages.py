@@ -1,6 +1,7 @@
 """Stable pages: one ranked list behind each recommendation id (issue 13).
 
-The first page of a Recommend ranks one list of up to `LIST_LENGTH` offers, whatever the page
+The first page of a Recommend ranks one list of up to the shop's list length of offers
+(`LIST_LENGTH` unless the shop or ``KOSMOS_LIST_LENGTH`` says otherwise), whatever the page
 size, and keeps it in the store for `LIST_TTL_SECONDS` under its recommendation id
 (`Store.put_recommendation_list`, written behind the first page: the Recommend does not wait
 for the write). Every later page (its token names the id and an offset) is
@@ -24,17 +25,21 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any, Protocol, TypeVar
 
-LIST_LENGTH = 50
-"""Offers ranked behind one recommendation id (pages beyond it are empty): five pages of 10.
-Ranking more costs every first page (about 2 ms more for 100 on the 2-core machine)."""
+from kosmos.common.config import DEFAULT_LIST_LENGTH
+
+LIST_LENGTH = DEFAULT_LIST_LENGTH
+"""Offers ranked behind one recommendation id by default (pages beyond it are empty): five
+pages of 10. Ranking more costs every first page (about 2 ms more for 100 on the 2-core
+machine; 20 instead of 50 cost about 30% less in the domain, issue 12), so a shop may keep
+fewer (``list_length`` in its settings, ``KOSMOS_LIST_LENGTH`` for the cluster)."""
 LIST_MARGIN = 20
 """Candidates the chain is asked for beyond the list's length, for the filters to drop: the
-same for every page size up to `LIST_LENGTH`, so that the list is too (the query already
+same for every page size up to the list's length, so that the list is too (the query already
 excludes what the customer has, dismissed or excluded, so few are dropped; when more are, the
 chain is asked again for more: `kosmos.recommendation.domain.REFILL_FACTOR`). Each one costs
 every Recommend (each is scored, filtered and worded: issue 12 cut 30 to 20; more
 than 20 of the 70 dropped, out of stock say, costs a second, larger ask). A first page
-larger than `LIST_LENGTH` ranks a list of its own size."""
+larger than the list's length ranks a list of its own size."""
 LIST_TTL_SECONDS = 24 * 3600
 """How long the list behind a recommendation id is kept; an older page token is refused
 (INVALID_ARGUMENT, ``PAGE_TOKEN_EXPIRED``)."""

@@ -9,7 +9,7 @@ from dataclasses import replace as dataclass_replace
 from types import MappingProxyType
 from typing import Any
 
-from kosmos.common.config import RecommendationSettings
+from kosmos.common.config import DEFAULT_LIST_LENGTH, RecommendationSettings
 from kosmos.plugin import LoadedPlugin, RecommenderFactory, discover
 from kosmos.plugin.routing import Routing
 from kosmos.plugin.signals import DEFAULT_WEIGHTS, Weights
@@ -30,6 +30,7 @@ class EffectiveSettings:
         routing: The recommender chains.
         plugin_settings: Plugin name → setting → value (the cluster's, overridden key by key).
         max_per_category: Variety: offers per category in a page while others are left.
+        list_length: Offers in the list behind a recommendation id (``KOSMOS_LIST_LENGTH``).
         seen_items: The seen-item policy.
         weights: Interaction weights (`kosmos.plugin.signals.to_plugin` takes them).
     """
@@ -41,6 +42,7 @@ class EffectiveSettings:
     max_per_category: int
     seen_items: SeenPolicy
     weights: Weights = DEFAULT_WEIGHTS
+    list_length: int = DEFAULT_LIST_LENGTH
     document: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -103,6 +105,7 @@ def resolve(
         max_per_category=int(document.get("max_per_category") or defaults.max_per_category),
         seen_items=policy,
         weights=DEFAULT_WEIGHTS if weights == DEFAULT_WEIGHTS else weights,
+        list_length=int(document.get("list_length") or defaults.list_length),
         document=document,
     )
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 
+from kosmos.common.config import MAX_LIST_LENGTH
 from kosmos.common.errors import InvalidArgument
 from kosmos.common.names import (
     check_resource_id,
@@ -27,7 +28,14 @@ from kosmos.store.records import InteractionType, ShopSettingsRevision
 from kosmos.v1 import common_pb2, shop_settings_service_pb2, shop_settings_service_pb2_grpc
 
 pb = shop_settings_service_pb2
-TOP = ("routing", "plugin_settings", "max_per_category", "seen_items", "interaction_weights")
+TOP = (
+    "routing",
+    "plugin_settings",
+    "max_per_category",
+    "list_length",
+    "seen_items",
+    "interaction_weights",
+)
 SEEN_FIELDS = (
     "owned_types",
     "repeat_purchase_mode",
@@ -79,6 +87,8 @@ def to_proto(revision: ShopSettingsRevision) -> Any:
     )
     if d.get("max_per_category") is not None:
         message.max_per_category = d["max_per_category"]
+    if d.get("list_length") is not None:
+        message.list_length = d["list_length"]
     seen = d.get("seen_items") or {}
     message.seen_items.owned_types.extend(
         int(InteractionType[k.upper()])  # type: ignore[misc]
@@ -167,6 +177,16 @@ class _Reader:
         if not 1 <= value <= MAX_PER_CATEGORY:
             raise InvalidArgument(
                 "settings.max_per_category", "INVALID_VALUE", f"must be 1 to {MAX_PER_CATEGORY}"
+            )
+        return value
+
+    def _list_length(self) -> int | None:
+        if not self.s.HasField("list_length"):
+            return None
+        value = int(self.s.list_length)
+        if not 1 <= value <= MAX_LIST_LENGTH:
+            raise InvalidArgument(
+                "settings.list_length", "INVALID_VALUE", f"must be 1 to {MAX_LIST_LENGTH}"
             )
         return value
 

@@ -216,10 +216,11 @@ def run_setup(
     ratio: str,
     console: Console,
     shop: object,
-    domain: list[float] | None = None,
+    domain: dict[int, float] | None = None,
 ) -> tuple[list[Phase], float]:
     """One cluster with ``processes`` processes and sampling ``ratio``: every phase, and RSS;
-    with ``domain``, also the domain's CPU per call on the same database (appended to it)."""
+    with ``domain``, also the domain's CPU per call on the same database at each of
+    ``--domain-list-lengths`` (into ``domain``)."""
     phases: list[Phase] = []
     with tempfile.TemporaryDirectory() as tmp:
         env = {
@@ -230,6 +231,7 @@ def run_setup(
             "KOSMOS_BOOTSTRAP_KEY": secrets.token_urlsafe(32),
             "KOSMOS_PROCESSES": str(processes),
             "KOSMOS_TRACE_SAMPLE_RATIO": ratio,
+            "KOSMOS_LIST_LENGTH": str(args.list_length),
         }
         server = subprocess.Popen(
             [sys.executable, "-m", "kosmos.cluster"], env=env, stdout=subprocess.PIPE, text=True
@@ -260,7 +262,13 @@ def run_setup(
             server.wait(timeout=60)
             server.stdout.close()
         if domain is not None:
-            domain.append(domain_cost(env["KOSMOS_DATABASE_URL"], env, customers, args.requests))
+            for length in args.domain_list_lengths:
+                domain[length] = domain_cost(
+                    env["KOSMOS_DATABASE_URL"],
+                    {**env, "KOSMOS_LIST_LENGTH": str(length)},
+                    customers,
+                    args.requests,
+                )
     return phases, rss
 
 
@@ -303,6 +311,16 @@ def main() -> int:
         "--trace-ratios", nargs="+", default=["0.01"], help="KOSMOS_TRACE_SAMPLE_RATIO values"
     )
     p.add_argument("--plot", default="", help="write latency against load as a PNG here")
+    p.add_argument(
+        "--list-length", type=int, default=50, help="KOSMOS_LIST_LENGTH of the cluster (50)"
+    )
+    p.add_argument(
+        "--domain-list-lengths",
+        type=int,
+        nargs="+",
+        default=[50, 20],
+        help="list lengths the domain alone is measured at (50 20)",
+    )
     args = p.parse_args()
     console = Console()
 
@@ -314,7 +332,7 @@ def main() -> int:
     shop = generate(customers=args.customers, items=args.items, end_time=time.time())
     phases: list[Phase] = []
     memory: list[tuple[int, str, float]] = []
-    domain: list[float] = []
+    domain: dict[int, float] = {}
     for processes in args.processes:
         for ratio in args.trace_ratios:
             found, rss = run_setup(
@@ -374,12 +392,13 @@ def main() -> int:
                         f" {many / one:.2f}× the throughput of {first}"
                     )
     first_floor = next(ph for ph in phases if ph.result.name == "floor")
-    console.print(
-        f"The domain alone (Recommendations.recommend in process, no transport): {domain[0]:.2f}"
-        f" ms CPU per call, {domain[0] / first_floor.cpu_ms:.2f}× the floor's CPU per RPC"
-        f" ({first_floor.cpu_ms:.2f} ms at {first_floor.result.concurrency} client(s),"
-        f" {first_floor.processes} process(es))"
-    )
+    for length, cost in domain.items():
+        console.print(
+            f"The domain alone (Recommendations.recommend in process, no transport), list"
+            f" length {length}: {cost:.2f} ms CPU per call, {cost / first_floor.cpu_ms:.2f}× the"
+            f" floor's CPU per RPC ({first_floor.cpu_ms:.2f} ms at"
+            f" {first_floor.result.concurrency} client(s), {first_floor.processes} process(es))"
+        )
     for processes, ratio, rss in memory:
         console.print(f"RSS after the run, {processes} process(es), trace {ratio}: {rss:,.0f} MiB")
     if args.plot:

@@ -41,25 +41,34 @@ _KINDS = {
 }
 
 
+def _fill(message: Any, shop_id: str, o: Offer) -> Any:
+    """Writes offer ``o`` into ``message`` (a new ``Offer``, or one added to a response's
+    repeated field in place: building each offer apart and passing the list copies every one
+    again, which cost a page of 10 about 60 µs, issue 12)."""
+    message.item = item_name(shop_id, o.item.item_id)
+    message.title = o.item.title
+    message.score = o.score
+    message.reason = o.reason
+    message.recommender = o.recommender
+    explanation = message.explanation
+    explanation.kind = _KINDS[o.kind]
+    explanation.recommender = o.recommender
+    explanation.text = o.reason
+    if o.rule_id:
+        explanation.rule_id = o.rule_id
+    if o.evidence:
+        explanation.evidence_items.extend([item_name(shop_id, e) for e in o.evidence])
+    return message
+
+
 def _offer(shop_id: str, o: Offer) -> recommendation_service_pb2.Offer:
-    return recommendation_service_pb2.Offer(
-        item=item_name(shop_id, o.item.item_id),
-        title=o.item.title,
-        score=o.score,
-        reason=o.reason,
-        recommender=o.recommender,
-        explanation=recommendation_service_pb2.Reason(
-            kind=_KINDS[o.kind],
-            evidence_items=[item_name(shop_id, e) for e in o.evidence],
-            recommender=o.recommender,
-            text=o.reason,
-            rule_id=o.rule_id,
-        ),
-    )
+    return _fill(recommendation_service_pb2.Offer(), shop_id, o)
 
 
-def _offers(shop_id: str, page: OfferPage) -> list[recommendation_service_pb2.Offer]:
-    return [_offer(shop_id, o) for o in page.offers]
+def _add_offers(repeated: Any, shop_id: str, page: OfferPage) -> None:
+    add = repeated.add
+    for o in page.offers:
+        _fill(add(), shop_id, o)
 
 
 def _cursor(token: str, scope: str) -> tuple[int, str]:
@@ -129,7 +138,6 @@ class RecommendationServicer(recommendation_service_pb2_grpc.RecommendationServi
         offset, rid = _cursor(request.page_token, scope)
         page = self.recommendations.recommend(shop_id, customer_id, ctx, size, offset, rid)
         response = recommendation_service_pb2.RecommendResponse(
-            offers=_offers(shop_id, page),
             recommendation_id=page.recommendation_id,
             next_page_token=_next_token(scope, page, offset, size),
             experiment=f"shops/{shop_id}/experiments/{page.experiment_id}"
@@ -137,6 +145,7 @@ class RecommendationServicer(recommendation_service_pb2_grpc.RecommendationServi
             else "",
             variant=page.variant_id,
         )
+        _add_offers(response.offers, shop_id, page)
         if page.expire_time:
             response.list_expire_time.CopyFrom(to_timestamp(page.expire_time))
         return response
@@ -152,11 +161,12 @@ class RecommendationServicer(recommendation_service_pb2_grpc.RecommendationServi
         scope = request.item + "|" + request.customer
         offset, rid = _cursor(request.page_token, scope)
         page = self.recommendations.similar_items(shop_id, item_id, customer_id, size, offset, rid)
-        return recommendation_service_pb2.SimilarItemsResponse(
-            offers=_offers(shop_id, page),
+        response = recommendation_service_pb2.SimilarItemsResponse(
             recommendation_id=page.recommendation_id,
             next_page_token=_next_token(scope, page, offset, size),
         )
+        _add_offers(response.offers, shop_id, page)
+        return response
 
     def Explain(self, request: Any, context: Any) -> Any:  # noqa: N802
         shop_id, customer_id = parse_customer(request.customer, "customer")

@@ -117,3 +117,29 @@ def test_ready_only_after_the_first_background_pass(store):
         assert models.ready
     finally:
         models.stop()
+
+
+def test_a_shop_whose_refit_was_long_is_refitted_less_often_and_folded_in_meanwhile(store):
+    # A refit that took 10 s (read + fit) defers the shop's next periodic refit by 90 s, so
+    # refitting one shop takes at most a tenth of the process (a 14M-event shop was refitted
+    # back to back while it was imported); new interactions are folded in meanwhile.
+    now = [1000.0]
+
+    def timer() -> float:
+        now[0] += 5.0  # every look at the clock: 5 s later (a refit spans two looks: 10 s)
+        return now[0]
+
+    shop(store, "acme")
+    bought(store, "acme", "i0", 2, "r0")
+    Recorded.fits = []
+    models = ModelHub(store, PLUGINS, ("popularity",), {}, 60, timer=timer)
+    models.refresh_all()  # the first fit: 1005 to 1010, so no refit before 1100
+    assert len(Recorded.fits) == 1
+    bought(store, "acme", "i3", 5, "r1")
+    models.refresh_all()  # at 1015: deferred, but folded in
+    assert len(Recorded.fits) == 1
+    assert top(models.get("acme", "popularity")) == "i3"
+    now[0] = 1100.0
+    bought(store, "acme", "i2", 9, "r2")
+    models.refresh_all()  # at 1105: due
+    assert len(Recorded.fits) == 2 and top(models.get("acme", "popularity")) == "i2"

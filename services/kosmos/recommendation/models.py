@@ -51,6 +51,14 @@ if TYPE_CHECKING:  # the resolver imports this package's seen-item policy
 # A first request without a deadline waits this long at most for its shop's models.
 FIRST_LOAD_WAIT_SECONDS = 60.0
 
+REFIT_SPACING = 9.0
+"""A shop's periodic in-process refit waits at least this many times its last refit's length
+(reading the data and fitting) after that one ended, besides ``refresh_seconds``: so refitting
+one shop takes at most a tenth of the process's time, however big the shop. A 14M-event shop
+took a minute to read and fit, so it was refitted back to back while an import ran (issue 12:
+the 1M-customer shop); between refits `fold_in` keeps models that can fold new interactions
+in up to date."""
+
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
@@ -109,6 +117,7 @@ class ModelHub:
         trainer: Callable[[], object] | None = None,
         pins: Mapping[tuple[str, str], str] | None = None,
         documents: Documents | None = None,
+        timer: Callable[[], float] = time.monotonic,
     ) -> None:
         # Per-shop settings (routing, plugin settings, weights, seen-item policy) over the
         # cluster's, which the other arguments are (`kosmos.shopconfig`).
@@ -140,6 +149,8 @@ class ModelHub:
         self._first_load: dict[str, threading.Event] = {}
         self._fitted_data: dict[str, str] = {}  # shop -> data_version of its in-process fit
         self._folded_seq: dict[str, int] = {}  # shop -> newest interaction seq in the models
+        self._timer = timer  # spaces periodic refits (`REFIT_SPACING`)
+        self._refit_after: dict[str, float] = {}  # shop -> no periodic refit before this
         self._ready = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -415,6 +426,7 @@ class ModelHub:
             ]
             learn = view.seen_policy.repeat_purchase is Repeat.LEARNED
             if names or learn:
+                began = self._timer()
                 read_time = self.clock()
                 data = training_data(self.store, shop_id, read_time, view.weights)
                 span.set_attribute("kosmos.interactions.count", len(data.interactions))
@@ -448,6 +460,8 @@ class ModelHub:
                         len(data.interactions),
                         time.perf_counter() - started,
                     )
+                ended = self._timer()
+                self._refit_after[shop_id] = ended + REFIT_SPACING * (ended - began)
             self._fitted_data[shop_id] = fitted_key
             self._fitted_shops.add(shop_id)
 
@@ -481,8 +495,12 @@ class ModelHub:
             return len(new)
 
     def refresh_all(self) -> None:
+        """Loads new versions of every shop and refits the shops due (`REFIT_SPACING`)."""
         for shop_id in self.store.list_shop_ids():
             self.load_artifacts(shop_id)
+            if self._timer() < self._refit_after.get(shop_id, float("-inf")):
+                self.fold_in(shop_id)  # its last refit was long: fresh by folding in till then
+                continue
             self.refresh_shop(shop_id)
 
     # -- background --------------------------------------------------------------------------

@@ -222,6 +222,9 @@ def train(shop: Shop, plugins: list[str], queries: int) -> None:
     store = open_store(shop.database)
     data = training_data(store, shop.shop, time.time())
     store.close()
+    # A shop given by --database was not generated here: its sizes are what it holds.
+    shop.items = shop.items or len(data.item_ids)
+    shop.events = shop.events or len(data.interactions)
     for name in plugins:
         plugin, library = _fit_pair(name, data, shop, queries)
         shop.fits[name] = (plugin, library)

@@ -176,6 +176,21 @@ class StoreContract:
         assert [i.item_id for i in rest] == ["i0"]
         assert [i.seq for i in store.iter_interactions("acme")] == [i.seq for i in stored]
 
+    def test_reading_a_shops_interactions_spans_many_fetches_in_order(self, store: Store) -> None:
+        seed(store)
+        events = [visit(n % 3, "alice" if n % 2 else "bob") for n in range(12_001)]
+        for start in range(0, len(events), 4000):  # more than two fetches of 5,000
+            store.record_interactions("acme", f"r{start}", "h", events[start : start + 4000])
+        seqs = [i.seq for i in store.iter_interactions("acme")]
+        assert len(seqs) == len(events) and seqs == sorted(seqs)
+        assert [i.seq for i in store.iter_interactions("acme", after_seq=seqs[6000])] == seqs[6001:]
+        # Abandoned halfway (a model fold-in stops early), the read gives its connection back.
+        for _ in range(20):
+            reader = store.iter_interactions("acme")
+            next(reader)
+            reader.close()
+        assert len(list(store.iter_interactions("acme"))) == len(events)
+
     def test_delete_customer_erases_their_interactions(self, store: Store) -> None:
         seed(store)
         store.record_interactions("acme", "r", "h", [visit(0), visit(1, "bob")])

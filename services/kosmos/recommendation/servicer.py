@@ -62,7 +62,9 @@ def _fill(message: Any, shop_id: str, o: Offer) -> Any:
 
 
 def _offer(shop_id: str, o: Offer) -> recommendation_service_pb2.Offer:
-    return _fill(recommendation_service_pb2.Offer(), shop_id, o)
+    message = recommendation_service_pb2.Offer()
+    _fill(message, shop_id, o)
+    return message
 
 
 def _add_offers(repeated: Any, shop_id: str, page: OfferPage) -> None:

@@ -25,11 +25,16 @@ too few remain.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+# faiss says at INFO which CPU build it loads, on every process that first builds or loads an
+# index: news to nobody running a trainer or a replica.
+logging.getLogger("faiss.loader").setLevel(logging.WARNING)
 
 INDEX_FILE = "items.faiss"
 COLUMNS_FILE = "items.faiss.columns.npy"

@@ -22,6 +22,7 @@ from grpc_status import rpc_status
 
 from kosmos.client import InteractionInput, KosmosClient
 from kosmos.common.auth import with_key
+from kosmos.common.config import ServerConfig
 from kosmos.common.server import Service, build_server
 from kosmos.v1 import common_pb2, feedback_service_pb2, feedback_service_pb2_grpc
 from tests.conftest import OPERATOR_KEY
@@ -464,8 +465,10 @@ def test_under_a_flood_of_hopeless_calls_only_good_ones_start_work():
     # good call succeeds. The goodput ratio itself (goal >= 80%) is a speed figure: `make
     # bench` measures it (tools/bench_store.py), as the house rules want for speed goals.
     slow = _SlowService(0.05)
-    server, port, _health = build_server(  # 8 workers: the default KOSMOS_WORKERS
-        "127.0.0.1:0", 8, [Service("kosmos.test.Slow", slow.register)]
+    server, port, _health = build_server(  # the default KOSMOS_WORKERS
+        "127.0.0.1:0",
+        ServerConfig("127.0.0.1:0").workers,
+        [Service("kosmos.test.Slow", slow.register)],
     )
     server.start()
     try:

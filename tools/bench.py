@@ -226,7 +226,7 @@ def run_setup(
         env = {
             **os.environ,
             "KOSMOS_CLUSTER_LISTEN": "127.0.0.1:0",
-            "KOSMOS_DATABASE_URL": f"sqlite:///{tmp}/bench.db",
+            "KOSMOS_DATABASE_URL": args.database or f"sqlite:///{tmp}/bench.db",
             "KOSMOS_LOG_LEVEL": "WARNING",
             "KOSMOS_BOOTSTRAP_KEY": secrets.token_urlsafe(32),
             "KOSMOS_PROCESSES": str(processes),
@@ -321,7 +321,14 @@ def main() -> int:
         default=[50, 20],
         help="list lengths the domain alone is measured at (50 20)",
     )
+    p.add_argument(
+        "--database",
+        default="",
+        help="an empty database for one setup (e.g. a PostgreSQL URL; default: a SQLite file)",
+    )
     args = p.parse_args()
+    if args.database and len(args.processes) * len(args.trace_ratios) > 1:
+        raise SystemExit("--database holds one setup's shop: give one --processes and ratio")
     console = Console()
 
     recorded, unsampled = span_cost()

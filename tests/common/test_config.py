@@ -18,7 +18,7 @@ def test_defaults():
     assert (c.listen, c.database_url, c.workers, c.grace_seconds) == (
         "0.0.0.0:50062",
         "sqlite:///kosmos.db",
-        8,
+        4,
         5.0,
     )
     r = RecommendationSettings.from_env({})
@@ -30,7 +30,7 @@ def test_defaults():
 def test_values_are_read():
     env = {
         "KOSMOS_FEEDBACK_LISTEN": "127.0.0.1:9",
-        "KOSMOS_WORKERS": "4",
+        "KOSMOS_WORKERS": "6",
         "KOSMOS_ROUTING": "als, popularity",
         "KOSMOS_DISABLED_RECOMMENDERS": "bpr",
         "KOSMOS_PLUGIN__ALS__FACTORS": "32",
@@ -38,7 +38,7 @@ def test_values_are_read():
     }
     c = ServerConfig.from_env(config.KOSMOS_FEEDBACK_LISTEN, "x:1", env)
     r = RecommendationSettings.from_env(env)
-    assert (c.listen, c.workers) == ("127.0.0.1:9", 4)
+    assert (c.listen, c.workers) == ("127.0.0.1:9", 6)
     assert r.routing.warm == ("als", "popularity") == r.routing.cold
     assert r.disabled == {"bpr"}
     assert r.plugin_settings == {"als": {"factors": "32"}}

@@ -456,7 +456,7 @@ class ServerConfig:
 
     listen: str
     database_url: str = "sqlite:///kosmos.db"
-    workers: int = 8
+    workers: int = 4
     grace_seconds: float = 5.0
     log_level: str = "INFO"
     drain_seconds: float = 5.0

@@ -18,6 +18,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import grpc
@@ -172,13 +174,14 @@ def span_cost(n: int = 20000) -> tuple[float, float]:
     return out[0], out[1]
 
 
-def domain_cost(database_url: str, env: dict[str, str], customers: list[str], n: int) -> float:
-    """Milliseconds of CPU per ``Recommend`` in the domain alone: `Recommendations.recommend`
-    called in this process on the loaded shop, built as the server builds it (same settings),
-    with no transport, interceptors or response messages. The thread's own CPU time, so the
-    machine's other load counts little; the median of five rounds."""
-    import statistics
-
+@contextmanager
+def warm_domain(
+    database_url: str, env: dict[str, str], customers: list[str]
+) -> Iterator[Callable[[], object]]:
+    """One ``Recommend`` in the domain alone, as a call: `Recommendations.recommend` in this
+    process on the loaded shop, built as the server builds it (same settings), with no
+    transport, interceptors or response messages, for a random customer; after 300 calls that
+    fit the models in process and warm the caches."""
     from kosmos.common.config import RecommendationSettings
     from kosmos.recommendation import Context, build
     from kosmos.store import open_store
@@ -188,18 +191,34 @@ def domain_cost(database_url: str, env: dict[str, str], customers: list[str], n:
         built = build(store, RecommendationSettings.from_env(env))
         rng = random.Random(5)
         context = Context("", "", "", frozenset())
-        for _ in range(300):  # fits the models in process, warms the caches
-            built.recommendations.recommend(SHOP, rng.choice(customers), context, 10, 0)
+
+        def call() -> object:
+            return built.recommendations.recommend(SHOP, rng.choice(customers), context, 10, 0)
+
+        for _ in range(300):
+            call()
+        try:
+            yield call
+        finally:
+            built.models.stop()
+    finally:
+        store.close()
+
+
+def domain_cost(database_url: str, env: dict[str, str], customers: list[str], n: int) -> float:
+    """Milliseconds of CPU per ``Recommend`` in the domain alone (`warm_domain`). The
+    thread's own CPU time, so the machine's other load counts little; the median of five
+    rounds."""
+    import statistics
+
+    with warm_domain(database_url, env, customers) as call:
         rounds = []
         for _ in range(5):
             started = time.thread_time()
             for _ in range(max(1, n // 5)):
-                built.recommendations.recommend(SHOP, rng.choice(customers), context, 10, 0)
+                call()
             rounds.append((time.thread_time() - started) / max(1, n // 5) * 1000)
-        built.models.stop()
         return statistics.median(rounds)
-    finally:
-        store.close()
 
 
 @dataclass

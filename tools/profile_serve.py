@@ -22,7 +22,7 @@ import time
 from rich.console import Console
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench import measure  # noqa: E402
+from bench import measure, warm_domain  # noqa: E402
 
 from kosmos.client import KosmosClient  # noqa: E402
 from kosmos.datasets import generate  # noqa: E402
@@ -38,6 +38,13 @@ def main() -> int:
     p.add_argument("--kind", default="recommend", choices=["recommend", "floor"])
     p.add_argument("--top", type=int, default=40)
     p.add_argument("--raw", default="", help="also keep py-spy's collapsed stacks here")
+    p.add_argument(
+        "--domain",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also profile N calls of the domain alone in this process (cProfile)",
+    )
     args = p.parse_args()
     console = Console()
     shop = generate(customers=args.customers, items=args.items, end_time=time.time())
@@ -111,7 +118,25 @@ def main() -> int:
         finally:
             server.terminate()
             server.wait(timeout=60)
+        if args.domain:
+            profile_domain(env, customers, args.domain, args.top)
     return 0
+
+
+def profile_domain(env: dict[str, str], customers: list[str], n: int, top: int) -> None:
+    """cProfile of ``n`` calls of the domain alone on the same shop (`bench.warm_domain`),
+    by the time under each function: where a Recommend goes before any transport."""
+    import cProfile
+    import pstats
+
+    with warm_domain(env["KOSMOS_DATABASE_URL"], env, customers) as call:
+        profile = cProfile.Profile()
+        profile.enable()
+        for _ in range(n):
+            call()
+        profile.disable()
+    print(f"the domain alone, {n} calls, by cumulative time:")
+    pstats.Stats(profile).sort_stats("cumulative").print_stats(top)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 
 import grpc
 import pytest
@@ -117,3 +119,42 @@ def test_a_call_without_a_deadline_serves(kosmos):
         )
     )
     assert len(answer.offers) == 2
+
+
+_SIGNAL_RACE = """
+import os, random, signal, sys, threading, time
+from kosmos.common.server import build_server, serve
+
+def spin():  # a thread that always wants the GIL, as a fitting model does: the main thread
+    while True:  # is switched out in the middle of its waits
+        pass
+
+
+threading.Thread(target=spin, daemon=True).start()
+sys.setswitchinterval(1e-5)
+random.seed(int(sys.argv[1]))
+for n in range(int(sys.argv[2])):
+    server, _port, health = build_server("127.0.0.1:0", 1, [])
+    server.start()
+
+    def stop_soon():  # SIGTERM a moment after serve is ready: now and then inside its wait
+        time.sleep(random.random() / 2000)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    serve(server, health, 0.0, on_ready=threading.Thread(target=stop_soon).start)
+print("stopped every time", flush=True)
+"""
+
+
+def test_a_sigterm_at_any_moment_of_the_wait_stops_the_server():
+    # A replica hung for good on SIGTERM, one stop in 29: the handler set a threading.Event
+    # while the main thread, entering that Event's wait, held its lock. And a signal the kernel
+    # hands to another thread (here: the sender) must still wake a main thread that waits.
+    done = subprocess.run(
+        [sys.executable, "-c", _SIGNAL_RACE, "7", "200"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "stopped every time"

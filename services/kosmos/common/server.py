@@ -7,6 +7,8 @@ same `build_server`; tests bind ``127.0.0.1:0`` and read the port back.
 from __future__ import annotations
 
 import logging
+import os
+import select
 import signal
 import threading
 import time
@@ -422,6 +424,60 @@ class DependencyWatch:
                 self._health.set(name, status)
 
 
+class _Signals:
+    """SIGTERM and SIGINT for `serve`'s main thread, through `signal.set_wakeup_fd`.
+
+    Two ways to hang on SIGTERM are closed here. A Python signal handler runs on the main
+    thread between two bytecodes, so also inside a ``threading.Event``'s own lock, and an
+    ``Event.set`` from it can wait for that lock forever (a replica hung so, one stop in about
+    30). And a signal the kernel hands to another thread only marks the handler as pending:
+    a main thread blocked in a wait does not run it until it wakes for another reason. So
+    the C-level handler writes each signal's number to a pipe (the wakeup fd), the main thread
+    waits on that pipe, and the Python handler does nothing but keep the default (ending the
+    process) away.
+    """
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+        self._pending: deque[int] = deque()
+        self._previous = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, _noted)
+
+    def _drain(self) -> None:
+        try:
+            self._pending.extend(os.read(self._read, 512))
+        except BlockingIOError:
+            pass
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """The next signal, waiting up to ``timeout`` seconds (None: for ever); None if none."""
+        ends = None if timeout is None else time.monotonic() + timeout
+        while not self._pending:
+            left = None if ends is None else ends - time.monotonic()
+            if left is not None and left <= 0:
+                return None
+            if select.select([self._read], [], [], left)[0]:
+                self._drain()
+        return self._pending.popleft()
+
+    def more(self) -> bool:
+        """Whether another signal came already (a second one skips the drain)."""
+        self._drain()
+        return bool(self._pending)
+
+    def close(self) -> None:
+        signal.set_wakeup_fd(self._previous)  # later signals: still noted, nothing written
+        os.close(self._read)
+        os.close(self._write)
+
+
+def _noted(_signum: int, _frame: FrameType | None) -> None:
+    """The Python handler of `_Signals`: the signal was written to its pipe already."""
+
+
 def serve(
     server: grpc.Server,
     health_servicer: health.HealthServicer,
@@ -439,31 +495,28 @@ def serve(
     and a second signal skip the drain. ``on_ready`` runs once the signal handlers are in place
     (a SIGTERM sent after it is always a graceful stop).
     """
-    stop = threading.Event()
-    hurry = threading.Event()
-
-    def handle(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s, shutting down", signal.Signals(signum).name)
-        if stop.is_set() or signum == signal.SIGINT:
-            hurry.set()
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
-    if on_ready is not None:
-        on_ready()
-    stop.wait()
-    health_servicer.enter_graceful_shutdown()
-    if drain_seconds > 0 and not hurry.is_set():
-        log.info("draining for %.1f s", drain_seconds)
-        hurry.wait(drain_seconds)  # a second signal cuts the drain short
-    gate = _GATES.pop(id(server), None)
-    started = time.monotonic()
-    if gate is not None:  # stop accepting: late calls get UNAVAILABLE, in-flight ones finish
-        gate.close_and_wait(grace_seconds)
-    server.stop(max(0.0, grace_seconds - (time.monotonic() - started))).wait()
-    for callback in on_stop:
-        callback()
+    signals = _Signals()  # handlers in place from here
+    try:
+        if on_ready is not None:
+            on_ready()
+        first = signals.wait()  # no timeout: only a signal ends it
+        assert first is not None
+        log.info("received %s, shutting down", signal.Signals(first).name)
+        health_servicer.enter_graceful_shutdown()
+        if drain_seconds > 0 and first != signal.SIGINT and not signals.more():
+            log.info("draining for %.1f s", drain_seconds)
+            second = signals.wait(drain_seconds)  # a second signal cuts the drain short
+            if second is not None:
+                log.info("received %s, shutting down", signal.Signals(second).name)
+        gate = _GATES.pop(id(server), None)
+        started = time.monotonic()
+        if gate is not None:  # stop accepting: late calls get UNAVAILABLE, in-flight ones finish
+            gate.close_and_wait(grace_seconds)
+        server.stop(max(0.0, grace_seconds - (time.monotonic() - started))).wait()
+        for callback in on_stop:
+            callback()
+    finally:
+        signals.close()
     log.info("stopped")
 
 

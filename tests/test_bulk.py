@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import grpc
 import pytest
@@ -201,6 +202,107 @@ def test_import_interactions_validates_each_entry(kosmos, feedback):
         "interactions",
     )
     assert list(kosmos.client.list_interactions("acme", "bob")) == []  # nothing half-stored
+
+
+def columns_request(request_id: str = "cols", **columns) -> Any:
+    """An ImportInteractionsRequest for acme with ``columns`` (three good views by default)."""
+    fields = {
+        "customer_ids": ["alice", "bob", "alice"],
+        "item_ids": ["i01", "i02", "i03"],
+        "types": [common_pb2.INTERACTION_TYPE_VIEW] * 3,
+        "event_times": [OLD, OLD + 1.5, OLD + 2],
+        **columns,
+    }
+    return feedback_service_pb2.ImportInteractionsRequest(
+        parent="shops/acme",
+        request_id=request_id,
+        columns=feedback_service_pb2.InteractionColumns(**fields),
+    )
+
+
+def test_import_interactions_as_columns_stores_what_messages_would(kosmos, feedback):
+    small_shop(kosmos.client)
+    purchase, rating = common_pb2.INTERACTION_TYPE_PURCHASE, common_pb2.INTERACTION_TYPE_RATING
+    request = columns_request(
+        types=[purchase, rating, common_pb2.INTERACTION_TYPE_VIEW],
+        values=[2, 4.5, 0],
+        recommendation_ids=["made-up", "", ""],
+    )
+    first = feedback.ImportInteractions(request, timeout=5)
+    assert (first.imported_count, first.replayed) == (3, False)
+    again = feedback.ImportInteractions(request, timeout=5)
+    assert (again.imported_count, again.replayed) == (3, True)
+    alice = list(kosmos.client.list_interactions("acme", "alice"))
+    assert [(i.item_id, i.type, i.value) for i in alice] == [
+        ("i03", common_pb2.INTERACTION_TYPE_VIEW, 0),
+        ("i01", purchase, 2),
+    ]
+    # The old time, to the microsecond; a recommendation id the shop was never served is
+    # dropped, as it is from a message.
+    assert alice[1].event_time.seconds == OLD and alice[1].recommendation_id == ""
+    (bob,) = kosmos.client.list_interactions("acme", "bob")
+    assert (bob.item_id, bob.value, bob.event_time.ToMicroseconds()) == (
+        "i02",
+        4.5,
+        (OLD + 1.5) * 1_000_000,
+    )
+    # The optional columns may be left empty: value 0, now, no recommendation.
+    before = time.time()
+    feedback.ImportInteractions(columns_request("now", event_times=[]), timeout=5)
+    latest = kosmos.client.list_interactions("acme", "bob")
+    assert next(iter(latest)).event_time.seconds >= int(before)
+
+
+def test_import_interactions_as_columns_names_the_bad_column_and_entry(kosmos, feedback):
+    small_shop(kosmos.client)
+    view = common_pb2.INTERACTION_TYPE_VIEW
+    future = time.time() + 3600
+    for columns, field in (
+        ({"customer_ids": ["alice", "bad id!", "alice"]}, "columns.customer_ids[1]"),
+        ({"item_ids": ["i01", "i02", ""]}, "columns.item_ids[2]"),
+        ({"types": [view, common_pb2.INTERACTION_TYPE_UNSPECIFIED, view]}, "columns.types[1]"),
+        ({"types": [view, view, 99]}, "columns.types[2]"),
+        ({"values": [0, -1, 0]}, "columns.values[1]"),
+        ({"values": [0, 0, float("nan")]}, "columns.values[2]"),
+        (
+            {"types": [view, common_pb2.INTERACTION_TYPE_RATING, view], "values": [0, 6, 0]},
+            "columns.values[1]",
+        ),
+        ({"event_times": [OLD, future, OLD]}, "columns.event_times[1]"),
+        ({"event_times": [OLD, OLD, -5]}, "columns.event_times[2]"),
+        ({"recommendation_ids": ["", "r" * 129, ""]}, "columns.recommendation_ids[1]"),
+        ({"item_ids": ["i01", "i02"]}, "columns.item_ids"),  # shorter than customer_ids
+        ({"values": [1.0]}, "columns.values"),  # optional: empty or as long
+        (
+            {"customer_ids": [], "item_ids": [], "types": [], "event_times": []},
+            "columns.customer_ids",
+        ),
+    ):
+        assert_invalid(feedback.ImportInteractions, columns_request(**columns), field)
+    both = columns_request()
+    both.interactions.append(event("acme", "bob", "i01", view, OLD))
+    assert_invalid(feedback.ImportInteractions, both, "columns")
+    many = ["alice"] * 10_001
+    assert_invalid(
+        feedback.ImportInteractions,
+        columns_request(
+            customer_ids=many, item_ids=["i01"] * 10_001, types=[view] * 10_001, event_times=[]
+        ),
+        "columns.customer_ids",
+    )
+    assert_code(
+        feedback.ImportInteractions,
+        columns_request(item_ids=["i01", "nope", "i02"]),
+        grpc.StatusCode.NOT_FOUND,
+        "ITEM_NOT_FOUND",
+    )
+    assert_code(
+        feedback.ImportInteractions,
+        columns_request(customer_ids=["alice", "bob", "carol"]),
+        grpc.StatusCode.NOT_FOUND,
+        "CUSTOMER_NOT_FOUND",
+    )
+    assert list(kosmos.client.list_interactions("acme", "alice")) == []  # nothing half-stored
 
 
 def test_an_item_upserted_without_availability_is_offered(kosmos):

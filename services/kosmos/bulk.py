@@ -26,6 +26,7 @@ import csv
 import hashlib
 import json
 import math
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from kosmos.client import InvalidArgumentError, KosmosClient, interaction_type
-from kosmos.v1 import common_pb2
+from kosmos.v1 import common_pb2, feedback_service_pb2
 
 __all__ = [
     "CUSTOMERS_BATCH",
@@ -65,6 +66,7 @@ _ITEM_FIELDS |= {"out_of_stock", "attributes"}
 _CUSTOMER_FIELDS = {"customer_id", "id", "attributes"}
 
 T = TypeVar("T")
+B = TypeVar("B")  # a batch as sent: a list of messages, or columns
 Progress = Callable[[int], None]
 """Told how many bytes of input (or records, for in-memory input) were just consumed."""
 
@@ -216,6 +218,15 @@ def customer_message(shop_id: str, record: Record) -> common_pb2.Customer:
 
 def _timestamp(value: Any, where: str) -> tuple[int, int] | None:
     """Epoch seconds or ISO 8601 → (seconds, nanos), or None when not given."""
+    seconds = _seconds(value, where)
+    if seconds is None:
+        return None
+    whole = math.floor(seconds)
+    return whole, int((seconds - whole) * 1e9) % 1_000_000_000
+
+
+def _seconds(value: Any, where: str) -> float | None:
+    """Epoch seconds or ISO 8601 → epoch seconds, or None when not given."""
     if value in (None, ""):
         return None
     if isinstance(value, (float, int)) and not isinstance(value, bool):
@@ -237,15 +248,13 @@ def _timestamp(value: Any, where: str) -> tuple[int, int] | None:
         seconds = _float(value, "event_time", where)
     if not math.isfinite(seconds):
         raise BulkImportError(f"{where}: event_time: must be finite")
-    whole = math.floor(seconds)
-    return whole, int((seconds - whole) * 1e9) % 1_000_000_000
+    return seconds
 
 
 _TYPES: dict[str, int] = {}
 
 
-def interaction_message(shop_id: str, record: Record) -> common_pb2.Interaction:
-    f, where = record.fields, record.where
+def _type_code(f: Mapping[str, Any], where: str) -> int:
     kind = str(f.get("type") or "")
     code = _TYPES.get(kind)
     if code is None:
@@ -255,10 +264,15 @@ def interaction_message(shop_id: str, record: Record) -> common_pb2.Interaction:
         except ValueError as exc:
             raise BulkImportError(f"{where}: type: {exc}") from None
         _TYPES[kind] = code
+    return code
+
+
+def interaction_message(shop_id: str, record: Record) -> common_pb2.Interaction:
+    f, where = record.fields, record.where
     message = common_pb2.Interaction(
         customer=f"shops/{shop_id}/customers/{_text(f, ('customer_id',), where)}",
         item_id=_text(f, ("item_id",), where),
-        type=code,  # type: ignore[arg-type]
+        type=_type_code(f, where),  # type: ignore[arg-type]
         value=_float(f.get("value"), "value", where),
         recommendation_id=str(f.get("recommendation_id") or ""),
     )
@@ -267,6 +281,47 @@ def interaction_message(shop_id: str, record: Record) -> common_pb2.Interaction:
         stamp = message.event_time
         stamp.seconds, stamp.nanos = when
     return message
+
+
+def _interaction_columns(
+    records: Iterable[Record], size: int
+) -> Iterator[tuple[feedback_service_pb2.InteractionColumns, list[Record]]]:
+    """Batches of interaction records as `InteractionColumns` (what `interaction_message`
+    reads, a column each: one list append per field instead of one message per record)."""
+    sources: list[Record] = []
+    customers: list[str] = []
+    items: list[str] = []
+    types: list[int] = []
+    values: list[float] = []
+    times: list[float] = []
+    recommendations: list[str] = []
+
+    def batch() -> feedback_service_pb2.InteractionColumns:
+        return feedback_service_pb2.InteractionColumns(
+            customer_ids=customers,
+            item_ids=items,
+            types=types,  # type: ignore[arg-type]
+            values=values if any(values) else (),
+            event_times=times if any(times) else (),
+            recommendation_ids=recommendations if any(recommendations) else (),
+        )
+
+    for record in records:
+        f, where = record.fields, record.where
+        customers.append(_text(f, ("customer_id",), where))
+        items.append(_text(f, ("item_id",), where))
+        types.append(_type_code(f, where))
+        values.append(_float(f.get("value"), "value", where))
+        when = _seconds(f.get("event_time", f.get("time")), where)
+        times.append(0.0 if when is None else when)  # 0: now, as an unset event_time
+        recommendations.append(str(f.get("recommendation_id") or ""))
+        sources.append(record)
+        if len(sources) == size:
+            yield batch(), sources
+            sources, customers, items, types = [], [], [], []
+            values, times, recommendations = [], [], []
+    if sources:
+        yield batch(), sources
 
 
 def _batches(
@@ -285,8 +340,8 @@ def _batches(
 
 
 def _pipelined(
-    batches: Iterator[tuple[list[T], list[Record]]],
-    send: Callable[[list[T]], int],
+    batches: Iterator[tuple[B, list[Record]]],
+    send: Callable[[B], int],
     on_progress: Progress,
 ) -> int:
     """Sends batches one at a time, building the next one while the service stores this one."""
@@ -312,9 +367,25 @@ def _settle(future: Future[int], sources: list[Record], on_progress: Progress) -
     return count
 
 
+_COLUMN = re.compile(r"columns\.(\w+)\[(\d+)\]")
+_COLUMN_FIELDS = {
+    "customer_ids": "customer_id",
+    "item_ids": "item_id",
+    "types": "type",
+    "values": "value",
+    "event_times": "event_time",
+    "recommendation_ids": "recommendation_id",
+}
+
+
 def _located(error: InvalidArgumentError, sources: list[Record]) -> str:
-    """``interactions[37].event_time: ...`` → ``file.jsonl:1037: event_time: ...``."""
+    """``interactions[37].event_time: ...`` or ``columns.event_times[37]: ...`` →
+    ``file.jsonl:1037: event_time: ...``."""
     for violation in error.field_violations:
+        column = _COLUMN.fullmatch(violation.field)
+        if column is not None and int(column[2]) < len(sources):
+            field = _COLUMN_FIELDS.get(column[1], column[1])
+            return f"{sources[int(column[2])].where}: {field}: {violation.description}"
         head, sep, rest = violation.field.partition("].")
         _, bracket, index = head.partition("[")
         if bracket and sep and index.isdigit() and int(index) < len(sources):
@@ -369,20 +440,15 @@ def import_interactions(
     """Imports every interaction record, in order; returns how many are stored (a batch
     imported before counts as it did then)."""
 
-    def send(messages: list[common_pb2.Interaction]) -> int:
+    def send(columns: feedback_service_pb2.InteractionColumns) -> int:
         digest = hashlib.sha256(shop_id.encode())
-        for m in messages:
-            digest.update(m.SerializeToString(deterministic=True))
-        count, _replayed = client.import_interactions(
-            shop_id, messages, request_id=f"import-{digest.hexdigest()[:48]}"
+        digest.update(columns.SerializeToString(deterministic=True))
+        count, _replayed = client.import_interaction_columns(
+            shop_id, columns, request_id=f"import-{digest.hexdigest()[:48]}"
         )
         return count
 
-    return _pipelined(
-        _batches(records, batch_size, lambda r: interaction_message(shop_id, r)),
-        send,
-        on_progress,
-    )
+    return _pipelined(_interaction_columns(records, batch_size), send, on_progress)
 
 
 def in_memory(rows: Iterable[Mapping[str, Any]], source: str) -> Iterator[Record]:

@@ -7,7 +7,14 @@ import pytest
 
 from kosmos.common.errors import AlreadyExists, NotFound
 from kosmos.store import SQLiteStore
-from kosmos.store.records import Customer, Interaction, InteractionType, Item, Shop
+from kosmos.store.records import (
+    Customer,
+    Interaction,
+    InteractionColumns,
+    InteractionType,
+    Item,
+    Shop,
+)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -130,3 +137,40 @@ def test_an_item_twice_in_one_upsert_is_stored_once_as_its_last_copy(store):
     store.upsert_items([Item("acme", "i1", title="first"), Item("acme", "i1", title="last")])
     assert store.get_items("acme", ["i1"])["i1"].title == "last"
     assert store.catalog_version("acme") == version + 1
+
+
+def columns(batch: list[Interaction]) -> InteractionColumns:
+    return InteractionColumns(
+        "acme",
+        [i.customer_id for i in batch],
+        [i.item_id for i in batch],
+        [int(i.type) for i in batch],
+        [i.value for i in batch],
+        [i.event_time for i in batch],
+        [i.recommendation_id for i in batch],
+    )
+
+
+def test_an_import_as_columns_stores_what_the_same_interactions_would(store):
+    """`InteractionColumns` is the bulk path's batch: each store writes its columns as they
+    are (SQLite zips them into one executemany, PostgreSQL streams them with COPY)."""
+    seed(store)
+    store.upsert_customers([Customer("acme", "bob")])
+    odd = "tab\there\\back\nline é"
+    batch = [event(n, "alice" if n % 4 else "bob") for n in range(3000)]
+    batch[5] = Interaction("acme", "bob", "i2", InteractionType.RATING, 1e9 + 5.25, 4.5, odd)
+    sent = columns(batch)
+    assert list(sent) == batch and sent[4:6] == batch[4:6]
+    assert store.import_interactions("acme", "cols", "hash", sent) == (3000, False)
+    stored = list(store.iter_interactions("acme"))
+    fields = ("customer_id", "item_id", "type", "event_time", "value", "recommendation_id")
+    assert [tuple(getattr(i, f) for f in fields) for i in stored] == [
+        tuple(getattr(i, f) for f in fields) for i in batch
+    ]
+    assert [i.seq for i in stored] == sorted({i.seq for i in stored})
+    assert store.import_interactions("acme", "cols", "hash", sent) == (3000, True)
+    unknown = columns([event(0), event(1, "carol")])
+    with pytest.raises(NotFound) as caught:
+        store.import_interactions("acme", "cols-2", "hash", unknown)
+    assert "carol" in str(caught.value)
+    assert len(list(store.iter_interactions("acme"))) == 3000

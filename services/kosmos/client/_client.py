@@ -583,9 +583,39 @@ class KosmosClient:
         """Imports up to 10000 interactions (history back-fill) in one transaction. Retries
         UNAVAILABLE with the same ``request_id``; returns the count stored and whether the
         request id had been imported before (a replay stores nothing)."""
-        request = feedback_service_pb2.ImportInteractionsRequest(
-            parent=f"shops/{shop_id}", request_id=request_id, interactions=interactions
+        return self._import(
+            feedback_service_pb2.ImportInteractionsRequest(
+                parent=f"shops/{shop_id}", request_id=request_id, interactions=interactions
+            ),
+            retries,
+            timeout,
         )
+
+    def import_interaction_columns(
+        self,
+        shop_id: str,
+        columns: feedback_service_pb2.InteractionColumns,
+        *,
+        request_id: str,
+        retries: int = 3,
+        timeout: float | None = None,
+    ) -> tuple[int, bool]:
+        """`import_interactions` with the interactions as columns (entry n of each column is
+        interaction n): the fast form for history back-fills, which `kosmos import` sends."""
+        return self._import(
+            feedback_service_pb2.ImportInteractionsRequest(
+                parent=f"shops/{shop_id}", request_id=request_id, columns=columns
+            ),
+            retries,
+            timeout,
+        )
+
+    def _import(
+        self,
+        request: feedback_service_pb2.ImportInteractionsRequest,
+        retries: int,
+        timeout: float | None,
+    ) -> tuple[int, bool]:
         for attempt in range(retries + 1):
             try:
                 response = self._call(self._stubs.feedback.ImportInteractions, request, timeout)

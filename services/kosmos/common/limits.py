@@ -36,6 +36,8 @@ STRING_LIMITS: dict[str, int] = {
     "customer_id": 128,
     "item_id": 128,
     "item_ids": 128,
+    "customer_ids": 128,
+    "recommendation_ids": 128,
     "cart_item_ids": 128,
     "request_id": 128,
     "recommendation_id": 128,
@@ -62,8 +64,18 @@ LIST_LIMITS: dict[str, int] = {
 }
 """Entries per repeated field, by field name."""
 
+_INTERACTION_COLUMNS = (
+    "customer_ids",
+    "item_ids",
+    "types",
+    "values",
+    "event_times",
+    "recommendation_ids",
+)
+
 FIELD_LIST_LIMITS: dict[str, int] = {
     "kosmos.v1.ImportInteractionsRequest.interactions": 10_000,
+    **{f"kosmos.v1.InteractionColumns.{column}": 10_000 for column in _INTERACTION_COLUMNS},
     "kosmos.v1.Impression.item_ids": 100,
 }
 """Entries per repeated field of one message (full field name), before `LIST_LIMITS`: bulk

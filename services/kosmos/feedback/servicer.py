@@ -6,7 +6,10 @@ import dataclasses
 import hashlib
 import math
 import time
+from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 from kosmos.common import signing
 from kosmos.common.errors import InvalidArgument
@@ -23,7 +26,7 @@ from kosmos.common.names import (
 )
 from kosmos.common.timestamps import to_seconds, to_timestamp
 from kosmos.feedback.domain import Feedback
-from kosmos.store.records import Impression, Interaction, InteractionType
+from kosmos.store.records import Impression, Interaction, InteractionColumns, InteractionType
 from kosmos.v1 import common_pb2, feedback_service_pb2, feedback_service_pb2_grpc
 
 MAX_BATCH = 1000
@@ -185,7 +188,11 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
         )
 
     def ImportInteractions(self, request: Any, context: Any) -> Any:  # noqa: N802
-        shop_id, request_id, request_hash, interactions = _batch(request, MAX_IMPORT_BATCH)
+        interactions: Sequence[Interaction]
+        if request.HasField("columns"):
+            shop_id, request_id, request_hash, interactions = _column_batch(request)
+        else:
+            shop_id, request_id, request_hash, interactions = _batch(request, MAX_IMPORT_BATCH)
         count, replayed = self.feedback.import_history(
             shop_id, request_id, request_hash, interactions
         )
@@ -258,9 +265,7 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
         )
 
 
-def _batch(request: Any, maximum: int) -> tuple[str, str, str, list[Interaction]]:
-    """Validates a RecordInteractions or ImportInteractions request: shop, request id, hash and
-    the interactions as domain records."""
+def _shop_and_request_id(request: Any) -> tuple[str, str]:
     shop_id = parse_shop(request.parent, "parent")
     request_id = request.request_id
     if not request_id:
@@ -271,6 +276,139 @@ def _batch(request: Any, maximum: int) -> tuple[str, str, str, list[Interaction]
             "INVALID_REQUEST_ID",
             f"must be 1-{MAX_REQUEST_ID} printable characters",
         )
+    return shop_id, request_id
+
+
+_TYPE_CODES = np.array(sorted(t.value for t in InteractionType))
+_RATING = int(InteractionType.RATING)
+
+
+def _first(bad: Any) -> int:
+    """The index of the first true entry of a boolean array."""
+    return int(np.argmax(bad))
+
+
+def _checked_ids(ids: Sequence[str], field: str) -> list[str]:
+    """``ids`` as a list, each distinct id matched once; the first bad one named."""
+    ids = list(ids)
+    match = RESOURCE_ID.fullmatch
+    bad = {i for i in set(ids) if match(i) is None}
+    if bad:
+        n = next(n for n, i in enumerate(ids) if i in bad)
+        check_resource_id(ids[n], f"{field}[{n}]")
+    return ids
+
+
+def columns_from_proto(columns: Any, shop_id: str, now: float) -> InteractionColumns:
+    """`InteractionColumns` checked a column at a time (numpy for the numbers, each distinct id
+    once), with the same rules and reasons as one `Interaction` message each; a violation
+    names the column and the entry (``columns.values[37]``)."""
+    count = len(columns.customer_ids)
+    if not count:
+        raise InvalidArgument(
+            "columns.customer_ids", "MISSING_FIELD", "needs at least one interaction"
+        )
+    if count > MAX_IMPORT_BATCH:
+        raise InvalidArgument(
+            "columns.customer_ids", "TOO_MANY_ENTRIES", f"takes at most {MAX_IMPORT_BATCH}"
+        )
+    for name, required in (
+        ("item_ids", True),
+        ("types", True),
+        ("values", False),
+        ("event_times", False),
+        ("recommendation_ids", False),
+    ):
+        got = len(getattr(columns, name))
+        if got != count and (required or got):
+            raise InvalidArgument(
+                f"columns.{name}",
+                "LENGTH_MISMATCH",
+                f"has {got} entries, customer_ids {count}"
+                + ("" if required else " (an optional column may also be empty)"),
+            )
+    customer_ids = _checked_ids(columns.customer_ids, "columns.customer_ids")
+    item_ids = _checked_ids(columns.item_ids, "columns.item_ids")
+    types = np.array(columns.types, dtype=np.int64)
+    unknown = ~np.isin(types, _TYPE_CODES)
+    if unknown.any():
+        n = _first(unknown)
+        field = f"columns.types[{n}]"
+        if types[n] == common_pb2.INTERACTION_TYPE_UNSPECIFIED:
+            raise InvalidArgument(field, "UNSPECIFIED_ENUM", "must be set")
+        raise InvalidArgument(field, "UNKNOWN_ENUM", f"unknown value {types[n]}")
+    values = np.array(columns.values, dtype=np.float64) if columns.values else np.zeros(count)
+    with np.errstate(invalid="ignore"):
+        invalid = ~(values >= 0) | ~np.isfinite(values)
+        if invalid.any():
+            raise InvalidArgument(
+                f"columns.values[{_first(invalid)}]",
+                "INVALID_VALUE",
+                "must be a finite number >= 0",
+            )
+        too_high = (types == _RATING) & (values > MAX_RATING)
+        if too_high.any():
+            raise InvalidArgument(
+                f"columns.values[{_first(too_high)}]",
+                "INVALID_RATING",
+                f"ratings go from 0 to {MAX_RATING:g}",
+            )
+        times = np.zeros(count)
+        if columns.event_times:
+            times = np.array(columns.event_times, dtype=np.float64)
+        times[times == 0] = now  # proto3's unset: now, as for an Interaction message
+        future = times > now + CLOCK_SKEW_SECONDS
+        invalid = ~(times > 0)  # NaN too
+        if future.any() or invalid.any():
+            n = _first(future | invalid)
+            if future[n]:
+                raise InvalidArgument(
+                    f"columns.event_times[{n}]", "FUTURE_EVENT_TIME", "must not be in the future"
+                )
+            raise InvalidArgument(
+                f"columns.event_times[{n}]", "INVALID_EVENT_TIME", "must be after 1970"
+            )
+    recommendation_ids = list(columns.recommendation_ids) or [""] * count
+    served = {}
+    for r in set(recommendation_ids):
+        if len(r) > MAX_REQUEST_ID:
+            n = recommendation_ids.index(r)
+            raise InvalidArgument(
+                f"columns.recommendation_ids[{n}]",
+                "TOO_LONG",
+                f"must be at most {MAX_REQUEST_ID} characters",
+            )
+        # Only an id this shop was served keeps its attribution (as in `_batch`).
+        served[r] = r if not r or signing.recommendation_id_valid(shop_id, r, now) else ""
+    if any(r != kept for r, kept in served.items()):
+        recommendation_ids = [served[r] for r in recommendation_ids]
+    return InteractionColumns(
+        shop_id,
+        customer_ids,
+        item_ids,
+        types.tolist(),
+        values.tolist(),
+        times.tolist(),
+        recommendation_ids,
+    )
+
+
+def _column_batch(request: Any) -> tuple[str, str, str, InteractionColumns]:
+    """Validates an ImportInteractions request that sends ``columns``."""
+    shop_id, request_id = _shop_and_request_id(request)
+    if request.interactions:
+        raise InvalidArgument(
+            "columns", "CONFLICTING_FIELDS", "set either interactions or columns, not both"
+        )
+    columns = columns_from_proto(request.columns, shop_id, time.time())
+    request_hash = hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
+    return shop_id, request_id, request_hash, columns
+
+
+def _batch(request: Any, maximum: int) -> tuple[str, str, str, list[Interaction]]:
+    """Validates a RecordInteractions or ImportInteractions request: shop, request id, hash and
+    the interactions as domain records."""
+    shop_id, request_id = _shop_and_request_id(request)
     if not request.interactions:
         raise InvalidArgument("interactions", "MISSING_FIELD", "needs at least one interaction")
     if len(request.interactions) > maximum:

@@ -30,6 +30,7 @@ import time
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 import psycopg
@@ -77,6 +78,7 @@ from kosmos.store.records import (
     IdentityLink,
     Impression,
     Interaction,
+    InteractionColumns,
     InteractionType,
     Item,
     ModelArtifact,
@@ -857,21 +859,37 @@ class PostgresStore:
             ) as copy:
                 write = copy.write_row
                 shop_id, request_id = p.shop_id, p.request_id
-                for i in p.interactions:
-                    write(
-                        (
-                            shop_id,
-                            i.customer_id,
-                            i.item_id,
-                            int(i.type),
-                            i.value,
-                            i.event_time,
-                            i.recommendation_id,
-                            request_id,
-                            i.channel,
-                            i.device,
+                batch = p.interactions
+                if isinstance(batch, InteractionColumns):
+                    for row in zip(
+                        repeat(shop_id),
+                        batch.customer_ids,
+                        batch.item_ids,
+                        batch.types,
+                        batch.values,
+                        batch.event_times,
+                        batch.recommendation_ids,
+                        repeat(request_id),
+                        repeat(""),
+                        repeat(""),
+                    ):
+                        write(row)
+                else:
+                    for i in batch:
+                        write(
+                            (
+                                shop_id,
+                                i.customer_id,
+                                i.item_id,
+                                int(i.type),
+                                i.value,
+                                i.event_time,
+                                i.recommendation_id,
+                                request_id,
+                                i.channel,
+                                i.device,
+                            )
                         )
-                    )
             return [], len(p.interactions), False
         rows = conn.execute(
             "INSERT INTO interactions (shop_id, customer_id, item_id, type, value, event_time,"
@@ -917,8 +935,12 @@ class PostgresStore:
         """Raises NotFound for the first unknown shop, customer or item, in one round trip
         inside the write; the customers found are locked against a concurrent delete until the
         commit (FOR KEY SHARE)."""
-        customers = sorted({i.customer_id for i in interactions})
-        items = sorted({i.item_id for i in interactions})
+        if isinstance(interactions, InteractionColumns):
+            customers = sorted(set(interactions.customer_ids))
+            items = sorted(set(interactions.item_ids))
+        else:
+            customers = sorted({i.customer_id for i in interactions})
+            items = sorted({i.item_id for i in interactions})
         row = conn.execute(
             "SELECT EXISTS (SELECT 1 FROM shops WHERE shop_id = %s),"
             " ARRAY(SELECT customer_id FROM customers"

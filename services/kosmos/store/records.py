@@ -228,6 +228,41 @@ class Interaction:
     device: str = ""
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class InteractionColumns(Sequence[Interaction]):
+    """A batch of interactions held as columns (bulk intake, `ImportInteractions` with
+    ``columns``): entry n of each column belongs to interaction n, already checked.
+
+    It is a sequence of `Interaction`, built on access, so every store takes it; a store may
+    instead read the columns themselves (SQLite hands them to one ``executemany`` without an
+    `Interaction` per row).
+    """
+
+    shop_id: str
+    customer_ids: Sequence[str]
+    item_ids: Sequence[str]
+    types: Sequence[int]
+    values: Sequence[float]
+    event_times: Sequence[float]
+    recommendation_ids: Sequence[str]
+
+    def __len__(self) -> int:
+        return len(self.customer_ids)
+
+    def __getitem__(self, n: Any) -> Any:
+        if isinstance(n, slice):
+            return [self[k] for k in range(*n.indices(len(self)))]
+        return Interaction(
+            self.shop_id,
+            self.customer_ids[n],
+            self.item_ids[n],
+            InteractionType(self.types[n]),
+            self.event_times[n],
+            self.values[n],
+            self.recommendation_ids[n],
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class CatalogChanges:
     """What changed in a shop's catalog since a version a reader holds.

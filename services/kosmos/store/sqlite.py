@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ from kosmos.store.records import (
     IdentityLink,
     Impression,
     Interaction,
+    InteractionColumns,
     InteractionType,
     Item,
     ModelArtifact,
@@ -722,9 +724,14 @@ class SQLiteStore:
         """Raises NotFound for the first unknown shop, customer or item, inside the write."""
         if conn.execute("SELECT 1 FROM shops WHERE shop_id = ?", (shop_id,)).fetchone() is None:
             raise NotFound("shop", shop_name(shop_id))
+        if isinstance(interactions, InteractionColumns):
+            customer_ids, item_ids = set(interactions.customer_ids), set(interactions.item_ids)
+        else:
+            customer_ids = {i.customer_id for i in interactions}
+            item_ids = {i.item_id for i in interactions}
         for table, column, ids, name in (
-            ("customers", "customer_id", {i.customer_id for i in interactions}, customer_name),
-            ("items", "item_id", {i.item_id for i in interactions}, item_name),
+            ("customers", "customer_id", customer_ids, customer_name),
+            ("items", "item_id", item_ids, item_name),
         ):
             found: set[str] = set()
             for chunk in _chunks(sorted(ids)):
@@ -748,11 +755,23 @@ class SQLiteStore:
         interactions: Sequence[Interaction],
     ) -> int:
         """Inserts a batch with one ``executemany``; returns the last seq it got."""
-        conn.executemany(
-            "INSERT INTO interactions (shop_id, customer_id, item_id, type, value,"
-            " event_time, recommendation_id, request_id, channel, device)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
+        rows: Iterable[tuple[Any, ...]]
+        if isinstance(interactions, InteractionColumns):
+            # The columns zipped into rows in C: no Interaction, no tuple built in Python.
+            rows = zip(
+                repeat(shop_id),
+                interactions.customer_ids,
+                interactions.item_ids,
+                interactions.types,
+                interactions.values,
+                interactions.event_times,
+                interactions.recommendation_ids,
+                repeat(request_id),
+                repeat(""),
+                repeat(""),
+            )
+        else:
+            rows = [
                 (
                     shop_id,
                     i.customer_id,
@@ -766,7 +785,12 @@ class SQLiteStore:
                     i.device,
                 )
                 for i in interactions
-            ],
+            ]
+        conn.executemany(
+            "INSERT INTO interactions (shop_id, customer_id, item_id, type, value,"
+            " event_time, recommendation_id, request_id, channel, device)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
         )
         return int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
 

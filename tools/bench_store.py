@@ -10,6 +10,11 @@
    commit returning to the other replica's subscriber, beside the commit itself.
 3. Goodput of well-behaved callers (4 threads, 50 ms calls) while another process floods the
    server with 1 ms-deadline calls, beside their goodput alone.
+5. Keeping the list behind a recommendation id (SQLite, every first page keeps one): CPU per
+   list through ``Store.put_recommendation_list`` (the list writer's group commits, JSON
+   included), beside plain batched inserts of the same rows, already encoded, into copies of
+   the table in the same file: its layout (a rowid table) and the WITHOUT ROWID layout it had
+   before issue 12.
 """
 
 from __future__ import annotations
@@ -36,7 +41,14 @@ from kosmos.client import KosmosClient
 from kosmos.common.config import RecommendationSettings
 from kosmos.common.server import build_server
 from kosmos.store import SQLiteStore, Store
-from kosmos.store.records import Customer, Interaction, InteractionType, Item, Shop
+from kosmos.store.records import (
+    Customer,
+    Interaction,
+    InteractionType,
+    Item,
+    RecommendationList,
+    Shop,
+)
 
 PG_URL = os.environ.get("KOSMOS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -267,6 +279,75 @@ def events(rounds: int = 100) -> tuple[float, float] | None:
         admin.close()
 
 
+def _lists(count: int) -> list[RecommendationList]:
+    """``count`` lists of 50 offers as Recommend keeps them (`pages.to_document` entries)."""
+    now = time.time()
+    reasons = ("Popular with shoppers right now", "Popular in Toys, which you've been browsing")
+    return [
+        RecommendationList(
+            "bench",
+            uuid.uuid4().hex + uuid.uuid4().hex[:8],
+            f"c{n % 50}",
+            tuple(
+                (f"sku-{(n * 7 + k) % 3000:05d}", 1.0 / (k + 1.3), reasons[k % 2])
+                + ("popularity", "popular", (), "")
+                for k in range(50)
+            ),
+            now,
+            now + 86400,
+        )
+        for n in range(count)
+    ]
+
+
+def keeping_lists(folder: Path, count: int) -> dict[str, float]:
+    """CPU microseconds per kept list: the store's writer, and plain inserts into copies of
+    the table in its layout and in the old WITHOUT ROWID one (groups of 4, NORMAL sync)."""
+    from kosmos.store.sqlite import _list_row
+
+    path = folder / "lists.db"
+    store = SQLiteStore(path)
+    store.create_shop(Shop("bench"))
+    # A table that already holds a day's lists of a small shop, so inserts land in a B-tree.
+    for record in _lists(count):
+        store.put_recommendation_list(record)
+    store._lists.flush()
+    lists = _lists(count)
+    started = time.process_time()
+    for record in lists:
+        store.put_recommendation_list(record)
+    store._lists.flush()
+    out = {"store": (time.process_time() - started) / count * 1e6}
+    store.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA synchronous=NORMAL")
+    (ddl,) = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'recommendation_lists'"
+    ).fetchone()
+    columns = "?, " * 8 + "?"
+    for name, suffix in (("rowid table", ""), ("WITHOUT ROWID", " WITHOUT ROWID")):
+        table = f"floor_lists_{len(out)}"
+        shape = ddl.replace("recommendation_lists", table, 1).replace("WITHOUT ROWID", "")
+        conn.execute(shape.rstrip() + suffix)
+        conn.execute(f"CREATE INDEX {table}_expiry ON {table} (expire_time)")
+        conn.execute("BEGIN")
+        conn.executemany(
+            f"INSERT INTO {table} VALUES ({columns})", [_list_row(r) for r in _lists(count)]
+        )
+        conn.execute("COMMIT")
+        rows = [_list_row(r) for r in _lists(count)]
+        started = time.process_time()
+        for start in range(0, len(rows), 4):
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(
+                f"INSERT OR REPLACE INTO {table} VALUES ({columns})", rows[start : start + 4]
+            )
+            conn.execute("COMMIT")
+        out[name] = (time.process_time() - started) / count * 1e6
+    conn.close()
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--threads", type=int, default=16)
@@ -274,9 +355,20 @@ def main() -> int:
     p.add_argument("--batch", type=int, default=10, help="events per RecordInteractions")
     p.add_argument("--catalog", type=int, default=20000)
     p.add_argument("--rounds", type=int, default=40)
+    p.add_argument("--lists", type=int, default=3000, help="kept lists to time (3000)")
+    p.add_argument("--only-lists", action="store_true", help="measure keeping lists alone")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
+        kept = keeping_lists(folder, args.lists)
+        print(
+            f"keeping a 50-offer list (SQLite, CPU per list): {kept['store']:.0f} us through the"
+            f" store's list writer; plain batched insert {kept['rowid table']:.0f} us into its"
+            f" rowid table, {kept['WITHOUT ROWID']:.0f} us into the WITHOUT ROWID layout of"
+            f" before (ratio store / plain {kept['store'] / kept['rowid table']:.2f})"
+        )
+        if args.only_lists:
+            return 0
         rows = [("SQLite", sqlite_case(args, folder))]
         pg = postgres_case(args)
         if pg is not None:

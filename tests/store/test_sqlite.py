@@ -44,6 +44,40 @@ def test_migrations_apply_once_and_record_their_version(tmp_path):
     second.close()
 
 
+def test_lists_kept_before_the_rowid_table_are_still_served_after_it(tmp_path):
+    """Migration 12 moves the kept lists (about 5 KB each) out of a WITHOUT ROWID table, whose
+    B-tree wants rows far smaller than a page (issue 12): the lists already kept come along."""
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+        " applied_time REAL NOT NULL)"
+    )
+    for migration in _migrations.load("sqlite"):
+        if migration.version < 12:
+            conn.executescript(migration.sql)
+            conn.execute("INSERT INTO schema_migrations VALUES (?, ?, 0)", (migration.version, ""))
+    assert "WITHOUT ROWID" in _table_sql(conn, "recommendation_lists")
+    offers = '[["i1",0.5,"Popular with shoppers right now","popularity","popular",[],""]]'
+    conn.execute(
+        "INSERT INTO recommendation_lists VALUES ('acme', 'rid-1', 'alice', '', '', '', ?, 1, ?)",
+        (offers, 2e9),
+    )
+    conn.close()
+    store = SQLiteStore(path)
+    try:
+        kept = store.get_recommendation_list("acme", "rid-1", 1e9)
+        assert kept is not None and kept.customer_id == "alice" and kept.expire_time == 2e9
+        assert [list(o) for o in kept.offers][0][:2] == ["i1", 0.5]
+        assert "WITHOUT ROWID" not in _table_sql(sqlite3.connect(path), "recommendation_lists")
+    finally:
+        store.close()
+
+
+def _table_sql(conn: sqlite3.Connection, table: str) -> str:
+    return conn.execute("SELECT sql FROM sqlite_master WHERE name = ?", (table,)).fetchone()[0]
+
+
 def test_wal_and_full_sync_are_on(store):
     assert store.pragma("journal_mode") == "wal"
     assert store.pragma("synchronous") == "2"  # FULL

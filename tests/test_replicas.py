@@ -18,9 +18,9 @@ from kosmos.common.errors import NotFound
 from kosmos.plugin import LoadedPlugin
 from kosmos.recommendation.models import ModelHub
 from kosmos.recommenders.popularity import create as popularity
-from kosmos.store.events import CATALOG, CUSTOMER, MODEL, Event
+from kosmos.store.events import CATALOG, CUSTOMER, HISTORY, MODEL, Event
 from kosmos.store.postgres import PostgresStore
-from kosmos.store.records import Customer, Item, ModelArtifact, Shop
+from kosmos.store.records import Customer, Interaction, InteractionType, Item, ModelArtifact, Shop
 from kosmos.training import train
 from kosmos.training.artifacts import StoreArtifacts
 from tests.conftest import Cluster, start_cluster
@@ -98,6 +98,17 @@ def test_events_reach_the_other_replica_through_postgres(postgres_url):
         writer.set_current_model("acme", "als", "v1")
         assert _until(lambda: Event(MODEL, "acme", "als") in seen)
         assert len(seen) == 3
+        # A history import tells every replica's model hub to hold its refits; a replay
+        # (nothing stored) and live feedback do not.
+        writer.create_customer(Customer("acme", "bob"))
+        history = [Interaction("acme", "bob", "i1", InteractionType.VIEW, 1e9)] * 3
+        assert writer.import_interactions("acme", "import-1", "h", history) == (3, False)
+        assert _until(lambda: Event(HISTORY, "acme") in seen)
+        writer.import_interactions("acme", "import-1", "h", history)
+        writer.record_interactions("acme", "live-1", "h", history[:1])
+        writer.upsert_items([Item("acme", "i2")])  # a later event, to know the others arrived
+        assert _until(lambda: seen[-1] == Event(CATALOG, "acme"))
+        assert [e.kind for e in seen].count(HISTORY) == 1
     finally:
         writer.close()
         reader.close()

@@ -9,7 +9,7 @@ import time
 
 from kosmos.common.deadline import deadline_scope
 from kosmos.plugin import LoadedPlugin, RecommendQuery, TrainingData
-from kosmos.recommendation.models import ModelHub
+from kosmos.recommendation.models import IMPORT_QUIET_SECONDS, ModelHub
 from kosmos.recommenders.popularity import PopularityRecommender
 from kosmos.store.records import Customer, Interaction, InteractionType, Item, Shop
 
@@ -143,3 +143,31 @@ def test_a_shop_whose_refit_was_long_is_refitted_less_often_and_folded_in_meanwh
     bought(store, "acme", "i2", 9, "r2")
     models.refresh_all()  # at 1105: due
     assert len(Recorded.fits) == 2 and top(models.get("acme", "popularity")) == "i2"
+
+
+def test_a_shop_importing_its_history_is_refitted_only_once_the_import_is_quiet(store):
+    # The 1M-customer shop's import cluster refitted and folded in a shop that kept growing,
+    # holding the GIL the import needed (issue 12): a history import holds both until it has
+    # been quiet for IMPORT_QUIET_SECONDS; a live event does not.
+    now = [1000.0]
+    shop(store, "acme")
+    bought(store, "acme", "i0", 2, "r0")
+    Recorded.fits = []
+    models = ModelHub(store, PLUGINS, ("popularity",), {}, 60, timer=lambda: now[0])
+    models.refresh_all()
+    assert len(Recorded.fits) == 1
+    history = [
+        Interaction("acme", "alice", "i3", InteractionType.PURCHASE, time.time() - 86400)
+    ] * 5
+    assert store.import_interactions("acme", "batch-1", "h1", history) == (5, False)
+    assert models.importing("acme")
+    now[0] += IMPORT_QUIET_SECONDS - 1
+    models.refresh_all()  # new data, but an import is under way: no refit, no fold-in
+    assert len(Recorded.fits) == 1 and top(models.get("acme", "popularity")) == "i0"
+    store.import_interactions("acme", "batch-1", "h1", history)  # a replay stores nothing
+    now[0] += 2
+    assert not models.importing("acme")  # quiet since the last batch that stored anything
+    models.refresh_all()
+    assert len(Recorded.fits) == 2 and top(models.get("acme", "popularity")) == "i3"
+    bought(store, "acme", "i2", 9, "r1")  # live feedback never holds a refit
+    assert not models.importing("acme")

@@ -109,9 +109,10 @@ class Routing:
         return ";".join(parts)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Candidate:
-    """An item a recommender proposed, with the recommender's name."""
+    """An item a recommender proposed, with the recommender's name. Not frozen, for the cost
+    of building one per candidate (see `kosmos.recommendation.domain.Offer`); never changed."""
 
     scored: Scored
     recommender: str

@@ -40,7 +40,7 @@ from kosmos.plugin import LoadedPlugin, Recommender, TrainingData
 from kosmos.plugin.signals import DEFAULT_WEIGHTS, Weights, to_plugin
 from kosmos.recommendation.seen import Repeat, SeenPolicy, learn_repeatable
 from kosmos.store import Store
-from kosmos.store.events import MODEL, RESYNC, Event
+from kosmos.store.events import HISTORY, MODEL, RESYNC, Event
 from kosmos.training.artifacts import Artifacts
 from kosmos.training.data import training_data
 
@@ -50,6 +50,13 @@ if TYPE_CHECKING:  # the resolver imports this package's seen-item policy
 
 # A first request without a deadline waits this long at most for its shop's models.
 FIRST_LOAD_WAIT_SECONDS = 60.0
+
+IMPORT_QUIET_SECONDS = 30.0
+"""A shop whose history is being imported (``ImportInteractions``) is neither refitted nor
+folded in until its imports have been quiet this long (issue 12): the 1M-customer shop's
+import cluster spent much of its import refitting and folding in a shop that kept growing,
+holding the GIL the import's own requests needed. A request for a shop with no model yet
+still fits one at once."""
 
 REFIT_SPACING = 9.0
 """A shop's periodic in-process refit waits at least this many times its last refit's length
@@ -154,10 +161,10 @@ class ModelHub:
         self._ready = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        if artifacts is not None:
-            # A version made current by the trainer or a rollback, on any replica, is loaded
-            # at once instead of at the next poll.
-            store.subscribe(self._on_event)
+        self._imported: dict[str, float] = {}  # shop -> when (timer) it last imported history
+        # A version made current by the trainer or a rollback, on any replica, is loaded at
+        # once instead of at the next poll; a history import on any replica holds refits.
+        store.subscribe(self._on_event)
         metrics.watch_models(self)
 
     def model_states(self) -> list[metrics.ModelState]:
@@ -174,7 +181,17 @@ class ModelHub:
             # Feedback recorded just after the previous model read its data waited until now.
             metrics.record_freshness(serving.built_time - previous.built_time, shop_id, name)
 
+    def importing(self, shop_id: str) -> bool:
+        """Whether the shop imported history (``ImportInteractions``, through any replica) in
+        the last `IMPORT_QUIET_SECONDS`: then it is neither refitted nor folded in."""
+        return self._timer() - self._imported.get(shop_id, float("-inf")) < IMPORT_QUIET_SECONDS
+
     def _on_event(self, event: Event) -> None:
+        if event.kind == HISTORY:
+            self._imported[event.shop_id] = self._timer()
+            return
+        if self.artifacts is None:
+            return  # nothing to load: every model is fitted here
         if event.kind == MODEL and event.shop_id in self._fitted_shops:
             shops = [event.shop_id]
         elif event.kind == RESYNC:
@@ -498,6 +515,8 @@ class ModelHub:
         """Loads new versions of every shop and refits the shops due (`REFIT_SPACING`)."""
         for shop_id in self.store.list_shop_ids():
             self.load_artifacts(shop_id)
+            if self.importing(shop_id):
+                continue  # a fit would learn half the history, and hold up the rest of it
             if self._timer() < self._refit_after.get(shop_id, float("-inf")):
                 self.fold_in(shop_id)  # its last refit was long: fresh by folding in till then
                 continue
@@ -525,7 +544,8 @@ class ModelHub:
                 else:
                     self.poll()
                     for shop_id in list(self._fitted_shops):
-                        self.fold_in(shop_id)
+                        if not self.importing(shop_id):
+                            self.fold_in(shop_id)
             except Exception:
                 log.exception("model refresh failed; serving the previous models")
             if first:

@@ -26,6 +26,9 @@ MODEL = "model"
 CUSTOMER = "customer"
 API_KEY = "api_key"
 """An API key was revoked (``key`` is its id): processes that cache keys drop it."""
+HISTORY = "history"
+"""A batch of a shop's history was bulk-imported (``ImportInteractions``): model hubs hold off
+refitting the shop while imports keep coming."""
 RESYNC = "resync"
 """Sent to subscribers when events may have been missed: catch up from the store."""
 

@@ -59,6 +59,7 @@ from kosmos.store.events import (
     API_KEY,
     CATALOG,
     CUSTOMER,
+    HISTORY,
     MODEL,
     RESYNC,
     Event,
@@ -796,6 +797,8 @@ class PostgresStore:
                         # that fails its checks has written nothing but its request row,
                         # which _record_one removes again.
                         results[n] = self._record_one(conn, p)
+                        if p.count_only and not results[n][2]:  # an import stored a batch
+                            self._notify(conn, Event(HISTORY, p.shop_id))
                     except (NotFound, AlreadyExists) as error:
                         errors[n] = error
         except Exception as error:  # noqa: BLE001 - handed to every waiting caller

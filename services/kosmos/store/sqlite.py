@@ -35,7 +35,16 @@ from kosmos.common.names import customer_name, item_name, shop_name
 from kosmos.store import _migrations
 from kosmos.store._group import GroupWriter
 from kosmos.store._tracing import traced
-from kosmos.store.events import API_KEY, CATALOG, CUSTOMER, MODEL, Event, Subscriber, Subscribers
+from kosmos.store.events import (
+    API_KEY,
+    CATALOG,
+    CUSTOMER,
+    HISTORY,
+    MODEL,
+    Event,
+    Subscriber,
+    Subscribers,
+)
 from kosmos.store.records import (
     CONSENT_DEFAULTS,
     IMPRESSIONS_LIMIT,
@@ -821,6 +830,7 @@ class SQLiteStore:
                 (shop_id, request_id, request_hash, time.time()),
             )
             self._insert_interactions(conn, shop_id, request_id, interactions)
+        self._subscribers.deliver(Event(HISTORY, shop_id))
         return len(interactions), False
 
     def list_interactions(

@@ -318,7 +318,9 @@ class Recommendations:
         for attempt in range(REFILL_ROUNDS + 1):
             if attempt:
                 query = dataclasses.replace(query, k=query.k * REFILL_FACTOR)
-            asked, hidden = query, dataclasses.replace(query, customer_id=MASKED_CUSTOMER_ID)
+            asked = hidden = query
+            if masked:  # a model built before the customer's erasure or withdrawal
+                hidden = dataclasses.replace(query, customer_id=MASKED_CUSTOMER_ID)
             candidates = self._gather(
                 shop_id,
                 chain,

@@ -30,7 +30,6 @@ import time
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import repeat
 from typing import Any
 
 import psycopg
@@ -95,6 +94,7 @@ from kosmos.store.records import (
     encode_exclusions,
     encode_preferences,
     encode_price_range,
+    interaction_rows,
     subject_hash,
 )
 
@@ -862,37 +862,8 @@ class PostgresStore:
             ) as copy:
                 write = copy.write_row
                 shop_id, request_id = p.shop_id, p.request_id
-                batch = p.interactions
-                if isinstance(batch, InteractionColumns):
-                    for row in zip(
-                        repeat(shop_id),
-                        batch.customer_ids,
-                        batch.item_ids,
-                        batch.types,
-                        batch.values,
-                        batch.event_times,
-                        batch.recommendation_ids,
-                        repeat(request_id),
-                        repeat(""),
-                        repeat(""),
-                    ):
-                        write(row)
-                else:
-                    for i in batch:
-                        write(
-                            (
-                                shop_id,
-                                i.customer_id,
-                                i.item_id,
-                                int(i.type),
-                                i.value,
-                                i.event_time,
-                                i.recommendation_id,
-                                request_id,
-                                i.channel,
-                                i.device,
-                            )
-                        )
+                for row in interaction_rows(shop_id, request_id, p.interactions):
+                    write(row)
             return [], len(p.interactions), False
         rows = conn.execute(
             "INSERT INTO interactions (shop_id, customer_id, item_id, type, value, event_time,"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
+from itertools import repeat
 from typing import Any
 
 
@@ -261,6 +262,42 @@ class InteractionColumns(Sequence[Interaction]):
             self.values[n],
             self.recommendation_ids[n],
         )
+
+
+def interaction_rows(
+    shop_id: str, request_id: str, interactions: Sequence[Interaction]
+) -> Iterable[tuple[Any, ...]]:
+    """The interactions table's rows (shop, customer, item, type, value, event time,
+    recommendation id, request id, channel, device) of a batch: `InteractionColumns` zipped in
+    C, with no `Interaction` built per row; any other sequence one tuple at a time."""
+    if isinstance(interactions, InteractionColumns):
+        return zip(
+            repeat(shop_id),
+            interactions.customer_ids,
+            interactions.item_ids,
+            interactions.types,
+            interactions.values,
+            interactions.event_times,
+            interactions.recommendation_ids,
+            repeat(request_id),
+            repeat(""),
+            repeat(""),
+        )
+    return [
+        (
+            shop_id,
+            i.customer_id,
+            i.item_id,
+            int(i.type),
+            i.value,
+            i.event_time,
+            i.recommendation_id,
+            request_id,
+            i.channel,
+            i.device,
+        )
+        for i in interactions
+    ]
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +73,7 @@ from kosmos.store.records import (
     encode_exclusions,
     encode_preferences,
     encode_price_range,
+    interaction_rows,
     subject_hash,
 )
 
@@ -764,42 +764,11 @@ class SQLiteStore:
         interactions: Sequence[Interaction],
     ) -> int:
         """Inserts a batch with one ``executemany``; returns the last seq it got."""
-        rows: Iterable[tuple[Any, ...]]
-        if isinstance(interactions, InteractionColumns):
-            # The columns zipped into rows in C: no Interaction, no tuple built in Python.
-            rows = zip(
-                repeat(shop_id),
-                interactions.customer_ids,
-                interactions.item_ids,
-                interactions.types,
-                interactions.values,
-                interactions.event_times,
-                interactions.recommendation_ids,
-                repeat(request_id),
-                repeat(""),
-                repeat(""),
-            )
-        else:
-            rows = [
-                (
-                    shop_id,
-                    i.customer_id,
-                    i.item_id,
-                    int(i.type),
-                    i.value,
-                    i.event_time,
-                    i.recommendation_id,
-                    request_id,
-                    i.channel,
-                    i.device,
-                )
-                for i in interactions
-            ]
         conn.executemany(
             "INSERT INTO interactions (shop_id, customer_id, item_id, type, value,"
             " event_time, recommendation_id, request_id, channel, device)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
+            interaction_rows(shop_id, request_id, interactions),
         )
         return int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
 

@@ -22,6 +22,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from kosmos.common.errors import InvalidArgument
+from kosmos.v1 import feedback_service_pb2
 
 MAX_STRING = 1024
 """Characters in any string field not named in `STRING_LIMITS`."""
@@ -64,18 +65,10 @@ LIST_LIMITS: dict[str, int] = {
 }
 """Entries per repeated field, by field name."""
 
-_INTERACTION_COLUMNS = (
-    "customer_ids",
-    "item_ids",
-    "types",
-    "values",
-    "event_times",
-    "recommendation_ids",
-)
-
 FIELD_LIST_LIMITS: dict[str, int] = {
     "kosmos.v1.ImportInteractionsRequest.interactions": 10_000,
-    **{f"kosmos.v1.InteractionColumns.{column}": 10_000 for column in _INTERACTION_COLUMNS},
+    # Every column of a bulk import: one entry per interaction, as many as `interactions`.
+    **{f.full_name: 10_000 for f in feedback_service_pb2.InteractionColumns.DESCRIPTOR.fields},
     "kosmos.v1.Impression.item_ids": 100,
 }
 """Entries per repeated field of one message (full field name), before `LIST_LIMITS`: bulk

@@ -131,8 +131,8 @@ class Offer:
     """One offer. ``kind`` is a `REASON_KINDS` name; ``evidence`` the item ids behind it.
 
     Not frozen, unlike the records around it: every Recommend builds one for each of its 70
-    candidates, and a frozen dataclass's ``__init__`` (one ``object.__setattr__`` a field) cost
-    about 4x a plain one's (issue 12). Treat it as immutable all the same:
+    candidates, and a frozen dataclass's ``__init__`` calls ``object.__setattr__`` once a field
+    (issue 12; the cost is in the README's Benchmarks 1). Treat it as immutable all the same:
     `dataclasses.replace` makes a changed copy.
     """
 

@@ -78,7 +78,6 @@ from kosmos.store.records import (
     IdentityLink,
     Impression,
     Interaction,
-    InteractionColumns,
     InteractionType,
     Item,
     ModelArtifact,
@@ -95,6 +94,7 @@ from kosmos.store.records import (
     encode_preferences,
     encode_price_range,
     interaction_rows,
+    referenced_ids,
     subject_hash,
 )
 
@@ -909,12 +909,8 @@ class PostgresStore:
         """Raises NotFound for the first unknown shop, customer or item, in one round trip
         inside the write; the customers found are locked against a concurrent delete until the
         commit (FOR KEY SHARE)."""
-        if isinstance(interactions, InteractionColumns):
-            customers = sorted(set(interactions.customer_ids))
-            items = sorted(set(interactions.item_ids))
-        else:
-            customers = sorted({i.customer_id for i in interactions})
-            items = sorted({i.item_id for i in interactions})
+        customer_ids, item_ids = referenced_ids(interactions)
+        customers, items = sorted(customer_ids), sorted(item_ids)
         row = conn.execute(
             "SELECT EXISTS (SELECT 1 FROM shops WHERE shop_id = %s),"
             " ARRAY(SELECT customer_id FROM customers"

@@ -264,6 +264,13 @@ class InteractionColumns(Sequence[Interaction]):
         )
 
 
+def referenced_ids(interactions: Sequence[Interaction]) -> tuple[set[str], set[str]]:
+    """The distinct customer ids and item ids a batch names (what a store checks exist)."""
+    if isinstance(interactions, InteractionColumns):
+        return set(interactions.customer_ids), set(interactions.item_ids)
+    return {i.customer_id for i in interactions}, {i.item_id for i in interactions}
+
+
 def interaction_rows(
     shop_id: str, request_id: str, interactions: Sequence[Interaction]
 ) -> Iterable[tuple[Any, ...]]:

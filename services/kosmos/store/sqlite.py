@@ -57,7 +57,6 @@ from kosmos.store.records import (
     IdentityLink,
     Impression,
     Interaction,
-    InteractionColumns,
     InteractionType,
     Item,
     ModelArtifact,
@@ -74,6 +73,7 @@ from kosmos.store.records import (
     encode_preferences,
     encode_price_range,
     interaction_rows,
+    referenced_ids,
     subject_hash,
 )
 
@@ -733,11 +733,7 @@ class SQLiteStore:
         """Raises NotFound for the first unknown shop, customer or item, inside the write."""
         if conn.execute("SELECT 1 FROM shops WHERE shop_id = ?", (shop_id,)).fetchone() is None:
             raise NotFound("shop", shop_name(shop_id))
-        if isinstance(interactions, InteractionColumns):
-            customer_ids, item_ids = set(interactions.customer_ids), set(interactions.item_ids)
-        else:
-            customer_ids = {i.customer_id for i in interactions}
-            item_ids = {i.item_id for i in interactions}
+        customer_ids, item_ids = referenced_ids(interactions)
         for table, column, ids, name in (
             ("customers", "customer_id", customer_ids, customer_name),
             ("items", "item_id", item_ids, item_name),

@@ -17,6 +17,7 @@ import secrets
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -101,8 +102,9 @@ def measure(
     requests: int,
     customers: list[str],
     key: str,
+    client_processes: int = 4,
 ) -> Result:
-    procs = min(concurrency, 4)
+    procs = min(concurrency, client_processes)
     threads = concurrency // procs
     per_thread = max(1, requests // concurrency)
     started = time.perf_counter()
@@ -111,6 +113,21 @@ def measure(
     )
     seconds = time.perf_counter() - started
     return Result(kind, concurrency, np.array([x for p in parts for x in p]), seconds)
+
+
+def cpu_list(text: str) -> set[int]:
+    """``"0,1"`` or ``"2-15"`` or ``"0,4-7"``: the CPUs, as ``taskset -c`` reads them."""
+    cpus: set[int] = set()
+    for part in filter(None, text.split(",")):
+        first, _, last = part.partition("-")
+        cpus.update(range(int(first), int(last or first) + 1))
+    return cpus
+
+
+def _pin(cpus: set[int]) -> None:
+    """Keep this process (and what it starts) on ``cpus``; nothing when none are given."""
+    if cpus:
+        os.sched_setaffinity(0, cpus)
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -252,8 +269,14 @@ def run_setup(
             "KOSMOS_TRACE_SAMPLE_RATIO": ratio,
             "KOSMOS_LIST_LENGTH": str(args.list_length),
         }
+        server_cpus = cpu_list(args.server_cpus)
         server = subprocess.Popen(
-            [sys.executable, "-m", "kosmos.cluster"], env=env, stdout=subprocess.PIPE, text=True
+            [sys.executable, "-m", "kosmos.cluster"],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+            # The supervisor's processes inherit the mask.
+            preexec_fn=(lambda: _pin(server_cpus)) if server_cpus else None,
         )
         try:
             line = server.stdout.readline()
@@ -266,13 +289,16 @@ def run_setup(
                 load(client, shop, console)
                 key = client.create_api_key("storefront", SHOP, "bench").secret
             customers = [c.customer_id for c in shop.customers]
-            with mp.get_context("spawn").Pool(4) as pool:
+            clients = args.client_processes
+            with mp.get_context("spawn").Pool(
+                clients, initializer=_pin, initargs=(cpu_list(args.client_cpus),)
+            ) as pool:
                 # Warm-up: enough connections that every process fits its models.
-                measure(pool, address, "recommend", 16, 800, customers, key)
+                measure(pool, address, "recommend", 16, 800, customers, key, clients)
                 for c in args.concurrency:
                     for kind in ("floor", "recommend"):
                         cpu = _cpu_seconds(server.pid)
-                        r = measure(pool, address, kind, c, args.requests, customers, key)
+                        r = measure(pool, address, kind, c, args.requests, customers, key, clients)
                         cpu = _cpu_seconds(server.pid) - cpu
                         phases.append(Phase(processes, ratio, r, cpu / len(r.latencies) * 1000))
             rss = _rss_mb(server.pid)
@@ -291,7 +317,7 @@ def run_setup(
     return phases, rss
 
 
-def plot(phases: list[Phase], path: str) -> None:
+def plot(phases: list[Phase], path: str, title: str) -> None:
     """p50 (dashed) and p99 (solid) against the number of clients, one colour per setup."""
     import matplotlib
 
@@ -313,7 +339,7 @@ def plot(phases: list[Phase], path: str) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("concurrent clients")
     ax.set_ylabel("latency (ms)")
-    ax.set_title("make bench: latency against load (2 shared cores)")
+    ax.set_title(textwrap.fill(f"make bench: latency against load ({title})", 72), fontsize=9)
     ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -345,6 +371,19 @@ def main() -> int:
         default="",
         help="an empty database for one setup (e.g. a PostgreSQL URL; default: a SQLite file)",
     )
+    p.add_argument(
+        "--server-cpus",
+        default="",
+        help="CPUs the cluster's processes run on, as taskset -c reads them (0,1; default: any)",
+    )
+    p.add_argument(
+        "--client-cpus",
+        default="",
+        help="CPUs the client processes run on (e.g. 2-15; default: any, shared with the server)",
+    )
+    p.add_argument(
+        "--client-processes", type=int, default=4, help="client processes sending the load (4)"
+    )
     args = p.parse_args()
     if args.database and len(args.processes) * len(args.trace_ratios) > 1:
         raise SystemExit("--database holds one setup's shop: give one --processes and ratio")
@@ -367,9 +406,15 @@ def main() -> int:
             phases += found
             memory.append((processes, ratio, rss))
 
+    where = (
+        f"server on CPUs {args.server_cpus or 'any'}, {args.client_processes} client"
+        f" processes on CPUs {args.client_cpus or 'any'}"
+        if args.server_cpus or args.client_cpus
+        else "clients on the same cores"
+    )
     table = Table(
         title=f"make bench — {len(shop.interactions)} interactions, {os.cpu_count()} cores"
-        " (clients on the same cores), loopback",
+        f" ({where}), loopback",
         title_justify="left",
     )
     for column in ("RPC", "proc", "trace", "clients", "req/s", "p50 ms", "p99 ms", "CPU ms/req"):
@@ -428,7 +473,7 @@ def main() -> int:
     for processes, ratio, rss in memory:
         console.print(f"RSS after the run, {processes} process(es), trace {ratio}: {rss:,.0f} MiB")
     if args.plot:
-        plot(phases, args.plot)
+        plot(phases, args.plot, where if args.server_cpus else f"{os.cpu_count()} shared cores")
         console.print(f"plot: {args.plot}")
     return 0
 

@@ -15,6 +15,10 @@
    included), beside plain batched inserts of the same rows, already encoded, into copies of
    the table in the same file: its layout (a rowid table) and the WITHOUT ROWID layout it had
    before issue 12.
+6. A fresh replica whose models all come from the trainer learning the shop's repeat purchases
+   (the seen-item policy's ``learned``): the purchases and the items' categories alone, as it
+   reads them now, beside the whole history read for a fit (``training_data``), as it did
+   before; both give the same items.
 """
 
 from __future__ import annotations
@@ -348,6 +352,52 @@ def keeping_lists(folder: Path, count: int) -> dict[str, float]:
     return out
 
 
+def learning_repeats(folder: Path, customers: int) -> dict[str, float]:
+    """Seconds to learn a shop's repeatable items both ways, on a SQLite shop of ``customers``
+    customers with 20 events each (one in ten a purchase) over ``customers // 10`` items."""
+    import random
+
+    from kosmos.recommendation.models import ModelHub
+    from kosmos.recommendation.seen import SeenPolicy, learn_repeatable
+    from kosmos.training.data import training_data
+
+    store = SQLiteStore(folder / "repeats.db")
+    store.create_shop(Shop("bench"))
+    items = max(10, customers // 10)
+    store.upsert_items([Item("bench", f"i{n}", category=f"c{n % 50}") for n in range(items)])
+    store.upsert_customers([Customer("bench", f"u{c}") for c in range(customers)])
+    rng = random.Random(7)
+    now = time.time()
+    kinds = [InteractionType.VIEW] * 7 + [InteractionType.CLICK, InteractionType.ADD_TO_CART]
+    events = [
+        Interaction(
+            "bench",
+            f"u{c}",
+            f"i{int(rng.paretovariate(1.2)) % items}",
+            InteractionType.PURCHASE if rng.random() < 0.1 else rng.choice(kinds),
+            now - rng.uniform(0, 60 * 86400),
+        )
+        for c in range(customers)
+        for _ in range(20)
+    ]
+    for start in range(0, len(events), 10_000):
+        store.import_interactions("bench", f"r{start}", "h", events[start : start + 10_000])
+    policy = SeenPolicy()
+    started = time.perf_counter()
+    data = training_data(store, "bench", now)
+    categories = {i: f.get("category", "") for i, f in data.item_features.items()}
+    before = learn_repeatable(data.interactions, policy, categories)
+    whole = time.perf_counter() - started
+    del data
+    hub = ModelHub(store, {}, (), {}, 0, seen_policy=policy)
+    started = time.perf_counter()
+    hub._learn_from_purchases("bench", policy)
+    purchases = time.perf_counter() - started
+    assert hub._repeatable["bench"] == before, "both ways must learn the same items"
+    store.close()
+    return {"events": len(events), "whole": whole, "purchases": purchases, "items": len(before)}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--threads", type=int, default=16)
@@ -357,9 +407,22 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=40)
     p.add_argument("--lists", type=int, default=3000, help="kept lists to time (3000)")
     p.add_argument("--only-lists", action="store_true", help="measure keeping lists alone")
+    p.add_argument(
+        "--repeat-customers", type=int, default=20000, help="customers of section 6's shop (20000)"
+    )
+    p.add_argument("--only-repeats", action="store_true", help="measure section 6 alone")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
+        learned = learning_repeats(folder, args.repeat_customers)
+        print(
+            f"learning repeat purchases on a fresh replica ({args.repeat_customers} customers,"
+            f" {learned['events']:,} events, SQLite): {learned['purchases']:.2f} s from the"
+            f" purchases, {learned['whole']:.2f} s from the whole history read for a fit"
+            f" (ratio {learned['whole'] / learned['purchases']:.1f}x; {learned['items']} items)"
+        )
+        if args.only_repeats:
+            return 0
         kept = keeping_lists(folder, args.lists)
         print(
             f"keeping a 50-offer list (SQLite, CPU per list): {kept['store']:.0f} us through the"

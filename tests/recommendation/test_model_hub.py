@@ -171,3 +171,62 @@ def test_a_shop_importing_its_history_is_refitted_only_once_the_import_is_quiet(
     assert len(Recorded.fits) == 2 and top(models.get("acme", "popularity")) == "i3"
     bought(store, "acme", "i2", 9, "r1")  # live feedback never holds a refit
     assert not models.importing("acme")
+
+
+def test_a_shop_served_from_the_trainers_versions_learns_repeat_purchases_from_purchases(
+    store, tmp_path
+):
+    """With every model from the trainer, the hub fits nothing and reads no whole history: it
+    learns the repeatable items from the purchases and the items' categories, and finds what
+    learning from the whole training data finds."""
+    from kosmos.recommendation.seen import SeenPolicy, learn_repeatable
+    from kosmos.training import Artifacts
+    from kosmos.training.data import training_data
+
+    store.create_shop(Shop("acme"))
+    store.upsert_items(
+        [
+            Item("acme", "tea", category="Tea"),
+            Item("acme", "green-tea", category="Tea"),  # one buyer: judged by its category
+            Item("acme", "kettle", category="Kitchen"),
+            Item("acme", "mug", category="Kitchen", attributes={"category": "Tea"}),
+        ]
+    )
+    now = time.time()
+    events = []
+    for n in range(6):
+        store.create_customer(Customer("acme", f"c{n}"))
+        for day in (3, 1):  # tea twice, days apart: a repeat purchase
+            events.append(
+                Interaction("acme", f"c{n}", "tea", InteractionType.PURCHASE, now - day * 86400)
+            )
+        events.append(Interaction("acme", f"c{n}", "kettle", InteractionType.PURCHASE, now - 86400))
+        events += [Interaction("acme", f"c{n}", "kettle", InteractionType.VIEW, now - 60)] * 3
+    events.append(Interaction("acme", "c0", "green-tea", InteractionType.PURCHASE, now - 3600))
+    events.append(Interaction("acme", "c1", "mug", InteractionType.PURCHASE, now - 3600))
+    store.record_interactions("acme", "r", "h", events)
+    artifacts = Artifacts(tmp_path)
+    model = Recorded()
+    PopularityRecommender.fit(model, training_data(store, "acme", now))
+    artifacts.publish(
+        "acme",
+        "popularity",
+        model.save,
+        interactions=1,
+        fit_seconds=0.1,
+        distribution="t",
+        settings={},
+    )
+    Recorded.fits = []
+    models = ModelHub(
+        store, PLUGINS, ("popularity",), {}, 0, artifacts=artifacts, fit_in_process=()
+    )
+
+    learned = models.repeatable("acme")
+
+    assert learned == {"tea", "green-tea", "mug"}
+    data = training_data(store, "acme", now)
+    categories = {i: f.get("category", "") for i, f in data.item_features.items()}
+    assert learned == learn_repeatable(data.interactions, SeenPolicy(), categories)
+    assert models.version("acme", "popularity") == artifacts.current("acme", "popularity")
+    assert Recorded.fits == []

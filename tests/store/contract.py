@@ -191,6 +191,23 @@ class StoreContract:
             reader.close()
         assert len(list(store.iter_interactions("acme"))) == len(events)
 
+    def test_reading_a_shops_interactions_of_some_types_only(self, store: Store) -> None:
+        seed(store)
+        kinds = [InteractionType.VIEW, InteractionType.PURCHASE, InteractionType.CLICK] * 4
+        events = [
+            Interaction("acme", "alice", f"i{n % 3}", kind, 1_700_000_000.0 + n)
+            for n, kind in enumerate(kinds)
+        ]
+        stored, _ = store.record_interactions("acme", "r", "h", events)
+        bought = [i.seq for i in stored if i.type is InteractionType.PURCHASE]
+        only = store.iter_interactions("acme", types=(InteractionType.PURCHASE,))
+        assert [i.seq for i in only] == bought
+        both = (InteractionType.PURCHASE, InteractionType.CLICK)
+        assert [i.seq for i in store.iter_interactions("acme", stored[5].seq, both)] == [
+            i.seq for i in stored[6:] if i.type in both
+        ]
+        assert list(store.iter_interactions("acme", types=())) == []
+
     def test_delete_customer_erases_their_interactions(self, store: Store) -> None:
         seed(store)
         store.record_interactions("acme", "r", "h", [visit(0), visit(1, "bob")])

@@ -36,7 +36,8 @@ from opentelemetry import trace
 from kosmos.common import deadline, metrics
 from kosmos.common.deadline import deadline_scope
 from kosmos.experiments.domain import base_recommender, variant_models
-from kosmos.plugin import LoadedPlugin, Recommender, TrainingData
+from kosmos.plugin import InteractionType, LoadedPlugin, Recommender, TrainingData
+from kosmos.plugin.features import item_features
 from kosmos.plugin.signals import DEFAULT_WEIGHTS, Weights, to_plugin
 from kosmos.recommendation.seen import Repeat, SeenPolicy, learn_repeatable
 from kosmos.store import Store
@@ -363,6 +364,35 @@ class ModelHub:
             data.interactions, self._for(shop_id).seen_policy, categories
         )
 
+    def _learn_from_purchases(self, shop_id: str, policy: SeenPolicy) -> None:
+        """`learn_repeatable` on the shop's purchases and its items' categories alone."""
+        with tracer.start_as_current_span("models.learn_repeatable") as span:
+            span.set_attribute("kosmos.shop", shop_id)
+            categories: dict[str, str] = {}
+            after = ""
+            while page := self.store.list_items(shop_id, after, 5000):
+                # As `training_data` has it: an item's own ``category`` attribute wins.
+                categories.update(
+                    (
+                        item.item_id,
+                        item_features(
+                            item.attributes,
+                            title=item.title,
+                            category=item.category,
+                            brand=item.brand,
+                            price=item.price,
+                        ).get("category", ""),
+                    )
+                    for item in page
+                )
+                after = page[-1].item_id
+            purchases = [
+                to_plugin(i)
+                for i in self.store.iter_interactions(shop_id, types=(InteractionType.PURCHASE,))
+            ]
+            span.set_attribute("kosmos.interactions.count", len(purchases))
+            self._repeatable[shop_id] = learn_repeatable(purchases, policy, categories)
+
     def version(self, shop_id: str, name: str) -> str | None:
         serving = self._serving.get((shop_id, name))
         return None if serving is None else serving.version
@@ -442,7 +472,14 @@ class ModelHub:
                 )
             ]
             learn = view.seen_policy.repeat_purchase is Repeat.LEARNED
-            if names or learn:
+            if learn and not names:
+                # Every model comes from the trainer: the purchases are all there is to read
+                # (a fresh replica of a 22.7M-event shop read the whole history for them).
+                began = self._timer()
+                self._learn_from_purchases(shop_id, view.seen_policy)
+                ended = self._timer()
+                self._refit_after[shop_id] = ended + REFIT_SPACING * (ended - began)
+            elif names or learn:
                 began = self._timer()
                 read_time = self.clock()
                 data = training_data(self.store, shop_id, read_time, view.weights)

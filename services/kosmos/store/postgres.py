@@ -1576,7 +1576,12 @@ class PostgresStore:
                 self._notify(conn, Event(API_KEY, ApiKey(*rows[0]).shop_id, key_id))
         return ApiKey(*rows[0]) if rows else None
 
-    def iter_interactions(self, shop_id: str, after_seq: int = 0) -> Iterator[Interaction]:
+    def iter_interactions(
+        self,
+        shop_id: str,
+        after_seq: int = 0,
+        types: Collection[InteractionType] | None = None,
+    ) -> Iterator[Interaction]:
         # One statement behind a server-side cursor, fetched 5,000 rows at a time: one plan and
         # at most one sort for the whole read, whatever the table's statistics say. (Keyset
         # pages, one statement each, were planned as a sort of every later row on a freshly
@@ -1587,13 +1592,19 @@ class PostgresStore:
             conn.cursor(name="kosmos_iter_interactions") as cur,
         ):
             cur.itersize = 5000
+            only = "" if types is None else " AND i.type = ANY(%s)"
             cur.execute(
                 f"SELECT {_INTERACTION_COLUMNS} FROM interactions i"
-                " WHERE i.shop_id = %s AND i.seq > %s AND NOT EXISTS"
+                f" WHERE i.shop_id = %s AND i.seq > %s{only} AND NOT EXISTS"
                 " (SELECT 1 FROM consents c WHERE c.shop_id = i.shop_id"
                 " AND c.customer_id = i.customer_id AND c.purpose = %s AND NOT c.granted)"
                 " ORDER BY i.seq",
-                (shop_id, after_seq, int(ConsentPurpose.TRAINING)),
+                (
+                    shop_id,
+                    after_seq,
+                    *(() if types is None else ([int(t) for t in types],)),
+                    int(ConsentPurpose.TRAINING),
+                ),
             )
             for row in cur:
                 yield _interaction(row)

@@ -169,8 +169,15 @@ class Store(Protocol):
         the database allows). None when the customer (or the shop) does not exist."""
         ...
 
-    def iter_interactions(self, shop_id: str, after_seq: int = 0) -> Iterator[Interaction]:
-        """Every interaction of a shop with seq > ``after_seq``, oldest first (training)."""
+    def iter_interactions(
+        self,
+        shop_id: str,
+        after_seq: int = 0,
+        types: Collection[InteractionType] | None = None,
+    ) -> Iterator[Interaction]:
+        """Every interaction of a shop with seq > ``after_seq``, oldest first (training); only
+        those of ``types`` when given (a serving process learning repeat purchases reads the
+        purchases, not the whole history)."""
         ...
 
     def data_version(self, shop_id: str) -> str:

@@ -896,16 +896,23 @@ class SQLiteStore:
             tuple(shown),
         )
 
-    def iter_interactions(self, shop_id: str, after_seq: int = 0) -> Iterator[Interaction]:
+    def iter_interactions(
+        self,
+        shop_id: str,
+        after_seq: int = 0,
+        types: Collection[InteractionType] | None = None,
+    ) -> Iterator[Interaction]:
         after = after_seq
+        wanted = () if types is None else tuple(int(t) for t in types)
+        only = f" AND type IN ({', '.join('?' * len(wanted))})" if types is not None else ""
         while True:
             # A customer who withdrew training consent never enters a model (issue 11).
             rows = self._query(
                 f"SELECT {_INTERACTION_COLUMNS} FROM interactions"
-                " WHERE shop_id = ? AND seq > ? AND customer_id NOT IN"
+                f" WHERE shop_id = ? AND seq > ?{only} AND customer_id NOT IN"
                 " (SELECT customer_id FROM consents WHERE shop_id = ? AND purpose = ?"
                 " AND granted = 0) ORDER BY seq LIMIT 5000",
-                (shop_id, after, shop_id, int(ConsentPurpose.TRAINING)),
+                (shop_id, after, *wanted, shop_id, int(ConsentPurpose.TRAINING)),
             )
             if not rows:
                 return

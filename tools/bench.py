@@ -124,6 +124,17 @@ def cpu_list(text: str) -> set[int]:
     return cpus
 
 
+def _ranges(cpus: list[int]) -> str:
+    """The opposite of `cpu_list`: ``[2, 3, 4, 7]`` is ``"2-4,7"``."""
+    parts: list[str] = []
+    for cpu in sorted(cpus):
+        if parts and cpu == int(parts[-1].rpartition("-")[2]) + 1:
+            parts[-1] = f"{parts[-1].partition('-')[0]}-{cpu}"
+        else:
+            parts.append(str(cpu))
+    return ",".join(parts)
+
+
 def _pin(cpus: set[int]) -> None:
     """Keep this process (and what it starts) on ``cpus``; nothing when none are given."""
     if cpus:
@@ -373,18 +384,26 @@ def main() -> int:
     )
     p.add_argument(
         "--server-cpus",
-        default="",
-        help="CPUs the cluster's processes run on, as taskset -c reads them (0,1; default: any)",
+        default="auto",
+        help="CPUs the cluster's processes run on, as taskset -c reads them (0,1); 'auto': the"
+        " first two when the machine has 4 or more, else any (shared with the clients)",
     )
     p.add_argument(
         "--client-cpus",
-        default="",
-        help="CPUs the client processes run on (e.g. 2-15; default: any, shared with the server)",
+        default="auto",
+        help="CPUs the client processes run on (2-15); 'auto': the others of --server-cpus",
     )
     p.add_argument(
         "--client-processes", type=int, default=4, help="client processes sending the load (4)"
     )
     args = p.parse_args()
+    usable = sorted(os.sched_getaffinity(0))
+    if args.server_cpus == "auto":
+        # The bar's shape: two server processes on two cores, the clients on other cores.
+        args.server_cpus = f"{usable[0]},{usable[1]}" if len(usable) >= 4 else ""
+    if args.client_cpus == "auto":
+        apart = sorted(set(usable) - cpu_list(args.server_cpus))
+        args.client_cpus = _ranges(apart) if args.server_cpus else ""
     if args.database and len(args.processes) * len(args.trace_ratios) > 1:
         raise SystemExit("--database holds one setup's shop: give one --processes and ratio")
     console = Console()

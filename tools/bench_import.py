@@ -36,6 +36,9 @@ from urllib.parse import quote
 from rich.console import Console
 from rich.table import Table
 
+sys.path.insert(0, os.path.dirname(__file__))
+from bench import cpu_list  # noqa: E402
+
 from kosmos import bulk
 from kosmos.client import KosmosClient
 from kosmos.datasets.__main__ import main as write_dataset
@@ -169,8 +172,9 @@ def postgres_floor(url: str) -> Iterator[Insert]:
 
 
 @contextmanager
-def cluster(database_url: str) -> Iterator[tuple[str, str]]:
-    """A cluster process on ``database_url``: its address and bootstrap key."""
+def cluster(database_url: str, cpus: set[int] = frozenset()) -> Iterator[tuple[str, str]]:
+    """A cluster process on ``database_url`` (on ``cpus`` when given): its address and
+    bootstrap key."""
     key = secrets.token_urlsafe(32)
     env = {
         **os.environ,
@@ -181,7 +185,11 @@ def cluster(database_url: str) -> Iterator[tuple[str, str]]:
         "KOSMOS_PROCESSES": "1",
     }
     server = subprocess.Popen(
-        [sys.executable, "-m", "kosmos.cluster"], env=env, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "kosmos.cluster"],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
     )
     try:
         assert server.stdout is not None
@@ -194,13 +202,17 @@ def cluster(database_url: str) -> Iterator[tuple[str, str]]:
 
 
 def measure(
-    database_url: str, folder: Path, data: dict[str, list[tuple[Any, ...]]], floor: Any
+    database_url: str,
+    folder: Path,
+    data: dict[str, list[tuple[Any, ...]]],
+    floor: Any,
+    cpus: set[int] = frozenset(),
 ) -> dict[str, tuple[int, float, float]]:
     """Per kind: (records, seconds) imported the way ``kosmos import`` does, then at once the
     floor's records/s for the same rows, so that both see the same load on the machine."""
     out: dict[str, tuple[int, float, float]] = {}
     with (
-        cluster(database_url) as (address, key),
+        cluster(database_url, cpus) as (address, key),
         KosmosClient(address, timeout=300, api_key=key) as client,
     ):
         client.create_shop(SHOP)
@@ -245,7 +257,19 @@ def main() -> int:
     p.add_argument("--items", type=int, default=10_000, help="synthetic items (10000)")
     p.add_argument("--days", type=int, default=5, help="days of history (5)")
     p.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    p.add_argument(
+        "--server-cpus",
+        default="auto",
+        help="CPUs of the cluster process (0,1); this process (the client and the floor) takes"
+        " the others; 'auto': the first two on a machine of 4 or more, else shared",
+    )
     args = p.parse_args()
+    usable = sorted(os.sched_getaffinity(0))
+    if args.server_cpus == "auto":
+        args.server_cpus = f"{usable[0]},{usable[1]}" if len(usable) >= 4 else ""
+    cpus = cpu_list(args.server_cpus)
+    if cpus:
+        os.sched_setaffinity(0, set(usable) - cpus)
     console = Console(width=max(Console().width, 110))
     results: list[tuple[str, dict[str, tuple[int, float, float]]]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -257,20 +281,25 @@ def main() -> int:
         data = rows(folder)
         db = Path(tmp) / "bench.db"
         results.append(
-            ("SQLite", measure(f"sqlite:///{db}", folder, data, lambda: sqlite_floor(db)))
+            ("SQLite", measure(f"sqlite:///{db}", folder, data, lambda: sqlite_floor(db), cpus))
         )
         pg = None if args.no_postgres else postgres_schema(console)
         if pg is not None:
             url, drop = pg
             try:
                 results.append(
-                    ("PostgreSQL", measure(url, folder, data, lambda: postgres_floor(url)))
+                    ("PostgreSQL", measure(url, folder, data, lambda: postgres_floor(url), cpus))
                 )
             finally:
                 drop()
+    where = (
+        f"cluster on CPUs {args.server_cpus}, client and floor on the others"
+        if cpus
+        else "shared by the cluster, the client and the floor"
+    )
     table = Table(
         title=f"make bench — bulk intake through the API vs a plain batched insert into the same"
-        f" database, {os.cpu_count()} cores",
+        f" database, {os.cpu_count()} cores ({where})",
         title_justify="left",
     )
     columns = ("store", "records", "a call", "count", "API s", "API /s", "plain insert /s")

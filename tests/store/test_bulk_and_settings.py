@@ -9,6 +9,8 @@ from kosmos.common.errors import AlreadyExists, NotFound
 from kosmos.store import SQLiteStore
 from kosmos.store.records import (
     Customer,
+    Exclusion,
+    ExclusionKind,
     Interaction,
     InteractionColumns,
     InteractionType,
@@ -53,6 +55,40 @@ def test_upsert_customers_creates_and_replaces_in_one_go(store):
     assert stored[0].create_time == before.create_time
     assert store.existing_customer_ids("acme", ["alice", "bob", "carol"]) == {"alice", "bob"}
     assert store.existing_item_ids("acme", ["i0", "i9"]) == {"i0"}
+
+
+@pytest.mark.parametrize("replace", [("attributes", "exclusions"), ("attributes",)])
+def test_upsert_customers_for_the_count_alone_writes_what_the_echo_would(store, replace):
+    seed(store)
+    said = Exclusion(ExclusionKind.BRAND, "Loud")
+    store.update_customer(Customer("acme", "alice", {"tier": "bronze"}, (said,)))
+    before = store.get_customer("acme", "alice")
+    batch = [Customer("acme", "alice", {"tier": "gold"}), Customer("acme", "bob", {"tier": "new"})]
+    assert store.upsert_customers(batch, replace, echo=False) == ([], 1)
+    alice, bob = store.get_customer("acme", "alice"), store.get_customer("acme", "bob")
+    assert alice.attributes == {"tier": "gold"} and alice.create_time == before.create_time
+    assert alice.exclusions == (() if "exclusions" in replace else (said,))
+    assert alice.update_time >= before.update_time
+    assert bob.attributes == {"tier": "new"} and bob.create_time == bob.update_time
+    # The same batch again: nothing new, and the echo agrees with what was stored.
+    assert store.upsert_customers(batch, replace, echo=False) == ([], 0)
+    stored, created = store.upsert_customers(batch, replace)
+    assert created == 0 and stored[0].exclusions == store.get_customer("acme", "alice").exclusions
+    with pytest.raises(NotFound):
+        store.upsert_customers([Customer("nope", "x")], replace, echo=False)
+
+
+def test_upserted_items_are_what_was_written_and_built_only_when_read(store):
+    seed(store)
+    written = [Item("acme", "i1", "One", attributes={"a": "1"}), Item("acme", "i7", "Seven")]
+    stored = store.upsert_items(written)
+    assert len(stored) == 2 and [i.item_id for i in stored] == ["i1", "i7"]
+    assert stored[0].update_time > 0 and stored[-1].title == "Seven"
+    assert [i.item_id for i in stored[0:1]] == ["i1"]
+    kept = store.get_items("acme", ["i1", "i7"])
+    assert kept["i1"].attributes == {"a": "1"} and kept["i7"].title == "Seven"
+    stored[0].attributes["a"] = "changed"  # the echo is a copy, not the caller's item
+    assert written[0].attributes == {"a": "1"}
 
 
 def test_import_is_atomic_idempotent_and_keeps_order(store):

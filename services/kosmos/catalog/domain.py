@@ -20,7 +20,7 @@ class Catalog:
         if self.store.get_shop(shop_id) is None:
             raise NotFound("shop", shop_name(shop_id))
 
-    def upsert(self, shop_id: str, items: Sequence[Item]) -> list[Item]:
+    def upsert(self, shop_id: str, items: Sequence[Item]) -> Sequence[Item]:
         self._require_shop(shop_id)
         return self.store.upsert_items(items)
 

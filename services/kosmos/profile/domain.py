@@ -48,12 +48,16 @@ class Profiles:
         )
 
     def upsert_customers(
-        self, shop_id: str, customers: Sequence[Customer], replace: Collection[str]
+        self,
+        shop_id: str,
+        customers: Sequence[Customer],
+        replace: Collection[str],
+        echo: bool = True,
     ) -> tuple[list[Customer], int]:
         """Creates profiles, or replaces the ``replace`` fields of those that exist, in one
-        transaction; returns them and how many are new."""
+        transaction; returns them (none without ``echo``) and how many are new."""
         self.get_shop(shop_id)
-        return self.store.upsert_customers(customers, replace)
+        return self.store.upsert_customers(customers, replace, echo)
 
     def get_customer(self, shop_id: str, customer_id: str) -> Customer:
         customer = self.store.get_customer(shop_id, customer_id)

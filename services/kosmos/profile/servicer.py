@@ -149,7 +149,9 @@ class ProfileServicer(EcosystemServicer, profile_service_pb2_grpc.ProfileService
                     f"{path!r} is not one of {BULK_UPDATABLE}",
                 )
         customers = customers_from_proto(request.customers, shop_id)
-        stored, created = self.profiles.upsert_customers(shop_id, customers, replace)
+        stored, created = self.profiles.upsert_customers(
+            shop_id, customers, replace, echo=not request.count_only
+        )
         if request.count_only:
             return profile_service_pb2.CreateCustomersResponse(created_count=created)
         return profile_service_pb2.CreateCustomersResponse(

@@ -87,6 +87,7 @@ from kosmos.store.records import (
     Shop,
     ShopRevisions,
     ShopSettingsRevision,
+    StoredItems,
     decode_exclusions,
     decode_preferences,
     decode_price_range,
@@ -221,6 +222,17 @@ class _Pending:
     # What was stored (empty for an import), how many, and whether it was a replay.
     result: tuple[list[Interaction], int, bool] | None = None
     error: BaseException | None = None
+
+
+def _staging(conn: psycopg.Connection[Any], table: str) -> None:
+    """Makes sure this connection has ``kosmos_staging_<table>``, a temporary table shaped as
+    ``table`` whose rows go at each commit (bulk intake copies a batch into it, then upserts
+    from it). Once per connection; the notice that it exists already is not sent."""
+    conn.execute("SET LOCAL client_min_messages = warning")
+    conn.execute(
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS kosmos_staging_{table}"
+        f" (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+    )
 
 
 @traced("postgresql")
@@ -549,12 +561,15 @@ class PostgresStore:
         self,
         customers: Sequence[Customer],
         replace: Collection[str] = ("attributes", "exclusions"),
+        echo: bool = True,
     ) -> tuple[list[Customer], int]:
         if not customers:
             return [], 0
         shop_id = customers[0].shop_id
         now = time.time()
         sets = [f"{f} = excluded.{f}" for f in ("attributes", "exclusions") if f in replace]
+        if not echo:
+            return [], self._copy_customers(shop_id, customers, sets, now)
         with self._tx("upsert_customers", write=True) as conn:
             existing = {
                 r[1]: _customer(r)
@@ -599,9 +614,49 @@ class PostgresStore:
             )
         return stored, len(customers) - len(existing)
 
+    def _copy_customers(
+        self, shop_id: str, customers: Sequence[Customer], sets: list[str], now: float
+    ) -> int:
+        """`upsert_customers` for the count alone: the batch streams by COPY into a temporary
+        table (`_staging`) and one statement upserts it from there, counting the new rows
+        (``xmax`` is 0 on a row this statement inserted rather than updated)."""
+        with self._tx("upsert_customers", write=True) as conn:
+            _staging(conn, "customers")
+            with conn.cursor().copy(
+                "COPY kosmos_staging_customers (shop_id, customer_id, attributes, exclusions,"
+                " create_time, update_time) FROM STDIN"
+            ) as copy:
+                write = copy.write_row
+                dumps = json.dumps
+                for c in customers:
+                    write(
+                        (
+                            shop_id,
+                            c.customer_id,
+                            dumps(c.attributes),
+                            encode_exclusions(c.exclusions),
+                            now,
+                            now,
+                        )
+                    )
+            try:
+                row = conn.execute(
+                    "WITH up AS (INSERT INTO customers (shop_id, customer_id, attributes,"
+                    " exclusions, create_time, update_time) SELECT shop_id, customer_id,"
+                    " attributes, exclusions, create_time, update_time"
+                    " FROM kosmos_staging_customers"
+                    " ON CONFLICT (shop_id, customer_id) DO UPDATE SET "
+                    + ", ".join([*sets, "update_time = excluded.update_time"])
+                    + " RETURNING xmax = 0 AS created) SELECT count(*) FILTER (WHERE created)"
+                    " FROM up"
+                ).fetchone()
+            except pg_errors.ForeignKeyViolation:
+                raise NotFound("shop", shop_name(shop_id)) from None
+        return int(row[0]) if row else 0
+
     # -- items -------------------------------------------------------------------------------
 
-    def upsert_items(self, items: Sequence[Item]) -> list[Item]:
+    def upsert_items(self, items: Sequence[Item]) -> Sequence[Item]:
         now = time.time()
         with self._tx("upsert_items", write=True) as conn:
             versions: dict[str, int] = {}
@@ -612,49 +667,45 @@ class PostgresStore:
                     (shop_id,),
                 ).fetchone()
                 versions[shop_id] = int(row[0]) if row is not None else 0
-            # One statement for the batch: the columns as arrays, unnested by the server. An
-            # item named twice is written once, as its last copy (one row may not be
-            # upserted twice by one statement).
+            # The batch streams by COPY (encoded by psycopg's C code) into a temporary table
+            # of this connection, emptied at commit, and one statement upserts it from there:
+            # 1.6x the items/s of the columns as unnested arrays (issue 12). An item named
+            # twice is written once, as its last copy (one row may not be upserted twice by
+            # one statement).
             rows = list({(i.shop_id, i.item_id): i for i in items}.values())
+            _staging(conn, "items")
+            with conn.cursor().copy(
+                f"COPY kosmos_staging_items ({_ITEM_COLUMNS}, version) FROM STDIN"
+            ) as copy:
+                write = copy.write_row
+                dumps = json.dumps
+                for i in rows:
+                    write(
+                        (
+                            i.shop_id,
+                            i.item_id,
+                            i.title,
+                            i.category,
+                            i.brand,
+                            i.price,
+                            i.available,
+                            dumps(i.attributes),
+                            now,
+                            versions[i.shop_id],
+                        )
+                    )
             conn.execute(
                 f"INSERT INTO items ({_ITEM_COLUMNS}, version)"
-                " SELECT s, i, t, c, b, p, a, at, %s, v FROM unnest(%s::text[], %s::text[],"
-                " %s::text[], %s::text[], %s::text[], %s::float8[], %s::bool[], %s::text[],"
-                " %s::bigint[]) AS u(s, i, t, c, b, p, a, at, v)"
+                f" SELECT {_ITEM_COLUMNS}, version FROM kosmos_staging_items"
                 " ON CONFLICT (shop_id, item_id) DO UPDATE SET title = excluded.title,"
                 " category = excluded.category, brand = excluded.brand,"
                 " price = excluded.price, available = excluded.available,"
                 " attributes = excluded.attributes, update_time = excluded.update_time,"
                 " version = excluded.version",
-                (
-                    now,
-                    [i.shop_id for i in rows],
-                    [i.item_id for i in rows],
-                    [i.title for i in rows],
-                    [i.category for i in rows],
-                    [i.brand for i in rows],
-                    [i.price for i in rows],
-                    [i.available for i in rows],
-                    [json.dumps(i.attributes) for i in rows],
-                    [versions[i.shop_id] for i in rows],
-                ),
             )
             for shop_id in versions:
                 self._notify(conn, Event(CATALOG, shop_id))
-        return [
-            Item(
-                i.shop_id,
-                i.item_id,
-                i.title,
-                i.category,
-                i.brand,
-                i.price,
-                i.available,
-                dict(i.attributes),
-                now,
-            )
-            for i in items
-        ]
+        return StoredItems(items, now)
 
     def existing_item_ids(self, shop_id: str, item_ids: Iterable[str]) -> set[str]:
         rows = self._query(

@@ -74,6 +74,7 @@ class Store(Protocol):
         self,
         customers: Sequence[Customer],
         replace: Collection[str] = ("attributes", "exclusions"),
+        echo: bool = True,
     ) -> tuple[list[Customer], int]:
         """Creates or replaces profiles (all of one shop) in one transaction (bulk intake).
 
@@ -82,11 +83,12 @@ class Store(Protocol):
         ``create_time`` stay.
 
         Returns:
-            The stored profiles, in order, and how many of them are new.
+            The stored profiles, in order (none without ``echo``: a bulk load asks for the
+            count alone), and how many of them are new.
         """
         ...
 
-    def upsert_items(self, items: Sequence[Item]) -> list[Item]:
+    def upsert_items(self, items: Sequence[Item]) -> Sequence[Item]:
         """Creates or replaces items (all of one shop), stamping ``update_time``."""
         ...
 

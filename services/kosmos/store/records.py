@@ -213,6 +213,34 @@ class Item:
     update_time: float = 0.0
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class StoredItems(Sequence[Item]):
+    """What `Store.upsert_items` returns: the items as written (their ``update_time`` the
+    write's), each built on access, so a bulk load that asks for the count alone builds none."""
+
+    written: Sequence[Item]
+    update_time: float
+
+    def __len__(self) -> int:
+        return len(self.written)
+
+    def __getitem__(self, n: Any) -> Any:
+        if isinstance(n, slice):
+            return [self[k] for k in range(*n.indices(len(self)))]
+        i = self.written[n]
+        return Item(
+            i.shop_id,
+            i.item_id,
+            i.title,
+            i.category,
+            i.brand,
+            i.price,
+            i.available,
+            dict(i.attributes),
+            self.update_time,
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Interaction:
     """One stored interaction; ``seq`` is 0 until the store assigns it."""

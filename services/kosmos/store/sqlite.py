@@ -66,6 +66,7 @@ from kosmos.store.records import (
     Shop,
     ShopRevisions,
     ShopSettingsRevision,
+    StoredItems,
     decode_exclusions,
     decode_preferences,
     decode_price_range,
@@ -520,6 +521,7 @@ class SQLiteStore:
         self,
         customers: Sequence[Customer],
         replace: Collection[str] = ("attributes", "exclusions"),
+        echo: bool = True,
     ) -> tuple[list[Customer], int]:
         if not customers:
             return [], 0
@@ -528,30 +530,43 @@ class SQLiteStore:
         sets = [f"{f} = excluded.{f}" for f in ("attributes", "exclusions") if f in replace]
         with self._write() as conn:
             existing: dict[str, Customer] = {}
+            found = 0
             for chunk in _chunks([c.customer_id for c in customers]):
                 marks = ",".join("?" * len(chunk))
+                if not echo:  # the count alone: the index answers, no row is decoded
+                    found += conn.execute(
+                        "SELECT count(*) FROM customers"
+                        f" WHERE shop_id = ? AND customer_id IN ({marks})",
+                        (shop_id, *chunk),
+                    ).fetchone()[0]
+                    continue
                 rows = conn.execute(
                     f"SELECT * FROM customers WHERE shop_id = ? AND customer_id IN ({marks})",
                     (shop_id, *chunk),
                 ).fetchall()
                 existing.update((row["customer_id"], _customer(row)) for row in rows)
-            conn.executemany(
-                "INSERT INTO customers (shop_id, customer_id, attributes, exclusions,"
-                " create_time, update_time) VALUES (?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (shop_id, customer_id) DO UPDATE SET "
-                + ", ".join([*sets, "update_time = excluded.update_time"]),
-                [
-                    (
-                        c.shop_id,
-                        c.customer_id,
-                        json.dumps(c.attributes),
-                        encode_exclusions(c.exclusions),
-                        now,
-                        now,
-                    )
-                    for c in customers
-                ],
-            )
+            try:
+                conn.executemany(
+                    "INSERT INTO customers (shop_id, customer_id, attributes, exclusions,"
+                    " create_time, update_time) VALUES (?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (shop_id, customer_id) DO UPDATE SET "
+                    + ", ".join([*sets, "update_time = excluded.update_time"]),
+                    [
+                        (
+                            c.shop_id,
+                            c.customer_id,
+                            json.dumps(c.attributes),
+                            encode_exclusions(c.exclusions),
+                            now,
+                            now,
+                        )
+                        for c in customers
+                    ],
+                )
+            except sqlite3.IntegrityError:  # the shop is unknown (a foreign key)
+                raise NotFound("shop", shop_name(shop_id)) from None
+        if not echo:
+            return [], len(customers) - found
         stored = []
         for c in customers:
             old = existing.get(c.customer_id)
@@ -571,7 +586,7 @@ class SQLiteStore:
 
     # -- items -------------------------------------------------------------------------------
 
-    def upsert_items(self, items: Sequence[Item]) -> list[Item]:
+    def upsert_items(self, items: Sequence[Item]) -> Sequence[Item]:
         now = time.time()
         with self._write() as conn:
             versions: dict[str, int] = {}
@@ -607,20 +622,7 @@ class SQLiteStore:
             )
         for shop_id in versions:
             self._subscribers.deliver(Event(CATALOG, shop_id))
-        return [
-            Item(
-                i.shop_id,
-                i.item_id,
-                i.title,
-                i.category,
-                i.brand,
-                i.price,
-                i.available,
-                dict(i.attributes),
-                now,
-            )
-            for i in items
-        ]
+        return StoredItems(items, now)
 
     def existing_item_ids(self, shop_id: str, item_ids: Iterable[str]) -> set[str]:
         found: set[str] = set()

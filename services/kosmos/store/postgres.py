@@ -95,6 +95,7 @@ from kosmos.store.records import (
     encode_preferences,
     encode_price_range,
     interaction_rows,
+    item_rows,
     referenced_ids,
     subject_hash,
 )
@@ -678,22 +679,8 @@ class PostgresStore:
                 f"COPY kosmos_staging_items ({_ITEM_COLUMNS}, version) FROM STDIN"
             ) as copy:
                 write = copy.write_row
-                dumps = json.dumps
-                for i in rows:
-                    write(
-                        (
-                            i.shop_id,
-                            i.item_id,
-                            i.title,
-                            i.category,
-                            i.brand,
-                            i.price,
-                            i.available,
-                            dumps(i.attributes),
-                            now,
-                            versions[i.shop_id],
-                        )
-                    )
+                for row in item_rows(rows, now, versions):
+                    write(row)
             conn.execute(
                 f"INSERT INTO items ({_ITEM_COLUMNS}, version)"
                 f" SELECT {_ITEM_COLUMNS}, version FROM kosmos_staging_items"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from itertools import repeat
 from typing import Any
@@ -228,7 +228,18 @@ class StoredItems(Sequence[Item]):
         if isinstance(n, slice):
             return [self[k] for k in range(*n.indices(len(self)))]
         i = self.written[n]
-        return Item(
+        return replace(i, attributes=dict(i.attributes), update_time=self.update_time)
+
+
+def item_rows(
+    items: Iterable[Item], update_time: float, versions: Mapping[str, int]
+) -> Iterable[tuple[Any, ...]]:
+    """The items table's rows (shop, item, title, category, brand, price, available,
+    attributes as JSON, update time, the shop's catalog version) of a batch, for both stores'
+    bulk writes."""
+    dumps = json.dumps
+    return [
+        (
             i.shop_id,
             i.item_id,
             i.title,
@@ -236,9 +247,12 @@ class StoredItems(Sequence[Item]):
             i.brand,
             i.price,
             i.available,
-            dict(i.attributes),
-            self.update_time,
+            dumps(i.attributes),
+            update_time,
+            versions[i.shop_id],
         )
+        for i in items
+    ]
 
 
 @dataclass(frozen=True, slots=True)

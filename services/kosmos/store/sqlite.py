@@ -74,6 +74,7 @@ from kosmos.store.records import (
     encode_preferences,
     encode_price_range,
     interaction_rows,
+    item_rows,
     referenced_ids,
     subject_hash,
 )
@@ -604,21 +605,7 @@ class SQLiteStore:
                 " category = excluded.category, brand = excluded.brand, price = excluded.price,"
                 " available = excluded.available, attributes = excluded.attributes,"
                 " update_time = excluded.update_time, version = excluded.version",
-                [
-                    (
-                        i.shop_id,
-                        i.item_id,
-                        i.title,
-                        i.category,
-                        i.brand,
-                        i.price,
-                        int(i.available),
-                        json.dumps(i.attributes),
-                        now,
-                        versions[i.shop_id],
-                    )
-                    for i in items
-                ],
+                item_rows(items, now, versions),
             )
         for shop_id in versions:
             self._subscribers.deliver(Event(CATALOG, shop_id))

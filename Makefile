@@ -122,12 +122,13 @@ DATA_DIR ?= ../shared/data
 RETAIL := $(DATA_DIR)/online-retail/online_retail.csv.gz
 
 .PHONY: bench
-bench: setup ## Recommend vs an empty RPC (1 and 2 processes); grpc.aio; catalog size; plugin scoring vs numpy; bulk import vs a plain batched insert (SQLite and PostgreSQL); memory per item and customer; Recommend, ANN recall and fit time as the shop grows; the HTTP port vs gRPC.
+bench: setup ## Recommend vs an empty RPC (1 and 2 processes); grpc.aio; catalog size; plugin scoring vs numpy; freshness (a change to the next Recommend, 1 and 2 replicas); bulk import vs a plain batched insert (SQLite and PostgreSQL); memory per item and customer; Recommend, ANN recall and fit time as the shop grows; the HTTP port vs gRPC.
 	mkdir -p $(RUN_DIR)
 	$(PY) tools/bench.py --plot $(RUN_DIR)/bench-latency.png
 	$(PY) tools/bench_aio.py
 	$(PY) tools/bench_catalog.py
 	$(PY) tools/bench_store.py
+	$(PY) tools/bench_choices.py
 	$(PY) tools/bench_import.py
 	$(PY) tools/bench_memory.py
 	$(PY) tools/bench_scale.py

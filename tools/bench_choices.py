@@ -82,6 +82,18 @@ def postgres_schema(url: str) -> Iterator[str]:
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
+def reachable(url: str, console: Console) -> str:
+    """``url`` when a PostgreSQL server answers there, else "" (said so, and SQLite alone)."""
+    import psycopg
+
+    try:
+        psycopg.connect(url, connect_timeout=3).close()
+    except psycopg.OperationalError as exc:
+        console.print(f"PostgreSQL at {url} unreachable, measuring SQLite alone: {exc}")
+        return ""
+    return url
+
+
 def seed(address: str, key: str) -> None:
     with KosmosClient(address, timeout=30, api_key=key) as client:
         client.create_shop(SHOP, "Bench")
@@ -164,9 +176,19 @@ def trials(write: str, read: str, key: str, n: int) -> dict[str, tuple[np.ndarra
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--trials", type=int, default=200)
-    p.add_argument("--postgres", default="", help="a PostgreSQL URL: also measure two replicas")
+    p.add_argument(
+        "--postgres",
+        default="auto",
+        help="a PostgreSQL URL: also measure two replicas; 'auto' (the default):"
+        " KOSMOS_TEST_POSTGRES_URL or the local server when it answers; '' for SQLite alone",
+    )
     args = p.parse_args()
     console = Console()
+    if args.postgres == "auto":
+        args.postgres = reachable(
+            os.environ.get("KOSMOS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
+            console,
+        )
     key = secrets.token_urlsafe(32)
     table = Table(title="ack → changed recommendation (ms)", title_justify="left")
     for column in ("replicas", "change", "trials", "p50", "p99", "max", "first request shows it"):

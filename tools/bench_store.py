@@ -19,6 +19,10 @@
    (the seen-item policy's ``learned``): the purchases and the items' categories alone, as it
    reads them now, beside the whole history read for a fit (``training_data``), as it did
    before; both give the same items.
+7. A fit's read of a shop's interactions (``training_data``), on SQLite and PostgreSQL: the
+   plugins' interactions built straight from the store's plain rows
+   (``Store.iter_training_rows``), beside the records path it replaced (``iter_interactions``,
+   then one plugin interaction per record).
 """
 
 from __future__ import annotations
@@ -398,6 +402,92 @@ def learning_repeats(folder: Path, customers: int) -> dict[str, float]:
     return {"events": len(events), "whole": whole, "purchases": purchases, "items": len(before)}
 
 
+def _filled(store: Store, customers: int) -> int:
+    """A shop of ``customers`` customers with 20 views each over 3,000 items; its events."""
+    import random
+
+    store.create_shop(Shop("bench"))
+    store.upsert_items([Item("bench", f"i{n}") for n in range(3000)])
+    store.upsert_customers([Customer("bench", f"u{c}") for c in range(customers)], echo=False)
+    rng, now = random.Random(7), time.time()
+    events = [
+        Interaction(
+            "bench",
+            f"u{c}",
+            f"i{int(rng.paretovariate(1.2)) % 3000}",
+            InteractionType.VIEW,
+            now - rng.uniform(0, 30 * 86400),
+        )
+        for c in range(customers)
+        for _ in range(20)
+    ]
+    for start in range(0, len(events), 10_000):
+        store.import_interactions("bench", f"r{start}", "h", events[start : start + 10_000])
+    return len(events)
+
+
+def training_read(folder: Path, customers: int) -> list[tuple[str, float, float]]:
+    """(store, events/s from plain rows, events/s through records) for a fit's read, the
+    better of two rounds each, alternated."""
+    from kosmos.plugin.signals import DEFAULT_WEIGHTS, to_plugin
+    from kosmos.training.data import _interactions
+
+    def records(store: Store) -> object:
+        return [to_plugin(i) for i in store.iter_interactions("bench")]
+
+    def rows(store: Store) -> object:
+        return _interactions(store, "bench", DEFAULT_WEIGHTS, {})
+
+    out = []
+    stores: list[tuple[str, Callable[[], Store]]] = [
+        ("SQLite", lambda: SQLiteStore(folder / "training.db"))
+    ]
+    schema = postgres_schema()
+    if schema is not None:
+        from kosmos.store.postgres import PostgresStore
+
+        stores.append(("PostgreSQL", lambda: PostgresStore(schema[0])))
+    try:
+        for name, make in stores:
+            store = make()
+            count = _filled(store, customers)
+            best = {"rows": 0.0, "records": 0.0}
+            for _ in range(2):
+                for way, read in (("records", records), ("rows", rows)):
+                    started = time.perf_counter()
+                    read(store)
+                    best[way] = max(best[way], count / (time.perf_counter() - started))
+            store.close()
+            out.append((name, best["rows"], best["records"]))
+    finally:
+        if schema is not None:
+            schema[1]()
+    return out
+
+
+def postgres_schema() -> tuple[str, Callable[[], None]] | None:
+    """A fresh schema's URL and how to drop it; None when PostgreSQL does not answer (never
+    under ``CI=true``)."""
+    import psycopg
+
+    try:
+        admin = psycopg.connect(PG_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError:
+        if os.environ.get("CI") == "true":
+            raise
+        print(f"PostgreSQL at {PG_URL} unreachable: its rows are skipped")
+        return None
+    schema = f"kosmos_bench_store_{uuid.uuid4().hex[:10]}"
+    admin.execute(f"CREATE SCHEMA {schema}")
+
+    def drop() -> None:
+        admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        admin.close()
+
+    separator = "&" if "?" in PG_URL else "?"
+    return f"{PG_URL}{separator}options={quote(f'-c search_path={schema}')}", drop
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--threads", type=int, default=16)
@@ -411,9 +501,21 @@ def main() -> int:
         "--repeat-customers", type=int, default=20000, help="customers of section 6's shop (20000)"
     )
     p.add_argument("--only-repeats", action="store_true", help="measure section 6 alone")
+    p.add_argument(
+        "--training-customers", type=int, default=30000, help="customers of section 7 (30000)"
+    )
+    p.add_argument("--only-training", action="store_true", help="measure section 7 alone")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
+        for name, rows, records in training_read(folder, args.training_customers):
+            print(
+                f"a fit's read of {args.training_customers * 20:,} interactions ({name}):"
+                f" {rows:,.0f} events/s from plain rows, {records:,.0f} through records"
+                f" (ratio {rows / records:.2f})"
+            )
+        if args.only_training:
+            return 0
         learned = learning_repeats(folder, args.repeat_customers)
         print(
             f"learning repeat purchases on a fresh replica ({args.repeat_customers} customers,"

@@ -10,6 +10,7 @@ running out is `DeadlineExceeded`, and no wait outlasts the caller's deadline.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from contextlib import AbstractContextManager
@@ -207,6 +208,31 @@ class StoreContract:
             i.seq for i in stored[6:] if i.type in both
         ]
         assert list(store.iter_interactions("acme", types=())) == []
+
+    def test_training_rows_are_the_interactions_as_plain_rows(self, store: Store) -> None:
+        seed(store)
+        events = [
+            Interaction("acme", "alice" if n % 3 else "bob", f"i{n % 3}", kind, 1e9 - n, n / 2)
+            for n, kind in enumerate(list(InteractionType) * 1100)  # more than one fetch
+        ]
+        events[5] = dataclasses.replace(events[5], channel="app", device="phone")
+        for start in range(0, len(events), 3000):
+            store.record_interactions("acme", f"r{start}", "h", events[start : start + 3000])
+        rows = list(store.iter_training_rows("acme"))
+        assert rows == [
+            (
+                i.customer_id,
+                i.item_id,
+                int(i.type),
+                i.value,
+                i.event_time,
+                i.channel,
+                i.device,
+                i.seq,
+            )
+            for i in store.iter_interactions("acme")
+        ]
+        assert len(rows) == len(events) and rows[5][5:7] == ("app", "phone")
 
     def test_delete_customer_erases_their_interactions(self, store: Store) -> None:
         seed(store)
@@ -415,6 +441,7 @@ class StoreContract:
         assert consent.update_time is not None
         assert store.data_version("acme") != before
         assert {i.customer_id for i in store.iter_interactions("acme")} == {"bob"}
+        assert [r[0] for r in store.iter_training_rows("acme")] == ["bob"]
         inputs = store.recommend_inputs("acme", "alice", 10)
         assert inputs is not None
         assert inputs.consents == {ConsentPurpose.TRAINING: False}

@@ -1647,6 +1647,23 @@ class PostgresStore:
             for row in cur:
                 yield _interaction(row)
 
+    def iter_training_rows(self, shop_id: str) -> Iterator[tuple[Any, ...]]:
+        # As `iter_interactions`: one statement behind a server-side cursor.
+        with (
+            self._tx("reading interactions") as conn,
+            conn.cursor(name="kosmos_iter_training_rows") as cur,
+        ):
+            cur.itersize = 5000
+            cur.execute(
+                "SELECT customer_id, item_id, type, value, event_time, channel, device, seq"
+                " FROM interactions i WHERE i.shop_id = %s AND NOT EXISTS"
+                " (SELECT 1 FROM consents c WHERE c.shop_id = i.shop_id"
+                " AND c.customer_id = i.customer_id AND c.purpose = %s AND NOT c.granted)"
+                " ORDER BY i.seq",
+                (shop_id, int(ConsentPurpose.TRAINING)),
+            )
+            yield from cur
+
     def data_version(self, shop_id: str) -> str:
         rows = self._query(
             "SELECT (SELECT coalesce(max(seq), 0) FROM interactions WHERE shop_id = %s),"

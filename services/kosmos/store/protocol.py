@@ -182,6 +182,12 @@ class Store(Protocol):
         purchases, not the whole history)."""
         ...
 
+    def iter_training_rows(self, shop_id: str) -> Iterator[tuple[Any, ...]]:
+        """The interactions `iter_interactions` gives (same order, same consent rule) as plain
+        rows for a fit: ``(customer id, item id, type number, value, event time, channel,
+        device, seq)``. A trainer reading millions of them builds no `Interaction` record."""
+        ...
+
     def data_version(self, shop_id: str) -> str:
         """A fingerprint that changes whenever what a fit reads does (interactions, catalog,
         customers), so a trainer can skip a shop whose data has not changed. It reads

@@ -43,6 +43,10 @@ from pathlib import Path
 from urllib.parse import quote
 
 import grpc
+from rich.console import Console
+
+sys.path.insert(0, os.path.dirname(__file__))
+from bench_import import postgres_schema  # noqa: E402
 
 from kosmos import cluster
 from kosmos.client import KosmosClient
@@ -442,7 +446,7 @@ def training_read(folder: Path, customers: int) -> list[tuple[str, float, float]
     stores: list[tuple[str, Callable[[], Store]]] = [
         ("SQLite", lambda: SQLiteStore(folder / "training.db"))
     ]
-    schema = postgres_schema()
+    schema = postgres_schema(Console())
     if schema is not None:
         from kosmos.store.postgres import PostgresStore
 
@@ -463,29 +467,6 @@ def training_read(folder: Path, customers: int) -> list[tuple[str, float, float]
         if schema is not None:
             schema[1]()
     return out
-
-
-def postgres_schema() -> tuple[str, Callable[[], None]] | None:
-    """A fresh schema's URL and how to drop it; None when PostgreSQL does not answer (never
-    under ``CI=true``)."""
-    import psycopg
-
-    try:
-        admin = psycopg.connect(PG_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError:
-        if os.environ.get("CI") == "true":
-            raise
-        print(f"PostgreSQL at {PG_URL} unreachable: its rows are skipped")
-        return None
-    schema = f"kosmos_bench_store_{uuid.uuid4().hex[:10]}"
-    admin.execute(f"CREATE SCHEMA {schema}")
-
-    def drop() -> None:
-        admin.execute(f"DROP SCHEMA {schema} CASCADE")
-        admin.close()
-
-    separator = "&" if "?" in PG_URL else "?"
-    return f"{PG_URL}{separator}options={quote(f'-c search_path={schema}')}", drop
 
 
 def main() -> int:

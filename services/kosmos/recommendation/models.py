@@ -37,13 +37,12 @@ from kosmos.common import deadline, metrics
 from kosmos.common.deadline import deadline_scope
 from kosmos.experiments.domain import base_recommender, variant_models
 from kosmos.plugin import InteractionType, LoadedPlugin, Recommender, TrainingData
-from kosmos.plugin.features import item_features
 from kosmos.plugin.signals import DEFAULT_WEIGHTS, Weights, to_plugin
 from kosmos.recommendation.seen import Repeat, SeenPolicy, learn_repeatable
 from kosmos.store import Store
 from kosmos.store.events import HISTORY, MODEL, RESYNC, Event
 from kosmos.training.artifacts import Artifacts
-from kosmos.training.data import training_data
+from kosmos.training.data import catalog_features, training_data
 
 if TYPE_CHECKING:  # the resolver imports this package's seen-item policy
     from kosmos.shopconfig import EffectiveSettings
@@ -103,6 +102,11 @@ class _ShopView:
     plugin_settings: Mapping[str, Mapping[str, str]]
     weights: Weights
     seen_policy: SeenPolicy
+
+
+def _categories(features: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
+    """Item id → category, from item features (an item's own ``category`` attribute wins)."""
+    return {item_id: f.get("category", "") for item_id, f in features.items()}
 
 
 class ModelHub:
@@ -359,38 +363,20 @@ class ModelHub:
 
     def learn_repeatable(self, shop_id: str, data: TrainingData) -> None:
         """Learns which of the shop's items are bought again, from ``data``."""
-        categories = {i: f.get("category", "") for i, f in data.item_features.items()}
         self._repeatable[shop_id] = learn_repeatable(
-            data.interactions, self._for(shop_id).seen_policy, categories
+            data.interactions, self._for(shop_id).seen_policy, _categories(data.item_features)
         )
 
     def _learn_from_purchases(self, shop_id: str, policy: SeenPolicy) -> None:
         """`learn_repeatable` on the shop's purchases and its items' categories alone."""
         with tracer.start_as_current_span("models.learn_repeatable") as span:
             span.set_attribute("kosmos.shop", shop_id)
-            categories: dict[str, str] = {}
-            after = ""
-            while page := self.store.list_items(shop_id, after, 5000):
-                # As `training_data` has it: an item's own ``category`` attribute wins.
-                categories.update(
-                    (
-                        item.item_id,
-                        item_features(
-                            item.attributes,
-                            title=item.title,
-                            category=item.category,
-                            brand=item.brand,
-                            price=item.price,
-                        ).get("category", ""),
-                    )
-                    for item in page
-                )
-                after = page[-1].item_id
             purchases = [
                 to_plugin(i)
                 for i in self.store.iter_interactions(shop_id, types=(InteractionType.PURCHASE,))
             ]
             span.set_attribute("kosmos.interactions.count", len(purchases))
+            categories = _categories(catalog_features(self.store, shop_id))
             self._repeatable[shop_id] = learn_repeatable(purchases, policy, categories)
 
     def version(self, shop_id: str, name: str) -> str | None:
@@ -472,15 +458,12 @@ class ModelHub:
                 )
             ]
             learn = view.seen_policy.repeat_purchase is Repeat.LEARNED
+            began = self._timer()
             if learn and not names:
                 # Every model comes from the trainer: the purchases are all there is to read
                 # (a fresh replica of a 22.7M-event shop read the whole history for them).
-                began = self._timer()
                 self._learn_from_purchases(shop_id, view.seen_policy)
-                ended = self._timer()
-                self._refit_after[shop_id] = ended + REFIT_SPACING * (ended - began)
             elif names or learn:
-                began = self._timer()
                 read_time = self.clock()
                 data = training_data(self.store, shop_id, read_time, view.weights)
                 span.set_attribute("kosmos.interactions.count", len(data.interactions))
@@ -514,6 +497,7 @@ class ModelHub:
                         len(data.interactions),
                         time.perf_counter() - started,
                     )
+            if names or learn:
                 ended = self._timer()
                 self._refit_after[shop_id] = ended + REFIT_SPACING * (ended - began)
             self._fitted_data[shop_id] = fitted_key

@@ -88,6 +88,7 @@ from kosmos.store.records import (
     ShopRevisions,
     ShopSettingsRevision,
     StoredItems,
+    customer_rows,
     decode_exclusions,
     decode_preferences,
     decode_price_range,
@@ -134,6 +135,12 @@ _INTERACTION_COLUMNS = (
     " device"
 )
 _TYPES = {t.value: t for t in InteractionType}
+# A customer who withdrew training consent never enters a model (issue 11): for a query over
+# ``interactions i``; takes ConsentPurpose.TRAINING.
+_TRAINABLE = (
+    "NOT EXISTS (SELECT 1 FROM consents c WHERE c.shop_id = i.shop_id"
+    " AND c.customer_id = i.customer_id AND c.purpose = %s AND NOT c.granted)"
+)
 _DISMISSED = (
     "SELECT DISTINCT item_id FROM interactions"
     f" WHERE shop_id = %s AND customer_id = %s AND type = {int(InteractionType.DISMISS)}"
@@ -628,20 +635,10 @@ class PostgresStore:
                 " create_time, update_time) FROM STDIN"
             ) as copy:
                 write = copy.write_row
-                dumps = json.dumps
-                for c in customers:
-                    write(
-                        (
-                            shop_id,
-                            c.customer_id,
-                            dumps(c.attributes),
-                            encode_exclusions(c.exclusions),
-                            now,
-                            now,
-                        )
-                    )
+                for row in customer_rows(customers, now):
+                    write(row)
             try:
-                row = conn.execute(
+                counted = conn.execute(
                     "WITH up AS (INSERT INTO customers (shop_id, customer_id, attributes,"
                     " exclusions, create_time, update_time) SELECT shop_id, customer_id,"
                     " attributes, exclusions, create_time, update_time"
@@ -653,7 +650,7 @@ class PostgresStore:
                 ).fetchone()
             except pg_errors.ForeignKeyViolation:
                 raise NotFound("shop", shop_name(shop_id)) from None
-        return int(row[0]) if row else 0
+        return int(counted[0]) if counted else 0
 
     # -- items -------------------------------------------------------------------------------
 
@@ -669,8 +666,8 @@ class PostgresStore:
                 ).fetchone()
                 versions[shop_id] = int(row[0]) if row is not None else 0
             # The batch streams by COPY (encoded by psycopg's C code) into a temporary table
-            # of this connection, emptied at commit, and one statement upserts it from there:
-            # 1.6x the items/s of the columns as unnested arrays (issue 12). An item named
+            # of this connection, emptied at commit, and one statement upserts it from there
+            # (issue 12: `tools/bench_import.py`, README Benchmarks 3). An item named
             # twice is written once, as its last copy (one row may not be upserted twice by
             # one statement).
             rows = list({(i.shop_id, i.item_id): i for i in items}.values())
@@ -1633,10 +1630,7 @@ class PostgresStore:
             only = "" if types is None else " AND i.type = ANY(%s)"
             cur.execute(
                 f"SELECT {_INTERACTION_COLUMNS} FROM interactions i"
-                f" WHERE i.shop_id = %s AND i.seq > %s{only} AND NOT EXISTS"
-                " (SELECT 1 FROM consents c WHERE c.shop_id = i.shop_id"
-                " AND c.customer_id = i.customer_id AND c.purpose = %s AND NOT c.granted)"
-                " ORDER BY i.seq",
+                f" WHERE i.shop_id = %s AND i.seq > %s{only} AND {_TRAINABLE} ORDER BY i.seq",
                 (
                     shop_id,
                     after_seq,
@@ -1656,10 +1650,7 @@ class PostgresStore:
             cur.itersize = 5000
             cur.execute(
                 "SELECT customer_id, item_id, type, value, event_time, channel, device, seq"
-                " FROM interactions i WHERE i.shop_id = %s AND NOT EXISTS"
-                " (SELECT 1 FROM consents c WHERE c.shop_id = i.shop_id"
-                " AND c.customer_id = i.customer_id AND c.purpose = %s AND NOT c.granted)"
-                " ORDER BY i.seq",
+                f" FROM interactions i WHERE i.shop_id = %s AND {_TRAINABLE} ORDER BY i.seq",
                 (shop_id, int(ConsentPurpose.TRAINING)),
             )
             yield from cur

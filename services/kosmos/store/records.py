@@ -231,6 +231,16 @@ class StoredItems(Sequence[Item]):
         return replace(i, attributes=dict(i.attributes), update_time=self.update_time)
 
 
+def customer_rows(customers: Iterable[Customer], now: float) -> list[tuple[Any, ...]]:
+    """The customers table's bulk columns (shop, customer, attributes as JSON, exclusions,
+    create time, update time) of a batch written at ``now``, for both stores' bulk writes."""
+    dumps = json.dumps
+    return [
+        (c.shop_id, c.customer_id, dumps(c.attributes), encode_exclusions(c.exclusions), now, now)
+        for c in customers
+    ]
+
+
 def item_rows(
     items: Iterable[Item], update_time: float, versions: Mapping[str, int]
 ) -> Iterable[tuple[Any, ...]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from kosmos.plugin import Interaction as PluginInteraction
 from kosmos.plugin import TrainingData
 from kosmos.plugin.features import item_features
-from kosmos.plugin.signals import DEFAULT_WEIGHTS, WEIGHTS, Weights
+from kosmos.plugin.signals import DEFAULT_WEIGHTS, Weights, weight
 from kosmos.store import Store
 from kosmos.store.records import InteractionType
 
@@ -21,23 +21,19 @@ def _interactions(
     """The shop's interactions as plugins take them, built straight from the store's plain
     rows (`Store.iter_training_rows`): one object per event, not two (issue 12: a
     22.7M-event shop's trainer spent most of its time building them)."""
-    types, default, rating = _TYPES, weights is DEFAULT_WEIGHTS, InteractionType.RATING
+    types = _TYPES
     out: list[PluginInteraction] = []
     append = out.append
     for customer, item, number, value, at, channel, device, _seq in store.iter_training_rows(
         shop_id
     ):
         kind = types[number]
-        if default:
-            w = value if kind is rating else WEIGHTS[kind]
-        else:
-            w = weights.of(kind, value)
         append(
             PluginInteraction(
                 ids.setdefault(customer, customer),
                 ids.setdefault(item, item),
                 kind,
-                w,
+                weight(kind, value, weights),
                 at,
                 value,
                 channel,
@@ -45,6 +41,24 @@ def _interactions(
             )
         )
     return out
+
+
+def catalog_features(store: Store, shop_id: str) -> dict[str, dict[str, str]]:
+    """Item id → its features (`kosmos.plugin.features.item_features`), for the whole
+    catalog, read a page at a time."""
+    items: dict[str, dict[str, str]] = {}
+    after = ""
+    while batch := store.list_items(shop_id, after, PAGE):
+        for item in batch:
+            items[item.item_id] = item_features(
+                item.attributes,
+                title=item.title,
+                category=item.category,
+                brand=item.brand,
+                price=item.price,
+            )
+        after = batch[-1].item_id
+    return items
 
 
 def training_data(
@@ -58,18 +72,7 @@ def training_data(
     free-text attributes, category, brand, price and price band), exactly as ``kosmos
     evaluate`` builds them. ``weights`` are the shop's (`kosmos.shopconfig`).
     """
-    items: dict[str, dict[str, str]] = {}
-    after = ""
-    while batch := store.list_items(shop_id, after, PAGE):
-        for item in batch:
-            items[item.item_id] = item_features(
-                item.attributes,
-                title=item.title,
-                category=item.category,
-                brand=item.brand,
-                price=item.price,
-            )
-        after = batch[-1].item_id
+    items = catalog_features(store, shop_id)
     customers: dict[str, dict[str, str]] = {}
     after = ""
     while page := store.list_customers(shop_id, after, PAGE):

@@ -456,3 +456,137 @@ def test_upsert_items_names_the_bad_entry_and_stores_none(kosmos):
     assert_invalid(catalog.UpsertItems, request(keyed), "items[3].attributes['" + "k" * 65 + "']")
     listed = catalog.ListItems(catalog_service_pb2.ListItemsRequest(parent="shops/acme"), timeout=5)
     assert list(listed.items) == []  # all or nothing
+
+
+def _attribute(key: str, values: list[str]) -> common_pb2.AttributeColumn:
+    return common_pb2.AttributeColumn(key=key, values=values)
+
+
+def test_customer_columns_create_then_replace_and_keep_stated_exclusions(kosmos, profiles):
+    """`CreateCustomers` with columns (what `kosmos import` sends): new profiles counted, the
+    existing ones' attributes replaced, their own exclusions kept under the mask."""
+    client = kosmos.client
+    small_shop(client)
+    client.update_customer("acme", "alice", exclusions=[("brand", "B1")])
+    columns = profile_service_pb2.CustomerColumns(
+        customer_ids=["alice", "c1", "c2"],
+        attributes=[
+            _attribute("tier", ["gold", "", "new"]),
+            _attribute("country", ["ES", "FR", ""]),
+        ],
+    )
+    assert client.create_customer_columns("acme", columns, replace=["attributes"]) == 2
+    alice = client.get_customer("acme", "alice")
+    assert dict(alice.attributes) == {"tier": "gold", "country": "ES"}
+    assert [e.value for e in alice.exclusions] == ["B1"]
+    assert dict(client.get_customer("acme", "c1").attributes) == {"country": "FR"}
+    assert dict(client.get_customer("acme", "c2").attributes) == {"tier": "new"}
+    assert client.create_customer_columns("acme", columns, replace=["attributes"]) == 0
+    # Without a mask both fields are replaced: no exclusions in columns means none.
+    client.create_customer_columns(
+        "acme", profile_service_pb2.CustomerColumns(customer_ids=["alice"])
+    )
+    alice = client.get_customer("acme", "alice")
+    assert (dict(alice.attributes), list(alice.exclusions)) == ({}, [])
+
+    def request(**fields: Any) -> profile_service_pb2.CreateCustomersRequest:
+        return profile_service_pb2.CreateCustomersRequest(
+            parent="shops/acme",
+            columns=profile_service_pb2.CustomerColumns(**{"customer_ids": ["d1", "d2"], **fields}),
+        )
+
+    assert_invalid(
+        profiles.CreateCustomers, request(customer_ids=["d1", "bad id!"]), "columns.customer_ids[1]"
+    )
+    assert_invalid(
+        profiles.CreateCustomers,
+        request(customer_ids=["d1", "d2", "d1"]),
+        "columns.customer_ids[2]",
+    )
+    assert_invalid(
+        profiles.CreateCustomers,
+        request(attributes=[_attribute("k", ["1"])]),
+        "columns.attributes[0].values",
+    )
+    assert_invalid(
+        profiles.CreateCustomers,
+        request(attributes=[_attribute("k" * 65, ["1", "2"])]),
+        "columns.attributes[0].key",
+    )
+    both = request()
+    both.customers.append(customer("acme", "d3"))
+    assert_invalid(profiles.CreateCustomers, both, "columns")
+    assert_invalid(
+        profiles.CreateCustomers,
+        request(customer_ids=[f"m{n}" for n in range(10_001)]),
+        "columns.customer_ids",
+    )
+    names = {c.name.rsplit("/", 1)[-1] for c in client.list_customers("acme")}
+    assert names == {"alice", "bob", "c1", "c2"}
+    assert_code(
+        profiles.CreateCustomers,
+        profile_service_pb2.CreateCustomersRequest(
+            parent="shops/nope", columns=profile_service_pb2.CustomerColumns(customer_ids=["x"])
+        ),
+        grpc.StatusCode.NOT_FOUND,
+        "SHOP_NOT_FOUND",
+    )
+
+
+def test_kosmos_import_keeps_the_later_record_of_an_item_or_customer_named_twice(kosmos, tmp_path):
+    """Two batches are in flight at once, and a batch folds a record named again into the
+    earlier one's place: either way the record later in the file wins, as one at a time."""
+    from kosmos import bulk
+
+    client = kosmos.client
+    client.create_shop("twice")
+    lines = [{"item_id": f"i{n}", "title": f"first {n}", "price": 1.0} for n in range(12)]
+    lines += [{"item_id": f"i{n}", "title": f"again {n}", "price": 2.0} for n in (3, 7, 11)]
+    lines.insert(5, {"item_id": "i1", "title": "again 1 (same batch)", "price": 3.0})
+    path = tmp_path / "items.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    consumed: list[int] = []
+    count = bulk.import_items(
+        client, "twice", bulk.read_records(path), consumed.append, batch_size=4
+    )
+    assert count == 15  # one record folded into its batch's earlier one
+    assert sum(consumed) == path.stat().st_size
+    titles = {i.item_id: i.title for i in kosmos.store.list_items("twice", "", 100)}
+    assert titles == {
+        f"i{n}": (
+            "again 1 (same batch)" if n == 1 else f"again {n}" if n in (3, 7, 11) else f"first {n}"
+        )
+        for n in range(12)
+    }
+    people = tmp_path / "customers.jsonl"
+    people.write_text(
+        "".join(
+            json.dumps({"customer_id": f"c{n % 5}", "attributes": {"seen": str(n)}}) + "\n"
+            for n in range(13)
+        )
+    )
+    assert bulk.import_customers(client, "twice", bulk.read_records(people), batch_size=3) == 13
+    seen = {
+        c.customer_id: c.attributes["seen"] for c in kosmos.store.list_customers("twice", "", 100)
+    }
+    assert seen == {"c0": "10", "c1": "11", "c2": "12", "c3": "8", "c4": "9"}
+
+
+def test_kosmos_import_points_at_the_bad_line_of_items_and_customers(kosmos, capsys, tmp_path):
+    (tmp_path / "items.jsonl").write_text(
+        json.dumps({"item_id": "i1", "price": 1.0})
+        + "\n"
+        + json.dumps({"item_id": "i2", "price": -4.0})
+        + "\n"
+    )
+    code, _, err = run_cli(kosmos, capsys, "import", "badshop", str(tmp_path))
+    assert code == 2 and f"{tmp_path / 'items.jsonl'}:2: price" in err, err
+    (tmp_path / "items.jsonl").write_text(json.dumps({"item_id": "i1"}) + "\n")
+    (tmp_path / "customers.jsonl").write_text(
+        json.dumps({"customer_id": "c1"})
+        + "\n"
+        + json.dumps({"customer_id": "c2", "attributes": {"note": "x" * 1025}})
+        + "\n"
+    )
+    code, _, err = run_cli(kosmos, capsys, "import", "badshop", str(tmp_path))
+    assert code == 2 and f"{tmp_path / 'customers.jsonl'}:2: attributes" in err, err

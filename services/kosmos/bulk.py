@@ -1,10 +1,13 @@
 """Bulk intake: a shop's catalog, customers and event history from JSON Lines or CSV files.
 
 ``kosmos import SHOP DIR`` and ``python -m kosmos.demo`` load through here, and it talks only
-the public API: `CatalogService.UpsertItems` (1000 items a call), `ProfileService.CreateCustomers`
-(1000 profiles a call, create or replace) and `FeedbackService.ImportInteractions` (10000 events
-a call, one transaction each). While the service stores one batch the next is being read and
-built, and batches go one after the other, so events keep their file order.
+the public API, every kind as columns: `CatalogService.UpsertItems` (`ItemColumns`, 10,000
+items a call), `ProfileService.CreateCustomers` (`CustomerColumns`, 10,000 profiles a call,
+create or replace) and `FeedbackService.ImportInteractions` (`InteractionColumns`, 10,000 events
+a call), one transaction each. While the service stores one batch the next is being read and
+built. Event batches go one after the other, so events keep their file order; item and customer
+batches two at a time, never two naming the same record, so a record named twice ends as the
+later one.
 
 Record shapes (``python -m kosmos.datasets --out DIR`` writes exactly these):
 
@@ -23,19 +26,22 @@ id made from its content, so importing the same file again stores nothing twice.
 from __future__ import annotations
 
 import csv
+import gc
 import hashlib
 import json
 import math
 import re
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from kosmos.client import InvalidArgumentError, KosmosClient, interaction_type
-from kosmos.v1 import common_pb2, feedback_service_pb2
+from kosmos.v1 import catalog_service_pb2, common_pb2, feedback_service_pb2, profile_service_pb2
 
 __all__ = [
     "CUSTOMERS_BATCH",
@@ -55,8 +61,8 @@ __all__ = [
     "read_records",
 ]
 
-ITEMS_BATCH = 1000
-CUSTOMERS_BATCH = 1000
+ITEMS_BATCH = 10_000
+CUSTOMERS_BATCH = 10_000
 INTERACTIONS_BATCH = 10_000
 KINDS = ("items", "customers", "interactions")
 """What a shop's files hold, in the order they must be imported (events name both others)."""
@@ -64,6 +70,7 @@ KINDS = ("items", "customers", "interactions")
 _ITEM_FIELDS = {"item_id", "id", "title", "category", "brand", "price", "available"}
 _ITEM_FIELDS |= {"out_of_stock", "attributes"}
 _CUSTOMER_FIELDS = {"customer_id", "id", "attributes"}
+_STRINGS = {str}
 
 T = TypeVar("T")
 B = TypeVar("B")  # a batch as sent: a list of messages, or columns
@@ -103,13 +110,22 @@ def read_records(path: Path) -> Iterator[Record]:
     with path.open("rb") as f:
         if path.suffix == ".jsonl":
             for n, line in enumerate(f, 1):
-                if not line.strip():
+                if line.isspace():
                     continue
                 try:
                     # JSON Lines are UTF-8: decoded here, json skips guessing the encoding.
-                    fields = _decode(line.decode("utf-8"))
+                    text = line.decode("utf-8")
                 except UnicodeDecodeError:
                     raise BulkImportError(f"{path}:{n}: not UTF-8") from None
+                try:
+                    try:
+                        # The C scanner alone; the full decoder (two whitespace regexes a
+                        # line) only for a line it does not take whole.
+                        fields, end = _scan(text, 0)
+                        if end != len(text) and not text[end:].isspace():
+                            fields = _decode(text)
+                    except StopIteration:
+                        fields = _decode(text)
                 except json.JSONDecodeError as exc:
                     raise BulkImportError(f"{path}:{n}: not JSON: {exc.msg}") from None
                 if not isinstance(fields, dict):
@@ -131,6 +147,8 @@ def read_records(path: Path) -> Iterator[Record]:
 
 
 _decode = json.JSONDecoder().decode
+# The C scanner: (value, end) for the value at an index, StopIteration where there is none.
+_scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 _NESTED = (dict, list)
 
 
@@ -143,7 +161,10 @@ def _attributes(fields: Mapping[str, Any], known: set[str], where: str) -> dict[
             raise BulkImportError(f"{where}: attributes: not a JSON object") from None
     if not isinstance(raw, dict):
         raise BulkImportError(f"{where}: attributes: expected an object")
-    attributes = {str(k): str(v) for k, v in raw.items()}
+    if set(map(type, raw.values())) <= _STRINGS:  # JSON's keys are strings: nothing to convert
+        attributes = dict(raw)
+    else:
+        attributes = {str(k): str(v) for k, v in raw.items()}
     if fields.keys() <= known:
         return attributes
     for key, value in fields.items():
@@ -183,11 +204,7 @@ def _float(value: Any, name: str, where: str) -> float:
 
 def item_message(shop_id: str, record: Record) -> common_pb2.Item:
     f, where = record.fields, record.where
-    out_of_stock = False
-    if f.get("out_of_stock") not in (None, ""):
-        out_of_stock = _bool(f["out_of_stock"], "out_of_stock", where)
-    elif f.get("available") not in (None, ""):
-        out_of_stock = not _bool(f["available"], "available", where)
+    out_of_stock = _out_of_stock(f, where)
     message = common_pb2.Item(
         name=f"shops/{shop_id}/items/{_text(f, ('item_id', 'id'), where)}",
         title=str(f.get("title") or ""),
@@ -205,6 +222,167 @@ def _fill(target: Any, attributes: dict[str, str]) -> None:
     # Python mixin of MutableMapping, several times slower.
     for key, value in attributes.items():
         target[key] = value
+
+
+def _out_of_stock(f: Mapping[str, Any], where: str) -> bool:
+    if f.get("out_of_stock") not in (None, ""):
+        return _bool(f["out_of_stock"], "out_of_stock", where)
+    if f.get("available") not in (None, ""):
+        return not _bool(f["available"], "available", where)
+    return False
+
+
+def _attribute_columns(rows: list[dict[str, str]]) -> list[common_pb2.AttributeColumn]:
+    """Records' attribute dicts as one `AttributeColumn` per key (in first-seen order), ""
+    where a record lacks the key."""
+    keys: dict[str, None] = {}
+    for row in rows:
+        if not row.keys() <= keys.keys():
+            keys.update(dict.fromkeys(row))
+    return [
+        common_pb2.AttributeColumn(key=key, values=[row.get(key, "") for row in rows])
+        for key in keys
+    ]
+
+
+def _place(
+    record: Record, sources: list[Record], at: dict[str, int], columns: tuple[list[Any], ...]
+) -> None:
+    """Records the source of the entry just appended to ``columns`` (the first holds ids). A
+    record named again in the same batch takes the earlier one's place (the later record
+    wins, as it would from a later batch), its source counting the bytes of both."""
+    n = at.setdefault(columns[0][-1], len(sources))
+    if n == len(sources):
+        sources.append(record)
+        return
+    for column in columns:
+        column[n] = column.pop()
+    sources[n] = Record(record.fields, record.where, record.size + sources[n].size)
+
+
+def _item_columns(
+    records: Iterable[Record], size: int
+) -> Iterator[tuple[catalog_service_pb2.ItemColumns, list[Record]]]:
+    """Batches of item records as `ItemColumns` (what `item_message` reads, a column each)."""
+    sources: list[Record] = []
+    ids: list[str] = []
+    titles: list[str] = []
+    categories: list[str] = []
+    brands: list[str] = []
+    prices: list[float] = []
+    out_of_stock: list[bool] = []
+    attributes: list[dict[str, str]] = []
+    columns: tuple[list[Any], ...] = (
+        ids,
+        titles,
+        categories,
+        brands,
+        prices,
+        out_of_stock,
+        attributes,
+    )
+    at: dict[str, int] = {}
+
+    def batch() -> catalog_service_pb2.ItemColumns:
+        return catalog_service_pb2.ItemColumns(
+            item_ids=ids,
+            titles=titles if any(titles) else (),
+            categories=categories if any(categories) else (),
+            brands=brands if any(brands) else (),
+            prices=prices if any(prices) else (),
+            out_of_stock=out_of_stock if any(out_of_stock) else (),
+            attributes=_attribute_columns(attributes),
+        )
+
+    for record in records:
+        f = record.fields
+        item_id, title, category, brand = (
+            f.get("item_id"),
+            f.get("title"),
+            f.get("category"),
+            f.get("brand"),
+        )
+        price, raw = f.get("price"), f.get("attributes")
+        if (  # the usual record, taken as it is (as the checks below would take it)
+            type(item_id) is str
+            and item_id
+            and type(title) is str
+            and type(category) is str
+            and type(brand) is str
+            and type(price) is float
+            and f.get("available") is True
+            and type(raw) is dict
+            and f.keys() <= _ITEM_FIELDS
+            and "out_of_stock" not in f
+            and set(map(type, raw.values())) <= _STRINGS
+        ):
+            ids.append(item_id)
+            titles.append(title)
+            categories.append(category)
+            brands.append(brand)
+            prices.append(price)
+            out_of_stock.append(False)
+            attributes.append(raw)
+        else:
+            where = record.where
+            ids.append(_text(f, ("item_id", "id"), where))
+            titles.append(str(title or ""))
+            categories.append(str(category or ""))
+            brands.append(str(brand or ""))
+            prices.append(_float(price, "price", where))
+            out_of_stock.append(_out_of_stock(f, where))
+            attributes.append(_attributes(f, _ITEM_FIELDS, where))
+        _place(record, sources, at, columns)
+        if len(sources) == size:
+            yield batch(), sources
+            sources = []
+            at.clear()
+            for column in columns:
+                column.clear()  # the message holds copies
+    if sources:
+        yield batch(), sources
+
+
+def _customer_columns(
+    records: Iterable[Record], size: int
+) -> Iterator[tuple[profile_service_pb2.CustomerColumns, list[Record]]]:
+    """Batches of customer records as `CustomerColumns` (ids and attributes)."""
+    sources: list[Record] = []
+    ids: list[str] = []
+    attributes: list[dict[str, str]] = []
+    at: dict[str, int] = {}
+    for record in records:
+        f = record.fields
+        customer_id, raw = f.get("customer_id"), f.get("attributes")
+        if (  # the usual record, taken as it is: an id, and attributes that are all strings
+            type(customer_id) is str
+            and customer_id
+            and type(raw) is dict
+            and f.keys() <= _CUSTOMER_FIELDS
+            and set(map(type, raw.values())) <= _STRINGS
+        ):
+            ids.append(customer_id)
+            attributes.append(raw)
+        else:
+            ids.append(_text(f, ("customer_id", "id"), record.where))
+            attributes.append(_attributes(f, _CUSTOMER_FIELDS, record.where))
+        _place(record, sources, at, (ids, attributes))
+        if len(sources) == size:
+            yield (
+                profile_service_pb2.CustomerColumns(
+                    customer_ids=ids, attributes=_attribute_columns(attributes)
+                ),
+                sources,
+            )
+            sources, ids, attributes = [], [], []
+            at.clear()
+    if sources:
+        yield (
+            profile_service_pb2.CustomerColumns(
+                customer_ids=ids, attributes=_attribute_columns(attributes)
+            ),
+            sources,
+        )
 
 
 def customer_message(shop_id: str, record: Record) -> common_pb2.Customer:
@@ -324,37 +502,49 @@ def _interaction_columns(
         yield batch(), sources
 
 
-def _batches(
-    records: Iterable[Record], size: int, build: Callable[[Record], T]
-) -> Iterator[tuple[list[T], list[Record]]]:
-    messages: list[T] = []
-    sources: list[Record] = []
-    for record in records:
-        messages.append(build(record))
-        sources.append(record)
-        if len(messages) == size:
-            yield messages, sources
-            messages, sources = [], []
-    if messages:
-        yield messages, sources
+GC_THRESHOLD = 50_000
+"""The collector's first threshold during an import (CPython's default: 700 allocations). A
+batch of 10,000 records allocates a dict or two each, so at the default the collector runs
+every few records and walks every young dict: a quarter of the client's time (issue 12:
+`tools/bench_import.py`'s "client alone", 283k against 403k customers/s). Collections still
+run, 70 times less often, so memory stays bounded."""
+
+
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    first, *rest = gc.get_threshold()
+    gc.set_threshold(max(first, GC_THRESHOLD), *rest)
+    try:
+        yield
+    finally:
+        gc.set_threshold(first, *rest)
 
 
 def _pipelined(
     batches: Iterator[tuple[B, list[Record]]],
     send: Callable[[B], int],
     on_progress: Progress,
+    ids: Callable[[B], Iterable[str]] | None = None,
 ) -> int:
-    """Sends batches one at a time, building the next one while the service stores this one."""
+    """Sends batches while the next one is built. Without ``ids``, one at a time, in order
+    (events keep their file order). With ``ids`` (the records a batch names: upserts, where
+    only the last copy of a record must win), two at once, so that the service reads and
+    checks one while it commits the other (issue 12: `tools/bench_import.py`), but never two
+    that name the same record: the later one waits for the earlier. On an error the batch
+    beside the failed one may be stored; importing again is harmless."""
+    workers = 1 if ids is None else 2
     total = 0
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending: tuple[Future[int], list[Record]] | None = None
-        for messages, sources in batches:
-            future = pool.submit(send, messages)
-            if pending is not None:
-                total += _settle(*pending, on_progress)
-            pending = (future, sources)
-        if pending is not None:
-            total += _settle(*pending, on_progress)
+    with _fewer_collections(), ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: deque[tuple[Future[int], list[Record], set[str]]] = deque()
+        for batch, sources in batches:
+            named = set() if ids is None else set(ids(batch))
+            while pending and (
+                len(pending) >= workers or any(not named.isdisjoint(p[2]) for p in pending)
+            ):
+                total += _settle(*pending.popleft()[:2], on_progress)
+            pending.append((pool.submit(send, batch), sources, named))
+        while pending:
+            total += _settle(*pending.popleft()[:2], on_progress)
     return total
 
 
@@ -367,10 +557,14 @@ def _settle(future: Future[int], sources: list[Record], on_progress: Progress) -
     return count
 
 
-_COLUMN = re.compile(r"columns\.(\w+)\[(\d+)\]")
+_COLUMN = re.compile(r"columns\.(\w+)(?:\[\d+\]\.values)?\[(\d+)\]")
 _COLUMN_FIELDS = {
     "customer_ids": "customer_id",
     "item_ids": "item_id",
+    "titles": "title",
+    "categories": "category",
+    "brands": "brand",
+    "prices": "price",
     "types": "type",
     "values": "value",
     "event_times": "event_time",
@@ -398,16 +592,16 @@ def import_items(
     shop_id: str,
     records: Iterable[Record],
     on_progress: Progress = lambda _n: None,
+    batch_size: int = ITEMS_BATCH,
 ) -> int:
-    """Upserts every item record; returns how many."""
+    """Upserts every item record; returns how many. An item named twice ends as its later
+    record."""
 
-    def send(items: list[common_pb2.Item]) -> int:
-        client.upsert_items(shop_id, items, count_only=True)
-        return len(items)  # one transaction: all of them or an error
+    def send(columns: catalog_service_pb2.ItemColumns) -> int:
+        client.upsert_item_columns(shop_id, columns)
+        return len(columns.item_ids)  # one transaction: all of them or an error
 
-    return _pipelined(
-        _batches(records, ITEMS_BATCH, lambda r: item_message(shop_id, r)), send, on_progress
-    )
+    return _pipelined(_item_columns(records, batch_size), send, on_progress, lambda c: c.item_ids)
 
 
 def import_customers(
@@ -415,18 +609,21 @@ def import_customers(
     shop_id: str,
     records: Iterable[Record],
     on_progress: Progress = lambda _n: None,
+    batch_size: int = CUSTOMERS_BATCH,
 ) -> int:
     """Creates every customer record, or replaces the attributes of those that exist (their
-    exclusions, which customers state themselves, stay); returns how many."""
+    exclusions, which customers state themselves, stay); returns how many. A customer named
+    twice ends as the later record."""
 
-    def send(customers: list[common_pb2.Customer]) -> int:
-        client.create_customers(shop_id, customers, replace=["attributes"], count_only=True)
-        return len(customers)  # one transaction: all of them or an error
+    def send(columns: profile_service_pb2.CustomerColumns) -> int:
+        client.create_customer_columns(shop_id, columns, replace=["attributes"])
+        return len(columns.customer_ids)  # one transaction: all of them or an error
 
     return _pipelined(
-        _batches(records, CUSTOMERS_BATCH, lambda r: customer_message(shop_id, r)),
+        _customer_columns(records, batch_size),
         send,
         on_progress,
+        lambda c: c.customer_ids,
     )
 
 

@@ -8,7 +8,7 @@ import pytest
 from kosmos.client import NotFoundError
 from kosmos.v1 import catalog_service_pb2 as pb
 from kosmos.v1 import catalog_service_pb2_grpc, common_pb2
-from tests.helpers import assert_code, assert_invalid, item
+from tests.helpers import assert_code, assert_invalid, item, status_of
 
 
 @pytest.fixture
@@ -99,3 +99,156 @@ def test_list_items_of_unknown_shop(stub):
         grpc.StatusCode.NOT_FOUND,
         "SHOP_NOT_FOUND",
     )
+
+
+def _attribute(key, values):
+    return common_pb2.AttributeColumn(key=key, values=values)
+
+
+def test_item_columns_store_what_item_messages_would(client, stub):
+    """The same catalog sent as `ItemColumns` to one shop and as `Item` messages to another
+    reads back the same, field for field (attributes a record lacks included)."""
+    for shop in ("msgs", "cols"):
+        client.create_shop(shop)
+    messages = [
+        item("msgs", "a", title="Tea", price=2.5),
+        item("msgs", "b", category="Toys", brand="", available=False, price=0.0),
+        item("msgs", "c", title="Kite", category="", price=30.0),
+    ]
+    messages[0].attributes.update({"band": "low", "colour": "red"})
+    messages[2].attributes["band"] = "high"
+    stub.UpsertItems(pb.UpsertItemsRequest(parent="shops/msgs", items=messages))
+    stub.UpsertItems(
+        pb.UpsertItemsRequest(
+            parent="shops/cols",
+            columns=pb.ItemColumns(
+                item_ids=["a", "b", "c"],
+                titles=[m.title for m in messages],
+                categories=[m.category for m in messages],
+                brands=[m.brand for m in messages],
+                prices=[m.price for m in messages],
+                out_of_stock=[m.out_of_stock for m in messages],
+                attributes=[
+                    _attribute("band", ["low", "", "high"]),
+                    _attribute("colour", ["red", "", ""]),
+                ],
+            ),
+            count_only=True,
+        )
+    )
+
+    def read(shop):
+        found = stub.ListItems(pb.ListItemsRequest(parent=f"shops/{shop}")).items
+        return [
+            (
+                i.name.rsplit("/", 1)[1],
+                i.title,
+                i.category,
+                i.brand,
+                i.price,
+                i.out_of_stock,
+                dict(i.attributes),
+            )
+            for i in found
+        ]
+
+    assert read("cols") == read("msgs")
+    assert read("cols")[1][5] is True and read("cols")[0][6] == {"band": "low", "colour": "red"}
+    # Optional columns left empty: defaults for every item, as for fields left unset.
+    stub.UpsertItems(
+        pb.UpsertItemsRequest(parent="shops/cols", columns=pb.ItemColumns(item_ids=["d"]))
+    )
+    d = client.get_item("cols", "d")
+    assert (d.title, d.price, d.out_of_stock, dict(d.attributes)) == ("", 0.0, False, {})
+    # An echo, when asked for, is the items as stored.
+    echoed = stub.UpsertItems(
+        pb.UpsertItemsRequest(
+            parent="shops/cols", columns=pb.ItemColumns(item_ids=["e"], prices=[4.0])
+        )
+    )
+    assert [(i.name, i.price) for i in echoed.items] == [("shops/cols/items/e", 4.0)]
+
+
+def _columns_request(**columns):
+    base = {"item_ids": ["a", "b"]}
+    return pb.UpsertItemsRequest(parent="shops/acme", columns=pb.ItemColumns(**{**base, **columns}))
+
+
+@pytest.mark.parametrize(
+    ("request_", "field", "reason"),
+    [
+        (
+            pb.UpsertItemsRequest(parent="shops/acme", columns=pb.ItemColumns()),
+            "columns.item_ids",
+            "MISSING_FIELD",
+        ),
+        (_columns_request(item_ids=["a", "b c"]), "columns.item_ids[1]", "INVALID_ID"),
+        (_columns_request(item_ids=["a", "b", "a"]), "columns.item_ids[2]", "DUPLICATE_ITEM"),
+        (_columns_request(titles=["x"]), "columns.titles", "LENGTH_MISMATCH"),
+        (_columns_request(brands=["", "x" * 513]), "columns.brands[1]", "TOO_LONG"),
+        (_columns_request(prices=[1.0, -2.0]), "columns.prices[1]", "INVALID_PRICE"),
+        (_columns_request(prices=[float("nan"), 1.0]), "columns.prices[0]", "INVALID_PRICE"),
+        (_columns_request(out_of_stock=[True]), "columns.out_of_stock", "LENGTH_MISMATCH"),
+        (
+            _columns_request(attributes=[_attribute("k", ["1"])]),
+            "columns.attributes[0].values",
+            "LENGTH_MISMATCH",
+        ),
+        (
+            _columns_request(attributes=[_attribute("k", ["1", "2"]), _attribute("k", ["", ""])]),
+            "columns.attributes[1].key",
+            "DUPLICATE_ATTRIBUTE",
+        ),
+        (
+            _columns_request(attributes=[_attribute("", ["1", "2"])]),
+            "columns.attributes[0].key",
+            "INVALID_ATTRIBUTE_KEY",
+        ),
+        (
+            _columns_request(attributes=[_attribute("k", ["1", "v" * 1025])]),
+            "columns.attributes[0].values[1]",
+            "TOO_LONG",  # the size limits, before the servicer's own check
+        ),
+        (
+            _columns_request(attributes=[_attribute(f"k{n}", ["", ""]) for n in range(65)]),
+            "columns.attributes",
+            "TOO_MANY_ATTRIBUTES",
+        ),
+        (
+            pb.UpsertItemsRequest(
+                parent="shops/acme",
+                items=[item("acme", "x")],
+                columns=pb.ItemColumns(item_ids=["y"]),
+            ),
+            "columns",
+            "CONFLICTING_FIELDS",
+        ),
+        (
+            _columns_request(item_ids=[f"i{n}" for n in range(10_001)]),
+            "columns.item_ids",
+            "TOO_MANY_ENTRIES",
+        ),
+    ],
+)
+def test_item_columns_name_the_column_and_entry_at_fault(client, stub, request_, field, reason):
+    client.create_shop("acme")
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.UpsertItems(request_, timeout=5)
+    code, got_reason, fields = status_of(caught.value)
+    assert (code, got_reason) == (grpc.StatusCode.INVALID_ARGUMENT, reason), caught.value.details()
+    assert field in fields, fields
+    listed = stub.ListItems(pb.ListItemsRequest(parent="shops/acme")).items
+    assert list(listed) == []  # nothing of a refused batch is stored
+
+
+def test_ten_thousand_items_as_columns_in_one_call(client, stub):
+    client.create_shop("acme")
+    ids = [f"sku-{n:05d}" for n in range(10_000)]
+    stub.UpsertItems(
+        pb.UpsertItemsRequest(
+            parent="shops/acme",
+            columns=pb.ItemColumns(item_ids=ids, attributes=[_attribute("n", ids)]),
+            count_only=True,
+        )
+    )
+    assert dict(client.get_item("acme", "sku-09999").attributes) == {"n": "sku-09999"}

@@ -9,12 +9,14 @@ from kosmos.common.errors import AlreadyExists, NotFound
 from kosmos.store import SQLiteStore
 from kosmos.store.records import (
     Customer,
+    CustomerColumns,
     Exclusion,
     ExclusionKind,
     Interaction,
     InteractionColumns,
     InteractionType,
     Item,
+    ItemColumns,
     Shop,
 )
 
@@ -210,3 +212,71 @@ def test_an_import_as_columns_stores_what_the_same_interactions_would(store):
         store.import_interactions("acme", "cols-2", "hash", unknown)
     assert "carol" in str(caught.value)
     assert len(list(store.iter_interactions("acme"))) == 3000
+
+
+@pytest.mark.parametrize("replace", [("attributes", "exclusions"), ("attributes",)])
+def test_customer_columns_write_what_customer_records_would(store, replace):
+    """`CustomerColumns` (bulk intake) are zipped into rows without a `Customer` each; what
+    lands, and the count of new profiles, are the same as for the records they stand for,
+    on a first load, on a batch mixing new and existing profiles, and on a replay."""
+    seed(store)
+    said = Exclusion(ExclusionKind.BRAND, "Loud")
+    store.update_customer(Customer("acme", "alice", {"tier": "bronze"}, (said,)))
+    batch = CustomerColumns(
+        "acme",
+        ["alice", "bob", "carol"],
+        ['{"tier": "gold"}', '{"tier": "new", "country": "ES"}', "{}"],
+    )
+    assert [c.customer_id for c in batch] == ["alice", "bob", "carol"]
+    assert batch[1].attributes == {"tier": "new", "country": "ES"}
+    assert store.upsert_customers(batch, replace, echo=False) == ([], 2)
+    alice, bob = store.get_customer("acme", "alice"), store.get_customer("acme", "bob")
+    assert alice.attributes == {"tier": "gold"}
+    assert alice.exclusions == (() if "exclusions" in replace else (said,))
+    assert bob.attributes == {"tier": "new", "country": "ES"}
+    assert store.get_customer("acme", "carol").attributes == {}
+    # Only new ones: one plain insert, all counted.
+    fresh = CustomerColumns("acme", ["dan", "eve"], ['{"a": "1"}', '{"a": "2"}'])
+    assert store.upsert_customers(fresh, replace, echo=False) == ([], 2)
+    # The same again: nothing new, and the attributes replaced all the same.
+    again = CustomerColumns("acme", ["dan", "eve"], ['{"a": "3"}', '{"a": "4"}'])
+    assert store.upsert_customers(again, replace, echo=False) == ([], 0)
+    assert store.get_customer("acme", "eve").attributes == {"a": "4"}
+    stored, created = store.upsert_customers(again, replace)
+    assert created == 0 and [c.attributes for c in stored] == [{"a": "3"}, {"a": "4"}]
+    with pytest.raises(NotFound):
+        store.upsert_customers(CustomerColumns("nope", ["x"], ["{}"]), replace, echo=False)
+
+
+def test_item_columns_write_what_item_records_would(store):
+    seed(store)
+    columns = ItemColumns(
+        "acme",
+        ["i1", "i7"],
+        ["Tea towel", "Kite"],
+        ["Kitchen", "Toys"],
+        ["KIT", "TOY"],
+        [2.5, 30.0],
+        [True, False],
+        ['{"band": "low"}', "{}"],
+    )
+    version = store.catalog_version("acme")
+    stored = store.upsert_items(columns)
+    assert [i.item_id for i in stored] == ["i1", "i7"]
+    assert store.catalog_version("acme") > version
+    got = store.get_items("acme", ["i1", "i7"])
+    assert got["i1"] == Item(
+        "acme",
+        "i1",
+        "Tea towel",
+        "Kitchen",
+        "KIT",
+        2.5,
+        True,
+        {"band": "low"},
+        got["i1"].update_time,
+    )
+    assert (got["i7"].available, got["i7"].attributes, got["i7"].price) == (False, {}, 30.0)
+    assert stored[0].update_time == got["i1"].update_time
+    changes = store.catalog_changes("acme", version)
+    assert changes is not None and [i.item_id for i in changes.items] == ["i1", "i7"]

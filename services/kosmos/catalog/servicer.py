@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from kosmos.catalog.domain import Catalog
@@ -18,11 +19,21 @@ from kosmos.common.names import (
     parse_shop,
 )
 from kosmos.common.timestamps import to_timestamp
-from kosmos.common.validation import check_attributes, check_count, plain_attributes
-from kosmos.store.records import Item
+from kosmos.common.validation import (
+    attributes_json,
+    check_attributes,
+    check_count,
+    check_lengths,
+    check_texts,
+    checked_ids,
+    non_negative,
+    plain_attributes,
+)
+from kosmos.store.records import Item, ItemColumns
 from kosmos.v1 import catalog_service_pb2, catalog_service_pb2_grpc, common_pb2
 
 MAX_BATCH = 1000
+MAX_COLUMNS_BATCH = 10_000  # ItemColumns: bulk loads, as ImportInteractions takes
 MAX_TEXT = 512
 
 
@@ -101,14 +112,54 @@ def items_from_proto(messages: Any, shop_id: str) -> list[Item]:
     return out
 
 
+def columns_from_proto(columns: Any, shop_id: str) -> ItemColumns:
+    """`ItemColumns` checked a column at a time, with the same rules and reasons as one `Item`
+    message each (`item_from_proto`); a violation names the column and the entry
+    (``columns.prices[37]``)."""
+    count = len(columns.item_ids)
+    check_count(count, "columns.item_ids", MAX_COLUMNS_BATCH, minimum=1)
+    check_lengths(
+        columns,
+        count,
+        ("item_ids",),
+        ("titles", "categories", "brands", "prices", "out_of_stock"),
+    )
+    item_ids = checked_ids(columns.item_ids, "columns.item_ids", unique="DUPLICATE_ITEM")
+    titles, categories, brands = (
+        check_texts(getattr(columns, name), f"columns.{name}", MAX_TEXT) or [""] * count
+        for name in ("titles", "categories", "brands")
+    )
+    prices = non_negative(columns.prices, count, "columns.prices", "INVALID_PRICE")
+    out_of_stock = columns.out_of_stock
+    available = [not o for o in out_of_stock] if out_of_stock else [True] * count
+    return ItemColumns(
+        shop_id,
+        item_ids,
+        titles,
+        categories,
+        brands,
+        prices.tolist(),
+        available,
+        attributes_json(columns.attributes, count, "columns.attributes"),
+    )
+
+
 class CatalogServicer(catalog_service_pb2_grpc.CatalogServiceServicer):
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
 
     def UpsertItems(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC's method names)
         shop_id = parse_shop(request.parent, "parent")
-        check_count(len(request.items), "items", MAX_BATCH, minimum=1)
-        stored = self.catalog.upsert(shop_id, items_from_proto(request.items, shop_id))
+        if request.HasField("columns"):
+            if request.items:
+                raise InvalidArgument(
+                    "columns", "CONFLICTING_FIELDS", "set either items or columns, not both"
+                )
+            items: Sequence[Item] = columns_from_proto(request.columns, shop_id)
+        else:
+            check_count(len(request.items), "items", MAX_BATCH, minimum=1)
+            items = items_from_proto(request.items, shop_id)
+        stored = self.catalog.upsert(shop_id, items)
         if request.count_only:
             return catalog_service_pb2.UpsertItemsResponse()
         return catalog_service_pb2.UpsertItemsResponse(items=[item_to_proto(i) for i in stored])

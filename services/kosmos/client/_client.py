@@ -303,6 +303,25 @@ class KosmosClient:
         response = self._call(self._stubs.profile.CreateCustomers, request, timeout)
         return list(response.customers), int(response.created_count)
 
+    def create_customer_columns(
+        self,
+        shop_id: str,
+        columns: profile_service_pb2.CustomerColumns,
+        *,
+        replace: Sequence[str] = (),
+        timeout: float | None = None,
+    ) -> int:
+        """`create_customers` with the profiles as columns (entry n of each column is profile
+        n), answering the count of new profiles alone: the fast form for bulk loads, which
+        `kosmos import` sends."""
+        request = profile_service_pb2.CreateCustomersRequest(
+            parent=f"shops/{shop_id}",
+            columns=columns,
+            update_mask=field_mask_pb2.FieldMask(paths=list(replace)),
+            count_only=True,
+        )
+        return int(self._call(self._stubs.profile.CreateCustomers, request, timeout).created_count)
+
     def get_customer(
         self, shop_id: str, customer_id: str, *, timeout: float | None = None
     ) -> common_pb2.Customer:
@@ -518,6 +537,21 @@ class KosmosClient:
             parent=f"shops/{shop_id}", items=items, count_only=count_only
         )
         return list(self._call(self._stubs.catalog.UpsertItems, request, timeout).items)
+
+    def upsert_item_columns(
+        self,
+        shop_id: str,
+        columns: catalog_service_pb2.ItemColumns,
+        *,
+        timeout: float | None = None,
+    ) -> None:
+        """`upsert_items` with the items as columns (entry n of each column is item n) and
+        nothing echoed: the fast form for catalog loads, which `kosmos import` sends. All of
+        them are stored when the call returns."""
+        request = catalog_service_pb2.UpsertItemsRequest(
+            parent=f"shops/{shop_id}", columns=columns, count_only=True
+        )
+        self._call(self._stubs.catalog.UpsertItems, request, timeout)
 
     def get_item(
         self, shop_id: str, item_id: str, *, timeout: float | None = None

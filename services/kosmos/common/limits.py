@@ -22,7 +22,12 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from kosmos.common.errors import InvalidArgument
-from kosmos.v1 import feedback_service_pb2
+from kosmos.v1 import (
+    catalog_service_pb2,
+    common_pb2,
+    feedback_service_pb2,
+    profile_service_pb2,
+)
 
 MAX_STRING = 1024
 """Characters in any string field not named in `STRING_LIMITS`."""
@@ -67,8 +72,19 @@ LIST_LIMITS: dict[str, int] = {
 
 FIELD_LIST_LIMITS: dict[str, int] = {
     "kosmos.v1.ImportInteractionsRequest.interactions": 10_000,
-    # Every column of a bulk import: one entry per interaction, as many as `interactions`.
-    **{f.full_name: 10_000 for f in feedback_service_pb2.InteractionColumns.DESCRIPTOR.fields},
+    # Every column of a bulk import: one entry per record (issue 12: batches of 10,000 cost a
+    # tenth of the per-call work of 1000: `tools/bench_import.py`).
+    **{
+        f.full_name: 10_000
+        for columns in (
+            feedback_service_pb2.InteractionColumns,
+            catalog_service_pb2.ItemColumns,
+            profile_service_pb2.CustomerColumns,
+            common_pb2.AttributeColumn,
+        )
+        for f in columns.DESCRIPTOR.fields
+        if f.is_repeated
+    },
     "kosmos.v1.Impression.item_ids": 100,
 }
 """Entries per repeated field of one message (full field name), before `LIST_LIMITS`: bulk

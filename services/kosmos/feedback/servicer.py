@@ -25,6 +25,7 @@ from kosmos.common.names import (
     parse_shop,
 )
 from kosmos.common.timestamps import to_seconds, to_timestamp
+from kosmos.common.validation import check_lengths, checked_ids, non_negative
 from kosmos.feedback.domain import Feedback
 from kosmos.store.records import Impression, Interaction, InteractionColumns, InteractionType
 from kosmos.v1 import common_pb2, feedback_service_pb2, feedback_service_pb2_grpc
@@ -288,17 +289,6 @@ def _first(bad: Any) -> int:
     return int(np.argmax(bad))
 
 
-def _checked_ids(ids: Sequence[str], field: str) -> list[str]:
-    """``ids`` as a list, each distinct id matched once; the first bad one named."""
-    ids = list(ids)
-    match = RESOURCE_ID.fullmatch
-    bad = {i for i in set(ids) if match(i) is None}
-    if bad:
-        n = next(n for n, i in enumerate(ids) if i in bad)
-        check_resource_id(ids[n], f"{field}[{n}]")
-    return ids
-
-
 def columns_from_proto(columns: Any, shop_id: str, now: float) -> InteractionColumns:
     """`InteractionColumns` checked a column at a time (numpy for the numbers, each distinct id
     once), with the same rules and reasons as one `Interaction` message each; a violation
@@ -312,23 +302,14 @@ def columns_from_proto(columns: Any, shop_id: str, now: float) -> InteractionCol
         raise InvalidArgument(
             "columns.customer_ids", "TOO_MANY_ENTRIES", f"takes at most {MAX_IMPORT_BATCH}"
         )
-    for name, required in (
-        ("item_ids", True),
-        ("types", True),
-        ("values", False),
-        ("event_times", False),
-        ("recommendation_ids", False),
-    ):
-        got = len(getattr(columns, name))
-        if got != count and (required or got):
-            raise InvalidArgument(
-                f"columns.{name}",
-                "LENGTH_MISMATCH",
-                f"has {got} entries, customer_ids {count}"
-                + ("" if required else " (an optional column may also be empty)"),
-            )
-    customer_ids = _checked_ids(columns.customer_ids, "columns.customer_ids")
-    item_ids = _checked_ids(columns.item_ids, "columns.item_ids")
+    check_lengths(
+        columns,
+        count,
+        ("customer_ids", "item_ids", "types"),
+        ("values", "event_times", "recommendation_ids"),
+    )
+    customer_ids = checked_ids(columns.customer_ids, "columns.customer_ids")
+    item_ids = checked_ids(columns.item_ids, "columns.item_ids")
     types = np.array(columns.types, dtype=np.int64)
     unknown = ~np.isin(types, _TYPE_CODES)
     if unknown.any():
@@ -337,15 +318,8 @@ def columns_from_proto(columns: Any, shop_id: str, now: float) -> InteractionCol
         if types[n] == common_pb2.INTERACTION_TYPE_UNSPECIFIED:
             raise InvalidArgument(field, "UNSPECIFIED_ENUM", "must be set")
         raise InvalidArgument(field, "UNKNOWN_ENUM", f"unknown value {types[n]}")
-    values = np.array(columns.values, dtype=np.float64) if columns.values else np.zeros(count)
+    values = non_negative(columns.values, count, "columns.values", "INVALID_VALUE")
     with np.errstate(invalid="ignore"):
-        invalid = ~(values >= 0) | ~np.isfinite(values)
-        if invalid.any():
-            raise InvalidArgument(
-                f"columns.values[{_first(invalid)}]",
-                "INVALID_VALUE",
-                "must be a finite number >= 0",
-            )
         too_high = (types == _RATING) & (values > MAX_RATING)
         if too_high.any():
             raise InvalidArgument(

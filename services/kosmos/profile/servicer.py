@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from kosmos.common.errors import InvalidArgument
@@ -18,7 +19,14 @@ from kosmos.common.names import (
     shop_name,
 )
 from kosmos.common.timestamps import to_seconds, to_timestamp
-from kosmos.common.validation import check_attributes, check_count, plain_attributes
+from kosmos.common.validation import (
+    attributes_json,
+    check_attributes,
+    check_count,
+    check_lengths,
+    checked_ids,
+    plain_attributes,
+)
 from kosmos.profile._ecosystem_servicer import (
     EcosystemServicer,
     customer_to_proto,
@@ -28,11 +36,19 @@ from kosmos.profile._ecosystem_servicer import (
 )
 from kosmos.profile.domain import Profiles
 from kosmos.profile.ecosystem import Ecosystem
-from kosmos.store.records import CUSTOMER_FIELDS, Customer, Exclusion, ExclusionKind, Shop
+from kosmos.store.records import (
+    CUSTOMER_FIELDS,
+    Customer,
+    CustomerColumns,
+    Exclusion,
+    ExclusionKind,
+    Shop,
+)
 from kosmos.v1 import common_pb2, profile_service_pb2, profile_service_pb2_grpc
 
 MAX_EXCLUSIONS = 500
 MAX_CUSTOMERS_BATCH = 1000
+MAX_COLUMNS_BATCH = 10_000  # CustomerColumns: bulk loads, as ImportInteractions takes
 UPDATABLE = CUSTOMER_FIELDS
 BULK_UPDATABLE = ("attributes", "exclusions")
 
@@ -105,6 +121,21 @@ def customers_from_proto(messages: Any, shop_id: str) -> list[Customer]:
     return out
 
 
+def customer_columns_from_proto(columns: Any, shop_id: str) -> CustomerColumns:
+    """`CustomerColumns` checked a column at a time, with the same rules and reasons as one
+    `Customer` message each; a violation names the column and the entry
+    (``columns.customer_ids[37]``)."""
+    count = len(columns.customer_ids)
+    check_count(count, "columns.customer_ids", MAX_COLUMNS_BATCH, minimum=1)
+    check_lengths(columns, count, ("customer_ids",), ())
+    customer_ids = checked_ids(
+        columns.customer_ids, "columns.customer_ids", unique="DUPLICATE_CUSTOMER"
+    )
+    return CustomerColumns(
+        shop_id, customer_ids, attributes_json(columns.attributes, count, "columns.attributes")
+    )
+
+
 class ProfileServicer(EcosystemServicer, profile_service_pb2_grpc.ProfileServiceServicer):
     def __init__(self, profiles: Profiles, ecosystem: Ecosystem | None = None) -> None:
         self.profiles = profiles
@@ -139,7 +170,8 @@ class ProfileServicer(EcosystemServicer, profile_service_pb2_grpc.ProfileService
 
     def CreateCustomers(self, request: Any, context: Any) -> Any:  # noqa: N802
         shop_id = parse_shop(request.parent, "parent")
-        check_count(len(request.customers), "customers", MAX_CUSTOMERS_BATCH, minimum=1)
+        if not request.HasField("columns"):
+            check_count(len(request.customers), "customers", MAX_CUSTOMERS_BATCH, minimum=1)
         replace = list(request.update_mask.paths) or list(BULK_UPDATABLE)
         for n, path in enumerate(replace):
             if path not in BULK_UPDATABLE:
@@ -148,7 +180,15 @@ class ProfileServicer(EcosystemServicer, profile_service_pb2_grpc.ProfileService
                     "NOT_UPDATABLE",
                     f"{path!r} is not one of {BULK_UPDATABLE}",
                 )
-        customers = customers_from_proto(request.customers, shop_id)
+        customers: Sequence[Customer]
+        if request.HasField("columns"):
+            if request.customers:
+                raise InvalidArgument(
+                    "columns", "CONFLICTING_FIELDS", "set either customers or columns, not both"
+                )
+            customers = customer_columns_from_proto(request.columns, shop_id)
+        else:
+            customers = customers_from_proto(request.customers, shop_id)
         stored, created = self.profiles.upsert_customers(
             shop_id, customers, replace, echo=not request.count_only
         )

@@ -80,6 +80,7 @@ from kosmos.store.records import (
     Interaction,
     InteractionType,
     Item,
+    ItemColumns,
     ModelArtifact,
     RecommendationList,
     RecommendInputs,
@@ -97,6 +98,7 @@ from kosmos.store.records import (
     encode_price_range,
     interaction_rows,
     item_rows,
+    item_shop_ids,
     referenced_ids,
     subject_hash,
 )
@@ -658,7 +660,7 @@ class PostgresStore:
         now = time.time()
         with self._tx("upsert_items", write=True) as conn:
             versions: dict[str, int] = {}
-            for shop_id in sorted({i.shop_id for i in items}):
+            for shop_id in sorted(item_shop_ids(items)):
                 row = conn.execute(
                     "UPDATE shops SET catalog_version = catalog_version + 1 WHERE shop_id = %s"
                     " RETURNING catalog_version",
@@ -670,7 +672,9 @@ class PostgresStore:
             # (issue 12: `tools/bench_import.py`, README Benchmarks 3). An item named
             # twice is written once, as its last copy (one row may not be upserted twice by
             # one statement).
-            rows = list({(i.shop_id, i.item_id): i for i in items}.values())
+            rows = items
+            if not isinstance(items, ItemColumns):  # columns name each item once (checked)
+                rows = list({(i.shop_id, i.item_id): i for i in items}.values())
             _staging(conn, "items")
             with conn.cursor().copy(
                 f"COPY kosmos_staging_items ({_ITEM_COLUMNS}, version) FROM STDIN"

@@ -8,7 +8,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from itertools import repeat
-from typing import Any
+from typing import Any, TypeVar, overload
+
+T = TypeVar("T")
 
 
 class InteractionType(IntEnum):
@@ -213,8 +215,29 @@ class Item:
     update_time: float = 0.0
 
 
+class _BuiltOnAccess(Sequence[T]):
+    """A sequence whose entries are built when read (`_entry`): bulk batches held as columns,
+    handed to code that takes records, without a record built per row on the fast path."""
+
+    __slots__ = ()
+
+    def _entry(self, n: int) -> T:
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, n: int) -> T: ...
+
+    @overload
+    def __getitem__(self, n: slice) -> list[T]: ...
+
+    def __getitem__(self, n: int | slice) -> T | list[T]:
+        if isinstance(n, slice):
+            return [self._entry(k) for k in range(*n.indices(len(self)))]
+        return self._entry(n)
+
+
 @dataclass(frozen=True, slots=True, eq=False)
-class StoredItems(Sequence[Item]):
+class StoredItems(_BuiltOnAccess[Item]):
     """What `Store.upsert_items` returns: the items as written (their ``update_time`` the
     write's), each built on access, so a bulk load that asks for the count alone builds none."""
 
@@ -224,16 +247,90 @@ class StoredItems(Sequence[Item]):
     def __len__(self) -> int:
         return len(self.written)
 
-    def __getitem__(self, n: Any) -> Any:
-        if isinstance(n, slice):
-            return [self[k] for k in range(*n.indices(len(self)))]
+    def _entry(self, n: int) -> Item:
         i = self.written[n]
         return replace(i, attributes=dict(i.attributes), update_time=self.update_time)
 
 
-def customer_rows(customers: Iterable[Customer], now: float) -> list[tuple[Any, ...]]:
+@dataclass(frozen=True, slots=True, eq=False)
+class ItemColumns(_BuiltOnAccess[Item]):
+    """A batch of items held as columns (bulk intake, `UpsertItems` with ``columns``): entry n
+    of each column belongs to item n, already checked, its attributes as the JSON text the
+    stores keep.
+
+    Like `InteractionColumns`, a sequence of `Item` built on access, so every store takes it;
+    `item_rows` zips the columns in C instead, with no `Item` built per row.
+    """
+
+    shop_id: str
+    item_ids: Sequence[str]
+    titles: Sequence[str]
+    categories: Sequence[str]
+    brands: Sequence[str]
+    prices: Sequence[float]
+    available: Sequence[bool]
+    attributes_json: Sequence[str]
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    def _entry(self, n: int) -> Item:
+        return Item(
+            self.shop_id,
+            self.item_ids[n],
+            self.titles[n],
+            self.categories[n],
+            self.brands[n],
+            self.prices[n],
+            self.available[n],
+            json.loads(self.attributes_json[n]),
+        )
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CustomerColumns(_BuiltOnAccess[Customer]):
+    """A batch of profiles held as columns (bulk intake, `CreateCustomers` with ``columns``):
+    ids and attributes (as JSON text), no exclusions; a sequence of `Customer` built on access,
+    zipped in C by `customer_rows`."""
+
+    shop_id: str
+    customer_ids: Sequence[str]
+    attributes_json: Sequence[str]
+
+    def __len__(self) -> int:
+        return len(self.customer_ids)
+
+    def _entry(self, n: int) -> Customer:
+        return Customer(self.shop_id, self.customer_ids[n], json.loads(self.attributes_json[n]))
+
+
+def item_shop_ids(items: Sequence[Item]) -> set[str]:
+    """The shops a batch of items belongs to (`ItemColumns`: its one shop, no `Item` built)."""
+    if isinstance(items, ItemColumns):
+        return {items.shop_id}
+    return {i.shop_id for i in items}
+
+
+def customer_ids(customers: Sequence[Customer]) -> Sequence[str]:
+    """The ids of a batch of profiles, in order (`CustomerColumns`: its column)."""
+    if isinstance(customers, CustomerColumns):
+        return customers.customer_ids
+    return [c.customer_id for c in customers]
+
+
+def customer_rows(customers: Iterable[Customer], now: float) -> Iterable[tuple[Any, ...]]:
     """The customers table's bulk columns (shop, customer, attributes as JSON, exclusions,
-    create time, update time) of a batch written at ``now``, for both stores' bulk writes."""
+    create time, update time) of a batch written at ``now``, for both stores' bulk writes:
+    `CustomerColumns` zipped in C, any other sequence one tuple at a time."""
+    if isinstance(customers, CustomerColumns):
+        return zip(
+            repeat(customers.shop_id),
+            customers.customer_ids,
+            customers.attributes_json,
+            repeat("[]"),
+            repeat(now),
+            repeat(now),
+        )
     dumps = json.dumps
     return [
         (c.shop_id, c.customer_id, dumps(c.attributes), encode_exclusions(c.exclusions), now, now)
@@ -246,7 +343,20 @@ def item_rows(
 ) -> Iterable[tuple[Any, ...]]:
     """The items table's rows (shop, item, title, category, brand, price, available,
     attributes as JSON, update time, the shop's catalog version) of a batch, for both stores'
-    bulk writes."""
+    bulk writes: `ItemColumns` zipped in C, any other sequence one tuple at a time."""
+    if isinstance(items, ItemColumns):
+        return zip(
+            repeat(items.shop_id),
+            items.item_ids,
+            items.titles,
+            items.categories,
+            items.brands,
+            items.prices,
+            items.available,
+            items.attributes_json,
+            repeat(update_time),
+            repeat(versions[items.shop_id]),
+        )
     dumps = json.dumps
     return [
         (
@@ -282,7 +392,7 @@ class Interaction:
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class InteractionColumns(Sequence[Interaction]):
+class InteractionColumns(_BuiltOnAccess[Interaction]):
     """A batch of interactions held as columns (bulk intake, `ImportInteractions` with
     ``columns``): entry n of each column belongs to interaction n, already checked.
 
@@ -302,9 +412,7 @@ class InteractionColumns(Sequence[Interaction]):
     def __len__(self) -> int:
         return len(self.customer_ids)
 
-    def __getitem__(self, n: Any) -> Any:
-        if isinstance(n, slice):
-            return [self[k] for k in range(*n.indices(len(self)))]
+    def _entry(self, n: int) -> Interaction:
         return Interaction(
             self.shop_id,
             self.customer_ids[n],

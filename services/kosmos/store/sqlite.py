@@ -67,6 +67,7 @@ from kosmos.store.records import (
     ShopRevisions,
     ShopSettingsRevision,
     StoredItems,
+    customer_ids,
     customer_rows,
     decode_exclusions,
     decode_preferences,
@@ -76,6 +77,7 @@ from kosmos.store.records import (
     encode_price_range,
     interaction_rows,
     item_rows,
+    item_shop_ids,
     referenced_ids,
     subject_hash,
 )
@@ -536,35 +538,36 @@ class SQLiteStore:
         shop_id = customers[0].shop_id
         now = time.time()
         sets = [f"{f} = excluded.{f}" for f in ("attributes", "exclusions") if f in replace]
+        insert = (
+            "INSERT INTO customers (shop_id, customer_id, attributes, exclusions,"
+            " create_time, update_time) VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (shop_id, customer_id) DO "
+        )
+        upsert = insert + "UPDATE SET " + ", ".join([*sets, "update_time = excluded.update_time"])
         with self._write() as conn:
             existing: dict[str, Customer] = {}
-            found = 0
-            for chunk in _chunks([c.customer_id for c in customers]):
-                marks = ",".join("?" * len(chunk))
-                if not echo:  # the count alone: the index answers, no row is decoded
-                    found += conn.execute(
-                        "SELECT count(*) FROM customers"
-                        f" WHERE shop_id = ? AND customer_id IN ({marks})",
-                        (shop_id, *chunk),
-                    ).fetchone()[0]
-                    continue
-                rows = conn.execute(
-                    f"SELECT * FROM customers WHERE shop_id = ? AND customer_id IN ({marks})",
-                    (shop_id, *chunk),
-                ).fetchall()
-                existing.update((row["customer_id"], _customer(row)) for row in rows)
             try:
-                conn.executemany(
-                    "INSERT INTO customers (shop_id, customer_id, attributes, exclusions,"
-                    " create_time, update_time) VALUES (?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (shop_id, customer_id) DO UPDATE SET "
-                    + ", ".join([*sets, "update_time = excluded.update_time"]),
-                    customer_rows(customers, now),
-                )
+                if not echo:
+                    # The count alone: the new profiles go in first, counted by SQLite (one
+                    # that exists is left as it is); only a batch that names an existing
+                    # profile is then upserted whole (the rows just inserted get the same
+                    # values again). A first load costs one plain insert a batch.
+                    created = conn.executemany(
+                        insert + "NOTHING", customer_rows(customers, now)
+                    ).rowcount
+                    if created < len(customers):
+                        conn.executemany(upsert, customer_rows(customers, now))
+                    return [], created
+                for chunk in _chunks(list(customer_ids(customers))):
+                    marks = ",".join("?" * len(chunk))
+                    rows = conn.execute(
+                        f"SELECT * FROM customers WHERE shop_id = ? AND customer_id IN ({marks})",
+                        (shop_id, *chunk),
+                    ).fetchall()
+                    existing.update((row["customer_id"], _customer(row)) for row in rows)
+                conn.executemany(upsert, customer_rows(customers, now))
             except sqlite3.IntegrityError:  # the shop is unknown (a foreign key)
                 raise NotFound("shop", shop_name(shop_id)) from None
-        if not echo:
-            return [], len(customers) - found
         stored = []
         for c in customers:
             old = existing.get(c.customer_id)
@@ -588,7 +591,7 @@ class SQLiteStore:
         now = time.time()
         with self._write() as conn:
             versions: dict[str, int] = {}
-            for shop_id in sorted({i.shop_id for i in items}):
+            for shop_id in sorted(item_shop_ids(items)):
                 row = conn.execute(
                     "UPDATE shops SET catalog_version = catalog_version + 1 WHERE shop_id = ?"
                     " RETURNING catalog_version",

@@ -285,7 +285,8 @@ class KosmosClient:
         count_only: bool = False,
         timeout: float | None = None,
     ) -> tuple[list[common_pb2.Customer], int]:
-        """Creates or replaces up to 1000 profiles at once (each with ``name`` set to
+        """Creates or replaces up to 1000 profiles at once (10,000 as columns:
+        `create_customer_columns`; each with ``name`` set to
         ``shops/{shop}/customers/{customer}``); returns them and how many are new.
 
         Args:

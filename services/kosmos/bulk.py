@@ -31,6 +31,7 @@ import hashlib
 import json
 import math
 import re
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -510,14 +511,28 @@ every few records and walks every young dict: a quarter of the client's time (is
 run, 70 times less often, so memory stays bounded."""
 
 
+_collections_lock = threading.Lock()
+_collections_raised: list[tuple[int, ...]] = []  # the thresholds to restore, one per import
+
+
 @contextmanager
 def _fewer_collections() -> Iterator[None]:
-    first, *rest = gc.get_threshold()
-    gc.set_threshold(max(first, GC_THRESHOLD), *rest)
+    """`GC_THRESHOLD` while any import of this process runs (imports on several threads
+    share it); the thresholds as they were once the last one ends."""
+    with _collections_lock:
+        if not _collections_raised:
+            first, *rest = gc.get_threshold()
+            gc.set_threshold(max(first, GC_THRESHOLD), *rest)
+            _collections_raised.append((first, *rest))
+        else:
+            _collections_raised.append(_collections_raised[0])
     try:
         yield
     finally:
-        gc.set_threshold(first, *rest)
+        with _collections_lock:
+            before = _collections_raised.pop()
+            if not _collections_raised:
+                gc.set_threshold(*before)
 
 
 def _pipelined(

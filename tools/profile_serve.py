@@ -45,6 +45,12 @@ def main() -> int:
         metavar="N",
         help="also profile N calls of the domain alone in this process (cProfile)",
     )
+    p.add_argument(
+        "--sort",
+        default="cumulative",
+        choices=["cumulative", "tottime"],
+        help="order of the domain's profile: time under each function, or its own (cumulative)",
+    )
     args = p.parse_args()
     console = Console()
     shop = generate(customers=args.customers, items=args.items, end_time=time.time())
@@ -119,11 +125,13 @@ def main() -> int:
             server.terminate()
             server.wait(timeout=60)
         if args.domain:
-            profile_domain(env, customers, args.domain, args.top)
+            profile_domain(env, customers, args.domain, args.top, args.sort)
     return 0
 
 
-def profile_domain(env: dict[str, str], customers: list[str], n: int, top: int) -> None:
+def profile_domain(
+    env: dict[str, str], customers: list[str], n: int, top: int, sort: str = "cumulative"
+) -> None:
     """cProfile of ``n`` calls of the domain alone on the same shop (`bench.warm_domain`),
     by the time under each function: where a Recommend goes before any transport."""
     import cProfile
@@ -135,8 +143,8 @@ def profile_domain(env: dict[str, str], customers: list[str], n: int, top: int) 
         for _ in range(n):
             call()
         profile.disable()
-    print(f"the domain alone, {n} calls, by cumulative time:")
-    pstats.Stats(profile).sort_stats("cumulative").print_stats(top)
+    print(f"the domain alone, {n} calls, by {'own' if sort == 'tottime' else 'cumulative'} time:")
+    pstats.Stats(profile).sort_stats(sort).print_stats(top)
 
 
 if __name__ == "__main__":

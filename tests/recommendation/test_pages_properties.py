@@ -58,3 +58,37 @@ def test_vary_is_prefix_stable(offers, cap, page):
 def test_vary_keeps_the_order_when_the_cap_never_binds():
     offers = [_Offer(_Item(f"i{n}", f"c{n % 5}")) for n in range(20)]
     assert vary(offers, 20, 2) == offers
+
+
+def _vary_by_rescanning(offers, limit, cap):
+    """The rule `vary` follows, spelled out: each place takes the first offer left whose
+    category is under the cap in the window (rescanning what is left each time)."""
+    pending = list(offers)
+    if cap <= 0 or not pending:
+        return pending[:limit]
+    chosen, window = [], []
+    while pending and len(chosen) < limit:
+        recent = window[-(VARIETY_WINDOW - 1) :] if VARIETY_WINDOW > 1 else []
+        pick = next(
+            (
+                n
+                for n, o in enumerate(pending)
+                if not o.item.category or recent.count(o.item.category) < cap
+            ),
+            0,
+        )
+        offer = pending.pop(pick)
+        window.append(offer.item.category)
+        chosen.append(offer)
+    return chosen
+
+
+@given(
+    st.lists(st.sampled_from(["a", "b", "c", ""]), max_size=80).map(
+        lambda cats: [_Offer(_Item(f"i{n}", c)) for n, c in enumerate(cats)]
+    ),
+    st.integers(0, 90),
+    st.integers(-1, 5),
+)
+def test_vary_places_each_offer_as_the_rule_says(offers, limit, cap):
+    assert vary(offers, limit, cap) == _vary_by_rescanning(offers, limit, cap)

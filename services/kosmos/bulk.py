@@ -162,7 +162,7 @@ def _attributes(fields: Mapping[str, Any], known: set[str], where: str) -> dict[
             raise BulkImportError(f"{where}: attributes: not a JSON object") from None
     if not isinstance(raw, dict):
         raise BulkImportError(f"{where}: attributes: expected an object")
-    if set(map(type, raw.values())) <= _STRINGS:  # JSON's keys are strings: nothing to convert
+    if _all_strings(raw):  # nothing to convert
         attributes = dict(raw)
     else:
         attributes = {str(k): str(v) for k, v in raw.items()}
@@ -173,6 +173,13 @@ def _attributes(fields: Mapping[str, Any], known: set[str], where: str) -> dict[
         if key not in known and value not in (None, "") and not isinstance(value, _NESTED):
             attributes[str(key)] = str(value)
     return attributes
+
+
+def _all_strings(attributes: dict[Any, Any]) -> bool:
+    """Every key and value is a string (JSON's keys always are; in-memory records' may not)."""
+    return (
+        set(map(type, attributes.values())) <= _STRINGS and set(map(type, attributes)) <= _STRINGS
+    )
 
 
 def _text(fields: Mapping[str, Any], names: tuple[str, ...], where: str) -> str:
@@ -315,7 +322,7 @@ def _item_columns(
             and type(raw) is dict
             and f.keys() <= _ITEM_FIELDS
             and "out_of_stock" not in f
-            and set(map(type, raw.values())) <= _STRINGS
+            and _all_strings(raw)
         ):
             ids.append(item_id)
             titles.append(title)
@@ -360,7 +367,7 @@ def _customer_columns(
             and customer_id
             and type(raw) is dict
             and f.keys() <= _CUSTOMER_FIELDS
-            and set(map(type, raw.values())) <= _STRINGS
+            and _all_strings(raw)
         ):
             ids.append(customer_id)
             attributes.append(raw)

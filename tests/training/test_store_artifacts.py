@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -109,3 +110,34 @@ def test_the_trainer_produces_and_a_replica_swaps_it_in(any_store, tmp_path):
     hub.poll()
     assert hub.version("acme", "popularity") == second.version
     assert hub.get("acme", "popularity").recommend(RecommendQuery("alice", k=1))[0].item_id == "i1"
+
+
+def test_a_cache_of_its_own_making_goes_when_the_process_ends(tmp_path):
+    """No KOSMOS_MODEL_DIR: each process unpacks into a temporary folder, removed at its exit
+    (a restarted replica used to leave one behind each time); a folder that was given stays."""
+    import subprocess
+    import sys
+
+    script = (
+        "from kosmos.store import SQLiteStore\n"
+        "from kosmos.training.artifacts import StoreArtifacts\n"
+        f"store = SQLiteStore({str(tmp_path / 'k.db')!r})\n"
+        "own = StoreArtifacts(store)\n"
+        "(own.root / 'unpacked').mkdir(parents=True)\n"
+        f"given = StoreArtifacts(store, {str(tmp_path / 'given')!r})\n"
+        "(given.root / 'unpacked').mkdir(parents=True)\n"
+        "print(own.root)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    made = Path(done.stdout.strip())
+    assert made.name.startswith("kosmos-models-") and not made.exists()
+    assert (tmp_path / "given" / "unpacked").is_dir()
+    # In process, closing it removes it at once.
+    store = SQLiteStore(tmp_path / "k.db")
+    own = StoreArtifacts(store)
+    assert own.root.is_dir()
+    own.close()
+    assert not own.root.exists()
+    store.close()

@@ -20,6 +20,7 @@ import tarfile
 import tempfile
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -231,8 +232,14 @@ class StoreArtifacts(Artifacts):
     """
 
     def __init__(self, store: Store, cache: str | Path | None = None) -> None:
-        super().__init__(cache or tempfile.mkdtemp(prefix="kosmos-models-"))
+        made = None if cache else tempfile.mkdtemp(prefix="kosmos-models-")
+        super().__init__(cache or made or "")
         self.store = store
+        # A cache folder of our own making (no KOSMOS_MODEL_DIR) holds unpacked copies of
+        # what the database keeps: removed when this is collected or the process exits, so a
+        # process that restarts does not leave a folder of models behind each time. A folder
+        # that was given is the operator's and stays.
+        self.close = weakref.finalize(self, shutil.rmtree, made, True) if made else _nothing
 
     def publish(
         self,
@@ -330,6 +337,10 @@ class StoreArtifacts(Artifacts):
         for name in removed:
             shutil.rmtree(super().folder(shop, recommender, name), ignore_errors=True)
         return removed
+
+
+def _nothing() -> None:
+    pass
 
 
 def open_artifacts(model_store: str, model_dir: str, store: Store) -> Artifacts | None:

@@ -359,6 +359,12 @@ def _customer_columns(
     ids: list[str] = []
     attributes: list[dict[str, str]] = []
     at: dict[str, int] = {}
+
+    def batch() -> profile_service_pb2.CustomerColumns:
+        return profile_service_pb2.CustomerColumns(
+            customer_ids=ids, attributes=_attribute_columns(attributes)
+        )
+
     for record in records:
         f = record.fields
         customer_id, raw = f.get("customer_id"), f.get("attributes")
@@ -376,21 +382,13 @@ def _customer_columns(
             attributes.append(_attributes(f, _CUSTOMER_FIELDS, record.where))
         _place(record, sources, at, (ids, attributes))
         if len(sources) == size:
-            yield (
-                profile_service_pb2.CustomerColumns(
-                    customer_ids=ids, attributes=_attribute_columns(attributes)
-                ),
-                sources,
-            )
-            sources, ids, attributes = [], [], []
+            yield batch(), sources
+            sources = []
             at.clear()
+            ids.clear()  # the message holds copies
+            attributes.clear()
     if sources:
-        yield (
-            profile_service_pb2.CustomerColumns(
-                customer_ids=ids, attributes=_attribute_columns(attributes)
-            ),
-            sources,
-        )
+        yield batch(), sources
 
 
 def customer_message(shop_id: str, record: Record) -> common_pb2.Customer:

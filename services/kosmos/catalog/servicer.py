@@ -24,6 +24,7 @@ from kosmos.common.validation import (
     check_attributes,
     check_count,
     check_lengths,
+    check_not_both,
     check_texts,
     checked_ids,
     non_negative,
@@ -151,10 +152,7 @@ class CatalogServicer(catalog_service_pb2_grpc.CatalogServiceServicer):
     def UpsertItems(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC's method names)
         shop_id = parse_shop(request.parent, "parent")
         if request.HasField("columns"):
-            if request.items:
-                raise InvalidArgument(
-                    "columns", "CONFLICTING_FIELDS", "set either items or columns, not both"
-                )
+            check_not_both(request, "items")
             items: Sequence[Item] = columns_from_proto(request.columns, shop_id)
         else:
             check_count(len(request.items), "items", MAX_BATCH, minimum=1)

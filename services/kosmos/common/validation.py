@@ -79,6 +79,15 @@ def checked_ids(ids: Sequence[str], field: str, *, unique: str = "") -> list[str
     return ids
 
 
+def check_not_both(request: Any, messages: str) -> None:
+    """A bulk request sends its records as ``messages`` (a repeated field) or as ``columns``,
+    not both."""
+    if getattr(request, messages):
+        raise InvalidArgument(
+            "columns", "CONFLICTING_FIELDS", f"set either {messages} or columns, not both"
+        )
+
+
 def check_lengths(
     columns: Any, count: int, required: Sequence[str], optional: Sequence[str]
 ) -> None:

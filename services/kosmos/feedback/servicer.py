@@ -25,7 +25,7 @@ from kosmos.common.names import (
     parse_shop,
 )
 from kosmos.common.timestamps import to_seconds, to_timestamp
-from kosmos.common.validation import check_lengths, checked_ids, non_negative
+from kosmos.common.validation import check_lengths, check_not_both, checked_ids, non_negative
 from kosmos.feedback.domain import Feedback
 from kosmos.store.records import Impression, Interaction, InteractionColumns, InteractionType
 from kosmos.v1 import common_pb2, feedback_service_pb2, feedback_service_pb2_grpc
@@ -370,10 +370,7 @@ def columns_from_proto(columns: Any, shop_id: str, now: float) -> InteractionCol
 def _column_batch(request: Any) -> tuple[str, str, str, InteractionColumns]:
     """Validates an ImportInteractions request that sends ``columns``."""
     shop_id, request_id = _shop_and_request_id(request)
-    if request.interactions:
-        raise InvalidArgument(
-            "columns", "CONFLICTING_FIELDS", "set either interactions or columns, not both"
-        )
+    check_not_both(request, "interactions")
     columns = columns_from_proto(request.columns, shop_id, time.time())
     request_hash = hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
     return shop_id, request_id, request_hash, columns

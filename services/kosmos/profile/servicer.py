@@ -24,6 +24,7 @@ from kosmos.common.validation import (
     check_attributes,
     check_count,
     check_lengths,
+    check_not_both,
     checked_ids,
     plain_attributes,
 )
@@ -182,10 +183,7 @@ class ProfileServicer(EcosystemServicer, profile_service_pb2_grpc.ProfileService
                 )
         customers: Sequence[Customer]
         if request.HasField("columns"):
-            if request.customers:
-                raise InvalidArgument(
-                    "columns", "CONFLICTING_FIELDS", "set either customers or columns, not both"
-                )
+            check_not_both(request, "customers")
             customers = customer_columns_from_proto(request.columns, shop_id)
         else:
             customers = customers_from_proto(request.customers, shop_id)

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -249,6 +250,39 @@ def domain_cost(database_url: str, env: dict[str, str], customers: list[str], n:
         return statistics.median(rounds)
 
 
+def domain_threads_cost(
+    database_url: str, env: dict[str, str], customers: list[str], n: int, threads: list[int]
+) -> dict[int, float]:
+    """Milliseconds of this process's CPU (every thread: the callers, the store's list writer)
+    per ``Recommend`` in the domain alone (`warm_domain`), called from each of ``threads``
+    threads at once: what a server's request threads cost each other in hand-offs of the GIL,
+    without the transport. The median of three rounds."""
+    import statistics
+
+    out: dict[int, float] = {}
+    with warm_domain(database_url, env, customers) as call:
+        for count in threads:
+            each = max(1, n // count // 3)
+
+            def run(each: int = each) -> None:
+                for _ in range(each):
+                    call()
+
+            rounds = []
+            for _ in range(3):
+                workers = [threading.Thread(target=run) for _ in range(count)]
+                started = os.times()
+                for w in workers:
+                    w.start()
+                for w in workers:
+                    w.join()
+                ended = os.times()
+                cpu = ended.user - started.user + ended.system - started.system
+                rounds.append(cpu / (each * count) * 1000)
+            out[count] = statistics.median(rounds)
+    return out
+
+
 @dataclass
 class Phase:
     processes: int
@@ -264,6 +298,7 @@ def run_setup(
     console: Console,
     shop: object,
     domain: dict[int, float] | None = None,
+    threaded: dict[int, float] | None = None,
 ) -> tuple[list[Phase], float]:
     """One cluster with ``processes`` processes and sampling ``ratio``: every phase, and RSS;
     with ``domain``, also the domain's CPU per call on the same database at each of
@@ -325,6 +360,12 @@ def run_setup(
                     customers,
                     args.requests,
                 )
+        if threaded is not None and args.domain_threads:
+            threaded.update(
+                domain_threads_cost(
+                    env["KOSMOS_DATABASE_URL"], env, customers, args.requests, args.domain_threads
+                )
+            )
     return phases, rss
 
 
@@ -378,6 +419,14 @@ def main() -> int:
         help="list lengths the domain alone is measured at (50 20)",
     )
     p.add_argument(
+        "--domain-threads",
+        type=int,
+        nargs="*",
+        default=[1, 4],
+        help="threads the domain alone is also called from at once, its process CPU measured"
+        " (1 4; none: skip)",
+    )
+    p.add_argument(
         "--database",
         default="",
         help="an empty database for one setup (e.g. a PostgreSQL URL; default: a SQLite file)",
@@ -417,10 +466,18 @@ def main() -> int:
     phases: list[Phase] = []
     memory: list[tuple[int, str, float]] = []
     domain: dict[int, float] = {}
+    threaded: dict[int, float] = {}
     for processes in args.processes:
         for ratio in args.trace_ratios:
+            first = not phases
             found, rss = run_setup(
-                args, processes, ratio, console, shop, domain if not domain else None
+                args,
+                processes,
+                ratio,
+                console,
+                shop,
+                domain if first else None,
+                threaded if first else None,
             )
             phases += found
             memory.append((processes, ratio, rss))
@@ -488,6 +545,12 @@ def main() -> int:
             f" length {length}: {cost:.2f} ms CPU per call, {cost / first_floor.cpu_ms:.2f}× the"
             f" floor's CPU per RPC ({first_floor.cpu_ms:.2f} ms at"
             f" {first_floor.result.concurrency} client(s), {first_floor.processes} process(es))"
+        )
+    for count, cost in threaded.items():
+        console.print(
+            f"The domain alone from {count} thread(s) at once, list length {args.list_length}:"
+            f" {cost:.2f} ms of the process's CPU per call (every thread, the list writer's"
+            f" too), {cost / first_floor.cpu_ms:.2f}× the floor's CPU per RPC"
         )
     for processes, ratio, rss in memory:
         console.print(f"RSS after the run, {processes} process(es), trace {ratio}: {rss:,.0f} MiB")

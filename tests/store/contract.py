@@ -11,6 +11,7 @@ running out is `DeadlineExceeded`, and no wait outlasts the caller's deadline.
 from __future__ import annotations
 
 import dataclasses
+import random
 import threading
 import time
 from contextlib import AbstractContextManager
@@ -580,6 +581,37 @@ class StoreContract:
         assert later.impressions == tuple(store.recent_impressions("acme", "alice", 1001.0))
         assert [i.item_id for i in later.impressions] == ["i2", "i1"]  # alice's, newest first
         assert store.recommend_inputs("acme", "alice", 5).impressions == ()  # not asked
+
+    def test_the_combined_read_returns_times_and_values_exactly(self, store: Store) -> None:
+        # SQLite's one-statement read carries the history as JSON, whose REALs keep 15
+        # significant digits: a timestamp's microseconds would be lost (issue 12).
+        seed(store)
+        rng = random.Random(12)
+        times = [rng.uniform(1.0, 4.0e9) for _ in range(40)] + [1765142400.123456, 0.1 + 0.2]
+        values = [rng.uniform(-1e6, 1e6) for _ in range(40)] + [1 / 3, 1e300]
+        store.record_interactions(
+            "acme",
+            "exact",
+            "h",
+            [
+                Interaction(
+                    "acme", "alice", f"i{n % 3}", InteractionType.RATING, t, v, "", 0, "web"
+                )
+                for n, (t, v) in enumerate(zip(times, values, strict=True))
+            ],
+        )
+        store.record_impressions(
+            "acme", [Impression("acme", "alice", f"r{n}", "i0", t) for n, t in enumerate(times)]
+        )
+        inputs = store.recommend_inputs("acme", "alice", 100, impressions_since=0.0)
+        assert inputs is not None
+        stored = store.list_interactions("acme", "alice", None, 100)
+        newest = sorted(stored, key=lambda i: (i.event_time, i.seq), reverse=True)
+        assert inputs.recent == newest
+        assert sorted(i.event_time for i in inputs.recent) == sorted(times)
+        assert sorted(i.value for i in inputs.recent) == sorted(values)
+        assert inputs.impressions == tuple(store.recent_impressions("acme", "alice", 0.0))
+        assert sorted(i.event_time for i in inputs.impressions) == sorted(times)
 
     def test_recommendation_lists_are_kept_until_they_expire(self, store: Store) -> None:
         seed(store)

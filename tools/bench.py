@@ -414,9 +414,9 @@ def main() -> int:
     p.add_argument(
         "--domain-list-lengths",
         type=int,
-        nargs="+",
+        nargs="*",
         default=[50, 20],
-        help="list lengths the domain alone is measured at (50 20)",
+        help="list lengths the domain alone is measured at (50 20; none: skip)",
     )
     p.add_argument(
         "--domain-threads",

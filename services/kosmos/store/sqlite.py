@@ -890,10 +890,10 @@ class SQLiteStore:
         since = impressions_since
         with self._translate():
             conn = self._bounded("a database read")
-            # One statement, one row (its history as JSON): a single SELECT is one snapshot,
-            # and the GIL is let go a few times a request instead of once per row fetched (a
-            # row each of 20-odd statements' worth; under 4 request threads that hand-off cost
-            # more CPU than the rest of the read, issue 12).
+            # One statement, one row (the history as JSON in its columns): a single SELECT is
+            # one snapshot, and sqlite3 lets go of the GIL twice a request instead of once per
+            # statement and per row fetched (seven statements and 20-odd rows: under four
+            # request threads those hand-offs cost more CPU than the read, issue 12).
             row = conn.execute(
                 _inputs_sql(1, len(kinds), since is not None),
                 _inputs_params(shop_id, customer_id, [customer_id], recent_limit, kinds, since),
@@ -903,7 +903,8 @@ class SQLiteStore:
             linked = json.loads(row["k_linked"])
             if linked:
                 # The person: the id and every id linked to it, either way (issue 11). Read
-                # again with their histories merged, linked ids and all in one snapshot.
+                # again with their histories merged. Both reads in the transaction see one
+                # snapshot, so a link made since the first read costs one more, no more.
                 conn.execute("BEGIN")
                 try:
                     for _ in range(2):

@@ -1,7 +1,14 @@
+import json
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kosmos.plugin import Interaction, InteractionType, RecommendQuery
+from kosmos.plugin.arrays import is_shared
 from kosmos.plugin.testing import RecommenderContract, TrainingData, checkerboard
 from kosmos.recommenders.popularity import PopularityRecommender, create
 
@@ -161,3 +168,77 @@ def test_partial_fit_counts_per_channel():
     )
     top = model.recommend(RecommendQuery(customer_id="x", k=1, context={"channel": "email"}))
     assert top[0].item_id == "c"
+
+
+def _seen_by(model, customer_id):
+    """What a filter_already_seen query leaves out for the customer, beyond its exclusions."""
+    everything = model.recommend(RecommendQuery(customer_id="nobody", k=1000))
+    kept = model.recommend(
+        RecommendQuery(customer_id=customer_id, k=1000, filter_already_seen=True)
+    )
+    return {s.item_id for s in everything} - {s.item_id for s in kept}
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 6), st.integers(0, 9), st.floats(0.1, 5.0)),
+        min_size=1,
+        max_size=60,
+    )
+)
+@settings(max_examples=60, deadline=None)
+def test_who_saw_what_is_what_they_interacted_with(events):
+    # Issue 12: the customers' items are arrays now, not a frozenset per customer; each
+    # customer's seen items must be exactly the set of items in its events, after a fit, a
+    # partial fit, and a save and load.
+    data = TrainingData(
+        interactions=[
+            Interaction(f"c{c}", f"i{i}", InteractionType.VIEW, w, 10.0) for c, i, w in events
+        ],
+        item_ids=tuple(f"i{n}" for n in range(12)),
+        now=10.0,
+    )
+    model = create({})
+    model.fit(data)
+    truth: dict[str, set[str]] = {}
+    for e in data.interactions:
+        truth.setdefault(e.customer_id, set()).add(e.item_id)
+    for c in [*truth, "c-unseen"]:
+        assert _seen_by(model, c) == truth.get(c, set())
+    later = [Interaction("c0", "i11", InteractionType.VIEW, 1.0, 11.0)]
+    later.append(Interaction("c-new", "i-new", InteractionType.VIEW, 1.0, 11.0))
+    model.partial_fit(later)
+    truth.setdefault("c0", set()).add("i11")
+    truth["c-new"] = {"i-new"}
+    for c in truth:
+        assert _seen_by(model, c) == truth[c]
+    with tempfile.TemporaryDirectory() as folder:
+        model.save(Path(folder))
+        loaded = create({})
+        loaded.load(Path(folder))
+        for c in truth:
+            assert _seen_by(loaded, c) == truth[c]
+
+
+def test_saved_seen_items_are_shared_maps_and_format_2_still_loads(tmp_path):
+    data = checkerboard()
+    model = create({})
+    model.fit(data)
+    model.save(tmp_path)
+    loaded = create({})
+    loaded.load(tmp_path)
+    assert is_shared(loaded._model.seen.items) and is_shared(loaded._model.seen.offsets)
+    customers = sorted({i.customer_id for i in data.interactions})
+    expected = {c: _seen_by(model, c) for c in customers}
+    assert all(expected.values())
+    assert {c: _seen_by(loaded, c) for c in customers} == expected
+    # A version saved before (format 2): who saw what was a JSON object of item lists.
+    payload = json.loads((tmp_path / "popularity.json").read_text())
+    payload["format"] = 2
+    payload["seen"] = {c: sorted(expected[c]) for c in payload.pop("seen_customers")}
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "popularity.json").write_text(json.dumps(payload))
+    from_old = create({})
+    from_old.load(old)
+    assert {c: _seen_by(from_old, c) for c in customers} == expected

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,8 +31,11 @@ from kosmos.plugin import (
     TrainingData,
     Unsupported,
 )
+from kosmos.plugin.arrays import load_arrays, save_arrays
 
 NAME = "popularity"
+SEEN_OFFSETS = "popularity-seen-offsets"
+SEEN_ITEMS = "popularity-seen-items"
 MIN_CHANNEL_EVENTS = 20
 """Interactions a channel needs before its own popularity counts."""
 
@@ -46,7 +49,7 @@ class _Model:
     categories: tuple[str, ...]  # per item; "" when unknown
     category_codes: npt.NDArray[np.int64]  # per item, index into category_names
     category_names: dict[str, int]
-    seen: dict[str, frozenset[str]]  # customer → items they interacted with at fit time
+    seen: _Seen  # customer → items they interacted with (at fit time, and partial fits since)
     now: float
     channel_raw: dict[str, npt.NDArray[np.float64]]  # per channel, like raw
     channel_scores: dict[str, npt.NDArray[np.float64]]  # channels with enough events, max 1
@@ -73,6 +76,83 @@ class _Ranking:
         grouped = order[np.argsort(codes[order], kind="stable")]  # by category, order kept
         bounds = np.searchsorted(codes[grouped], np.arange(n_codes + 1))
         return cls(scores, order, {c: grouped[bounds[c] : bounds[c + 1]] for c in range(n_codes)})
+
+
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """The items each customer interacted with at fit time, as arrays (issue 12): customer
+    ``c``'s item indices are ``items[offsets[rows[c]] : offsets[rows[c] + 1]]``. A dict of
+    frozensets held about 800 bytes a customer of 20 events (770 MiB at a million, built
+    again by every serving process that loaded the JSON); these arrays hold the indices in 4
+    bytes each and are memory-mapped from the saved version, one copy for every process.
+    ``since`` holds what `PopularityRecommender.partial_fit` added after the fit, per customer
+    (item indices too): the arrays never change."""
+
+    rows: dict[str, int]
+    offsets: npt.NDArray[np.int64]
+    items: npt.NDArray[np.int32]
+    since: dict[str, frozenset[int]]
+
+    @classmethod
+    def of(
+        cls,
+        customers: npt.NDArray[np.int64],
+        items: npt.NDArray[np.int64],
+        customer_ids: Sequence[str],
+        n_items: int,
+    ) -> _Seen:
+        """From one (customer row, item index) pair per interaction; ``customer_ids[row]``
+        names each row."""
+        # Sorted and deduplicated by hand: np.unique (numpy 2's hashing path) made a fit of a
+        # million customers' 22M events take 22 s instead of 10 (tools/bench_popularity.py).
+        pairs = np.sort(customers * max(n_items, 1) + items)
+        if pairs.size:
+            distinct = np.empty(pairs.size, dtype=bool)
+            distinct[0] = True
+            np.not_equal(pairs[1:], pairs[:-1], out=distinct[1:])
+            pairs = pairs[distinct]
+        owners = pairs // max(n_items, 1)
+        offsets = np.zeros(len(customer_ids) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(owners, minlength=len(customer_ids)), out=offsets[1:])
+        return cls(
+            {c: n for n, c in enumerate(customer_ids)},
+            offsets,
+            (pairs % max(n_items, 1)).astype(np.int32),
+            {},
+        )
+
+    @classmethod
+    def from_sets(cls, seen: Mapping[str, Sequence[int]]) -> _Seen:
+        customer_ids = list(seen)
+        rows = np.repeat(
+            np.arange(len(customer_ids), dtype=np.int64), [len(v) for v in seen.values()]
+        )
+        items = np.fromiter((n for v in seen.values() for n in v), dtype=np.int64, count=rows.size)
+        n_items = int(items.max()) + 1 if items.size else 1
+        return cls.of(rows, items, customer_ids, n_items)
+
+    def get(self, customer_id: str) -> Sequence[int]:
+        """The customer's item indices (empty for a customer unseen at fit time)."""
+        row = self.rows.get(customer_id)
+        fitted: Sequence[int] = (
+            () if row is None else self.items[self.offsets[row] : self.offsets[row + 1]].tolist()
+        )
+        added = self.since.get(customer_id)
+        return fitted if added is None else [*fitted, *added]
+
+    def adding(self, added: Mapping[str, Collection[int]]) -> _Seen:
+        """A copy with ``added`` (customer → item indices) too; the arrays are shared."""
+        since = dict(self.since)
+        for customer_id, items in added.items():
+            since[customer_id] = since.get(customer_id, frozenset()) | frozenset(items)
+        return _Seen(self.rows, self.offsets, self.items, since)
+
+    def merged(self) -> _Seen:
+        """The same, with what partial fits added folded into the arrays."""
+        if not self.since:
+            return self
+        customers = [*self.rows, *(c for c in self.since if c not in self.rows)]
+        return _Seen.from_sets({c: sorted(set(self.get(c))) for c in customers})
 
 
 class PopularityRecommender:
@@ -112,7 +192,7 @@ class PopularityRecommender:
         item_ids: Sequence[str],
         raw: npt.NDArray[np.float64],
         categories: Sequence[str],
-        seen: dict[str, frozenset[str]],
+        seen: _Seen,
         now: float,
         channel_raw: dict[str, npt.NDArray[np.float64]] | None = None,
         channel_events: dict[str, int] | None = None,
@@ -170,13 +250,14 @@ class PopularityRecommender:
                 values[rows[n]] += added[n]
                 channel_events[i.channel] = channel_events.get(i.channel, 0) + 1
         categories = [data.item_features.get(i, {}).get("category", "") for i in item_ids]
-        seen: dict[str, set[str]] = {}
-        for i in data.interactions:
-            seen.setdefault(i.customer_id, set()).add(i.item_id)
-        frozen = {c: frozenset(items) for c, items in seen.items()}
-        self._model = self._build(
-            item_ids, raw, categories, frozen, now, channel_raw, channel_events
+        customers: dict[str, int] = {}
+        owner = np.fromiter(
+            (customers.setdefault(i.customer_id, len(customers)) for i in data.interactions),
+            dtype=np.int64,
+            count=len(data.interactions),
         )
+        seen = _Seen.of(owner, rows if data.interactions else owner, list(customers), len(item_ids))
+        self._model = self._build(item_ids, raw, categories, seen, now, channel_raw, channel_events)
 
     def partial_fit(self, interactions: Sequence[Interaction]) -> None:
         with self._lock:
@@ -193,7 +274,7 @@ class PopularityRecommender:
             raw[: model.raw.size] = model.raw
             now = max([model.now, *(i.time for i in interactions)])
             raw *= self._decay(np.array([model.now]), now)[0]  # age the old counts to `now`
-            seen = dict(model.seen)
+            touched: dict[str, set[int]] = {}  # customer → items, for `_Seen.adding`
             aged = self._decay(np.array([model.now]), now)[0]
             channel_raw = {}
             for channel, old in model.channel_raw.items():
@@ -204,13 +285,19 @@ class PopularityRecommender:
             for i in interactions:
                 added = max(i.weight, 0.0) * self._decay(np.array([i.time]), now)[0]
                 raw[index[i.item_id]] += added
-                seen[i.customer_id] = seen.get(i.customer_id, frozenset()) | {i.item_id}
+                touched.setdefault(i.customer_id, set()).add(index[i.item_id])
                 if i.channel:
                     values = channel_raw.setdefault(i.channel, np.zeros(len(item_ids)))
                     values[index[i.item_id]] += added
                     channel_events[i.channel] = channel_events.get(i.channel, 0) + 1
             self._model = self._build(
-                item_ids, raw, categories, seen, now, channel_raw, channel_events
+                item_ids,
+                raw,
+                categories,
+                model.seen.adding(touched),
+                now,
+                channel_raw,
+                channel_events,
             )
 
     def _require(self) -> _Model:
@@ -230,7 +317,7 @@ class PopularityRecommender:
         exclude = set(query.exclude_item_ids)
         if query.filter_already_seen:
             exclude.update(i.item_id for i in query.recent_interactions)
-            exclude.update(model.seen.get(query.customer_id, ()))
+            exclude.update(model.item_ids[n] for n in model.seen.get(query.customer_id))
         affinity: dict[str, float] = {}
         for i in query.recent_interactions:
             n = model.index.get(i.item_id)
@@ -288,8 +375,9 @@ class PopularityRecommender:
 
     def save(self, directory: Path) -> None:
         model = self._require()
+        seen = model.seen.merged()
         payload = {
-            "format": 2,
+            "format": 3,
             "half_life_seconds": self.half_life_seconds,
             "category_boost": self.category_boost,
             "channel_weight": self.channel_weight,
@@ -298,15 +386,34 @@ class PopularityRecommender:
             "item_ids": model.item_ids,
             "raw": model.raw.tolist(),
             "categories": model.categories,
-            "seen": {c: sorted(items) for c, items in model.seen.items()},
+            # Format 3: who saw what as arrays beside this file (`_Seen`), one row per id here.
+            "seen_customers": list(seen.rows),
             "now": model.now,
         }
+        save_arrays(directory, {SEEN_OFFSETS: seen.offsets, SEEN_ITEMS: seen.items})
         (directory / "popularity.json").write_text(json.dumps(payload))
 
     def load(self, directory: Path) -> None:
         payload = json.loads((directory / "popularity.json").read_text())
-        if payload.get("format") not in (1, 2):  # 1: before channels
-            raise ValueError(f"unknown popularity model format {payload.get('format')!r}")
+        version = payload.get("format")
+        if version not in (1, 2, 3):  # 1: before channels; 2: who saw what in the JSON
+            raise ValueError(f"unknown popularity model format {version!r}")
+        if version == 3:
+            arrays = load_arrays(directory, (SEEN_OFFSETS, SEEN_ITEMS))
+            rows = {c: n for n, c in enumerate(payload["seen_customers"])}
+            # Plain views of the maps (still the file's pages): a slice of an np.memmap runs
+            # its Python __array_finalize__, which cost a filtered answer a third more.
+            seen = _Seen(
+                rows,
+                arrays[SEEN_OFFSETS].view(np.ndarray),
+                arrays[SEEN_ITEMS].view(np.ndarray),
+                {},
+            )
+        else:
+            index = {item: n for n, item in enumerate(payload["item_ids"])}
+            seen = _Seen.from_sets(
+                {c: [index[i] for i in items] for c, items in payload["seen"].items()}
+            )
         self.half_life_seconds = float(payload["half_life_seconds"])
         self.category_boost = float(payload["category_boost"])
         self.channel_weight = float(payload.get("channel_weight", self.channel_weight))
@@ -314,7 +421,7 @@ class PopularityRecommender:
             payload["item_ids"],
             np.array(payload["raw"], dtype=np.float64),
             payload["categories"],
-            {c: frozenset(items) for c, items in payload["seen"].items()},
+            seen,
             float(payload["now"]),
             {
                 c: np.array(v, dtype=np.float64)

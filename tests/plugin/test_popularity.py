@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kosmos.plugin import Interaction, InteractionType, RecommendQuery
-from kosmos.plugin.arrays import is_shared
+from kosmos.plugin.arrays import is_shared, save_arrays
 from kosmos.plugin.testing import RecommenderContract, TrainingData, checkerboard
 from kosmos.recommenders.popularity import PopularityRecommender, create
 
@@ -242,3 +242,13 @@ def test_saved_seen_items_are_shared_maps_and_format_2_still_loads(tmp_path):
     from_old = create({})
     from_old.load(old)
     assert {c: _seen_by(from_old, c) for c in customers} == expected
+
+
+def test_seen_arrays_that_do_not_fit_the_saved_customers_are_refused_at_load(tmp_path):
+    model = create({})
+    model.fit(checkerboard())
+    model.save(tmp_path)
+    offsets = np.load(tmp_path / "popularity-seen-offsets.npy")
+    save_arrays(tmp_path, {"popularity-seen-offsets": offsets[:-1]})  # one row short
+    with pytest.raises(ValueError, match="do not fit"):
+        create({}).load(tmp_path)

@@ -105,21 +105,41 @@ class _Seen:
         names each row."""
         # Sorted and deduplicated by hand: np.unique (numpy 2's hashing path) made a fit of a
         # million customers' 22M events take 22 s instead of 10 (tools/bench_popularity.py).
-        pairs = np.sort(customers * max(n_items, 1) + items)
+        width = max(n_items, 1)
+        pairs = np.sort(customers * width + items)
         if pairs.size:
             distinct = np.empty(pairs.size, dtype=bool)
             distinct[0] = True
             np.not_equal(pairs[1:], pairs[:-1], out=distinct[1:])
             pairs = pairs[distinct]
-        owners = pairs // max(n_items, 1)
         offsets = np.zeros(len(customer_ids) + 1, dtype=np.int64)
-        np.cumsum(np.bincount(owners, minlength=len(customer_ids)), out=offsets[1:])
-        return cls(
-            {c: n for n, c in enumerate(customer_ids)},
-            offsets,
-            (pairs % max(n_items, 1)).astype(np.int32),
-            {},
-        )
+        np.cumsum(np.bincount(pairs // width, minlength=len(customer_ids)), out=offsets[1:])
+        rows = {c: n for n, c in enumerate(customer_ids)}
+        return cls(rows, offsets, (pairs % width).astype(np.int32), {})
+
+    @classmethod
+    def loaded(
+        cls,
+        customer_ids: Sequence[str],
+        offsets: npt.NDArray[np.int64],
+        items: npt.NDArray[np.int32],
+    ) -> _Seen:
+        """The arrays of a saved version, their shapes checked against its customers: a
+        version that does not fit is refused at load (ValueError), not at a request. (The
+        item indices are not scanned: that would read the whole map at start-up.)"""
+        if (
+            offsets.ndim != 1
+            or offsets.size != len(customer_ids) + 1
+            or offsets[0] != 0
+            or offsets[-1] != items.size
+            or items.ndim != 1
+        ):
+            raise ValueError("popularity: the saved who-saw-what arrays do not fit the model")
+        # Plain views of the maps (still the file's pages): a slice of an np.memmap runs its
+        # Python __array_finalize__, which cost a filtered answer a third more
+        # (tools/bench_popularity.py).
+        rows = {c: n for n, c in enumerate(customer_ids)}
+        return cls(rows, offsets.view(np.ndarray), items.view(np.ndarray), {})
 
     @classmethod
     def from_sets(cls, seen: Mapping[str, Sequence[int]]) -> _Seen:
@@ -152,7 +172,7 @@ class _Seen:
         if not self.since:
             return self
         customers = [*self.rows, *(c for c in self.since if c not in self.rows)]
-        return _Seen.from_sets({c: sorted(set(self.get(c))) for c in customers})
+        return _Seen.from_sets({c: self.get(c) for c in customers})  # `of` drops repeats
 
 
 class PopularityRecommender:
@@ -234,6 +254,7 @@ class PopularityRecommender:
         index = {item: n for n, item in enumerate(item_ids)}
         now = data.now or max((i.time for i in data.interactions), default=0.0)
         raw = np.zeros(len(item_ids))
+        rows = np.zeros(0, dtype=np.int64)  # each interaction's item index
         if data.interactions:
             rows = np.fromiter((index[i.item_id] for i in data.interactions), dtype=np.int64)
             weights = np.fromiter((i.weight for i in data.interactions), dtype=np.float64)
@@ -256,7 +277,7 @@ class PopularityRecommender:
             dtype=np.int64,
             count=len(data.interactions),
         )
-        seen = _Seen.of(owner, rows if data.interactions else owner, list(customers), len(item_ids))
+        seen = _Seen.of(owner, rows, list(customers), len(item_ids))
         self._model = self._build(item_ids, raw, categories, seen, now, channel_raw, channel_events)
 
     def partial_fit(self, interactions: Sequence[Interaction]) -> None:
@@ -400,14 +421,10 @@ class PopularityRecommender:
             raise ValueError(f"unknown popularity model format {version!r}")
         if version == 3:
             arrays = load_arrays(directory, (SEEN_OFFSETS, SEEN_ITEMS))
-            rows = {c: n for n, c in enumerate(payload["seen_customers"])}
-            # Plain views of the maps (still the file's pages): a slice of an np.memmap runs
-            # its Python __array_finalize__, which cost a filtered answer a third more.
-            seen = _Seen(
-                rows,
-                arrays[SEEN_OFFSETS].view(np.ndarray),
-                arrays[SEEN_ITEMS].view(np.ndarray),
-                {},
+            seen = _Seen.loaded(
+                payload["seen_customers"],
+                arrays[SEEN_OFFSETS],
+                arrays[SEEN_ITEMS],
             )
         else:
             index = {item: n for n, item in enumerate(payload["item_ids"])}

@@ -33,11 +33,11 @@ GROUP_LIMIT = 256
 LINGER_SECONDS = 0.05
 """After a group, the writer looks for more rows this often before it sleeps until woken: under
 load, `GroupWriter.put` then wakes no thread (a wake-up per row cost about 9% of Recommend's
-CPU), and an idle writer costs nothing. 50 ms, not 5: at 1,000 lists a second a group of about
-50 instead of 5 cost a Recommend 0.3 ms less CPU, a third of it (the commit, and the request
-threads' hand-offs of the GIL to a writer busy in SQLite; issue 12). A `submit` or `flush`
-caller never waits for it, and another process asked for a list this young looks again for up
-to a second (`kosmos.recommendation.domain.YOUNG_LIST_SECONDS`)."""
+CPU), and an idle writer costs nothing. 50 ms, not 5: ten times fewer commits under load, each
+of which traded the GIL back and forth with the request threads while the writer was busy in
+SQLite (issue 12; measured with the one-statement read in the README's Benchmarks 1). A
+`submit` or `flush` caller never waits for it, and another process asked for a list this young
+looks again for up to a second (`kosmos.recommendation.domain.YOUNG_LIST_SECONDS`)."""
 
 
 class _Ticket(Generic[T]):

@@ -889,37 +889,37 @@ class SQLiteStore:
         kinds = sorted({int(t) for t in owned_types} | {dismiss})
         since = impressions_since
         with self._translate():
-            conn = self._bounded("a database read")
             # One statement, one row (the history as JSON in its columns): a single SELECT is
             # one snapshot, and sqlite3 lets go of the GIL twice a request instead of once per
-            # statement and per row fetched (seven statements and 20-odd rows: under four
-            # request threads those hand-offs cost more CPU than the read, issue 12).
-            row = conn.execute(
-                _inputs_sql(1, len(kinds), since is not None),
-                _inputs_params(shop_id, customer_id, [customer_id], recent_limit, kinds, since),
-            ).fetchone()
+            # statement and per row fetched (seven statements and 20-odd rows; under four
+            # request threads each let-go is a hand-off: README, Benchmarks 1, issue 12).
+            row = (
+                self._bounded("a database read")
+                .execute(
+                    _inputs_sql(1, len(kinds), since is not None),
+                    _inputs_params(shop_id, customer_id, [customer_id], recent_limit, kinds, since),
+                )
+                .fetchone()
+            )
+        if row is None:
+            return None
+        linked = json.loads(row["k_linked"])
+        if linked:
+            # The person: the id and every id linked to it, either way (issue 11). Read again
+            # with their histories merged. Both reads in the transaction see one snapshot, so a
+            # link made since the first read costs one more, no more.
+            with self._read() as conn:
+                for _ in range(2):
+                    ids = [customer_id, *linked]
+                    row = conn.execute(
+                        _inputs_sql(len(ids), len(kinds), since is not None),
+                        _inputs_params(shop_id, customer_id, ids, recent_limit, kinds, since),
+                    ).fetchone()
+                    if row is None or json.loads(row["k_linked"]) == linked:
+                        break
+                    linked = json.loads(row["k_linked"])  # linked meanwhile: once more
             if row is None:
                 return None
-            linked = json.loads(row["k_linked"])
-            if linked:
-                # The person: the id and every id linked to it, either way (issue 11). Read
-                # again with their histories merged. Both reads in the transaction see one
-                # snapshot, so a link made since the first read costs one more, no more.
-                conn.execute("BEGIN")
-                try:
-                    for _ in range(2):
-                        ids = [customer_id, *linked]
-                        row = conn.execute(
-                            _inputs_sql(len(ids), len(kinds), since is not None),
-                            _inputs_params(shop_id, customer_id, ids, recent_limit, kinds, since),
-                        ).fetchone()
-                        if row is None or json.loads(row["k_linked"]) == linked:
-                            break
-                        linked = json.loads(row["k_linked"])  # linked meanwhile: once more
-                finally:
-                    conn.execute("COMMIT")
-                if row is None:
-                    return None
         dismissed: set[str] = set()
         owned: set[str] = set()
         wanted = {int(t) for t in owned_types}

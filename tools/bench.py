@@ -71,7 +71,7 @@ def _worker(args: tuple[str, str, int, int, list[str], int, str]) -> list[float]
         mine = []
         barrier.wait()
         for _ in range(per_thread):
-            if kind == "floor":
+            if kind == "floor":  # else "recommend", or "api": the same RPC to the API floor
                 request = health_pb2.HealthCheckRequest(service="")
                 started = time.perf_counter()
                 health.Check(request, timeout=5)
@@ -283,6 +283,36 @@ def domain_threads_cost(
     return out
 
 
+@contextmanager
+def _api_floor(
+    args: argparse.Namespace, env: dict[str, str], processes: int, cpus: set[int]
+) -> Iterator[tuple[str, int] | None]:
+    """With ``--api-floor`` and one process: `tools/api_floor_server.py` on the loaded shop,
+    as ``(address, pid)``: ``Recommend`` through the same server stack and servicer, each
+    customer's page computed once at start, so the RPC costs what the transport and the API
+    do with a domain that costs nothing."""
+    if not args.api_floor or processes != 1:
+        yield None
+        return
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "api_floor_server.py")
+    server = subprocess.Popen(
+        [sys.executable, script],
+        env={**env, "KOSMOS_API_FLOOR_LISTEN": "127.0.0.1:0"},
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=(lambda: _pin(cpus)) if cpus else None,
+    )
+    try:
+        line = server.stdout.readline()
+        if not line.startswith("api-floor listening on "):
+            raise SystemExit(f"the API floor did not start: {line!r}")
+        yield line.strip().rsplit(" ", 1)[-1], server.pid
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+        server.stdout.close()
+
+
 @dataclass
 class Phase:
     processes: int
@@ -341,12 +371,18 @@ def run_setup(
             ) as pool:
                 # Warm-up: enough connections that every process fits its models.
                 measure(pool, address, "recommend", 16, 800, customers, key, clients)
-                for c in args.concurrency:
-                    for kind in ("floor", "recommend"):
-                        cpu = _cpu_seconds(server.pid)
-                        r = measure(pool, address, kind, c, args.requests, customers, key, clients)
-                        cpu = _cpu_seconds(server.pid) - cpu
-                        phases.append(Phase(processes, ratio, r, cpu / len(r.latencies) * 1000))
+                with _api_floor(args, env, processes, server_cpus) as api:
+                    if api is not None:
+                        measure(pool, api[0], "api", 16, 400, customers, key, clients)
+                    for c in args.concurrency:
+                        for kind in ("floor", "api", "recommend"):
+                            if kind == "api" and api is None:
+                                continue
+                            at, pid = api if kind == "api" else (address, server.pid)
+                            cpu = _cpu_seconds(pid)
+                            r = measure(pool, at, kind, c, args.requests, customers, key, clients)
+                            cpu = _cpu_seconds(pid) - cpu
+                            phases.append(Phase(processes, ratio, r, cpu / len(r.latencies) * 1000))
             rss = _rss_mb(server.pid)
         finally:
             server.terminate()
@@ -381,8 +417,7 @@ def plot(phases: list[Phase], path: str, title: str) -> None:
     colours = plt.get_cmap("tab10")
     for n, (name, processes, ratio) in enumerate(keys):
         mine = [p for p in phases if (p.result.name, p.processes, p.ratio) == keys[n]]
-        rpc = "Recommend" if name == "recommend" else "Health/Check (floor)"
-        label = f"{rpc}, {processes} proc, trace {ratio}"
+        label = f"{_NAMES[name]}, {processes} proc, trace {ratio}"
         xs = [p.result.concurrency for p in mine]
         colour = colours(n % 10)
         ax.plot(xs, [p.result.p(99) for p in mine], "o-", color=colour, label=label + ", p99")
@@ -395,6 +430,13 @@ def plot(phases: list[Phase], path: str, title: str) -> None:
     ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+_NAMES = {
+    "floor": "Health/Check (floor)",
+    "api": "Recommend, domain free (API floor)",
+    "recommend": "Recommend",
+}
 
 
 def main() -> int:
@@ -444,6 +486,13 @@ def main() -> int:
     )
     p.add_argument(
         "--client-processes", type=int, default=4, help="client processes sending the load (4)"
+    )
+    p.add_argument(
+        "--api-floor",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure Recommend with the domain taken out (tools/api_floor_server.py) in"
+        " one-process setups",
     )
     args = p.parse_args()
     usable = sorted(os.sched_getaffinity(0))
@@ -498,7 +547,7 @@ def main() -> int:
     for ph in phases:
         r = ph.result
         table.add_row(
-            "Health/Check (floor)" if r.name == "floor" else "Recommend",
+            _NAMES[r.name],
             str(ph.processes),
             ph.ratio,
             str(r.concurrency),
@@ -512,11 +561,13 @@ def main() -> int:
     summary = Table(title="Recommend against the floor, same run", title_justify="left")
     for column in ("proc", "trace", "clients", "throughput", "CPU/req", "p50", "p99"):
         summary.add_column(column, justify="right")
+    summary.add_column("API floor: throughput, CPU/req, p99", justify="right")
     by = {(ph.processes, ph.ratio, ph.result.concurrency, ph.result.name): ph for ph in phases}
     for (processes, ratio, c, name), rec in by.items():
         if name != "recommend":
             continue
         floor = by[(processes, ratio, c, "floor")]
+        api = by.get((processes, ratio, c, "api"))
         summary.add_row(
             str(processes),
             ratio,
@@ -525,6 +576,10 @@ def main() -> int:
             f"{rec.cpu_ms / floor.cpu_ms:.2f}×",
             f"{rec.result.p(50) / floor.result.p(50):.2f}×",
             f"{rec.result.p(99) / floor.result.p(99):.2f}×",
+            f"{api.result.rps / floor.result.rps:.0%}, {api.cpu_ms / floor.cpu_ms:.2f}×,"
+            f" {api.result.p(99) / floor.result.p(99):.2f}×"
+            if api is not None
+            else "",
         )
     console.print(summary)
     if len(args.processes) > 1:

@@ -11,11 +11,13 @@ running out is `DeadlineExceeded`, and no wait outlasts the caller's deadline.
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 import threading
 import time
 from contextlib import AbstractContextManager
 
+import numpy as np
 import pytest
 
 from kosmos.common.deadline import deadline_scope
@@ -27,6 +29,7 @@ from kosmos.common.errors import (
     NotFound,
     Unavailable,
 )
+from kosmos.recommendation import pages
 from kosmos.store import Store
 from kosmos.store.records import (
     ApiKey,
@@ -624,6 +627,32 @@ class StoreContract:
         assert (kept.placement, kept.experiment_id, kept.customer_id) == ("home", "e", "alice")
         assert store.get_recommendation_list("acme", "r1", 201.0) is None
         assert store.get_recommendation_list("other", "r1", 150.0) is None
+
+    def test_kept_offers_read_back_as_pages_wrote_them(self, store: Store) -> None:
+        # The documents `pages.to_document` makes, with what a plugin may score with: a numpy
+        # float, a float subclass, a score that is not finite, text beyond ASCII.
+        class Score(float):
+            pass
+
+        seed(store)
+        scores = [np.float64(0.1) + np.float64(0.2), Score(1e-300), math.nan, -math.inf, 7.0]
+        offers = tuple(
+            (f"i{n}", s, "Weil du «Tee» gekauft hast 🍵", "als", "because", (f"e{n}",), "")
+            for n, s in enumerate(scores)
+        )
+        store.put_recommendation_list(
+            RecommendationList("acme", "r1", "alice", offers, 100.0, 200.0)
+        )
+        kept = store.get_recommendation_list("acme", "r1", 150.0)
+        assert kept is not None and len(kept.offers) == len(offers)
+        for written, read in zip(offers, kept.offers, strict=True):
+            again = pages.from_document(read)
+            assert pages.item_of(read) == written[0]
+            assert again["reason"] == written[2] and again["evidence"] == written[5]
+            if math.isfinite(written[1]):
+                assert again["score"] == float(written[1])  # exactly
+            else:  # as written while the list waits for its commit; once kept, not a number
+                assert again["score"] == written[1] or math.isnan(again["score"])
 
     def test_impressions_are_stored_once_and_reported_with_outcomes(self, store: Store) -> None:
         seed(store)

@@ -21,6 +21,7 @@ Plain Python; imports no grpc.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Sequence
 from typing import Any, Protocol, TypeVar
@@ -105,9 +106,10 @@ def item_of(d: Sequence[Any]) -> str:
 
 
 def from_document(d: Sequence[Any]) -> dict[str, Any]:
-    """The keyword arguments of a domain ``Offer`` (less ``item``) from `to_document`."""
+    """The keyword arguments of a domain ``Offer`` (less ``item``) from `to_document`. A
+    score kept as ``null`` was not finite (`kosmos.store._lists`)."""
     return {
-        "score": float(d[1]),
+        "score": math.nan if d[1] is None else float(d[1]),
         "reason": str(d[2]),
         "recommender": str(d[3]),
         "kind": str(d[4]),

@@ -32,12 +32,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import psycopg
 import psycopg_pool
 from opentelemetry import trace
 from psycopg import errors as pg_errors
 from psycopg import sql
 from psycopg.rows import TupleRow
+from psycopg.types.json import set_json_loads
 
 from kosmos.common import deadline
 from kosmos.common.deadline import deadline_scope
@@ -53,6 +55,7 @@ from kosmos.common.errors import (
 from kosmos.common.names import customer_name, item_name, shop_name
 from kosmos.store import _migrations
 from kosmos.store._group import GroupWriter
+from kosmos.store._lists import list_row, read_list
 from kosmos.store._tracing import traced
 from kosmos.store.events import (
     API_KEY,
@@ -265,6 +268,7 @@ class PostgresStore:
             kwargs={"autocommit": True},
             open=False,
             name="kosmos",
+            configure=_configure,
         )
         try:
             self._pool.open(wait=True, timeout=connect_timeout)
@@ -1470,7 +1474,7 @@ class PostgresStore:
                     " expire_time) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
                     " ON CONFLICT (shop_id, recommendation_id) DO UPDATE SET"
                     " offers = excluded.offers, expire_time = excluded.expire_time",
-                    [_list_row(r) for r in records],
+                    [list_row(r) for r in records],
                 )
             # Expired lists go a few at a time, on one group in `_PURGE_EVERY`.
             if next(_list_writes) % _PURGE_EVERY:
@@ -1493,7 +1497,7 @@ class PostgresStore:
             " WHERE shop_id = %s AND recommendation_id = %s AND expire_time >= %s",
             (shop_id, recommendation_id, now),
         )
-        return _list(tuple(rows[0])) if rows else None
+        return read_list(tuple(rows[0])) if rows else None
 
     def record_impressions(self, shop_id: str, impressions: Sequence[Impression]) -> int:
         with self._tx("a database write", write=True) as conn:
@@ -1762,32 +1766,11 @@ _LIST_COLUMNS = (
 )
 
 
-def _list_row(r: RecommendationList) -> tuple[Any, ...]:
-    return (
-        r.shop_id,
-        r.recommendation_id,
-        r.customer_id,
-        r.placement,
-        r.experiment_id,
-        r.variant_id,
-        json.dumps(list(r.offers), separators=(",", ":")),
-        r.create_time,
-        r.expire_time,
-    )
-
-
-def _list(row: tuple[Any, ...]) -> RecommendationList:
-    return RecommendationList(
-        shop_id=row[0],
-        recommendation_id=row[1],
-        customer_id=row[2],
-        placement=row[3],
-        experiment_id=row[4],
-        variant_id=row[5],
-        offers=tuple(json.loads(row[6])),
-        create_time=row[7],
-        expire_time=row[8],
-    )
+def _configure(conn: Conn) -> None:
+    """Each pooled connection reads json columns (the history and the rest that
+    `PostgresStore.recommend_inputs` aggregates) with orjson: PostgreSQL writes RFC 8259 JSON,
+    which orjson reads in a third of the standard library's time."""
+    set_json_loads(orjson.loads, conn)
 
 
 def _json(value: Any) -> Any:

@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from kosmos.common import deadline
 from kosmos.common.errors import (
     Aborted,
@@ -35,6 +37,7 @@ from kosmos.common.errors import (
 from kosmos.common.names import customer_name, item_name, shop_name
 from kosmos.store import _migrations
 from kosmos.store._group import GroupWriter
+from kosmos.store._lists import list_row, read_list
 from kosmos.store._tracing import traced
 from kosmos.store.events import (
     API_KEY,
@@ -903,7 +906,9 @@ class SQLiteStore:
             )
         if row is None:
             return None
-        linked = json.loads(row["k_linked"])
+        # SQLite's JSON functions write RFC 8259 JSON, which orjson reads in a third of the
+        # standard library's time (40 µs less a request; README, Benchmarks 1).
+        linked = orjson.loads(row["k_linked"])
         if linked:
             # The person: the id and every id linked to it, either way (issue 11). Read again
             # with their histories merged. Both reads in the transaction see one snapshot, so a
@@ -915,15 +920,15 @@ class SQLiteStore:
                         _inputs_sql(len(ids), len(kinds), since is not None),
                         _inputs_params(shop_id, customer_id, ids, recent_limit, kinds, since),
                     ).fetchone()
-                    if row is None or json.loads(row["k_linked"]) == linked:
+                    if row is None or orjson.loads(row["k_linked"]) == linked:
                         break
-                    linked = json.loads(row["k_linked"])  # linked meanwhile: once more
+                    linked = orjson.loads(row["k_linked"])  # linked meanwhile: once more
             if row is None:
                 return None
         dismissed: set[str] = set()
         owned: set[str] = set()
         wanted = {int(t) for t in owned_types}
-        for item_id, kind in json.loads(row["k_kinds"]):
+        for item_id, kind in orjson.loads(row["k_kinds"]):
             if kind == dismiss:
                 dismissed.add(item_id)
             if kind in wanted:
@@ -932,7 +937,7 @@ class SQLiteStore:
             Interaction(
                 shop_id, r[0], r[1], _TYPES[r[2]], float(r[3]), float(r[4]), r[5], r[6], r[7], r[8]
             )
-            for r in json.loads(row["k_recent"])
+            for r in orjson.loads(row["k_recent"])
         ]
         # Newest by event time, not arrival: a back-filled event is not "recent". (The
         # subquery's order already; sorting sorted rows is one pass.)
@@ -941,11 +946,11 @@ class SQLiteStore:
         if since is not None:
             shown = [
                 Impression(shop_id, customer_id, r[0], r[1], float(r[2]))
-                for r in json.loads(row["k_shown"])
+                for r in orjson.loads(row["k_shown"])
             ]
             shown.sort(key=_impression_time, reverse=True)
-        documents = json.loads(row["k_documents"]) if row["k_documents"] else {}
-        consents = json.loads(row["k_consents"]) if row["k_consents"] else []
+        documents = orjson.loads(row["k_documents"]) if row["k_documents"] else {}
+        consents = orjson.loads(row["k_consents"]) if row["k_consents"] else []
         return RecommendInputs(
             _customer(row),
             recent,
@@ -1479,7 +1484,7 @@ class SQLiteStore:
                 "INSERT OR REPLACE INTO recommendation_lists (shop_id, recommendation_id,"
                 " customer_id, placement, experiment_id, variant_id, offers, create_time,"
                 " expire_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [_list_row(r) for r in records],
+                [list_row(r) for r in records],
             )
             # Expired lists go a few at a time, on one group in `_PURGE_EVERY`.
             if next(_list_writes) % _PURGE_EVERY:
@@ -1502,7 +1507,7 @@ class SQLiteStore:
             " WHERE shop_id = ? AND recommendation_id = ? AND expire_time >= ?",
             (shop_id, recommendation_id, now),
         )
-        return _list(tuple(rows[0])) if rows else None
+        return read_list(tuple(rows[0])) if rows else None
 
     def record_impressions(self, shop_id: str, impressions: Sequence[Impression]) -> int:
         with self._write() as conn:
@@ -1576,31 +1581,3 @@ _LIST_COLUMNS = (
     "shop_id, recommendation_id, customer_id, placement, experiment_id, variant_id, offers,"
     " create_time, expire_time"
 )
-
-
-def _list_row(r: RecommendationList) -> tuple[Any, ...]:
-    return (
-        r.shop_id,
-        r.recommendation_id,
-        r.customer_id,
-        r.placement,
-        r.experiment_id,
-        r.variant_id,
-        json.dumps(list(r.offers), separators=(",", ":")),
-        r.create_time,
-        r.expire_time,
-    )
-
-
-def _list(row: tuple[Any, ...]) -> RecommendationList:
-    return RecommendationList(
-        shop_id=row[0],
-        recommendation_id=row[1],
-        customer_id=row[2],
-        placement=row[3],
-        experiment_id=row[4],
-        variant_id=row[5],
-        offers=tuple(json.loads(row[6])),
-        create_time=row[7],
-        expire_time=row[8],
-    )

@@ -315,7 +315,7 @@ def _lists(count: int) -> list[RecommendationList]:
 def keeping_lists(folder: Path, count: int) -> dict[str, float]:
     """CPU microseconds per kept list: the store's writer, and plain inserts into copies of
     the table in its layout and in the old WITHOUT ROWID one (groups of 4, NORMAL sync)."""
-    from kosmos.store.sqlite import _list_row
+    from kosmos.store._lists import list_row
 
     path = folder / "lists.db"
     store = SQLiteStore(path)
@@ -344,10 +344,10 @@ def keeping_lists(folder: Path, count: int) -> dict[str, float]:
         conn.execute(f"CREATE INDEX {table}_expiry ON {table} (expire_time)")
         conn.execute("BEGIN")
         conn.executemany(
-            f"INSERT INTO {table} VALUES ({columns})", [_list_row(r) for r in _lists(count)]
+            f"INSERT INTO {table} VALUES ({columns})", [list_row(r) for r in _lists(count)]
         )
         conn.execute("COMMIT")
-        rows = [_list_row(r) for r in _lists(count)]
+        rows = [list_row(r) for r in _lists(count)]
         started = time.process_time()
         for start in range(0, len(rows), 4):
             conn.execute("BEGIN IMMEDIATE")

@@ -3,8 +3,8 @@
 The offers go in one text column as a compact JSON array of `kosmos.recommendation.pages`
 documents. Every first page keeps one list of up to 50 offers, so the encoding is on the
 request path (the write-behind thread's, but in the same process and under the same GIL):
-orjson writes such a list in about 6 µs where the standard library's encoder took 78 µs,
-and reads it back in a third of the time (README, Benchmarks 1; issue 12). Both write RFC
+orjson writes such a list in 4 µs where the standard library's encoder took 59 µs, and
+reads it back in a third of the time (``tools/bench_json.py``; issue 12). Both write RFC
 8259 JSON, so lists kept before read the same.
 
 orjson writes a score that is not finite (NaN, infinity) as ``null``; the standard encoder

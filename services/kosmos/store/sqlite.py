@@ -907,7 +907,7 @@ class SQLiteStore:
         if row is None:
             return None
         # SQLite's JSON functions write RFC 8259 JSON, which orjson reads in a third of the
-        # standard library's time (40 µs less a request; README, Benchmarks 1).
+        # standard library's time (tools/bench_json.py).
         linked = orjson.loads(row["k_linked"])
         if linked:
             # The person: the id and every id linked to it, either way (issue 11). Read again

@@ -122,7 +122,7 @@ DATA_DIR ?= ../shared/data
 RETAIL := $(DATA_DIR)/online-retail/online_retail.csv.gz
 
 .PHONY: bench
-bench: setup ## Recommend vs an empty RPC (1 and 2 processes); grpc.aio; catalog size; plugin scoring vs numpy; freshness (a change to the next Recommend, 1 and 2 replicas); bulk import vs a plain batched insert (SQLite and PostgreSQL); memory per item and customer; the popularity model's fit, save and load; JSON on the request path (stdlib vs orjson); Recommend, ANN recall and fit time as the shop grows; the HTTP port vs gRPC.
+bench: setup ## Recommend vs an empty RPC (1 and 2 processes); grpc.aio; catalog size; plugin scoring vs numpy; freshness (a change to the next Recommend, 1 and 2 replicas); bulk import vs a plain batched insert (SQLite and PostgreSQL); memory per item and customer; the popularity model's fit, save and load; JSON on the request path (stdlib vs orjson); server tracing per call (ours vs the instrumentation's); Recommend, ANN recall and fit time as the shop grows; the HTTP port vs gRPC.
 	mkdir -p $(RUN_DIR)
 	$(PY) tools/bench.py --plot $(RUN_DIR)/bench-latency.png
 	$(PY) tools/bench_aio.py
@@ -133,6 +133,7 @@ bench: setup ## Recommend vs an empty RPC (1 and 2 processes); grpc.aio; catalog
 	$(PY) tools/bench_memory.py
 	$(PY) tools/bench_popularity.py
 	$(PY) tools/bench_json.py
+	$(PY) tools/bench_tracing.py
 	$(PY) tools/bench_scale.py
 	$(PY) tools/bench_http.py
 	@if [ -f "$(RETAIL)" ]; then \

@@ -22,7 +22,7 @@ import time
 from rich.console import Console
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench import measure, warm_domain  # noqa: E402
+from bench import _api_floor, measure, warm_domain  # noqa: E402
 
 from kosmos.client import KosmosClient  # noqa: E402
 from kosmos.datasets import generate  # noqa: E402
@@ -35,7 +35,13 @@ def main() -> int:
     p.add_argument("--items", type=int, default=300)
     p.add_argument("--requests", type=int, default=6000)
     p.add_argument("--clients", type=int, default=16)
-    p.add_argument("--kind", default="recommend", choices=["recommend", "floor"])
+    p.add_argument(
+        "--kind",
+        default="recommend",
+        choices=["recommend", "floor", "api"],
+        help="Recommend, the empty RPC, or Recommend with the domain taken out (the API floor,"
+        " tools/api_floor_server.py: then that server is sampled)",
+    )
     p.add_argument("--top", type=int, default=40)
     p.add_argument("--raw", default="", help="also keep py-spy's collapsed stacks here")
     p.add_argument(
@@ -73,14 +79,19 @@ def main() -> int:
                 key = client.create_api_key("storefront", SHOP, "bench").secret
             customers = [c.customer_id for c in shop.customers]
             raw = args.raw or os.path.join(tmp, "stacks.txt")
-            with mp.get_context("spawn").Pool(4) as pool:
-                measure(pool, address, args.kind, 16, 800, customers, key)  # warm-up
+            floor_args = argparse.Namespace(api_floor=args.kind == "api")
+            with (
+                mp.get_context("spawn").Pool(4) as pool,
+                _api_floor(floor_args, env, 1, set()) as api,
+            ):
+                target, pid = api if api is not None else (address, server.pid)
+                measure(pool, target, args.kind, 16, 800, customers, key)  # warm-up
                 spy = subprocess.Popen(
                     [
                         os.path.join(os.path.dirname(sys.executable), "py-spy"),
                         "record",
                         "--pid",
-                        str(server.pid),
+                        str(pid),
                         "--format",
                         "raw",
                         "--output",
@@ -94,7 +105,7 @@ def main() -> int:
                     stderr=subprocess.DEVNULL,
                 )
                 time.sleep(1.0)  # py-spy attaches
-                r = measure(pool, address, args.kind, args.clients, args.requests, customers, key)
+                r = measure(pool, target, args.kind, args.clients, args.requests, customers, key)
                 spy.send_signal(2)
                 spy.wait(timeout=60)
             console.print(

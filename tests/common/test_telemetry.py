@@ -11,7 +11,11 @@ import signal
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
+from concurrent import futures
+from typing import Any
 
+import grpc
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -451,3 +455,106 @@ def test_requests_are_sampled_at_the_operators_ratio_and_follow_the_callers_deci
     assert recorded("1", TraceFlags(TraceFlags.DEFAULT))[0] == 0  # the caller did not
     with pytest.raises(ConfigError, match="KOSMOS_TRACE_SAMPLE_RATIO"):
         telemetry.tracer_provider("kosmos-sampling", env={"KOSMOS_TRACE_SAMPLE_RATIO": "2"})
+
+
+@pytest.fixture
+def traced_server() -> Iterator[grpc.Channel]:
+    """A bare server with `telemetry.TracingInterceptor` alone, and methods that end every way
+    a call can: answered, aborted (a server's error and a caller's), crashed, streamed."""
+    inner = trace.get_tracer("test")
+
+    def ok(request: bytes, context: grpc.ServicerContext) -> bytes:
+        with inner.start_as_current_span("work"):
+            return request
+
+    def internal(request: bytes, context: grpc.ServicerContext) -> bytes:
+        context.abort(grpc.StatusCode.INTERNAL, "boom")
+
+    def missing(request: bytes, context: grpc.ServicerContext) -> bytes:
+        context.abort(grpc.StatusCode.NOT_FOUND, "no such thing")
+
+    def crash(request: bytes, context: grpc.ServicerContext) -> bytes:
+        raise ValueError("a bug")
+
+    def stream(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+        yield b"1"
+        yield b"2"
+        context.abort(grpc.StatusCode.UNAVAILABLE, "gone")
+
+    handlers = {
+        name: grpc.unary_unary_rpc_method_handler(f)
+        for name, f in (("Ok", ok), ("Internal", internal), ("Missing", missing), ("Crash", crash))
+    }
+    handlers["Stream"] = grpc.unary_stream_rpc_method_handler(stream)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=2),
+        interceptors=[telemetry.TracingInterceptor()],
+        handlers=[grpc.method_handlers_generic_handler("kosmos.test.Traced", handlers)],
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    yield channel
+    channel.close()
+    server.stop(None).wait()
+
+
+def _server_span(spans: InMemorySpanExporter, method: str) -> Any:
+    (span,) = [s for s in spans.get_finished_spans() if s.name == f"/kosmos.test.Traced/{method}"]
+    assert span.kind == trace.SpanKind.SERVER
+    return span
+
+
+def test_server_spans_name_the_method_and_end_with_the_calls_status(traced_server, spans):
+    # Issue 12: Kosmos's own server tracing, in place of the instrumentation's interceptor, makes
+    # the spans that one did: the same names and attributes, the status the conventions give.
+    assert traced_server.unary_unary("/kosmos.test.Traced/Ok")(b"x", timeout=5) == b"x"
+    for method, code in (("Internal", "INTERNAL"), ("Missing", "NOT_FOUND"), ("Crash", "UNKNOWN")):
+        with pytest.raises(grpc.RpcError) as caught:
+            traced_server.unary_unary(f"/kosmos.test.Traced/{method}")(b"", timeout=5)
+        assert caught.value.code().name == code
+    with pytest.raises(grpc.RpcError) as caught:
+        list(traced_server.unary_stream("/kosmos.test.Traced/Stream")(b"", timeout=5))
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+
+    ok = _server_span(spans, "Ok")
+    assert dict(ok.attributes) == {
+        "rpc.system": "grpc",
+        "rpc.service": "kosmos.test.Traced",
+        "rpc.method": "Ok",
+        "rpc.grpc.status_code": 0,
+    }
+    assert ok.status.status_code == trace.StatusCode.UNSET
+    (work,) = [s for s in spans.get_finished_spans() if s.name == "work"]
+    assert work.parent.span_id == ok.context.span_id  # the handler runs inside the span
+
+    internal = _server_span(spans, "Internal")
+    assert internal.attributes["rpc.grpc.status_code"] == grpc.StatusCode.INTERNAL.value[0]
+    assert internal.status.status_code == trace.StatusCode.ERROR
+    assert internal.status.description == "StatusCode.INTERNAL:boom"
+    missing = _server_span(spans, "Missing")  # the caller's mistake: not the server's error
+    assert missing.attributes["rpc.grpc.status_code"] == grpc.StatusCode.NOT_FOUND.value[0]
+    assert missing.status.status_code == trace.StatusCode.UNSET
+    crash = _server_span(spans, "Crash")
+    assert crash.attributes["rpc.grpc.status_code"] == grpc.StatusCode.UNKNOWN.value[0]
+    assert crash.status.status_code == trace.StatusCode.ERROR
+    assert [e.attributes["exception.type"] for e in crash.events] == ["ValueError"]
+    streamed = _server_span(spans, "Stream")  # ends with the stream, not at its first message
+    assert streamed.attributes["rpc.grpc.status_code"] == grpc.StatusCode.UNAVAILABLE.value[0]
+    assert streamed.status.status_code == trace.StatusCode.ERROR
+
+
+def test_server_spans_continue_the_callers_trace_and_follow_its_sampling(traced_server, spans):
+    call = traced_server.unary_unary("/kosmos.test.Traced/Ok")
+    trace_id, parent = 0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331
+    for flags in ("01", "00"):
+        header = f"00-{trace_id:032x}-{parent:016x}-{flags}"
+        assert call(b"", metadata=(("traceparent", header),), timeout=5) == b""
+    (span,) = [s for s in spans.get_finished_spans() if s.kind == trace.SpanKind.SERVER]
+    assert span.context.trace_id == trace_id and span.parent.span_id == parent
+    assert span.parent.is_remote
+    # With no trace header the call starts a trace of its own.
+    spans.clear()
+    assert call(b"", metadata=(("x-other", "1"),), timeout=5) == b""
+    fresh = _server_span(spans, "Ok")
+    assert fresh.parent is None and fresh.context.trace_id != trace_id

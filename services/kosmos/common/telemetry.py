@@ -15,9 +15,9 @@ Metrics: the same rule with ``OTEL_METRICS_EXPORTER`` / ``OTEL_EXPORTER_OTLP_MET
 ``KOSMOS_METRICS_LISTEN`` through the OpenTelemetry Prometheus exporter: one set of instruments
 feeds both.
 
-Privacy: every span passes `PrivacySampler`, which drops the peer's address and user agent the
-gRPC instrumentation would record. The gRPC server and client interceptors from
-opentelemetry-instrumentation-grpc carry one trace across every hop.
+Privacy: every span passes `PrivacySampler`, which drops a peer's address and user agent should
+an instrumentation record them. `TracingInterceptor` (servers) and the client interceptor of
+opentelemetry-instrumentation-grpc (channels) carry one trace across every hop.
 """
 
 from __future__ import annotations
@@ -29,12 +29,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
-from opentelemetry import metrics, trace
-from opentelemetry.instrumentation.grpc import (
-    client_interceptor,
-    filters,
-    server_interceptor,
-)
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, propagate, trace
+from opentelemetry.instrumentation.grpc import client_interceptor, filters
 from opentelemetry.instrumentation.grpc.grpcext import intercept_channel
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
@@ -48,19 +45,21 @@ from opentelemetry.sdk.trace.sampling import (
     TraceIdRatioBased,
 )
 from opentelemetry.semconv._incubating.attributes.rpc_attributes import (
+    RPC_GRPC_STATUS_CODE,
     RPC_METHOD,
     RPC_RESPONSE_STATUS_CODE,
+    RPC_SERVICE,
+    RPC_SYSTEM,
     RPC_SYSTEM_NAME,
 )
 from opentelemetry.semconv._incubating.metrics.rpc_metrics import RPC_SERVER_CALL_DURATION
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
-from opentelemetry.trace import Link, SpanKind
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 from pythonjsonlogger.json import JsonFormatter
 
 from kosmos.common.config import trace_sample_ratio
-from kosmos.common.privacy import PrivateTracerProvider
 
 log = logging.getLogger(__name__)
 
@@ -302,16 +301,173 @@ class MetricsInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         return wrapped
 
 
+# Server-span statuses the RPC semantic conventions count as the server's error; the other
+# codes are the caller's (as opentelemetry-instrumentation-grpc's server interceptor sets them).
+_SERVER_ERRORS = frozenset(
+    {
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DATA_LOSS,
+    }
+)
+
+
+class TracingInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+    """One server span per call, continuing the caller's trace, with nothing done per call for
+    a span the sampler does not record.
+
+    The spans are those of opentelemetry-instrumentation-grpc's server interceptor, which
+    Kosmos used before: named by the full method, kind ``SERVER``, ``rpc.system``,
+    ``rpc.service``, ``rpc.method`` and ``rpc.grpc.status_code``, the status an error of the
+    server's for the codes the semantic conventions name, the caller's context taken from the
+    metadata by the global propagator. What differs is the cost (issue 12): that interceptor,
+    on every call, copied the metadata into dicts twice, ran the propagator over it with no
+    trace header in it, parsed the peer's address (which `PrivacySampler` then dropped) and
+    wrapped the servicer context in a Python object whose every method the call then went
+    through, sampled or not: 12% of the server's samples in a domain-free ``Recommend``
+    (``tools/profile_serve.py --kind api``). Here a call without trace headers starts its
+    span from the current context, the attributes are built once per method, and only a
+    recorded span reads the call's status afterwards, from the context itself (which sees
+    ``abort``, ``abort_with_status`` and ``set_code`` alike). No peer or user agent is ever
+    read. Streaming responses are traced over the whole stream.
+    """
+
+    def __init__(self, filter_: Callable[[Any], bool] | None = None) -> None:
+        self._filter = filter_
+        self._provider: trace.TracerProvider | None = None
+        self._tracer: trace.Tracer | None = None
+        self._textmap: Any = None
+        self._fields: frozenset[str] = frozenset()
+
+    def _current(self) -> trace.Tracer:
+        # The provider is looked up per call (tests and `configure` may install it after the
+        # server is built), the tracer made once per provider.
+        provider = trace.get_tracer_provider()
+        if provider is not self._provider or self._tracer is None:
+            self._tracer = provider.get_tracer(__name__)
+            self._provider = provider
+        return self._tracer
+
+    def intercept_service(
+        self, continuation: Callable[[grpc.HandlerCallDetails], Any], details: Any
+    ) -> Any:
+        handler = continuation(details)
+        if handler is None or (self._filter is not None and not self._filter(details)):
+            return handler
+        method: str = details.method
+        service, _, name = method.lstrip("/").partition("/")
+        attributes = {
+            RPC_SYSTEM: "grpc",
+            RPC_SERVICE: service,
+            RPC_METHOD: name,
+            RPC_GRPC_STATUS_CODE: grpc.StatusCode.OK.value[0],
+        }
+        for kind in ("unary_unary", "stream_unary"):
+            behavior = getattr(handler, kind)
+            if behavior is not None:
+                return handler._replace(**{kind: self._unary(behavior, method, attributes)})
+        for kind in ("unary_stream", "stream_stream"):
+            behavior = getattr(handler, kind)
+            if behavior is not None:
+                return handler._replace(**{kind: self._stream(behavior, method, attributes)})
+        return handler
+
+    def _unary(
+        self, behavior: Callable[[Any, Any], Any], method: str, attributes: Attributes
+    ) -> Callable[[Any, Any], Any]:
+        def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
+            # The span made and made current by hand: the API's start_as_current_span is two
+            # generator context managers deep, a cost on every call for nothing it adds here.
+            span = self._start(method, context, attributes)
+            token = otel_context.attach(trace.set_span_in_context(span))
+            try:
+                if not span.is_recording():
+                    return behavior(request, context)
+                try:
+                    return behavior(request, context)
+                except Exception as error:
+                    _record_failure(span, error)
+                    raise
+                finally:
+                    _record_status(span, context)
+            finally:
+                otel_context.detach(token)
+                span.end()
+
+        return wrapped
+
+    def _stream(
+        self, behavior: Callable[[Any, Any], Any], method: str, attributes: Attributes
+    ) -> Callable[[Any, Any], Any]:
+        def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
+            span = self._start(method, context, attributes)
+            with trace.use_span(span, end_on_exit=True):
+                try:
+                    yield from behavior(request, context)
+                except Exception as error:
+                    if span.is_recording():
+                        _record_failure(span, error)
+                    raise
+                finally:
+                    if span.is_recording():
+                        _record_status(span, context)
+
+        return wrapped
+
+    def _start(
+        self, method: str, context: grpc.ServicerContext, attributes: Attributes
+    ) -> trace.Span:
+        return self._current().start_span(
+            method,
+            context=self._caller(context),
+            kind=SpanKind.SERVER,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+
+    def _caller(self, context: grpc.ServicerContext) -> Any:
+        """The caller's trace context when the call's metadata carries the propagator's
+        headers; None (the current context) when it does not, without running the
+        propagator."""
+        metadata = context.invocation_metadata()
+        if not metadata:
+            return None
+        textmap = propagate.get_global_textmap()
+        if textmap is not self._textmap:  # its fields are computed on every read
+            self._textmap, self._fields = textmap, frozenset(textmap.fields)
+        for key, _ in metadata:
+            if key in self._fields:
+                return propagate.extract({key: value for key, value in metadata})
+        return None
+
+
+def _record_failure(span: trace.Span, error: Exception) -> None:
+    # A bare Exception is gRPC's abort, whose status `_record_status` reads; anything else is
+    # an uncaught error of the handler's, which gRPC answers UNKNOWN.
+    if type(error) is not Exception:
+        span.record_exception(error)
+        span.set_attribute(RPC_GRPC_STATUS_CODE, grpc.StatusCode.UNKNOWN.value[0])
+        span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+
+
+def _record_status(span: trace.Span, context: grpc.ServicerContext) -> None:
+    code = context.code()
+    if code is None or code is grpc.StatusCode.OK:
+        return
+    span.set_attribute(RPC_GRPC_STATUS_CODE, code.value[0])
+    if code in _SERVER_ERRORS:
+        details = context.details()
+        text = details.decode(errors="replace") if isinstance(details, bytes) else details
+        span.set_status(Status(StatusCode.ERROR, f"{code}:{text}"))
+
+
 def server_interceptors() -> list[grpc.ServerInterceptor]:
     """The tracing and metrics interceptors every Kosmos server installs."""
-    # No peer addresses or user agents on server spans (`kosmos.common.privacy`). A call that
-    # is gone before its handler runs (a refused or expired deadline) has no peer; the
-    # instrumentation warns once per such call, which under a flood floods the log.
-    logging.getLogger("opentelemetry.instrumentation.grpc._server").setLevel(logging.ERROR)
-    return [
-        server_interceptor(tracer_provider=PrivateTracerProvider(), filter_=_traced()),
-        MetricsInterceptor(),
-    ]
+    return [TracingInterceptor(filter_=_traced()), MetricsInterceptor()]
 
 
 def instrument_channel(channel: grpc.Channel) -> grpc.Channel:

@@ -284,7 +284,7 @@ def domain_threads_cost(
 
 
 @contextmanager
-def _api_floor(
+def api_floor(
     args: argparse.Namespace, env: dict[str, str], processes: int, cpus: set[int]
 ) -> Iterator[tuple[str, int] | None]:
     """With ``--api-floor`` and one process: `tools/api_floor_server.py` on the loaded shop,
@@ -371,7 +371,7 @@ def run_setup(
             ) as pool:
                 # Warm-up: enough connections that every process fits its models.
                 measure(pool, address, "recommend", 16, 800, customers, key, clients)
-                with _api_floor(args, env, processes, server_cpus) as api:
+                with api_floor(args, env, processes, server_cpus) as api:
                     if api is not None:
                         measure(pool, api[0], "api", 16, 400, customers, key, clients)
                     for c in args.concurrency:

@@ -22,7 +22,7 @@ import time
 from rich.console import Console
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench import _api_floor, measure, warm_domain  # noqa: E402
+from bench import api_floor, measure, warm_domain  # noqa: E402
 
 from kosmos.client import KosmosClient  # noqa: E402
 from kosmos.datasets import generate  # noqa: E402
@@ -82,7 +82,7 @@ def main() -> int:
             floor_args = argparse.Namespace(api_floor=args.kind == "api")
             with (
                 mp.get_context("spawn").Pool(4) as pool,
-                _api_floor(floor_args, env, 1, set()) as api,
+                api_floor(floor_args, env, 1, set()) as api,
             ):
                 target, pid = api if api is not None else (address, server.pid)
                 measure(pool, target, args.kind, 16, 800, customers, key)  # warm-up

@@ -25,7 +25,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import grpc
@@ -386,13 +387,8 @@ class TracingInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             try:
                 if not span.is_recording():
                     return behavior(request, context)
-                try:
+                with _outcome(span, context):
                     return behavior(request, context)
-                except Exception as error:
-                    _record_failure(span, error)
-                    raise
-                finally:
-                    _record_status(span, context)
             finally:
                 otel_context.detach(token)
                 span.end()
@@ -405,15 +401,11 @@ class TracingInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
             span = self._start(method, context, attributes)
             with trace.use_span(span, end_on_exit=True):
-                try:
+                if not span.is_recording():
                     yield from behavior(request, context)
-                except Exception as error:
-                    if span.is_recording():
-                        _record_failure(span, error)
-                    raise
-                finally:
-                    if span.is_recording():
-                        _record_status(span, context)
+                    return
+                with _outcome(span, context):
+                    yield from behavior(request, context)
 
         return wrapped
 
@@ -443,6 +435,18 @@ class TracingInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             if key in self._fields:
                 return propagate.extract({key: value for key, value in metadata})
         return None
+
+
+@contextmanager
+def _outcome(span: trace.Span, context: grpc.ServicerContext) -> Iterator[None]:
+    """Around a recorded span's handler: how the call ended, on the span."""
+    try:
+        yield
+    except Exception as error:
+        _record_failure(span, error)
+        raise
+    finally:
+        _record_status(span, context)
 
 
 def _record_failure(span: trace.Span, error: Exception) -> None:

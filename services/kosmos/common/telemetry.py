@@ -366,14 +366,16 @@ class TracingInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             RPC_METHOD: name,
             RPC_GRPC_STATUS_CODE: grpc.StatusCode.OK.value[0],
         }
-        for kind in ("unary_unary", "stream_unary"):
+        shapes = (
+            ("unary_unary", self._unary),
+            ("stream_unary", self._unary),
+            ("unary_stream", self._stream),
+            ("stream_stream", self._stream),
+        )
+        for kind, wrap in shapes:
             behavior = getattr(handler, kind)
             if behavior is not None:
-                return handler._replace(**{kind: self._unary(behavior, method, attributes)})
-        for kind in ("unary_stream", "stream_stream"):
-            behavior = getattr(handler, kind)
-            if behavior is not None:
-                return handler._replace(**{kind: self._stream(behavior, method, attributes)})
+                return handler._replace(**{kind: wrap(behavior, method, attributes)})
         return handler
 
     def _unary(
